@@ -1,0 +1,314 @@
+"""app.yaml: the deployment's configuration, as a typed model whose errors name the field's path.
+
+Secrets never live here; they come from the environment (see `kpi.secrets`). Relative paths
+(the files source's folder, a SQLite database file) are relative to app.yaml's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+
+from kpi.models import Channel
+
+CONFIG_ENV = "PARTNER_KPI_CONFIG"
+DEFAULT_CONFIG_NAME = "app.yaml"
+DEFAULT_DATABASE_FILE = "partner_kpi.db"
+
+#: Lead-source values common in Salesforce (LeadSource picklist) and HubSpot
+#: (hs_analytics_source), mapped to a marketing channel. app.yaml's channel_map is laid over this.
+DEFAULT_CHANNEL_MAP: dict[str, Channel] = {
+    # Salesforce's default LeadSource picklist and common additions
+    "advertisement": Channel.PAID,
+    "purchased list": Channel.PAID,
+    "paid search": Channel.PAID,
+    "paid social": Channel.PAID,
+    "trade show": Channel.PAID,
+    "partner": Channel.EARNED,
+    "partner referral": Channel.EARNED,
+    "employee referral": Channel.EARNED,
+    "external referral": Channel.EARNED,
+    "word of mouth": Channel.EARNED,
+    "organic search": Channel.EARNED,
+    "web": Channel.OWNED,
+    "webinar": Channel.OWNED,
+    "seminar - internal": Channel.OWNED,
+    "seminar - partner": Channel.EARNED,
+    "phone inquiry": Channel.OWNED,
+    "email": Channel.OWNED,
+    # HubSpot's hs_analytics_source values
+    "paid_search": Channel.PAID,
+    "paid_social": Channel.PAID,
+    "organic_search": Channel.EARNED,
+    "social_media": Channel.EARNED,
+    "referrals": Channel.EARNED,
+    "email_marketing": Channel.OWNED,
+    "direct_traffic": Channel.OWNED,
+    "offline": Channel.OWNED,
+    "other_campaigns": Channel.OTHER,
+}
+
+#: kpi-spec.md section 4: the quality score's components and their default weights.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "won_revenue": 0.30,
+    "close_rate": 0.20,
+    "avg_deal_size": 0.15,
+    "sales_velocity": 0.15,
+    "partner_nps": 0.10,
+    "courses_completed": 0.10,
+}
+
+
+class ConfigError(Exception):
+    """A configuration a person can fix; the message is one sentence per problem."""
+
+
+class Section(BaseModel):
+    """A block of app.yaml. Unknown keys are errors, so a typo never passes silently.
+
+    `unknown_key_noun` names what the keys of this section are, for the error message.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    unknown_key_noun: ClassVar[str] = "field"
+
+
+class FilesSourceConfig(Section):
+    path: Path = Path("demo-data")
+
+
+class SalesforceConfig(Section):
+    instance_url: str | None = None
+    domain: str = "login"
+    api_version: str = "62.0"
+
+
+class HubSpotConfig(Section):
+    base_url: str = "https://api.hubapi.com"
+
+
+class KpiWeights(Section):
+    unknown_key_noun: ClassVar[str] = "KPI"
+
+    won_revenue: float = Field(0.0, ge=0)
+    close_rate: float = Field(0.0, ge=0)
+    avg_deal_size: float = Field(0.0, ge=0)
+    sales_velocity: float = Field(0.0, ge=0)
+    partner_nps: float = Field(0.0, ge=0)
+    courses_completed: float = Field(0.0, ge=0)
+
+
+class KpiConfig(Section):
+    # Given weights replace the defaults as a whole: a KPI left out weighs 0.
+    weights: KpiWeights = Field(default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS))
+
+
+class AppConfig(Section):
+    source: Literal["files", "salesforce", "hubspot"] = "files"
+    files: FilesSourceConfig = Field(default_factory=FilesSourceConfig)
+    salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
+    hubspot: HubSpotConfig = Field(default_factory=HubSpotConfig)
+    database_url: str = f"sqlite:///{DEFAULT_DATABASE_FILE}"
+    timezone: str = "UTC"
+    currency: str = "USD"
+    currency_rates: dict[str, float] = Field(default_factory=dict)
+    channel_map: dict[str, Channel] = Field(default_factory=dict)
+    stages: list[str] | None = None
+    kpi: KpiConfig = Field(default_factory=KpiConfig)
+    # Sections of the Slack app, digests, surveys and access control; each is validated
+    # in full by the part of the bot that reads it.
+    slack: dict[str, Any] = Field(default_factory=dict)
+    digests: list[dict[str, Any]] = Field(default_factory=list)
+    surveys: list[dict[str, Any]] = Field(default_factory=list)
+    access: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        return _currency_code(value)
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        rates = {}
+        for code, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"the rate of {code} must be greater than 0")
+            rates[_currency_code(code)] = rate
+        return rates
+
+    @field_validator("channel_map")
+    @classmethod
+    def _normalized_lead_sources(cls, value: dict[str, Channel]) -> dict[str, Channel]:
+        return {normalize_lead_source(key): channel for key, channel in value.items()}
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except Exception:
+            raise ValueError(
+                "not a database URL; use sqlite:///file.db or postgresql+psycopg://..."
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def lead_source_channels(self) -> dict[str, Channel]:
+        """The default lead-source map with app.yaml's entries laid over it."""
+        return {**DEFAULT_CHANNEL_MAP, **self.channel_map}
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.kpi.weights.model_dump()
+
+
+class LoadedConfig(typing.NamedTuple):
+    """A validated app.yaml with its relative paths resolved."""
+
+    app: AppConfig
+    path: Path | None  # None when no file exists and the defaults are in force
+    files_path: Path
+    database_url: str
+
+
+def normalize_lead_source(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _currency_code(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise ValueError(f"{value!r} is not a three-letter currency code such as USD")
+    return code
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """Where the configuration is: --config, else $PARTNER_KPI_CONFIG, else ./app.yaml.
+
+    Returns the path and whether it was asked for (an asked-for file must exist).
+    """
+    if explicit:
+        return Path(explicit), True
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), True
+    return Path(DEFAULT_CONFIG_NAME), False
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    path, asked_for = config_path(explicit)
+    if not path.exists():
+        if asked_for:
+            raise ConfigError(f"{path}: no such file; pass --config with the path of your app.yaml.")
+        return resolve(AppConfig(), None, Path.cwd())
+    return parse_config(path.read_text(encoding="utf-8"), path)
+
+
+def parse_config(text: str, path: Path) -> LoadedConfig:
+    name = path.name
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{name}{where}: {problem}.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a mapping of settings at the top level.")
+    try:
+        app = AppConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(f"{name}: {line}" for line in describe_errors(error))) from None
+    return resolve(app, path, path.resolve().parent)
+
+
+def resolve(app: AppConfig, path: Path | None, base_dir: Path) -> LoadedConfig:
+    files_path = app.files.path if app.files.path.is_absolute() else base_dir / app.files.path
+    url = make_url(app.database_url)
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not Path(database).is_absolute():
+            url = url.set(database=str(base_dir / database))
+    return LoadedConfig(app, path, files_path, url.render_as_string(hide_password=False))
+
+
+# --- error messages -----------------------------------------------------------------------
+
+
+def describe_errors(error: ValidationError) -> Iterator[str]:
+    """One line per problem: `kpi.weights.close_rat: unknown KPI; expected one of ...`."""
+    for problem in error.errors():
+        loc = problem["loc"]
+        where = format_loc(loc)
+        if problem["type"] == "extra_forbidden":
+            section = _model_at(AppConfig, loc[:-1])
+            if section is not None:
+                noun = getattr(section, "unknown_key_noun", "field")
+                expected = ", ".join(section.model_fields)
+                yield f"{where}: unknown {noun}; expected one of {expected}"
+                continue
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "literal_error":
+            message = f"{message}, not {problem['input']!r}"
+        yield f"{where}: {message}"
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The section model found by following `loc` from `model`, if it is one."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            current = _unwrap(current, container=True)
+        if isinstance(part, str):
+            if not (isinstance(current, type) and issubclass(current, BaseModel)):
+                return None
+            field = current.model_fields.get(part)
+            if field is None:
+                return None
+            current = _unwrap(field.annotation, container=False)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any, container: bool) -> Any:
+    """Strip Optional, and with `container` a list or dict, down to the inner type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in args if arg is not type(None)]
+        return _unwrap(inner[0], container) if len(inner) == 1 else annotation
+    if container and origin in (list, tuple) and args:
+        return args[0]
+    if container and origin in (dict, Mapping) and len(args) == 2:
+        return args[1]
+    return annotation

@@ -1,0 +1,104 @@
+"""The normalized, CRM-independent records of kpi-spec.md section 1.
+
+Connectors turn CRM rows into these; the store keeps them; KPI code reads nothing else.
+Amounts on a `Deal` are already converted into the deployment's currency; `original_amount`
+and `currency` keep what the CRM said, so a deal whose currency has no rate is visible
+(`original_amount` set, `amount` null).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class DealStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class DealType(StrEnum):
+    NEW = "new"
+    UPSELL = "upsell"
+    RENEWAL = "renewal"
+
+
+class Channel(StrEnum):
+    PAID = "paid"
+    EARNED = "earned"
+    OWNED = "owned"
+    OTHER = "other"
+
+
+class Record(BaseModel):
+    """Base of every normalized record: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class Partner(Record):
+    id: NonEmpty
+    name: NonEmpty
+    tier: str | None = None
+    joined_on: date
+    left_on: date | None = None
+    owner_email: str | None = None
+    contact_emails: tuple[str, ...] = ()
+
+
+class Deal(Record):
+    id: NonEmpty
+    partner_id: str | None = None
+    name: str = ""
+    amount: Decimal | None = None
+    original_amount: Decimal | None = None
+    currency: str | None = None
+    stage: str | None = None
+    status: DealStatus
+    created_on: date
+    closed_on: date | None = None
+    expected_close_on: date | None = None
+    type: DealType | None = None
+    lead_source: str | None = None
+    channel: Channel = Channel.OTHER
+    registered: bool = False
+    registered_on: date | None = None
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+
+    @field_validator("closed_on")
+    @classmethod
+    def _closed_deals_have_a_close_date(cls, value: date | None, info: object) -> date | None:
+        data = getattr(info, "data", {})
+        if value is None and data.get("status") in (DealStatus.WON, DealStatus.LOST):
+            raise ValueError("a won or lost deal needs a close date")
+        return value
+
+
+class StageChange(Record):
+    deal_id: NonEmpty
+    stage: NonEmpty
+    entered_at: datetime  # timezone-aware; the store keeps it as naive UTC
+
+
+class TrainingCompletion(Record):
+    partner_id: NonEmpty
+    course: NonEmpty
+    completed_on: date
+
+
+class SurveyResponse(Record):
+    id: NonEmpty
+    partner_id: NonEmpty
+    respondent: str | None = None
+    campaign_id: str | None = None
+    score: Annotated[int, Field(ge=0, le=10)]
+    comment: str | None = None
+    submitted_at: datetime  # timezone-aware
