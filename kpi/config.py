@@ -137,7 +137,9 @@ class AppConfig(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin")
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin"
+            ) from None
         return value
 
     @field_validator("currency")
@@ -221,7 +223,9 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
     path, asked_for = config_path(explicit)
     if not path.exists():
         if asked_for:
-            raise ConfigError(f"{path}: no such file; pass --config with the path of your app.yaml.")
+            raise ConfigError(
+                f"{path}: no such file; pass --config with the path of your app.yaml."
+            )
         return resolve(AppConfig(), None, Path.cwd())
     return parse_config(path.read_text(encoding="utf-8"), path)
 
@@ -250,9 +254,9 @@ def resolve(app: AppConfig, path: Path | None, base_dir: Path) -> LoadedConfig:
     files_path = app.files.path if app.files.path.is_absolute() else base_dir / app.files.path
     url = make_url(app.database_url)
     database = url.database
-    if url.get_backend_name() == "sqlite" and database and database != ":memory:":
-        if not Path(database).is_absolute():
-            url = url.set(database=str(base_dir / database))
+    on_disk = url.get_backend_name() == "sqlite" and database and database != ":memory:"
+    if on_disk and not Path(str(database)).is_absolute():
+        url = url.set(database=str(base_dir / str(database)))
     return LoadedConfig(app, path, files_path, url.render_as_string(hide_password=False))
 
 
@@ -288,16 +292,20 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
     """The section model found by following `loc` from `model`, if it is one."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int) or not _is_model(current):
             current = _unwrap(current, container=True)
         if isinstance(part, str):
-            if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            if not _is_model(current):
                 return None
             field = current.model_fields.get(part)
             if field is None:
                 return None
             current = _unwrap(field.annotation, container=False)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    return current if _is_model(current) else None
+
+
+def _is_model(thing: Any) -> bool:
+    return isinstance(thing, type) and issubclass(thing, BaseModel)
 
 
 def _unwrap(annotation: Any, container: bool) -> Any:

@@ -1,0 +1,352 @@
+"""The files source: a folder of CSV files in the format of kpi-spec.md section 1.
+
+Files are read row by row (never whole), each bad row is reported as `deals.csv:14: ...` and
+skipped, and the rest loads. A sync of this source is a snapshot: rows that disappeared from
+the files are deleted from the store, except survey answers, which the store never drops. A
+file that cannot be read at all (missing, or missing a required column) stops the sync before
+anything changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from connectors.normalize import Normalizer
+from connectors.report import SyncReport
+from kpi.models import (
+    Channel,
+    Deal,
+    DealStatus,
+    DealType,
+    Partner,
+    Record,
+    StageChange,
+    SurveyResponse,
+    TrainingCompletion,
+)
+from kpi.store import KINDS, Store
+
+SOURCE = "files"
+PROGRESS_EVERY = 5000  # rows between progress reports
+E = TypeVar("E", bound=StrEnum)
+
+
+class SourceError(Exception):
+    """The source as a whole cannot be read; nothing was changed."""
+
+
+class BadCell(ValueError):
+    """One cell that cannot be read; its message names the field and says what is wrong."""
+
+
+class Row:
+    """One CSV record as a mapping of header name to cell, with typed accessors."""
+
+    def __init__(self, cells: dict[str, str]) -> None:
+        self.cells = cells
+
+    def text(self, name: str) -> str | None:
+        value = self.cells.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise BadCell(f"{name} is empty")
+        return value
+
+    def date(self, name: str) -> dt.date | None:
+        value = self.text(name)
+        return None if value is None else self._date(name, value)
+
+    def required_date(self, name: str) -> dt.date:
+        return self._date(name, self.required(name))
+
+    @staticmethod
+    def _date(name: str, value: str) -> dt.date:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise BadCell(f"{name} {value!r} is not a date (YYYY-MM-DD)") from None
+
+    def timestamp(self, name: str) -> datetime:
+        value = self.required(name)
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise BadCell(f"{name} {value!r} is not an ISO 8601 timestamp") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def decimal(self, name: str) -> Decimal | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise BadCell(f"{name} {value!r} is not a number") from None
+        if not number.is_finite():
+            raise BadCell(f"{name} {value!r} is not a number")
+        return number
+
+    def integer(self, name: str, low: int, high: int, required: bool = False) -> int | None:
+        value = self.required(name) if required else self.text(name)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise BadCell(f"{name} {value!r} is not a whole number from {low} to {high}")
+        return number
+
+    def boolean(self, name: str) -> bool:
+        value = (self.text(name) or "false").lower()
+        if value not in ("true", "false"):
+            raise BadCell(f"{name} {value!r} is not true or false")
+        return value == "true"
+
+    def choice(self, name: str, enum: type[E]) -> E | None:
+        value = self.text(name)
+        return None if value is None else self._choice(name, value, enum)
+
+    def required_choice(self, name: str, enum: type[E]) -> E:
+        return self._choice(name, self.required(name), enum)
+
+    @staticmethod
+    def _choice(name: str, value: str, enum: type[E]) -> E:
+        try:
+            return enum(value.lower())
+        except ValueError:
+            allowed = ", ".join(member.value for member in enum)
+            raise BadCell(f"{name} {value!r} is not one of {allowed}") from None
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    """One file of the format: its name, its required columns, and how a row becomes a record."""
+
+    name: str
+    model: type[Record]
+    required_columns: tuple[str, ...]
+    build: Callable[[Row, Normalizer], Record]
+    optional: bool = False  # an absent optional file leaves the store's rows of that kind alone
+
+
+def _partner(row: Row, _: Normalizer) -> Partner:
+    emails = tuple(e.strip() for e in (row.text("contact_emails") or "").split(";") if e.strip())
+    return Partner(
+        id=row.required("id"),
+        name=row.required("name"),
+        tier=row.text("tier"),
+        joined_on=row.required_date("joined_on"),
+        left_on=row.date("left_on"),
+        owner_email=row.text("owner_email"),
+        contact_emails=emails,
+    )
+
+
+def _deal(row: Row, normalize: Normalizer) -> Deal:
+    status = row.required_choice("status", DealStatus)
+    open_deal = status is DealStatus.OPEN
+    closed_on = row.date("closed_on") if open_deal else row.required_date("closed_on")
+    original_amount = row.decimal("amount")
+    currency = row.text("currency")
+    lead_source = row.text("lead_source")
+    csat = row.integer("csat", 1, 5)
+    deal = Deal(
+        id=row.required("id"),
+        partner_id=row.text("partner_id"),
+        name=row.text("name") or "",
+        original_amount=original_amount,
+        currency=currency.upper() if currency else None,
+        stage=row.text("stage"),
+        status=status,
+        created_on=row.required_date("created_on"),
+        closed_on=closed_on,
+        expected_close_on=row.date("expected_close_on"),
+        type=row.choice("type", DealType),
+        lead_source=lead_source,
+        channel=normalize.channel(lead_source, row.choice("channel", Channel)),
+        registered=row.boolean("registered"),
+        registered_on=row.date("registered_on"),
+        csat=csat,
+    )
+    # Converted last, so a row that cannot be read never counts as an unconverted amount.
+    return deal.model_copy(update={"amount": normalize.amount(original_amount, currency)})
+
+
+def _stage_change(row: Row, _: Normalizer) -> StageChange:
+    return StageChange(
+        deal_id=row.required("deal_id"),
+        stage=row.required("stage"),
+        entered_at=row.timestamp("entered_at"),
+    )
+
+
+def _training(row: Row, _: Normalizer) -> TrainingCompletion:
+    return TrainingCompletion(
+        partner_id=row.required("partner_id"),
+        course=row.required("course"),
+        completed_on=row.required_date("completed_on"),
+    )
+
+
+def _survey_response(row: Row, _: Normalizer) -> SurveyResponse:
+    partner_id = row.required("partner_id")
+    score = row.integer("score", 0, 10, required=True)
+    submitted_at = row.timestamp("submitted_at")
+    respondent = row.text("respondent")
+    campaign_id = row.text("campaign_id")
+    # The format has no id column; an optional one is honoured, else the answer's own
+    # content is its identity, so loading the same file twice adds nothing.
+    key = "|".join([partner_id, respondent or "", campaign_id or "", submitted_at.isoformat()])
+    default_id = "csv-" + hashlib.blake2b(key.encode(), digest_size=10).hexdigest()
+    return SurveyResponse(
+        id=row.text("id") or default_id,
+        partner_id=partner_id,
+        respondent=respondent,
+        campaign_id=campaign_id,
+        score=score if score is not None else 0,
+        comment=row.text("comment"),
+        submitted_at=submitted_at,
+    )
+
+
+FILES = (
+    CsvFile("partners.csv", Partner, ("id", "name", "joined_on"), _partner),
+    CsvFile("deals.csv", Deal, ("id", "status", "created_on"), _deal),
+    CsvFile("stage_changes.csv", StageChange, ("deal_id", "stage", "entered_at"), _stage_change),
+    CsvFile(
+        "trainings.csv",
+        TrainingCompletion,
+        ("partner_id", "course", "completed_on"),
+        _training,
+        optional=True,
+    ),
+    CsvFile(
+        "survey_responses.csv",
+        SurveyResponse,
+        ("partner_id", "score", "submitted_at"),
+        _survey_response,
+        optional=True,
+    ),
+)
+
+
+class FilesSource:
+    """Reads a folder of CSV files into the store as one snapshot, in one transaction."""
+
+    name = SOURCE
+
+    def __init__(self, folder: Path, normalizer: Normalizer) -> None:
+        self.folder = folder
+        self.normalizer = normalizer
+
+    def check(self) -> list[CsvFile]:
+        """The files to read; raises SourceError when the folder or a file is unusable."""
+        if not self.folder.is_dir():
+            raise SourceError(
+                f"{self.folder}: no such folder; set files.path in app.yaml "
+                "or run `partner-kpi demo` to create the demo data."
+            )
+        present = []
+        for spec in FILES:
+            path = self.folder / spec.name
+            if not path.exists():
+                if spec.optional:
+                    continue
+                raise SourceError(f"{path}: missing; the files source needs {spec.name}.")
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            missing = [c for c in spec.required_columns if c not in {h.strip() for h in header}]
+            if missing:
+                raise SourceError(f"{path}: the header lacks the column(s) {', '.join(missing)}.")
+            present.append(spec)
+        return present
+
+    def sync(
+        self,
+        store: Store,
+        report: SyncReport,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        files = self.check()
+        with store.transaction() as connection:
+            for spec in files:
+                kind_report = report.object(spec.name.removesuffix(".csv"))
+                seen: set[str] = set()
+                records = self._records(spec, report, seen, KINDS[spec.model].key, progress)
+                kind_report.count(store.upsert(connection, records, SOURCE))
+                kind_report.deleted = store.delete_missing(connection, spec.model, SOURCE, seen)
+            report.warnings.extend(store.unknown_reference_warnings(connection))
+        report.warnings.extend(self.normalizer.warnings())
+
+    def _records(
+        self,
+        spec: CsvFile,
+        report: SyncReport,
+        seen: set[str],
+        key_of: Callable[[Record], str],
+        progress: Callable[[str, int], None] | None,
+    ) -> Iterator[Record]:
+        kind_report = report.object(spec.name.removesuffix(".csv"))
+        path = self.folder / spec.name
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            for count, cells in enumerate(reader, 1):
+                if progress is not None and count % PROGRESS_EVERY == 0:
+                    progress(spec.name, count)
+                where = f"{spec.name}:{reader.line_num}"
+                if not any(cell.strip() for cell in cells):
+                    continue  # a blank line is not a record
+                if len(cells) != len(header):
+                    problem = f"has {len(cells)} cells, the header has {len(header)}"
+                    reason = "wrong number of cells"
+                else:
+                    try:
+                        record = spec.build(
+                            Row(dict(zip(header, cells, strict=True))), self.normalizer
+                        )
+                    except BadCell as error:
+                        problem = reason = str(error)
+                    except ValidationError as error:
+                        problem = reason = _validation_message(error)
+                    else:
+                        key = key_of(record)
+                        if key not in seen:
+                            seen.add(key)
+                            yield record
+                            continue
+                        problem, reason = f"repeats the id {key!r} of an earlier row", "repeated id"
+                report.problems.append(f"{where}: {problem}")
+                kind_report.skip(_reason_category(reason))
+
+
+def _reason_category(reason: str) -> str:
+    """`amount 'x' is not a number` → `amount is not a number`, so reasons can be counted."""
+    words = reason.split(" ")
+    if len(words) > 2 and words[1].startswith("'"):
+        quoted_end = next((i for i, w in enumerate(words[1:], 1) if w.endswith("'")), 1)
+        return " ".join([words[0], *words[quoted_end + 1 :]])
+    return reason
+
+
+def _validation_message(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message

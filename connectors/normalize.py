@@ -1,0 +1,46 @@
+"""What every connector does the same way at the edge: channels from lead sources, and amounts
+converted into the deployment's currency (kpi-spec.md section 1)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+from kpi.config import AppConfig, normalize_lead_source
+from kpi.models import Channel
+
+
+class Normalizer:
+    def __init__(self, app: AppConfig) -> None:
+        self.currency = app.currency
+        self.rates = {code: Decimal(str(rate)) for code, rate in app.currency_rates.items()}
+        self.channels = app.lead_source_channels
+        #: amounts dropped because their currency has no rate, by currency code
+        self.unconvertible: Counter[str] = Counter()
+
+    def channel(self, lead_source: str | None, explicit: Channel | None = None) -> Channel:
+        """An explicit channel wins; else the lead source's mapping; else `other`."""
+        if explicit is not None:
+            return explicit
+        if not lead_source:
+            return Channel.OTHER
+        return self.channels.get(normalize_lead_source(lead_source), Channel.OTHER)
+
+    def amount(self, amount: Decimal | None, currency: str | None) -> Decimal | None:
+        """`amount` in the deployment's currency, or None where its currency has no rate."""
+        if amount is None:
+            return None
+        code = (currency or "").strip().upper()
+        if not code or code == self.currency:
+            return amount
+        rate = self.rates.get(code)
+        if rate is None:
+            self.unconvertible[code] += 1
+            return None
+        return amount * rate
+
+    def warnings(self) -> list[str]:
+        return [
+            f"{count} amount(s) in {code} have no rate in currency_rates and count as empty"
+            for code, count in sorted(self.unconvertible.items())
+        ]

@@ -1,0 +1,52 @@
+"""Runs one sync of the configured source into the store and keeps its report there."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from connectors.files import FilesSource, SourceError
+from connectors.normalize import Normalizer
+from connectors.report import SyncReport
+from kpi.config import LoadedConfig
+from kpi.store import Store
+
+#: Called as rows stream in: (object name, rows read so far for it).
+Progress = Callable[[str, int], None]
+
+
+class Source(Protocol):
+    name: str
+
+    def sync(self, store: Store, report: SyncReport, progress: Progress | None) -> None:
+        """Brings the source's records into the store, filling in `report` as it goes."""
+
+
+def source_for(config: LoadedConfig) -> Source:
+    """The source app.yaml names, built with its settings."""
+    app = config.app
+    if app.source == "files":
+        return FilesSource(config.files_path, Normalizer(app))
+    raise SourceError(
+        f"source: {app.source} is not available in this version of partner-kpi; "
+        "use source: files with CSV exports for now."
+    )
+
+
+def run_sync(
+    store: Store, source: Source, full: bool = False, progress: Progress | None = None
+) -> SyncReport:
+    """Syncs and records the run (ok, stopped or failed) with its report in the store."""
+    report = SyncReport(source=source.name, full=full)
+    run_id = store.start_sync(source.name, full)
+    started = time.monotonic()
+    try:
+        source.sync(store, report, progress)
+    except BaseException as error:
+        report.seconds = time.monotonic() - started
+        store.finish_sync(run_id, "failed", report.to_json(), error=str(error) or repr(error))
+        raise
+    report.seconds = time.monotonic() - started
+    store.finish_sync(run_id, "stopped" if report.stopped_early else "ok", report.to_json())
+    return report

@@ -1,0 +1,162 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in kpi/migrations create them.
+
+Every record table is keyed by a string `id`: the CRM id where the record has one, else a
+natural key built by `kpi.store.natural_key` (stage changes, training completions). `source`
+says which connector wrote a row and `row_hash` lets a sync tell new, changed and unchanged rows
+apart without comparing every column. Dates are calendar dates in the deployment's timezone;
+timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ID = 255  # Salesforce ids are 18 characters, HubSpot's up to 20; natural keys are longer.
+
+
+def _record_columns() -> list[Column[object]]:
+    return [
+        Column("source", String(32), nullable=False),
+        Column("row_hash", String(32), nullable=False),
+    ]
+
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("tier", String(100)),
+    Column("joined_on", Date, nullable=False),
+    Column("left_on", Date),
+    Column("owner_email", String(320)),
+    Column("contact_emails", JSON, nullable=False),
+    *_record_columns(),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("partner_id", String(ID)),
+    Column("name", Text, nullable=False),
+    Column("amount", Double),  # in the deployment's currency
+    Column("original_amount", Double),  # as the CRM has it, in `currency`
+    Column("currency", String(3)),
+    Column("stage", String(255)),
+    Column("status", String(8), nullable=False),
+    Column("created_on", Date, nullable=False),
+    Column("closed_on", Date),
+    Column("expected_close_on", Date),
+    Column("type", String(8)),
+    Column("lead_source", String(255)),
+    Column("channel", String(8), nullable=False),
+    Column("registered", Boolean, nullable=False),
+    Column("registered_on", Date),
+    Column("csat", SmallInteger),
+    *_record_columns(),
+    Index("ix_deals_partner_closed", "partner_id", "closed_on"),
+    Index("ix_deals_closed", "closed_on"),
+    Index("ix_deals_partner_created", "partner_id", "created_on"),
+)
+
+stage_changes = Table(
+    "stage_changes",
+    metadata,
+    Column("id", String(ID * 2), primary_key=True),
+    Column("deal_id", String(ID), nullable=False),
+    Column("stage", String(255), nullable=False),
+    Column("entered_at", DateTime, nullable=False),
+    *_record_columns(),
+    Index("ix_stage_changes_deal", "deal_id", "entered_at"),
+    Index("ix_stage_changes_entered", "entered_at"),
+)
+
+trainings = Table(
+    "trainings",
+    metadata,
+    Column("id", String(ID * 2), primary_key=True),
+    Column("partner_id", String(ID), nullable=False),
+    Column("course", Text, nullable=False),
+    Column("completed_on", Date, nullable=False),
+    *_record_columns(),
+    Index("ix_trainings_partner_completed", "partner_id", "completed_on"),
+)
+
+# Survey answers exist only here: no sync, rebuild or deletion sweep ever removes them.
+survey_responses = Table(
+    "survey_responses",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("partner_id", String(ID), nullable=False),
+    Column("respondent", String(320)),
+    Column("campaign_id", String(255)),
+    Column("score", SmallInteger, nullable=False),
+    Column("comment", Text),
+    Column("submitted_at", DateTime, nullable=False),
+    *_record_columns(),
+    Index("ix_survey_responses_partner_submitted", "partner_id", "submitted_at"),
+)
+
+# A watermark per source and object; it only advances once the rows it covers are committed.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("object", String(64), primary_key=True),
+    Column("watermark", Text),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# One row per sync: its outcome and report, so the bot can say how fresh its data is.
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("full", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # running | ok | failed | stopped
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("report", JSON),
+    Column("error", Text),
+    Index("ix_sync_runs_status_finished", "status", "finished_at"),
+)
+
+# Exactly-once posts: a replica claims a key (digest/channel/period, survey/round/person)
+# before it posts, and records Slack's message ts once the post succeeded.
+send_log = Table(
+    "send_log",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("claimed_by", String(255), nullable=False),
+    Column("claimed_at", DateTime, nullable=False),
+    Column("posted_at", DateTime),
+    Column("slack_ts", String(64)),
+    Column("detail", JSON),
+)
+
+RECORD_TABLES = {
+    "partners": partners,
+    "deals": deals,
+    "stage_changes": stage_changes,
+    "trainings": trainings,
+    "survey_responses": survey_responses,
+}

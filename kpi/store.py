@@ -1,0 +1,372 @@
+"""The store: the local copy of the CRM's partner data, on SQLite or PostgreSQL.
+
+Connectors write normalized records through `upsert` (batched, keyed by CRM id, idempotent);
+everything else reads. The schema lives in `kpi.schema` and is created by migrations at open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.dml import Insert
+
+from kpi import schema
+from kpi.migrate import upgrade
+from kpi.models import Deal, Partner, Record, StageChange, SurveyResponse, TrainingCompletion
+
+BATCH_SIZE = 1000
+
+R = TypeVar("R", bound=Record)
+
+
+class StoreError(Exception):
+    """The database cannot be reached or used; the message says which and why."""
+
+
+@dataclass
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+@dataclass(frozen=True)
+class RecordKind(Generic[R]):
+    """How one kind of record maps onto its table."""
+
+    model: type[R]
+    table: Table
+
+    def key(self, record: R) -> str:
+        if isinstance(record, StageChange):
+            return natural_key(
+                record.deal_id, record.stage, _utc_naive(record.entered_at).isoformat()
+            )
+        if isinstance(record, TrainingCompletion):
+            return natural_key(record.partner_id, record.course, record.completed_on.isoformat())
+        return str(getattr(record, "id"))  # noqa: B009 - every other record has an id
+
+    def to_row(self, record: R, source: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.key(record)}
+        for name, value in record:
+            row[name] = _to_column(value)
+        row["row_hash"] = _row_hash(row)
+        row["source"] = source
+        return row
+
+    def from_row(self, row: Any) -> R:
+        values = {name: _from_column(getattr(row, name)) for name in self.model.model_fields}
+        return self.model.model_validate(values)
+
+
+KINDS: dict[type[Record], RecordKind[Any]] = {
+    Partner: RecordKind(Partner, schema.partners),
+    Deal: RecordKind(Deal, schema.deals),
+    StageChange: RecordKind(StageChange, schema.stage_changes),
+    TrainingCompletion: RecordKind(TrainingCompletion, schema.trainings),
+    SurveyResponse: RecordKind(SurveyResponse, schema.survey_responses),
+}
+
+
+def natural_key(*parts: str) -> str:
+    """The id of a record the CRM gives none (stage changes, training completions)."""
+    return "|".join(parts)
+
+
+@dataclass
+class SyncRun:
+    id: int
+    source: str
+    full: bool
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    report: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- writing -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def upsert(
+        self, connection: Connection, records: Iterable[Record], source: str
+    ) -> UpsertCounts:
+        """Inserts new records and updates changed ones, in batches; unchanged rows are not written.
+
+        Records may be of several kinds; each batch is split by kind.
+        """
+        counts = UpsertCounts()
+        for batch in _batches(records, BATCH_SIZE):
+            by_kind: dict[type[Record], list[Record]] = {}
+            for record in batch:
+                by_kind.setdefault(type(record), []).append(record)
+            for model, group in by_kind.items():
+                counts.add(self._upsert_batch(connection, KINDS[model], group, source))
+        return counts
+
+    def _upsert_batch(
+        self, connection: Connection, kind: RecordKind[Any], records: list[Record], source: str
+    ) -> UpsertCounts:
+        rows: dict[str, dict[str, Any]] = {}
+        for record in records:
+            row = kind.to_row(record, source)
+            rows[row["id"]] = row  # a later duplicate in the same batch wins
+        table = kind.table
+        found = connection.execute(
+            select(table.c.id, table.c.row_hash).where(table.c.id.in_(list(rows)))
+        )
+        stored = {key: row_hash for key, row_hash in found}
+        changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
+        if changed:
+            connection.execute(self._upsert_statement(table), changed)
+        updated = sum(1 for row in changed if row["id"] in stored)
+        return UpsertCounts(
+            new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
+        )
+
+    def _upsert_statement(self, table: Table) -> Insert:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            pg = postgresql.insert(table)
+            columns = {c.name: pg.excluded[c.name] for c in table.columns if c.name != "id"}
+            return pg.on_conflict_do_update(index_elements=["id"], set_=columns)
+        if dialect == "sqlite":
+            lite = sqlite.insert(table)
+            columns = {c.name: lite.excluded[c.name] for c in table.columns if c.name != "id"}
+            return lite.on_conflict_do_update(index_elements=["id"], set_=columns)
+        raise StoreError(f"the {dialect} database is not supported; use SQLite or PostgreSQL.")
+
+    def delete_missing(
+        self, connection: Connection, model: type[Record], source: str, keep: set[str]
+    ) -> int:
+        """Deletes `source`'s rows of this kind whose id is not in `keep` (a full snapshot).
+
+        Survey responses exist only in the store and are never deleted this way.
+        """
+        if model is SurveyResponse:
+            return 0
+        table = KINDS[model].table
+        stored = connection.execute(select(table.c.id).where(table.c.source == source)).scalars()
+        gone = [key for key in stored if key not in keep]
+        for batch in _batches(gone, BATCH_SIZE):
+            connection.execute(delete(table).where(table.c.id.in_(batch)))
+        return len(gone)
+
+    def unknown_reference_warnings(self, connection: Connection) -> list[str]:
+        """Records that name a partner or deal the store does not have: kept, but worth a word."""
+        checks = [
+            ("deal(s)", schema.deals.c.partner_id, schema.partners.c.id, "partner"),
+            ("stage change(s)", schema.stage_changes.c.deal_id, schema.deals.c.id, "deal"),
+            (
+                "training completion(s)",
+                schema.trainings.c.partner_id,
+                schema.partners.c.id,
+                "partner",
+            ),
+            (
+                "survey answer(s)",
+                schema.survey_responses.c.partner_id,
+                schema.partners.c.id,
+                "partner",
+            ),
+        ]
+        warnings = []
+        for what, reference, target, noun in checks:
+            orphans = connection.execute(
+                select(func.count())
+                .select_from(reference.table)
+                .where(reference.is_not(None), reference.not_in(select(target)))
+            ).scalar_one()
+            if orphans:
+                warnings.append(f"{orphans} {what} name an unknown {noun}; they are kept")
+        return warnings
+
+    # --- sync bookkeeping ----------------------------------------------------------------
+
+    def start_sync(self, source: str, full: bool) -> int:
+        with self.transaction() as connection:
+            result = connection.execute(
+                schema.sync_runs.insert().values(
+                    source=source, full=full, status="running", started_at=_now()
+                )
+            )
+            (run_id,) = result.inserted_primary_key or (0,)
+            return int(run_id)
+
+    def finish_sync(
+        self, run_id: int, status: str, report: dict[str, Any], error: str | None = None
+    ) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                update(schema.sync_runs)
+                .where(schema.sync_runs.c.id == run_id)
+                .values(status=status, finished_at=_now(), report=report, error=error)
+            )
+
+    def last_sync(self, status: str | None = "ok") -> SyncRun | None:
+        """The latest finished sync (of any outcome when `status` is None)."""
+        runs = schema.sync_runs
+        query = select(runs).where(runs.c.finished_at.is_not(None))
+        if status is not None:
+            query = query.where(runs.c.status == status)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.order_by(runs.c.finished_at.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return SyncRun(
+            id=row.id,
+            source=row.source,
+            full=row.full,
+            status=row.status,
+            started_at=row.started_at.replace(tzinfo=UTC),
+            finished_at=row.finished_at.replace(tzinfo=UTC),
+            report=row.report or {},
+            error=row.error,
+        )
+
+    def data_as_of(self) -> datetime | None:
+        """When the store last finished a sync successfully."""
+        run = self.last_sync()
+        return run.finished_at if run else None
+
+    def watermark(self, connection: Connection, source: str, obj: str) -> str | None:
+        state = schema.sync_state
+        return connection.execute(
+            select(state.c.watermark).where(state.c.source == source, state.c.object == obj)
+        ).scalar_one_or_none()
+
+    def set_watermark(
+        self, connection: Connection, source: str, obj: str, value: str | None
+    ) -> None:
+        """Sets the watermark inside the caller's transaction, with the rows it covers."""
+        state = schema.sync_state
+        connection.execute(delete(state).where(state.c.source == source, state.c.object == obj))
+        connection.execute(
+            state.insert().values(source=source, object=obj, watermark=value, updated_at=_now())
+        )
+
+    # --- reading -------------------------------------------------------------------------
+
+    def records(self, model: type[R], ids: Sequence[str] | None = None) -> list[R]:
+        kind: RecordKind[R] = KINDS[model]
+        query = select(kind.table)
+        if ids is not None:
+            query = query.where(kind.table.c.id.in_(list(ids)))
+        with self.engine.connect() as connection:
+            return [
+                kind.from_row(row) for row in connection.execute(query.order_by(kind.table.c.id))
+            ]
+
+    def partners(self) -> list[Partner]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(schema.partners).order_by(schema.partners.c.name))
+            return [KINDS[Partner].from_row(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            return {
+                name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+                for name, table in schema.RECORD_TABLES.items()
+            }
+
+    def deal_counts_by_partner(self) -> dict[str, int]:
+        deals = schema.deals
+        query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
+        with self.engine.connect() as connection:
+            return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+def open_store(url: str, migrate: bool = True) -> Store:
+    """Connects to the database at `url` and brings its schema up to date."""
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    store = Store(engine)
+    if migrate:
+        try:
+            upgrade(engine)
+        except OperationalError as error:
+            where = make_url(url).render_as_string(hide_password=True)
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            raise StoreError(f"cannot open the database {where}: {reason}.") from None
+    return store
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (the bot) never block the sync
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _to_column(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return _utc_naive(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if hasattr(value, "value") and not isinstance(value, date):  # an enum
+        return value.value
+    return value
+
+
+def _from_column(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

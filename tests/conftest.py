@@ -1,0 +1,47 @@
+"""Shared fixtures: a fresh store on SQLite, and on PostgreSQL when
+PARTNER_KPI_TEST_DATABASE_URL names one (each test gets its own schema there)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from kpi.store import Store, open_store
+
+TEST_DATABASE_ENV = "PARTNER_KPI_TEST_DATABASE_URL"
+
+DATABASES = ["sqlite"]
+if os.environ.get(TEST_DATABASE_ENV):
+    DATABASES.append("postgresql")
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    base = os.environ[TEST_DATABASE_ENV]
+    schema = f"pk_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    opened = open_store(database_url)
+    yield opened
+    opened.engine.dispose()

@@ -1,0 +1,165 @@
+"""The store: migrations from empty, idempotent batched upserts, deletions that never touch
+survey answers, sync bookkeeping. Runs on SQLite and, when configured, PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import inspect
+
+from connectors.files import FilesSource
+from connectors.normalize import Normalizer
+from connectors.sync import run_sync
+from kpi.config import AppConfig
+from kpi.migrate import current_revision, head_revision
+from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
+from kpi.store import BATCH_SIZE, Store, open_store
+from tests.csv_folder import DEAL_HEADER, minimal_folder, write_folder
+
+
+def load(store: Store, folder: Path):  # type: ignore[no-untyped-def]
+    return run_sync(store, FilesSource(folder, Normalizer(AppConfig())))
+
+
+def test_migrations_create_every_table_from_empty(database_url: str) -> None:
+    store = open_store(database_url)
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "partners",
+        "deals",
+        "stage_changes",
+        "trainings",
+        "survey_responses",
+        "sync_state",
+        "sync_runs",
+        "send_log",
+        "alembic_version",
+    } <= tables
+    assert current_revision(store.engine) == head_revision()
+    indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("deals")}
+    assert {"ix_deals_partner_closed", "ix_deals_closed"} <= indexes
+    store.engine.dispose()
+    # Opening again is a no-op upgrade.
+    again = open_store(database_url)
+    assert current_revision(again.engine) == head_revision()
+    again.engine.dispose()
+
+
+def test_loading_the_same_folder_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
+    folder = minimal_folder(tmp_path)
+    first = load(store, folder)
+    assert (first.objects["deals"].new, first.objects["partners"].new) == (3, 2)
+    before = (store.records(Partner), store.records(Deal), store.records(StageChange))
+    second = load(store, folder)
+    for name, counts in second.objects.items():
+        assert (counts.new, counts.updated, counts.deleted) == (0, 0, 0), name
+    assert second.objects["deals"].unchanged == 3
+    assert (store.records(Partner), store.records(Deal), store.records(StageChange)) == before
+
+
+def test_a_changed_row_updates_and_a_removed_row_is_deleted(store: Store, tmp_path: Path) -> None:
+    folder = minimal_folder(tmp_path)
+    load(store, folder)
+    write_folder(
+        folder,
+        deals=f"""{DEAL_HEADER}
+            d1,p1,Acme big,250,USD,Closed Won,won,2026-01-01,2026-02-01,,new,Web,,true,,5
+            d3,,Direct,50,,Proposal,open,2026-02-01,,2026-12-01,,,,false,,
+            d4,p2,New one,70,,Prospecting,open,2026-04-01,,,,,,,,""",
+    )
+    report = load(store, folder).objects["deals"]
+    assert (report.new, report.updated, report.unchanged, report.deleted) == (1, 1, 1, 1)
+    deals = {deal.id: deal for deal in store.records(Deal)}
+    assert set(deals) == {"d1", "d3", "d4"}
+    assert deals["d1"].amount == Decimal("250")
+
+
+def test_survey_answers_are_never_deleted(store: Store, tmp_path: Path) -> None:
+    folder = minimal_folder(tmp_path)
+    write_folder(
+        folder,
+        survey_responses="""partner_id,respondent,campaign_id,score,comment,submitted_at
+            p1,a@acme.example,c1,9,,2026-03-01T12:00:00""",
+    )
+    load(store, folder)
+    with store.transaction() as connection:  # an answer collected in Slack
+        store.upsert(
+            connection,
+            [
+                SurveyResponse(
+                    id="slack-1",
+                    partner_id="p1",
+                    score=3,
+                    submitted_at=datetime(2026, 3, 5, tzinfo=UTC),
+                )
+            ],
+            source="slack",
+        )
+    (folder / "survey_responses.csv").write_text(
+        "partner_id,respondent,campaign_id,score,comment,submitted_at\n"
+    )
+    report = load(store, folder)
+    assert report.objects["survey_responses"].deleted == 0
+    assert {answer.id for answer in store.records(SurveyResponse)} >= {"slack-1"}
+    assert len(store.records(SurveyResponse)) == 2
+
+
+def test_upserts_run_in_batches_and_count_exactly(store: Store) -> None:
+    n = BATCH_SIZE * 2 + 7
+    deals = [
+        Deal(id=f"d{i}", status=DealStatus.OPEN, created_on=date(2026, 1, 1), amount=Decimal(i))
+        for i in range(n)
+    ]
+    with store.transaction() as connection:
+        first = store.upsert(connection, deals, "test")
+    assert (first.new, first.updated, first.unchanged) == (n, 0, 0)
+    changed = [
+        d.model_copy(update={"amount": Decimal(-1)}) if i % 3 == 0 else d
+        for i, d in enumerate(deals)
+    ]
+    with store.transaction() as connection:
+        second = store.upsert(connection, changed, "test")
+    expected_changed = len(range(0, n, 3))
+    assert (second.new, second.updated, second.unchanged) == (
+        0,
+        expected_changed,
+        n - expected_changed,
+    )
+    assert store.counts()["deals"] == n
+
+
+def test_a_failed_transaction_writes_nothing(store: Store) -> None:
+    deal = Deal(id="x", status=DealStatus.OPEN, created_on=date(2026, 1, 1))
+    try:
+        with store.transaction() as connection:
+            store.upsert(connection, [deal], "test")
+            raise RuntimeError("interrupted")
+    except RuntimeError:
+        pass
+    assert store.counts()["deals"] == 0
+
+
+def test_watermarks_move_with_their_transaction(store: Store) -> None:
+    with store.transaction() as connection:
+        store.set_watermark(connection, "salesforce", "Opportunity", "2026-01-01T00:00:00Z")
+    try:
+        with store.transaction() as connection:
+            store.set_watermark(connection, "salesforce", "Opportunity", "2026-02-01T00:00:00Z")
+            raise RuntimeError("crash before commit")
+    except RuntimeError:
+        pass
+    with store.transaction() as connection:
+        assert store.watermark(connection, "salesforce", "Opportunity") == "2026-01-01T00:00:00Z"
+        assert store.watermark(connection, "salesforce", "Account") is None
+
+
+def test_sync_runs_record_outcome_and_freshness(store: Store, tmp_path: Path) -> None:
+    assert store.data_as_of() is None
+    load(store, minimal_folder(tmp_path))
+    run = store.last_sync()
+    assert run is not None and run.status == "ok" and run.source == "files"
+    assert run.report["objects"]["deals"]["new"] == 3
+    assert store.data_as_of() == run.finished_at
+    assert run.finished_at is not None and run.finished_at.tzinfo is UTC
