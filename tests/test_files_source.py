@@ -215,7 +215,7 @@ def test_a_missing_required_file_or_column_changes_nothing(store: Store, tmp_pat
 
 
 def test_a_missing_folder_says_what_to_do(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="no such folder; set files.path in app.yaml"):
+    with pytest.raises(SourceError, match=r"no such folder; set files\.path in app\.yaml"):
         sync(store, tmp_path / "nowhere")
 
 
