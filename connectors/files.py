@@ -291,6 +291,7 @@ class FilesSource:
                 records = self._records(spec, report, seen, KINDS[spec.model].key, progress)
                 kind_report.count(store.upsert(connection, records, SOURCE))
                 kind_report.deleted = store.delete_missing(connection, spec.model, SOURCE, seen)
+            store.refresh_stays(connection)
             report.warnings.extend(store.unknown_reference_warnings(connection))
         report.warnings.extend(self.normalizer.warnings())
 

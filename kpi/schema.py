@@ -83,9 +83,22 @@ stage_changes = Table(
     Column("deal_id", String(ID), nullable=False),
     Column("stage", String(255), nullable=False),
     Column("entered_at", DateTime, nullable=False),
+    # When the deal's next stage change began: the end of this stay (null while it lasts).
+    # Derived by the store after every sync, so stage durations are a range scan.
+    Column("left_at", DateTime),
     *_record_columns(),
     Index("ix_stage_changes_deal", "deal_id", "entered_at"),
     Index("ix_stage_changes_entered", "entered_at"),
+    Index("ix_stage_changes_left", "left_at"),
+)
+
+# The CRM's own stage order (Salesforce SortOrder, HubSpot displayOrder), per source.
+pipeline_stages = Table(
+    "pipeline_stages",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("stage", String(255), primary_key=True),
+    Column("sort_order", Integer, nullable=False),
 )
 
 trainings = Table(

@@ -26,6 +26,7 @@ from kpi.migrate import upgrade
 from kpi.models import Deal, Partner, Record, StageChange, SurveyResponse, TrainingCompletion
 
 BATCH_SIZE = 1000
+_DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 R = TypeVar("R", bound=Record)
 
@@ -142,23 +143,42 @@ class Store:
         stored = {key: row_hash for key, row_hash in found}
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed:
-            connection.execute(self._upsert_statement(table), changed)
+            connection.execute(self._upsert_statement(table, list(changed[0])), changed)
         updated = sum(1 for row in changed if row["id"] in stored)
         return UpsertCounts(
             new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
         )
 
-    def _upsert_statement(self, table: Table) -> Insert:
+    def _upsert_statement(self, table: Table, names: list[str]) -> Insert:
+        """INSERT … ON CONFLICT (id) DO UPDATE of the given columns (derived ones are kept)."""
         dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            pg = postgresql.insert(table)
-            columns = {c.name: pg.excluded[c.name] for c in table.columns if c.name != "id"}
-            return pg.on_conflict_do_update(index_elements=["id"], set_=columns)
-        if dialect == "sqlite":
-            lite = sqlite.insert(table)
-            columns = {c.name: lite.excluded[c.name] for c in table.columns if c.name != "id"}
-            return lite.on_conflict_do_update(index_elements=["id"], set_=columns)
+        insert = _DIALECT_INSERTS.get(dialect)
+        if insert is not None:
+            statement = insert(table)
+            columns = {name: statement.excluded[name] for name in names if name != "id"}
+            upsert: Insert = statement.on_conflict_do_update(index_elements=["id"], set_=columns)
+            return upsert
         raise StoreError(f"the {dialect} database is not supported; use SQLite or PostgreSQL.")
+
+    def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
+        """Sets each stage change's `left_at` to the start of the deal's next change.
+
+        Called after a sync with the deals whose history it touched (None: every deal).
+        """
+        later = schema.stage_changes.alias("later")
+        changes = schema.stage_changes
+        next_start = (
+            select(func.min(later.c.entered_at))
+            .where(later.c.deal_id == changes.c.deal_id, later.c.entered_at > changes.c.entered_at)
+            .scalar_subquery()
+        )
+        if deal_ids is None:
+            connection.execute(update(changes).values(left_at=next_start))
+            return
+        for batch in _batches(deal_ids, BATCH_SIZE):
+            connection.execute(
+                update(changes).where(changes.c.deal_id.in_(batch)).values(left_at=next_start)
+            )
 
     def delete_missing(
         self, connection: Connection, model: type[Record], source: str, keep: set[str]

@@ -70,11 +70,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key"),
     )
     op.create_table(
+        "pipeline_stages",
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("stage", sa.String(length=255), nullable=False),
+        sa.Column("sort_order", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("source", "stage"),
+    )
+    op.create_table(
         "stage_changes",
         sa.Column("id", sa.String(length=510), nullable=False),
         sa.Column("deal_id", sa.String(length=255), nullable=False),
         sa.Column("stage", sa.String(length=255), nullable=False),
         sa.Column("entered_at", sa.DateTime(), nullable=False),
+        sa.Column("left_at", sa.DateTime(), nullable=True),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -82,6 +90,7 @@ def upgrade() -> None:
     with op.batch_alter_table("stage_changes", schema=None) as batch_op:
         batch_op.create_index("ix_stage_changes_deal", ["deal_id", "entered_at"], unique=False)
         batch_op.create_index("ix_stage_changes_entered", ["entered_at"], unique=False)
+        batch_op.create_index("ix_stage_changes_left", ["left_at"], unique=False)
 
     op.create_table(
         "survey_responses",
@@ -143,29 +152,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("trainings", schema=None) as batch_op:
-        batch_op.drop_index("ix_trainings_partner_completed")
-
-    op.drop_table("trainings")
-    op.drop_table("sync_state")
-    with op.batch_alter_table("sync_runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_sync_runs_status_finished")
-
-    op.drop_table("sync_runs")
-    with op.batch_alter_table("survey_responses", schema=None) as batch_op:
-        batch_op.drop_index("ix_survey_responses_partner_submitted")
-
-    op.drop_table("survey_responses")
-    with op.batch_alter_table("stage_changes", schema=None) as batch_op:
-        batch_op.drop_index("ix_stage_changes_entered")
-        batch_op.drop_index("ix_stage_changes_deal")
-
-    op.drop_table("stage_changes")
-    op.drop_table("send_log")
-    op.drop_table("partners")
-    with op.batch_alter_table("deals", schema=None) as batch_op:
-        batch_op.drop_index("ix_deals_partner_created")
-        batch_op.drop_index("ix_deals_partner_closed")
-        batch_op.drop_index("ix_deals_closed")
-
-    op.drop_table("deals")
+    # Survey answers exist only in this store; no migration may drop them.
+    raise RuntimeError("the initial schema is not downgraded: it holds the survey answers")
