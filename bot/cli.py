@@ -1,0 +1,198 @@
+"""The `partner-kpi` command line.
+
+Every error a person can cause (a bad app.yaml, an unreachable database, an unreadable source)
+ends as one sentence on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import click
+
+from bot.terminal import LineProgress, sync_report, table
+from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
+from connectors.files import SourceError
+from connectors.sync import run_sync, source_for
+from kpi.config import ConfigError, LoadedConfig, load_config
+from kpi.migrate import upgrade
+from kpi.periods import today_in
+from kpi.store import Store, StoreError, open_store
+
+USAGE_ERROR = 2
+
+
+class UserError(click.ClickException):
+    """An error the user can fix: shown as one sentence, exit status 2."""
+
+    exit_code = USAGE_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"partner-kpi: {self.format_message()}", err=True)
+
+
+@dataclass
+class Context:
+    config_option: str | None
+    _config: LoadedConfig | None = None
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> LoadedConfig:
+        if self._config is None:
+            self._config = _demo_defaults(load_config(self.config_option))
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.config.database_url)
+        return self._store
+
+
+def _demo_defaults(config: LoadedConfig) -> LoadedConfig:
+    """With no app.yaml, the defaults are set for the demo data: its currencies and pipeline."""
+    if config.path is not None:
+        return config
+    app = config.app.model_copy(
+        update={"currency_rates": dict(DEMO_CURRENCY_RATES), "stages": list(DEMO_PIPELINE)}
+    )
+    return config._replace(app=app)
+
+
+def _package_version() -> str:
+    try:
+        return version("partner-kpi")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="app.yaml to use (default: $PARTNER_KPI_CONFIG, else ./app.yaml).",
+)
+@click.version_option(_package_version(), prog_name="partner-kpi")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """partner-kpi: channel-partner KPIs from your CRM, in Slack."""
+    ctx.obj = Context(config_path)
+
+
+@cli.command()
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date the demo data ends on (default: today).",
+)
+@click.pass_obj
+def demo(obj: Context, as_of: Any) -> None:
+    """Load the demo partner program into the local store and show what partner-kpi does."""
+    config = obj.config
+    if config.app.source != "files":
+        raise UserError(
+            f"demo loads CSV demo data, but app.yaml says source: {config.app.source}; "
+            "run it with --config pointing at a files-source app.yaml (or in an empty folder)."
+        )
+    folder = config.files_path
+    if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
+        raise UserError(
+            f"{folder} holds data that is not the demo's; demo will not overwrite it. "
+            "Point files.path at another folder, or run `partner-kpi sync` to load it."
+        )
+    day = as_of.date() if as_of else today_in(config.app.tz)
+    summary = write_demo_data(folder, day)
+    click.echo(
+        f"Demo data for a program of {summary.partners} partners and {summary.deals:,} deals "
+        f"written to {folder}."
+    )
+    report = _sync(obj, full=True)
+    click.echo(sync_report(report))
+    click.echo(f"\nStore: {config.database_url}")
+    click.echo(
+        "Next: `partner-kpi partners` lists the partners; "
+        "`partner-kpi partners acme` finds one."
+    )
+
+
+@cli.command()
+@click.option("--full", is_flag=True, help="Re-read everything instead of what changed.")
+@click.pass_obj
+def sync(obj: Context, full: bool) -> None:
+    """Bring the configured source's partner data into the store."""
+    click.echo(sync_report(_sync(obj, full)))
+
+
+def _sync(obj: Context, full: bool) -> Any:
+    source = source_for(obj.config)
+    progress = LineProgress()
+    try:
+        return run_sync(obj.store, source, full=full, progress=progress)
+    finally:
+        progress.done()
+
+
+@cli.command()
+@click.argument("search", required=False)
+@click.pass_obj
+def partners(obj: Context, search: str | None) -> None:
+    """List the partners, or those whose name or id contains SEARCH."""
+    store = obj.store
+    found = store.partners()
+    if search:
+        needle = search.casefold().strip()
+        found = [p for p in found if needle in p.name.casefold() or needle == p.id.casefold()]
+    if not found:
+        hint = " Run `partner-kpi demo` or `partner-kpi sync` first." if not search else ""
+        click.echo(f"No partners{f' match {search!r}' if search else ''}.{hint}")
+        return
+    deals = store.deal_counts_by_partner()
+    rows = [
+        (p.name, p.id, p.tier or "", p.joined_on, p.left_on or "", deals.get(p.id, 0))
+        for p in found
+    ]
+    click.echo(table(("partner", "id", "tier", "joined", "left", "deals"), rows, numeric={5}))
+    click.echo(f"\n{len(found)} partner(s)")
+
+
+@cli.group()
+def db() -> None:
+    """Manage the store's database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Create the schema or bring it to the newest version."""
+    store = open_store(obj.config.database_url, migrate=False)
+    before, after = upgrade(store.engine)
+    if before == after:
+        click.echo(f"The database is up to date (revision {after}).")
+    else:
+        click.echo(f"Upgraded the database from revision {before or 'empty'} to {after}.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the command line, turning user errors into one sentence each."""
+    try:
+        cli.main(args=argv, prog_name="partner-kpi", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (ConfigError, StoreError, SourceError) as error:
+        UserError(str(error)).show()
+        sys.exit(USAGE_ERROR)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+
+
+if __name__ == "__main__":
+    main()

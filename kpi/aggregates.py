@@ -1,0 +1,325 @@
+"""The KPIs' base aggregates, computed in the database for every partner at once.
+
+Each query groups by `partner_id` (the NULL group is the direct deals), so one query serves one
+partner, all partners, the pooled program and the direct-deal baseline. Only sums and counts
+come back; `kpi.formulas` turns them into ratios and means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Select, and_, case, func, select, union_all
+from sqlalchemy.sql.elements import ColumnElement
+
+from kpi import schema
+from kpi.models import Channel
+from kpi.periods import Period
+from kpi.sqlfuncs import days_between, elapsed_days
+
+#: A partner id, or None for direct deals.
+PartnerKey = str | None
+
+d = schema.deals
+
+
+@dataclass
+class ClosedTotals:
+    """Sums over the deals closed (won or lost) in a period."""
+
+    won: int = 0
+    lost: int = 0
+    won_revenue: float = 0.0
+    won_with_amount: int = 0
+    cycle_days: int = 0  # Σ max(closed_on - created_on, 0) over won deals
+    registered_closed: int = 0
+    registered_won: int = 0
+    upsell_won: int = 0
+    new_revenue: float = 0.0
+    csat_sum: int = 0
+    csat_count: int = 0
+
+    def add(self, other: ClosedTotals) -> None:
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+
+@dataclass
+class StageTotals:
+    entered: int = 0
+    stay_days: float = 0.0  # Σ length of the stays that ended in the period
+    stays: int = 0
+
+
+@dataclass
+class Totals:
+    """Everything the KPIs of one partner (or a pool of them) need for one period."""
+
+    closed: ClosedTotals = field(default_factory=ClosedTotals)
+    channels: dict[str, ClosedTotals] = field(
+        default_factory=lambda: {c.value: ClosedTotals() for c in Channel}
+    )
+    pipeline_count: int = 0
+    pipeline_value: float = 0.0
+    registered: int = 0
+    courses: int = 0
+    survey_responses: int = 0
+    promoters: int = 0
+    detractors: int = 0
+    stages: dict[str, StageTotals] = field(default_factory=dict)
+
+    def add(self, other: Totals) -> None:
+        self.closed.add(other.closed)
+        for channel, totals in other.channels.items():
+            self.channels[channel].add(totals)
+        for name in (
+            "pipeline_count",
+            "pipeline_value",
+            "registered",
+            "courses",
+            "survey_responses",
+            "promoters",
+            "detractors",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for stage, theirs in other.stages.items():
+            mine = self.stages.setdefault(stage, StageTotals())
+            mine.entered += theirs.entered
+            mine.stay_days += theirs.stay_days
+            mine.stays += theirs.stays
+
+
+@dataclass(frozen=True)
+class Window:
+    """A period as dates (for date columns) and as naive-UTC instants (for timestamps)."""
+
+    start: date
+    end: date
+    start_at: datetime
+    end_at: datetime
+
+    @classmethod
+    def of(cls, period: Period, tz: ZoneInfo) -> Window:
+        def instant(day: date) -> datetime:
+            return datetime.combine(day, time(), tz).astimezone(UTC).replace(tzinfo=None)
+
+        return cls(period.start, period.end, instant(period.start), instant(period.end))
+
+
+class Aggregator:
+    """Runs the grouped queries for a period, optionally only for some partners."""
+
+    def __init__(self, connection: Connection, tz: ZoneInfo) -> None:
+        self.connection = connection
+        self.tz = tz
+
+    def totals(
+        self, period: Period, partner_ids: Sequence[str] | None = None
+    ) -> dict[PartnerKey, Totals]:
+        """Base aggregates per partner (None: direct deals), stages aside; `partner_ids`
+        limits the partners."""
+        window = Window.of(period, self.tz)
+        result: dict[PartnerKey, Totals] = {}
+
+        def of(key: PartnerKey) -> Totals:
+            return result.setdefault(key, Totals())
+
+        for row in self._run(self._closed(window), partner_ids):
+            closed = ClosedTotals(*(_number(value) for value in row[2:]))
+            of(row.partner_id).closed.add(closed)
+            of(row.partner_id).channels[row.channel].add(closed)
+        for row in self._run(self._pipeline(window), partner_ids):
+            of(row.partner_id).pipeline_count = int(row.n)
+            of(row.partner_id).pipeline_value = float(row.value or 0.0)
+        for row in self._run(self._registered(window), partner_ids):
+            of(row.partner_id).registered = int(row.n)
+        for row in self._run(self._trainings(window), partner_ids):
+            of(row.partner_id).courses = int(row.n)
+        for row in self._run(self._surveys(window), partner_ids):
+            totals = of(row.partner_id)
+            totals.survey_responses = int(row.n)
+            totals.promoters = int(row.promoters)
+            totals.detractors = int(row.detractors)
+        return result
+
+    def add_stages(
+        self,
+        totals: dict[PartnerKey, Totals],
+        period: Period,
+        partner_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Adds stage entries and stays in the period to `totals`, per partner."""
+        window = Window.of(period, self.tz)
+        for row in self._run(self._stage_entries(window), partner_ids):
+            stages = totals.setdefault(row.partner_id, Totals()).stages
+            stages.setdefault(row.stage, StageTotals()).entered = int(row.n)
+        for row in self._run(self._stage_stays(window), partner_ids):
+            stages = totals.setdefault(row.partner_id, Totals()).stages
+            stage = stages.setdefault(row.stage, StageTotals())
+            stage.stay_days = float(row.days)
+            stage.stays = int(row.n)
+
+    def stage_entries(self, period: Period) -> dict[str, int]:
+        """Entries into each stage in the period by every known deal, partner or direct."""
+        window = Window.of(period, self.tz)
+        changes = schema.stage_changes
+        query = (
+            select(changes.c.stage, func.count().label("n"))
+            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
+            .where(changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at)
+            .group_by(changes.c.stage)
+        )
+        return {row.stage: int(row.n) for row in self.connection.execute(query)}
+
+    # --- the queries -------------------------------------------------------------------
+
+    def _run(self, query: Select[Any], partner_ids: Sequence[str] | None) -> Any:
+        if partner_ids is not None:
+            inner = query.subquery()
+            query = select(inner).where(inner.c.partner_id.in_(list(partner_ids)))
+        return self.connection.execute(query)
+
+    @staticmethod
+    def _closed(window: Window) -> Select[Any]:
+        won = d.c.status == "won"
+        cycle = days_between(d.c.created_on, d.c.closed_on)
+        registered = d.c.registered.is_(True)
+
+        def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+            return func.sum(case((condition, 1), else_=0))
+
+        return (
+            select(
+                d.c.partner_id,
+                d.c.channel,
+                count_if(won).label("won"),
+                count_if(d.c.status == "lost").label("lost"),
+                func.sum(case((won, d.c.amount))).label("won_revenue"),
+                func.count(case((won, d.c.amount))).label("won_with_amount"),
+                func.sum(case((won, case((cycle < 0, 0), else_=cycle)))).label("cycle_days"),
+                count_if(registered).label("registered_closed"),
+                count_if(and_(won, registered)).label("registered_won"),
+                count_if(and_(won, d.c.type == "upsell")).label("upsell_won"),
+                func.sum(case((and_(won, d.c.type == "new"), d.c.amount))).label("new_revenue"),
+                func.sum(case((won, d.c.csat))).label("csat_sum"),
+                func.count(case((won, d.c.csat))).label("csat_count"),
+            )
+            .where(
+                d.c.status.in_(("won", "lost")),
+                d.c.closed_on >= window.start,
+                d.c.closed_on < window.end,
+            )
+            .group_by(d.c.partner_id, d.c.channel)
+        )
+
+    @staticmethod
+    def _pipeline(window: Window) -> Select[Any]:
+        # Open at the period's end: created before it and not closed before it. Two
+        # index-friendly halves rather than one OR that would scan every deal.
+        still_open = select(d.c.partner_id, d.c.amount).where(
+            d.c.status == "open", d.c.created_on < window.end
+        )
+        closed_later = select(d.c.partner_id, d.c.amount).where(
+            d.c.status.in_(("won", "lost")),
+            d.c.closed_on >= window.end,
+            d.c.created_on < window.end,
+        )
+        deals = union_all(still_open, closed_later).subquery()
+        return select(
+            deals.c.partner_id,
+            func.count().label("n"),
+            func.sum(deals.c.amount).label("value"),
+        ).group_by(deals.c.partner_id)
+
+    @staticmethod
+    def _registered(window: Window) -> Select[Any]:
+        # registered_on, or created_on where the registration has no date of its own.
+        dated = select(d.c.partner_id).where(
+            d.c.registered.is_(True),
+            d.c.registered_on >= window.start,
+            d.c.registered_on < window.end,
+        )
+        undated = select(d.c.partner_id).where(
+            d.c.registered.is_(True),
+            d.c.registered_on.is_(None),
+            d.c.created_on >= window.start,
+            d.c.created_on < window.end,
+        )
+        deals = union_all(dated, undated).subquery()
+        return select(deals.c.partner_id, func.count().label("n")).group_by(deals.c.partner_id)
+
+    @staticmethod
+    def _trainings(window: Window) -> Select[Any]:
+        t = schema.trainings
+        return (
+            select(t.c.partner_id, func.count().label("n"))
+            .where(t.c.completed_on >= window.start, t.c.completed_on < window.end)
+            .group_by(t.c.partner_id)
+        )
+
+    @staticmethod
+    def _surveys(window: Window) -> Select[Any]:
+        s = schema.survey_responses
+        return (
+            select(
+                s.c.partner_id,
+                func.count().label("n"),
+                func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
+                func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
+            )
+            .where(s.c.submitted_at >= window.start_at, s.c.submitted_at < window.end_at)
+            .group_by(s.c.partner_id)
+        )
+
+    @staticmethod
+    def _stage_entries(window: Window) -> Select[Any]:
+        changes = schema.stage_changes
+        return (
+            select(d.c.partner_id, changes.c.stage, func.count().label("n"))
+            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
+            .where(changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at)
+            .group_by(d.c.partner_id, changes.c.stage)
+        )
+
+    @staticmethod
+    def _stage_stays(window: Window) -> Select[Any]:
+        changes = schema.stage_changes
+        return (
+            select(
+                d.c.partner_id,
+                changes.c.stage,
+                func.count().label("n"),
+                func.sum(elapsed_days(changes.c.entered_at, changes.c.left_at)).label("days"),
+            )
+            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
+            .where(changes.c.left_at >= window.start_at, changes.c.left_at < window.end_at)
+            .group_by(d.c.partner_id, changes.c.stage)
+        )
+
+
+def pipeline_order(connection: Connection, configured: list[str] | None, source: str) -> list[str]:
+    """The pipeline's stages in order: app.yaml's, else the CRM's, else first appearance."""
+    if configured:
+        return list(configured)
+    stages = schema.pipeline_stages
+    crm = connection.execute(
+        select(stages.c.stage).where(stages.c.source == source).order_by(stages.c.sort_order)
+    ).scalars()
+    order = list(crm)
+    if order:
+        return order
+    changes = schema.stage_changes
+    first_seen = (
+        select(changes.c.stage, func.min(changes.c.entered_at).label("first"))
+        .group_by(changes.c.stage)
+        .order_by(func.min(changes.c.entered_at), changes.c.stage)
+    )
+    return [row.stage for row in connection.execute(first_seen)]
+
+
+def _number(value: Any) -> Any:
+    return 0 if value is None else value

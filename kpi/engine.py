@@ -1,0 +1,208 @@
+"""The KPI engine: a partner's or the whole program's KPIs for a period, in the JSON contract
+of kpi-spec.md section 6, with the previous period, channels, stages, quality score and rank."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from kpi import schema
+from kpi.aggregates import Aggregator, PartnerKey, Totals, pipeline_order
+from kpi.config import AppConfig
+from kpi.formulas import channels_of, kpis_of, ratio, stages_of
+from kpi.periods import Period, previous_period
+from kpi.quality import Standing, standings
+from kpi.store import Store
+
+
+@dataclass(frozen=True)
+class PartnerRow:
+    id: str
+    name: str
+    tier: str | None
+    joined_on: date
+    left_on: date | None
+
+    def active_in(self, period: Period) -> bool:
+        """Active at some point of the period (the quality score's test)."""
+        return self.joined_on < period.end and (
+            self.left_on is None or self.left_on >= period.start
+        )
+
+    def active_at(self, day: date) -> bool:
+        return self.joined_on < day and (self.left_on is None or self.left_on >= day)
+
+
+@dataclass
+class PeriodData:
+    """Everything computed for one period, from which any partner's card is cut."""
+
+    period: Period
+    previous: Period
+    current: dict[PartnerKey, Totals]
+    earlier: dict[PartnerKey, Totals]
+    pipeline: list[str]
+    all_entries: dict[str, int]
+    standings: dict[str, Standing]
+
+
+class KpiEngine:
+    def __init__(self, store: Store, app: AppConfig) -> None:
+        self.store = store
+        self.app = app
+
+    # --- public ------------------------------------------------------------------------
+
+    def partner(self, partner_id: str, period: Period) -> dict[str, Any]:
+        partners = self.partners()
+        data = self._compute(period, partners, [partner_id])
+        partner = next(p for p in partners if p.id == partner_id)
+        return self._card(data, partner)
+
+    def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:
+        """Every partner's card for one period (what a digest needs), from one set of queries."""
+        partners = self.partners()
+        data = self._compute(period, partners, None)
+        return {partner.id: self._card(data, partner) for partner in partners}
+
+    def program(self, period: Period) -> dict[str, Any]:
+        """The same shape for all partners pooled, with the program KPIs added."""
+        partners = self.partners()
+        data = self._compute(period, partners, None)
+        pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
+        kpis = kpis_of(pooled_now) | self._program_kpis(
+            partners, data.period, pooled_now, data.current
+        )
+        previous = kpis_of(pooled_before) | self._program_kpis(
+            partners, data.previous, pooled_before, data.earlier
+        )
+        return self._envelope(
+            data,
+            partner=None,
+            kpis=kpis,
+            previous=previous,
+            totals=pooled_now,
+            standing=None,
+        )
+
+    def baseline(self, period: Period) -> dict[str, Any]:
+        """The KPIs of direct deals (no partner), to compare partners with the company's team."""
+        with self.store.engine.connect() as connection:
+            totals = Aggregator(connection, self.app.tz).totals(period)
+        return kpis_of(totals.get(None, Totals()))
+
+    def partners(self) -> list[PartnerRow]:
+        p = schema.partners
+        query = select(p.c.id, p.c.name, p.c.tier, p.c.joined_on, p.c.left_on).order_by(p.c.name)
+        with self.store.engine.connect() as connection:
+            return [PartnerRow(*row) for row in connection.execute(query)]
+
+    # --- computing ---------------------------------------------------------------------
+
+    def _compute(
+        self, period: Period, partners: list[PartnerRow], partner_ids: Sequence[str] | None
+    ) -> PeriodData:
+        """The period's totals for every partner (the quality score ranks them all), and the
+        previous period's and the stages only for `partner_ids` (None: all)."""
+        previous = previous_period(period)
+        with self.store.engine.connect() as connection:
+            aggregator = Aggregator(connection, self.app.tz)
+            current = aggregator.totals(period)
+            aggregator.add_stages(current, period, partner_ids)
+            earlier = aggregator.totals(previous, partner_ids)
+            pipeline = self._pipeline(connection)
+            all_entries = aggregator.stage_entries(period)
+        components = {
+            partner.id: kpis_of(current.get(partner.id, Totals()))
+            for partner in partners
+            if partner.active_in(period)
+        }
+        return PeriodData(
+            period=period,
+            previous=previous,
+            current=current,
+            earlier=earlier,
+            pipeline=pipeline,
+            all_entries=all_entries,
+            standings=standings(components, self.app.weights),
+        )
+
+    def _pipeline(self, connection: Connection) -> list[str]:
+        return pipeline_order(connection, self.app.stages, self.app.source)
+
+    def _card(self, data: PeriodData, partner: PartnerRow) -> dict[str, Any]:
+        totals = data.current.get(partner.id, Totals())
+        return self._envelope(
+            data,
+            partner={"id": partner.id, "name": partner.name},
+            kpis=kpis_of(totals),
+            previous=kpis_of(data.earlier.get(partner.id, Totals())),
+            totals=totals,
+            standing=data.standings.get(partner.id),
+        )
+
+    def _envelope(
+        self,
+        data: PeriodData,
+        partner: dict[str, str] | None,
+        kpis: dict[str, Any],
+        previous: dict[str, Any],
+        totals: Totals,
+        standing: Standing | None,
+    ) -> dict[str, Any]:
+        as_of = self.store.data_as_of()
+        return {
+            "partner": partner,
+            "period": {
+                "name": data.period.name,
+                "start": data.period.start.isoformat(),
+                "end": data.period.end.isoformat(),
+            },
+            "previous_period": {
+                "start": data.previous.start.isoformat(),
+                "end": data.previous.end.isoformat(),
+            },
+            "kpis": kpis,
+            "previous": previous,
+            "channels": channels_of(totals),
+            "stages": stages_of(totals, data.pipeline, data.all_entries),
+            "quality_score": standing.score if standing else None,
+            "rank": standing.rank if standing else None,
+            "ranked_partners": sum(1 for s in data.standings.values() if s.score is not None),
+            "data_as_of": as_of.isoformat() if as_of else None,
+        }
+
+    @staticmethod
+    def _program_kpis(
+        partners: list[PartnerRow],
+        period: Period,
+        pooled: Totals,
+        totals: dict[PartnerKey, Totals],
+    ) -> dict[str, Any]:
+        active_at_end = sum(1 for p in partners if p.active_at(period.end))
+        active_at_start = sum(1 for p in partners if p.active_at(period.start))
+        partner_revenue = float(pooled.closed.won_revenue)
+        direct = totals.get(None, Totals()).closed.won_revenue
+        return {
+            "active_partners": active_at_end,
+            "partners_joined": sum(1 for p in partners if period.contains(p.joined_on)),
+            "partners_left": sum(
+                1 for p in partners if p.left_on is not None and period.contains(p.left_on)
+            ),
+            "partner_count_change": active_at_end - active_at_start,
+            "partner_revenue": partner_revenue,
+            "partner_revenue_share": ratio(partner_revenue, partner_revenue + direct),
+        }
+
+
+def _pooled(totals: dict[PartnerKey, Totals]) -> Totals:
+    """Every deal with a partner, whether or not the partner is known or active."""
+    pooled = Totals()
+    for key, partner_totals in totals.items():
+        if key is not None:
+            pooled.add(partner_totals)
+    return pooled

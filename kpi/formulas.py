@@ -1,0 +1,127 @@
+"""The KPI formulas of kpi-spec.md section 3, from the base aggregates of `kpi.aggregates`.
+
+One function, one grain: `kpis_of` turns one partner's (or one pool's) totals into the KPI
+values. A ratio or mean over nothing is None, never 0 or NaN; sums and counts over nothing are 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpi.aggregates import ClosedTotals, Totals
+from kpi.models import Channel
+
+#: The keys of `kpis` in the JSON contract, in the spec's order.
+KPI_KEYS = (
+    "deal_count",
+    "won_revenue",
+    "avg_deal_size",
+    "close_rate",
+    "sales_cycle_days",
+    "pipeline_count",
+    "pipeline_value",
+    "sales_velocity",
+    "registered_deals",
+    "deal_success",
+    "upsell_rate",
+    "net_new_revenue",
+    "customer_satisfaction",
+    "partner_nps",
+    "survey_responses",
+    "courses_completed",
+)
+
+CHANNEL_KEYS = ("deal_count", "won_revenue", "close_rate")
+
+#: KPIs where a larger value is worse (for trend arrows and "better or worse" wording).
+LOWER_IS_BETTER = frozenset({"sales_cycle_days"})
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
+def sales_velocity(
+    pipeline_count: int,
+    close_rate: float | None,
+    avg_deal_size: float | None,
+    cycle_days: float | None,
+) -> float | None:
+    """Money per day the pipeline is expected to turn into: count * rate * size / cycle.
+
+    None when a factor is unknown or the cycle is 0; 0 when only the pipeline is empty.
+    """
+    if close_rate is None or avg_deal_size is None or cycle_days is None or cycle_days == 0:
+        return None
+    return pipeline_count * close_rate * avg_deal_size / cycle_days
+
+
+def closed_kpis(closed: ClosedTotals) -> dict[str, Any]:
+    """The KPIs of the deals closed in the period (also used for one marketing channel)."""
+    return {
+        "deal_count": closed.won,
+        "won_revenue": float(closed.won_revenue),
+        "avg_deal_size": ratio(closed.won_revenue, closed.won_with_amount),
+        "close_rate": ratio(closed.won, closed.won + closed.lost),
+        "sales_cycle_days": ratio(closed.cycle_days, closed.won),
+    }
+
+
+def kpis_of(totals: Totals) -> dict[str, Any]:
+    closed = totals.closed
+    values = closed_kpis(closed)
+    values.update(
+        {
+            "pipeline_count": totals.pipeline_count,
+            "pipeline_value": float(totals.pipeline_value),
+            "sales_velocity": sales_velocity(
+                totals.pipeline_count,
+                values["close_rate"],
+                values["avg_deal_size"],
+                values["sales_cycle_days"],
+            ),
+            "registered_deals": totals.registered,
+            "deal_success": ratio(closed.registered_won, closed.registered_closed),
+            "upsell_rate": ratio(closed.upsell_won, closed.won),
+            "net_new_revenue": float(closed.new_revenue),
+            "customer_satisfaction": ratio(closed.csat_sum, closed.csat_count),
+            "partner_nps": _nps(totals),
+            "survey_responses": totals.survey_responses,
+            "courses_completed": totals.courses,
+        }
+    )
+    return {key: values[key] for key in KPI_KEYS}
+
+
+def channels_of(totals: Totals) -> dict[str, dict[str, Any]]:
+    result = {}
+    for channel in Channel:
+        closed = closed_kpis(totals.channels[channel.value])
+        result[channel.value] = {
+            key: closed[key] for key in ("deal_count", "won_revenue", "close_rate")
+        }
+    return result
+
+
+def stages_of(
+    totals: Totals, pipeline: list[str], all_entries: dict[str, int]
+) -> list[dict[str, Any]]:
+    """One entry per pipeline stage, in order, even with nothing in it."""
+    rows = []
+    for stage in pipeline:
+        mine = totals.stages.get(stage)
+        entered = mine.entered if mine else 0
+        rows.append(
+            {
+                "stage": stage,
+                "entered": entered,
+                "share": ratio(entered, all_entries.get(stage, 0)),
+                "avg_days": ratio(mine.stay_days, mine.stays) if mine else None,
+            }
+        )
+    return rows
+
+
+def _nps(totals: Totals) -> float | None:
+    share = ratio(totals.promoters - totals.detractors, totals.survey_responses)
+    return None if share is None else 100 * share
