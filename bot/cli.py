@@ -6,6 +6,7 @@ ends as one sentence on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -13,13 +14,18 @@ from typing import Any
 
 import click
 
-from bot.terminal import LineProgress, sync_report, table
+from bot.formatting import KPI_LABELS, format_value
+from bot.terminal import LineProgress, scorecard, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
 from connectors.sync import run_sync, source_for
 from kpi.config import ConfigError, LoadedConfig, load_config
+from kpi.engine import KpiEngine
+from kpi.leaders import RANKABLE, leaderboard, value_of
+from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
-from kpi.periods import today_in
+from kpi.models import Partner
+from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from kpi.store import Store, StoreError, open_store
 
 USAGE_ERROR = 2
@@ -115,8 +121,7 @@ def demo(obj: Context, as_of: Any) -> None:
     click.echo(sync_report(report))
     click.echo(f"\nStore: {config.database_url}")
     click.echo(
-        "Next: `partner-kpi partners` lists the partners; "
-        "`partner-kpi partners acme` finds one."
+        "Next: `partner-kpi partners` lists the partners; `partner-kpi partners acme` finds one."
     )
 
 
@@ -158,6 +163,93 @@ def partners(obj: Context, search: str | None) -> None:
     ]
     click.echo(table(("partner", "id", "tier", "joined", "left", "deals"), rows, numeric={5}))
     click.echo(f"\n{len(found)} partner(s)")
+
+
+def _period(obj: Context, text: str, as_of: Any) -> Period:
+    day = as_of.date() if as_of else today_in(obj.config.app.tz)
+    try:
+        return parse_period(text, day)
+    except PeriodError as error:
+        raise UserError(str(error)) from None
+
+
+def _partner(obj: Context, name: str) -> Partner:
+    result = find_partner(name, obj.store.partners())
+    if isinstance(result, Found):
+        return result.partner
+    raise UserError(describe(result))
+
+
+period_option = click.option(
+    "--period",
+    "-p",
+    default=DEFAULT_PERIOD,
+    show_default=True,
+    help="last-90d, this-quarter, last-month, 2026-Q3, 2026-09, 2026, 2026-01-01..2026-03-31, ...",
+)
+as_of_option = click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day periods are counted from (default: today in app.yaml's timezone).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON contract.")
+
+
+@cli.command()
+@click.argument("name")
+@period_option
+@as_of_option
+@json_option
+@click.pass_obj
+def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None:
+    """One partner's KPIs: NAME is a CRM id, a name, or part of one."""
+    chosen = _period(obj, period, as_of)
+    partner = _partner(obj, name)
+    card = KpiEngine(obj.store, obj.config.app).partner(partner.id, chosen)
+    click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
+
+
+@cli.command()
+@period_option
+@as_of_option
+@json_option
+@click.pass_obj
+def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
+    """The whole partner program's KPIs."""
+    card = KpiEngine(obj.store, obj.config.app).program(_period(obj, period, as_of))
+    click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
+
+
+@cli.command()
+@click.option(
+    "--by",
+    "kpi_key",
+    default="quality_score",
+    show_default=True,
+    type=click.Choice(sorted(RANKABLE)),
+    help="The KPI to rank by.",
+)
+@click.option("-n", "count", default=10, show_default=True, type=click.IntRange(min=1))
+@period_option
+@as_of_option
+@click.pass_obj
+def top(obj: Context, kpi_key: str, count: int, period: str, as_of: Any) -> None:
+    """The partners leading on a KPI (on quality score by default)."""
+    chosen = _period(obj, period, as_of)
+    cards = KpiEngine(obj.store, obj.config.app).all_partners(chosen)
+    leaders = leaderboard(list(cards.values()), kpi_key)[:count]
+    currency = obj.config.app.currency
+    rows = [
+        (i, card["partner"]["name"], format_value(kpi_key, value_of(card, kpi_key), currency))
+        for i, card in enumerate(leaders, 1)
+    ]
+    label = KPI_LABELS[kpi_key][0]
+    click.echo(f"Top {len(rows)} by {label.lower()} · {chosen.name}\n")
+    click.echo(table(("#", "partner", label), rows, numeric={0, 2}))
+
+
+def _json(card: dict[str, Any]) -> str:
+    return json.dumps(card, indent=2, ensure_ascii=False)
 
 
 @cli.group()

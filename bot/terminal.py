@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from datetime import date, timedelta
+from typing import Any, TextIO
 
+from bot.formatting import KPI_LABELS, NOT_AVAILABLE, format_change, format_value, ordinal
 from connectors.report import SyncReport
 
 MAX_PROBLEMS_SHOWN = 20
@@ -74,3 +76,63 @@ class LineProgress:
         if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+def scorecard(card: dict[str, Any], currency: str) -> str:
+    """A partner's (or the program's) KPIs as a terminal table with trends."""
+    period, previous = card["period"], card["previous_period"]
+    title = card["partner"]["name"] if card["partner"] else "The partner program"
+    lines = [
+        f"{title} · {period['name']} ({_span(period)}), compared with {_span(previous)}",
+        "",
+    ]
+    rows = [
+        (
+            KPI_LABELS[key][0],
+            format_value(key, value, currency),
+            format_value(key, card["previous"][key], currency),
+            format_change(key, value, card["previous"][key], currency),
+        )
+        for key, value in card["kpis"].items()
+    ]
+    lines.append(table(("KPI", "value", "previous", "trend"), rows, numeric={1, 2}))
+    channel_rows = [
+        (
+            channel,
+            values["deal_count"],
+            format_value("won_revenue", values["won_revenue"], currency),
+            format_value("close_rate", values["close_rate"]),
+        )
+        for channel, values in card["channels"].items()
+    ]
+    lines += ["", table(("channel", "won", "revenue", "close rate"), channel_rows, {1, 2, 3})]
+    stage_rows = [
+        (
+            stage["stage"],
+            stage["entered"],
+            format_value("close_rate", stage["share"]),
+            NOT_AVAILABLE if stage["avg_days"] is None else f"{stage['avg_days']:.1f}",
+        )
+        for stage in card["stages"]
+    ]
+    if stage_rows:
+        headers = ("stage", "entered", "share", "avg days")
+        lines += ["", table(headers, stage_rows, numeric={1, 2, 3})]
+    lines.append("")
+    if card["partner"] is not None:
+        if card["quality_score"] is None:
+            lines.append("Quality score: n/a (not active in the period, or no KPI to rank)")
+        else:
+            lines.append(
+                f"Quality score {card['quality_score']:.1f} · "
+                f"rank {ordinal(card['rank'])} of {card['ranked_partners']}"
+            )
+    else:
+        lines.append(f"{card['ranked_partners']} partners ranked by quality score")
+    lines.append(f"Data as of {card['data_as_of'] or 'never (run partner-kpi sync)'}")
+    return "\n".join(lines)
+
+
+def _span(period: dict[str, str]) -> str:
+    last = date.fromisoformat(period["end"]) - timedelta(days=1)
+    return f"{period['start']} – {last.isoformat()}"
