@@ -1,0 +1,208 @@
+"""The command line end to end: demo, sync, partners, kpi, program, top, db upgrade, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.csv_folder import minimal_folder
+
+AS_OF = "2026-11-22"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Runs the command line in-process; returns (exit status, stdout, stderr)."""
+    try:
+        main(list(args))
+        status = 0
+    except SystemExit as done:
+        status = int(done.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def command() -> list[str]:
+    """The installed console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "partner-kpi"
+    assert script.exists(), "install the package first: pip install -e '.[dev]'"
+    return [str(script)]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where `partner-kpi demo` ran as a newcomer would run it: no app.yaml."""
+    folder = tmp_path_factory.mktemp("demo")
+    env = {k: v for k, v in os.environ.items() if k != "PARTNER_KPI_CONFIG"}
+    done = subprocess.run(
+        [*command(), "demo", "--as-of", AS_OF],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Demo data for a program of 60 partners" in done.stdout
+    assert "deals" in done.stdout and "Traceback" not in done.stderr
+    return folder
+
+
+@pytest.fixture
+def in_demo(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(demo_dir)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    return demo_dir
+
+
+def test_demo_creates_data_and_store(demo_dir: Path) -> None:
+    assert (demo_dir / "demo-data" / "deals.csv").exists()
+    assert (demo_dir / "partner_kpi.db").exists()
+
+
+def test_partners_lists_and_searches(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "partners")
+    assert status == 0 and "60 partner(s)" in out
+    status, out, _ = run(capsys, "partners", "northwind")
+    assert "Northwind Traders" in out and "Northwind Digital" in out and "2 partner(s)" in out
+
+
+def test_kpi_json_follows_the_contract(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "kpi", "acme", "--period", "last-90d", "--as-of", AS_OF, "--json")
+    assert status == 0
+    card = json.loads(out)
+    assert card["partner"]["name"] == "Acme Corp"
+    assert card["period"] == {"name": "last-90d", "start": "2026-08-25", "end": "2026-11-23"}
+    assert card["previous_period"] == {"start": "2026-05-27", "end": "2026-08-25"}
+    assert set(card) == {
+        "partner",
+        "period",
+        "previous_period",
+        "kpis",
+        "previous",
+        "channels",
+        "stages",
+        "quality_score",
+        "rank",
+        "ranked_partners",
+        "data_as_of",
+    }
+    assert set(card["kpis"]) == set(card["previous"])
+    assert "survey_responses" in card["kpis"] and "channels" not in card["kpis"]
+    assert set(card["channels"]) == {"paid", "earned", "owned", "other"}
+    assert [s["stage"] for s in card["stages"]][:2] == ["Prospecting", "Qualification"]
+    assert 1 <= card["rank"] <= card["ranked_partners"] <= 60
+
+
+def test_kpi_by_id_equals_kpi_by_name(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, by_name, _ = run(capsys, "kpi", "Acme Corp", "--as-of", AS_OF, "--json")
+    partner_id = json.loads(by_name)["partner"]["id"]
+    _, by_id, _ = run(capsys, "kpi", partner_id, "--as-of", AS_OF, "--json")
+    assert json.loads(by_id)["kpis"] == json.loads(by_name)["kpis"]
+
+
+def test_ambiguous_and_unknown_names(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, "kpi", "northwind", "--json")
+    assert status == 2 and out == ""
+    assert "Northwind Digital" in err and "Northwind Traders" in err
+    status, out, _ = run(capsys, "kpi", "Acme Crop", "--json")  # a typo still finds it
+    assert status == 0 and json.loads(out)["partner"]["name"] == "Acme Corp"
+    status, _, err = run(capsys, "kpi", "Zzyzx Qwerty")
+    assert status == 2 and "No partner matches" in err
+
+
+def test_bad_period_lists_the_forms(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "kpi", "acme", "--period", "fortnight")
+    assert status == 2
+    assert '"fortnight" is not a period' in err and "last-90d" in err
+    assert "Traceback" not in err
+
+
+def test_program_json(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "program", "--period", "2026-Q3", "--as-of", AS_OF, "--json")
+    assert status == 0
+    card = json.loads(out)
+    assert card["partner"] is None and card["quality_score"] is None and card["rank"] is None
+    assert card["period"] == {"name": "2026-Q3", "start": "2026-07-01", "end": "2026-10-01"}
+    assert card["previous_period"] == {"start": "2026-04-01", "end": "2026-07-01"}
+    for key in ("active_partners", "partner_revenue", "partner_revenue_share"):
+        assert key in card["kpis"] and key in card["previous"]
+    assert card["kpis"]["partner_revenue"] == card["kpis"]["won_revenue"]
+    assert card["ranked_partners"] > 0
+
+
+def test_top_is_ordered(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "top", "-n", "5", "--as-of", AS_OF)
+    assert status == 0
+    scores = [float(line.split()[-1]) for line in out.splitlines()[3:] if line.strip()]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+
+
+def test_text_scorecard(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "kpi", "acme", "--as-of", AS_OF)
+    assert status == 0
+    assert out.startswith("Acme Corp · last-90d (2026-08-25 – 2026-11-22)")
+    assert "Won revenue" in out and "Quality score" in out and "rank" in out
+
+
+def test_demo_will_not_overwrite_other_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    minimal_folder(tmp_path / "demo-data")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    status, _, err = run(capsys, "demo")
+    assert status == 2 and "will not overwrite" in err
+    assert (tmp_path / "demo-data" / "partners.csv").read_text().count("\n") == 3
+
+
+def test_sync_reports_bad_rows_with_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = minimal_folder(tmp_path / "data")
+    with (folder / "deals.csv").open("a") as handle:
+        handle.write("d9,p1,bad,lots,,x,won,2026-01-01,2026-01-02,,,,,,,\n")
+    (tmp_path / "app.yaml").write_text("files: {path: data}\n")
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run(capsys, "sync")
+    assert status == 0
+    assert "deals.csv:5: amount 'lots' is not a number" in out
+    status, out, _ = run(capsys, "sync")
+    assert status == 0 and "unchanged" in out
+
+
+def test_config_errors_are_one_sentence_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "app.yaml").write_text("kpi: {weights: {close_rat: 0.2}}\n")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, "partners")
+    assert status == 2 and out == ""
+    assert err.startswith("partner-kpi: app.yaml: kpi.weights.close_rat: unknown KPI;")
+    assert "Traceback" not in err
+
+
+def test_db_upgrade_is_idempotent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    status, out, _ = run(capsys, "db", "upgrade")
+    assert status == 0 and "from revision empty" in out
+    status, out, _ = run(capsys, "db", "upgrade")
+    assert status == 0 and "up to date" in out
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0 and "demo" in out and "sync" in out and "kpi" in out
+    status, out, _ = run(capsys, "kpi", "--help")
+    assert status == 0 and "--period" in out
+    status, out, _ = run(capsys, "--version")
+    assert status == 0 and out.startswith("partner-kpi, version")
