@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from bot.formatting import KPI_LABELS, format_value
-from bot.terminal import LineProgress, scorecard, sync_report, table
+from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
 from connectors.sync import run_sync, source_for
@@ -205,8 +205,14 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
     """One partner's KPIs: NAME is a CRM id, a name, or part of one."""
     chosen = _period(obj, period, as_of)
     partner = _partner(obj, name)
-    card = KpiEngine(obj.store, obj.config.app).partner(partner.id, chosen)
-    click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
+    engine = KpiEngine(obj.store, obj.config.app)
+    if as_json:
+        click.echo(_json(engine.partner(partner.id, chosen)))
+        return
+    details = engine.scorecard(partner.id, chosen)
+    currency = obj.config.app.currency
+    click.echo(scorecard(details.card, currency))
+    click.echo(scorecard_notes(details, currency))
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from bot.formatting import KPI_LABELS, NOT_AVAILABLE, format_change, format_value, ordinal
 from connectors.report import SyncReport
+from kpi.engine import Scorecard
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -130,6 +131,48 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
     else:
         lines.append(f"{card['ranked_partners']} partners ranked by quality score")
     lines.append(f"Data as of {card['data_as_of'] or 'never (run partner-kpi sync)'}")
+    return "\n".join(lines)
+
+
+def scorecard_notes(details: Scorecard, currency: str) -> str:
+    """Tier, the comparison with direct deals, and how far to trust the numbers."""
+    lines = []
+    tier = details.tier
+    if tier.earned or tier.next_tier:
+        earned = f"Tier earned: {tier.earned or 'none'}"
+        if tier.differs:
+            earned += f" (the CRM records {tier.recorded})"
+        lines.append(earned)
+    if tier.next_tier and tier.gap is not None:
+        text = f"{tier.gap:.1f} points short of {tier.next_tier}"
+        if tier.lever:
+            label = KPI_LABELS[tier.lever.kpi][0].lower()
+            text += (
+                f"; fastest way there: {label} above "
+                f"{format_value(tier.lever.kpi, tier.lever.beat, currency)} "
+                f"(now {format_value(tier.lever.kpi, tier.lever.current, currency)})"
+            )
+        else:
+            text += "; no single KPI closes the gap alone"
+        lines.append(text)
+    kpis, direct = details.card["kpis"], details.baseline
+    comparisons = [
+        f"{KPI_LABELS[key][0].lower()} {format_value(key, kpis[key], currency)} vs "
+        f"{format_value(key, direct[key], currency)}"
+        for key in ("close_rate", "avg_deal_size", "sales_cycle_days")
+        if kpis[key] is not None and direct[key] is not None
+    ]
+    if comparisons:
+        lines.append("Against direct deals: " + "; ".join(comparisons))
+    trust = details.trust
+    doubts = [
+        (trust.no_amount, "without an amount"),
+        (trust.no_rate, "in a currency with no rate"),
+        (trust.closed_before_created, "closed before created"),
+        (trust.open_past_close_date, "open past their close date"),
+    ]
+    shown = [f"{count} {what}" for count, what in doubts if count]
+    lines.append("Data trust: " + ("; ".join(shown) if shown else "no deals skipped or doubted"))
     return "\n".join(lines)
 
 

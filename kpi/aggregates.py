@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, case, func, select, union_all
+from sqlalchemy import Connection, Select, and_, case, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
@@ -93,6 +93,21 @@ class Totals:
             mine.stays += theirs.stays
 
 
+@dataclass
+class TrustCounts:
+    """A partner's deals in the period (closed in it, or open at its end) that the numbers had
+    to skip or doubt."""
+
+    no_amount: int = 0  # no amount at all: skipped by sums and averages
+    no_rate: int = 0  # an amount in a currency with no rate: skipped likewise
+    closed_before_created: int = 0  # a won or lost deal closed before it was created
+    open_past_close_date: int = 0  # open at the period's end, past its expected close date
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, item.name) for item in fields(self))
+
+
 @dataclass(frozen=True)
 class Window:
     """A period as dates (for date columns) and as naive-UTC instants (for timestamps)."""
@@ -163,6 +178,42 @@ class Aggregator:
             stage.stay_days = float(row.days)
             stage.stays = int(row.n)
 
+    def trust(
+        self, period: Period, partner_ids: Sequence[str] | None = None
+    ) -> dict[PartnerKey, TrustCounts]:
+        window = Window.of(period, self.tz)
+        closed_in_period = and_(
+            d.c.status.in_(("won", "lost")),
+            d.c.closed_on >= window.start,
+            d.c.closed_on < window.end,
+        )
+        open_at_end = and_(
+            d.c.created_on < window.end,
+            or_(d.c.status == "open", d.c.closed_on >= window.end),
+        )
+
+        query = (
+            select(
+                d.c.partner_id,
+                _count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_(None))),
+                _count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_not(None))),
+                _count_if(and_(closed_in_period, d.c.closed_on < d.c.created_on)),
+                _count_if(
+                    and_(
+                        d.c.status == "open",
+                        d.c.created_on < window.end,
+                        d.c.expected_close_on < window.end,
+                    )
+                ),
+            )
+            .where(or_(closed_in_period, open_at_end))
+            .group_by(d.c.partner_id)
+        )
+        return {
+            row[0]: TrustCounts(*(int(value or 0) for value in row[1:]))
+            for row in self._run(query, partner_ids)
+        }
+
     def stage_entries(self, period: Period) -> dict[str, int]:
         """Entries into each stage in the period by every known deal, partner or direct."""
         window = Window.of(period, self.tz)
@@ -189,21 +240,18 @@ class Aggregator:
         cycle = days_between(d.c.created_on, d.c.closed_on)
         registered = d.c.registered.is_(True)
 
-        def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-            return func.sum(case((condition, 1), else_=0))
-
         return (
             select(
                 d.c.partner_id,
                 d.c.channel,
-                count_if(won).label("won"),
-                count_if(d.c.status == "lost").label("lost"),
+                _count_if(won).label("won"),
+                _count_if(d.c.status == "lost").label("lost"),
                 func.sum(case((won, d.c.amount))).label("won_revenue"),
                 func.count(case((won, d.c.amount))).label("won_with_amount"),
                 func.sum(case((won, case((cycle < 0, 0), else_=cycle)))).label("cycle_days"),
-                count_if(registered).label("registered_closed"),
-                count_if(and_(won, registered)).label("registered_won"),
-                count_if(and_(won, d.c.type == "upsell")).label("upsell_won"),
+                _count_if(registered).label("registered_closed"),
+                _count_if(and_(won, registered)).label("registered_won"),
+                _count_if(and_(won, d.c.type == "upsell")).label("upsell_won"),
                 func.sum(case((and_(won, d.c.type == "new"), d.c.amount))).label("new_revenue"),
                 func.sum(case((won, d.c.csat))).label("csat_sum"),
                 func.count(case((won, d.c.csat))).label("csat_count"),
@@ -319,6 +367,10 @@ def pipeline_order(connection: Connection, configured: list[str] | None, source:
         .order_by(func.min(changes.c.entered_at), changes.c.stage)
     )
     return [row.stage for row in connection.execute(first_seen)]
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
 
 
 def _number(value: Any) -> Any:

@@ -107,9 +107,27 @@ class KpiWeights(Section):
     courses_completed: float = Field(0.0, ge=0)
 
 
+class TierConfig(Section):
+    name: str = Field(min_length=1)
+    min_score: float = Field(ge=0, le=100)
+
+
 class KpiConfig(Section):
     # Given weights replace the defaults as a whole: a KPI left out weighs 0.
     weights: KpiWeights = Field(default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS))
+    # Program tiers earned by quality score, e.g. Gold >= 80, Silver >= 60, Registered >= 0.
+    tiers: list[TierConfig] = Field(default_factory=list)
+
+    @field_validator("tiers")
+    @classmethod
+    def _distinct_tiers(cls, tiers: list[TierConfig]) -> list[TierConfig]:
+        names = [tier.name.casefold() for tier in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError("two tiers have the same name")
+        scores = [tier.min_score for tier in tiers]
+        if len(set(scores)) != len(scores):
+            raise ValueError("two tiers have the same min_score")
+        return sorted(tiers, key=lambda tier: tier.min_score)
 
 
 class AppConfig(Section):

@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from kpi import schema
-from kpi.aggregates import Aggregator, PartnerKey, Totals, pipeline_order
+from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.config import AppConfig
 from kpi.formulas import channels_of, kpis_of, ratio, stages_of
 from kpi.periods import Period, previous_period
 from kpi.quality import Standing, standings
 from kpi.store import Store
+from kpi.tiers import TierStatus, tier_status
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,18 @@ class PeriodData:
     earlier: dict[PartnerKey, Totals]
     pipeline: list[str]
     all_entries: dict[str, int]
+    components: dict[str, dict[str, Any]]  # every active partner's KPIs, for the ranking
     standings: dict[str, Standing]
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """A partner's card (the JSON contract) and what a person reads beside it."""
+
+    card: dict[str, Any]
+    tier: TierStatus
+    trust: TrustCounts
+    baseline: dict[str, Any]  # the same KPIs over direct deals
 
 
 class KpiEngine:
@@ -62,6 +74,29 @@ class KpiEngine:
         data = self._compute(period, partners, [partner_id])
         partner = next(p for p in partners if p.id == partner_id)
         return self._card(data, partner)
+
+    def scorecard(self, partner_id: str, period: Period) -> Scorecard:
+        """The card with the tier it earns, the data-trust counts and the direct baseline."""
+        partners = self.partners()
+        data = self._compute(period, partners, [partner_id])
+        partner = next(p for p in partners if p.id == partner_id)
+        card = self._card(data, partner)
+        with self.store.engine.connect() as connection:
+            trust = Aggregator(connection, self.app.tz).trust(period, [partner_id])
+        tier = tier_status(
+            self.app.kpi.tiers,
+            partner_id,
+            card["quality_score"],
+            partner.tier,
+            data.components,
+            self.app.weights,
+        )
+        return Scorecard(
+            card=card,
+            tier=tier,
+            trust=trust.get(partner_id, TrustCounts()),
+            baseline=kpis_of(data.current.get(None, Totals())),
+        )
 
     def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:
         """Every partner's card for one period (what a digest needs), from one set of queries."""
@@ -128,6 +163,7 @@ class KpiEngine:
             earlier=earlier,
             pipeline=pipeline,
             all_entries=all_entries,
+            components=components,
             standings=standings(components, self.app.weights),
         )
 
