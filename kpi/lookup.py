@@ -11,11 +11,12 @@ matches anything:
 3. **Part of a name** - the query (normalized the same way) occurs in exactly one partner's
    name: ``Found``; in several: ``Ambiguous`` listing them sorted by name.
 4. **Fuzzy** - for typos. Names and query are folded (NFKD with accents dropped, casefolded,
-   every run of non-alphanumerics turned into one space, as ``rapidfuzz.utils.default_process``
-   does) and each name gets the best of three rapidfuzz scores, 0-100:
+   then ``rapidfuzz.utils.default_process``, which turns non-alphanumerics into spaces, and
+   runs of spaces collapsed) and each name gets the best of three rapidfuzz scores, 0-100:
 
    - ``fuzz.ratio`` (Indel similarity of the whole strings) - typos in the whole name;
-   - ``fuzz.token_sort_ratio`` x 0.95 - the same words in another order;
+   - ``fuzz.token_sort_ratio`` x 0.95 - the same words in another order (queries of two or
+     more words only);
    - ``fuzz.partial_ratio`` x 0.9, only for names at least 1.5 times as long as the query -
      a mistyped *part* of a longer name ("Nortwind" for "Northwind Traders").
 
@@ -44,19 +45,19 @@ query (a partial score of 66.7, weighted to 60 - "Nortwind" against "Globex Corp
 gibberish gets none.
 
 Speed: all scoring runs in rapidfuzz's C++ (``process.extract`` with a ``score_cutoff``), and
-the per-name normalization is cached by name, so looking a query up among 2,000 partners
-takes a few milliseconds at most.
+the normalized names of the last few partner lists are cached (keyed by the tuple of names), so
+a lookup among 2,000 partners takes a few milliseconds, the first one included.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz, process, utils
 
 from kpi.models import Partner
 
@@ -64,12 +65,11 @@ FOUND_SCORE = 85.0
 FOUND_LEAD = 8.0
 SUGGEST_SCORE = 65.0
 MAX_SUGGESTIONS = 5
+MAX_LISTED = 10
 
 _TOKEN_SORT_WEIGHT = 0.95
 _PARTIAL_WEIGHT = 0.9
 _PARTIAL_MIN_LENGTH_RATIO = 1.5
-
-_NON_ALNUM = re.compile(r"[\W_]+")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ class NotFound:
 
 LookupResult = Found | Ambiguous | NotFound
 
+_Scorer = Callable[..., float]
+
 
 def find_partner(query: str, partners: Sequence[Partner]) -> LookupResult:
     """The partner ``query`` names, by the rules in this module's docstring."""
@@ -107,28 +109,33 @@ def find_partner(query: str, partners: Sequence[Partner]) -> LookupResult:
     if by_id:
         return _one_or_many(shown, by_id)
 
+    index = _index(tuple(p.name for p in partners))
     wanted = _normalize(shown)
-    names = [_normalize(p.name) for p in partners]
-    exact = [p for p, name in zip(partners, names, strict=True) if name == wanted]
+    exact = [partners[i] for i, name in enumerate(index.normalized) if name == wanted]
     if exact:
         return _one_or_many(shown, exact)
-    containing = [p for p, name in zip(partners, names, strict=True) if wanted in name]
+    containing = [partners[i] for i, name in enumerate(index.normalized) if wanted in name]
     if containing:
         return _one_or_many(shown, containing)
 
-    return _fuzzy(shown, partners)
+    return _fuzzy(shown, partners, index)
 
 
 def describe(result: LookupResult) -> str:
     """One sentence for a person: the partner's name, the choices, or the nearest names.
 
-    Nothing is escaped; names that occur more than once are followed by their CRM id.
+    Nothing is escaped. Names that occur more than once in the sentence are followed by their
+    CRM id, and an ambiguous query names at most ``MAX_LISTED`` (10) candidates, then says how
+    many more there are.
     """
     if isinstance(result, Found):
         return result.partner.name
     if isinstance(result, Ambiguous):
-        count = len(result.candidates)
-        return f"“{result.query}” matches {count} partners: {_list(result.candidates)}. Say which."
+        shown = _list(result.candidates[:MAX_LISTED])
+        if len(result.candidates) > MAX_LISTED:
+            shown += f" and {len(result.candidates) - MAX_LISTED:,} more"
+        count = f"{len(result.candidates):,}"
+        return f"“{result.query}” matches {count} partners: {shown}. Say which."
     if not result.query:
         return "No partner name or CRM id was given."
     sentence = f"No partner matches “{result.query}”."
@@ -137,44 +144,32 @@ def describe(result: LookupResult) -> str:
     return sentence
 
 
-def _fuzzy(shown: str, partners: Sequence[Partner]) -> LookupResult:
+def _fuzzy(shown: str, partners: Sequence[Partner], index: _Index) -> LookupResult:
     wanted = _fold(shown)
     if not wanted:
         return NotFound(query=shown, suggestions=())
-    folded = [_fold(p.name) for p in partners]
+    folded = index.folded
     scores: dict[int, float] = {}
 
-    def keep(index: int, score: float) -> None:
-        if score > scores.get(index, 0.0):
-            scores[index] = score
+    def score_with(
+        scorer: _Scorer, weight: float, choices: list[str], positions: list[int] | None = None
+    ) -> None:
+        for _, score, k in process.extract(
+            wanted, choices, scorer=scorer, limit=None, score_cutoff=SUGGEST_SCORE / weight
+        ):
+            i = k if positions is None else positions[k]
+            scores[i] = max(scores.get(i, 0.0), score * weight)
 
-    for _, score, index in process.extract(
-        wanted, folded, scorer=fuzz.ratio, limit=None, score_cutoff=SUGGEST_SCORE
-    ):
-        keep(index, score)
-    for _, score, index in process.extract(
-        wanted,
-        folded,
-        scorer=fuzz.token_sort_ratio,
-        limit=None,
-        score_cutoff=SUGGEST_SCORE / _TOKEN_SORT_WEIGHT,
-    ):
-        keep(index, score * _TOKEN_SORT_WEIGHT)
-    min_length = len(wanted) * _PARTIAL_MIN_LENGTH_RATIO
-    longer = {i: name for i, name in enumerate(folded) if len(name) >= min_length}
-    for _, score, index in process.extract(
-        wanted,
-        longer,
-        scorer=fuzz.partial_ratio,
-        limit=None,
-        score_cutoff=SUGGEST_SCORE / _PARTIAL_WEIGHT,
-    ):
-        keep(index, score * _PARTIAL_WEIGHT)
+    score_with(fuzz.ratio, 1.0, folded)
+    if " " in wanted:  # sorting the words of a one-word query changes nothing
+        score_with(fuzz.token_sort_ratio, _TOKEN_SORT_WEIGHT, folded)
+    positions, names, lengths = index.by_length
+    start = bisect_left(lengths, len(wanted) * _PARTIAL_MIN_LENGTH_RATIO)
+    score_with(fuzz.partial_ratio, _PARTIAL_WEIGHT, names[start:], positions[start:])
 
     if not scores:
         return NotFound(query=shown, suggestions=())
     ranked = sorted(scores, key=lambda i: (-scores[i], *_name_key(partners[i])))
-
     best_name = folded[ranked[0]]
     best_score = scores[ranked[0]]
     runner_up = next((scores[i] for i in ranked if folded[i] != best_name), 0.0)
@@ -200,16 +195,42 @@ def _list(partners: Sequence[Partner]) -> str:
     return ", ".join(f"{p.name} ({p.id})" if counts[p.name] > 1 else p.name for p in partners)
 
 
-@lru_cache(maxsize=16384)
+class _Index:
+    """Partner names prepared for matching; position ``i`` belongs to ``partners[i]``."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.normalized = [_normalize(name) for name in names]
+
+    @cached_property
+    def folded(self) -> list[str]:
+        return [_fold(name) for name in self.names]
+
+    @cached_property
+    def by_length(self) -> tuple[list[int], list[str], list[int]]:
+        """Positions, folded names and their lengths, ordered by that length, shortest first."""
+        lengths = [len(name) for name in self.folded]
+        positions = sorted(range(len(lengths)), key=lengths.__getitem__)
+        return positions, [self.folded[i] for i in positions], [lengths[i] for i in positions]
+
+
+@lru_cache(maxsize=4)
+def _index(names: tuple[str, ...]) -> _Index:
+    """The index of the last few partner lists, so repeated lookups skip the normalizing."""
+    return _Index(names)
+
+
 def _normalize(text: str) -> str:
     """For exact and part-of-name matching: NFC, casefolded, whitespace runs collapsed."""
+    if text.isascii():
+        return " ".join(text.lower().split())
     folded = unicodedata.normalize("NFD", text).casefold()
     return " ".join(unicodedata.normalize("NFC", folded).split())
 
 
-@lru_cache(maxsize=16384)
 def _fold(text: str) -> str:
     """For fuzzy matching: accents dropped, casefolded, non-alphanumeric runs made one space."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _NON_ALNUM.sub(" ", bare.casefold()).strip()
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return " ".join(utils.default_process(text).split())
