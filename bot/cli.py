@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -19,7 +20,7 @@ from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, 
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
 from connectors.sync import run_sync, source_for
-from kpi.config import ConfigError, LoadedConfig, load_config
+from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config
 from kpi.engine import KpiEngine
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
@@ -29,6 +30,7 @@ from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today
 from kpi.store import Store, StoreError, open_store
 
 USAGE_ERROR = 2
+DEMO_TIERS = (("Registered", 0.0), ("Silver", 60.0), ("Gold", 80.0))
 
 
 class UserError(click.ClickException):
@@ -63,8 +65,14 @@ def _demo_defaults(config: LoadedConfig) -> LoadedConfig:
     """With no app.yaml, the defaults are set for the demo data: its currencies and pipeline."""
     if config.path is not None:
         return config
+    tiers = [TierConfig(name=name, min_score=score) for name, score in DEMO_TIERS]
+    kpi = config.app.kpi.model_copy(update={"tiers": tiers})
     app = config.app.model_copy(
-        update={"currency_rates": dict(DEMO_CURRENCY_RATES), "stages": list(DEMO_PIPELINE)}
+        update={
+            "currency_rates": dict(DEMO_CURRENCY_RATES),
+            "stages": list(DEMO_PIPELINE),
+            "kpi": kpi,
+        }
     )
     return config._replace(app=app)
 
@@ -119,10 +127,33 @@ def demo(obj: Context, as_of: Any) -> None:
     )
     report = _sync(obj, full=True)
     click.echo(sync_report(report))
+    _showcase(obj, day)
     click.echo(f"\nStore: {config.database_url}")
     click.echo(
-        "Next: `partner-kpi partners` lists the partners; `partner-kpi partners acme` finds one."
+        "Next: `partner-kpi kpi NAME` for any partner (`partner-kpi partners` lists them), "
+        "`partner-kpi program`, `partner-kpi top --by close_rate`."
     )
+
+
+def _showcase(obj: Context, day: date) -> None:
+    """What a manager would ask first: the leaders, then one partner's scorecard."""
+    period = parse_period(DEFAULT_PERIOD, day)
+    engine = KpiEngine(obj.store, obj.config.app)
+    currency = obj.config.app.currency
+    cards = engine.all_partners(period)
+    leaders = leaderboard(list(cards.values()), "quality_score")[:5]
+    rows = [
+        (i, card["partner"]["name"], format_value("quality_score", card["quality_score"]))
+        for i, card in enumerate(leaders, 1)
+    ]
+    click.echo(f"\n$ partner-kpi top -n 5\nTop 5 by quality score · {period.name}\n")
+    click.echo(table(("#", "partner", "Quality score"), rows, numeric={0, 2}))
+    if leaders:
+        first = leaders[0]["partner"]
+        details = engine.scorecard(first["id"], period)
+        click.echo(f"\n$ partner-kpi kpi {first['name']!r}")
+        click.echo(scorecard(details.card, currency))
+        click.echo(scorecard_notes(details, currency))
 
 
 @cli.command()
