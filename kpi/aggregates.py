@@ -363,6 +363,7 @@ def pipeline_order(connection: Connection, configured: list[str] | None, source:
     changes = schema.stage_changes
     first_seen = (
         select(changes.c.stage, func.min(changes.c.entered_at).label("first"))
+        .select_from(changes.join(d, d.c.id == changes.c.deal_id))  # known deals only
         .group_by(changes.c.stage)
         .order_by(func.min(changes.c.entered_at), changes.c.stage)
     )

@@ -2,13 +2,22 @@
 
 Percentiles need every active partner's values at once, which SQL cannot do portably, so this
 finishes in Python what `kpi.aggregates` summed in the database.
+
+Scores are compared unrounded and exactly: percentiles are rationals (`100 * (i + j) /
+(2 * (n - 1))` for a tie spanning sorted positions i..j) and weights are the decimals written in
+app.yaml, so two partners whose percentiles are a permutation of each other tie even where their
+float scores differ in the last bit. Floats order partners; exact fractions are computed only
+for scores within float error of each other.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
+
+#: Float scores closer than this (relative) are compared exactly.
+_NEAR = 1e-9
 
 
 @dataclass(frozen=True)
@@ -18,24 +27,29 @@ class Standing:
     percentiles: dict[str, float]  # component -> this partner's percentile
 
 
-def percentiles(values: Mapping[str, float]) -> dict[str, float]:
+def exact_percentiles(values: Mapping[str, float]) -> dict[str, Fraction]:
     """`100 * (r - 1) / (n - 1)` with r the ascending rank, ties sharing their mean rank;
     a lone value gets 100."""
     n = len(values)
     if n == 1:
-        return dict.fromkeys(values, 100.0)
+        return dict.fromkeys(values, Fraction(100))
     ordered = sorted(values.items(), key=lambda item: item[1])
-    result: dict[str, float] = {}
+    result: dict[str, Fraction] = {}
     i = 0
     while i < n:
         j = i
         while j + 1 < n and ordered[j + 1][1] == ordered[i][1]:
             j += 1
-        mean_rank = (i + 1 + j + 1) / 2
+        # mean rank (i + 1 + j + 1) / 2, so r - 1 = (i + j) / 2
+        share = Fraction(100 * (i + j), 2 * (n - 1))
         for key, _ in ordered[i : j + 1]:
-            result[key] = 100 * (mean_rank - 1) / (n - 1)
+            result[key] = share
         i = j + 1
     return result
+
+
+def percentiles(values: Mapping[str, float]) -> dict[str, float]:
+    return {key: float(value) for key, value in exact_percentiles(values).items()}
 
 
 def standings(
@@ -53,12 +67,18 @@ def standings(
             value = values.get(name)
             if value is not None:
                 by_component[name][partner] = value
-    ranked = {name: percentiles(values) for name, values in by_component.items() if values}
+    ranked = {name: exact_percentiles(vals) for name, vals in by_component.items() if vals}
+    exact_weights = {name: Fraction(str(weight)) for name, weight in weights.items()}
+
+    def exact_score(partner: str) -> Fraction:
+        mine = {name: ranked[name][partner] for name in ranked if partner in ranked[name]}
+        total = sum(exact_weights[name] for name in mine)
+        return Fraction(sum(exact_weights[name] * pct for name, pct in mine.items())) / total
 
     scores: dict[str, float | None] = {}
     partner_percentiles: dict[str, dict[str, float]] = {}
     for partner in components:
-        mine = {name: ranked[name][partner] for name in ranked if partner in ranked[name]}
+        mine = {name: float(ranked[name][partner]) for name in ranked if partner in ranked[name]}
         partner_percentiles[partner] = mine
         total_weight = sum(weights[name] for name in mine)
         scores[partner] = (
@@ -66,13 +86,33 @@ def standings(
             if total_weight > 0
             else None
         )
-    scored = sorted(score for score in scores.values() if score is not None)
+    ranks = _ranks({p: s for p, s in scores.items() if s is not None}, exact_score)
     return {
-        partner: Standing(
-            score=score,
-            # 1 + the number of strictly higher scores, so ties share the better rank
-            rank=None if score is None else 1 + len(scored) - bisect_right(scored, score),
-            percentiles=partner_percentiles[partner],
-        )
+        partner: Standing(score, ranks.get(partner), partner_percentiles[partner])
         for partner, score in scores.items()
     }
+
+
+def _ranks(scores: dict[str, float], exact: Callable[[str], Fraction]) -> dict[str, int]:
+    """1 + the number of strictly higher scores, so ties share the better rank."""
+    order = sorted(scores, key=lambda partner: scores[partner], reverse=True)
+    ranks: dict[str, int] = {}
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and _near(scores[order[stop - 1]], scores[order[stop]]):
+            stop += 1
+        group = order[start:stop]
+        if len(group) == 1:
+            ranks[group[0]] = start + 1
+        else:
+            values = {partner: exact(partner) for partner in group}
+            for partner in group:
+                higher = sum(1 for other in group if values[other] > values[partner])
+                ranks[partner] = start + 1 + higher
+        start = stop
+    return ranks
+
+
+def _near(a: float, b: float) -> bool:
+    return abs(a - b) <= _NEAR * max(1.0, abs(a), abs(b))
