@@ -50,6 +50,14 @@ class PeriodData:
     all_entries: dict[str, int]
     components: dict[str, dict[str, Any]]  # every active partner's KPIs, for the ranking
     standings: dict[str, Standing]
+    data_as_of: str | None
+
+    @property
+    def ranked_partners(self) -> int:
+        return self._ranked
+
+    def __post_init__(self) -> None:
+        self._ranked = sum(1 for s in self.standings.values() if s.score is not None)
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class KpiEngine:
             earlier = aggregator.totals(previous, partner_ids)
             pipeline = self._pipeline(connection)
             all_entries = aggregator.stage_entries(period)
+        as_of = self.store.data_as_of()
         components = {
             partner.id: kpis_of(current.get(partner.id, Totals()))
             for partner in partners
@@ -165,6 +174,7 @@ class KpiEngine:
             all_entries=all_entries,
             components=components,
             standings=standings(components, self.app.weights),
+            data_as_of=as_of.isoformat() if as_of else None,
         )
 
     def _pipeline(self, connection: Connection) -> list[str]:
@@ -190,7 +200,6 @@ class KpiEngine:
         totals: Totals,
         standing: Standing | None,
     ) -> dict[str, Any]:
-        as_of = self.store.data_as_of()
         return {
             "partner": partner,
             "period": {
@@ -208,8 +217,8 @@ class KpiEngine:
             "stages": stages_of(totals, data.pipeline, data.all_entries),
             "quality_score": standing.score if standing else None,
             "rank": standing.rank if standing else None,
-            "ranked_partners": sum(1 for s in data.standings.values() if s.score is not None),
-            "data_as_of": as_of.isoformat() if as_of else None,
+            "ranked_partners": data.ranked_partners,
+            "data_as_of": data.data_as_of,
         }
 
     @staticmethod
