@@ -92,6 +92,41 @@ class SalesforceConfig(Section):
     api_version: str = "62.0"
 
 
+class SlackConfig(Section):
+    command: str = "/partner-kpi"
+    app_name: str = "partner-kpi"
+    port: int = Field(default=3000, ge=1, le=65535)
+    path: str = "/slack/events"
+    # The public URL Slack sends requests to (HTTP mode), for the app manifest.
+    request_url: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        if not value.startswith("/") or " " in value:
+            raise ValueError("a slash command starts with / and has no spaces, e.g. /partner-kpi")
+        return value
+
+
+class ExternalAccessConfig(Section):
+    """Slack Connect users (partners): each sees at most its own partner's scorecard."""
+
+    # email domain -> partner CRM id
+    domains: dict[str, str] = Field(default_factory=dict)
+    # Slack user id or email -> partner CRM id
+    users: dict[str, str] = Field(default_factory=dict)
+
+
+class AccessConfig(Section):
+    """Who may use the command. With no users, user groups or channels, every member of the
+    workspace may; external users are limited by `external` either way."""
+
+    users: list[str] = Field(default_factory=list)
+    usergroups: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    external: ExternalAccessConfig = Field(default_factory=ExternalAccessConfig)
+
+
 class HubSpotConfig(Section):
     base_url: str = "https://api.hubapi.com"
 
@@ -144,10 +179,10 @@ class AppConfig(Section):
     kpi: KpiConfig = Field(default_factory=KpiConfig)
     # Sections of the Slack app, digests, surveys and access control; each is validated
     # in full by the part of the bot that reads it.
-    slack: dict[str, Any] = Field(default_factory=dict)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
     digests: list[dict[str, Any]] = Field(default_factory=list)
     surveys: list[dict[str, Any]] = Field(default_factory=list)
-    access: dict[str, Any] = Field(default_factory=dict)
+    access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("timezone")
     @classmethod

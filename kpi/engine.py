@@ -138,6 +138,11 @@ class KpiEngine:
             totals = Aggregator(connection, self.app.tz).totals(period)
         return kpis_of(totals.get(None, Totals()))
 
+    def trust_counts(self, period: Period) -> dict[PartnerKey, TrustCounts]:
+        """Every partner's data-trust counts for the period."""
+        with self.store.engine.connect() as connection:
+            return Aggregator(connection, self.app.tz).trust(period)
+
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
         query = select(p.c.id, p.c.name, p.c.tier, p.c.joined_on, p.c.left_on).order_by(p.c.name)

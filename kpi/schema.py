@@ -166,6 +166,21 @@ send_log = Table(
     Column("detail", JSON),
 )
 
+# Every question asked of the bot: who, what, where, when, and whether it was answered.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("user_name", String(255)),
+    Column("channel_id", String(64)),
+    Column("request", Text, nullable=False),
+    Column("allowed", Boolean, nullable=False),
+    Column("reason", Text),
+    Index("ix_audit_log_at", "at"),
+)
+
 RECORD_TABLES = {
     "partners": partners,
     "deals": deals,

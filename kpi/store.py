@@ -289,6 +289,55 @@ class Store:
             state.insert().values(source=source, object=obj, watermark=value, updated_at=_now())
         )
 
+    # --- the bot's bookkeeping -----------------------------------------------------------
+
+    def claim(
+        self, key: str, kind: str, claimed_by: str, detail: dict[str, Any] | None = None
+    ) -> bool:
+        """Claims `key` in the send log; True for the one caller that claimed it first."""
+        log = schema.send_log
+        insert = _DIALECT_INSERTS[self.engine.dialect.name](log).values(
+            key=key, kind=kind, claimed_by=claimed_by, claimed_at=_now(), detail=detail
+        )
+        with self.transaction() as connection:
+            result = connection.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+            return bool(result.rowcount)
+
+    def mark_sent(self, key: str, slack_ts: str | None) -> None:
+        log = schema.send_log
+        with self.transaction() as connection:
+            connection.execute(
+                update(log).where(log.c.key == key).values(posted_at=_now(), slack_ts=slack_ts)
+            )
+
+    def audit(
+        self,
+        user_id: str,
+        request: str,
+        allowed: bool,
+        reason: str | None = None,
+        user_name: str | None = None,
+        channel_id: str | None = None,
+    ) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                schema.audit_log.insert().values(
+                    at=_now(),
+                    user_id=user_id,
+                    user_name=user_name,
+                    channel_id=channel_id,
+                    request=request,
+                    allowed=allowed,
+                    reason=reason,
+                )
+            )
+
+    def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        log = schema.audit_log
+        query = select(log).order_by(log.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
     # --- reading -------------------------------------------------------------------------
 
     def records(self, model: type[R], ids: Sequence[str] | None = None) -> list[R]:

@@ -1,0 +1,201 @@
+"""The one message pipeline: a question (an intent, or a button's value) in, a message out.
+
+Slack and the local console both call it, so they show the same messages. Access decisions
+are made before (bot/access.py); an asker limited to some partners is enforced here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from bot.blockkit import Message
+from bot.intents import (
+    BadRequest,
+    Help,
+    Intent,
+    ShowAtRisk,
+    ShowCompare,
+    ShowProgram,
+    ShowScorecard,
+    ShowTop,
+)
+from bot.messages import render
+from kpi.config import AppConfig
+from kpi.deals import largest_deals
+from kpi.engine import KpiEngine
+from kpi.leaders import leaderboard, value_of
+from kpi.lookup import Ambiguous, Found, NotFound, find_partner
+from kpi.models import Partner
+from kpi.periods import Period, PeriodError, parse_period
+from kpi.risk import partners_at_risk
+from kpi.store import Store
+
+
+class Answers:
+    """Answers questions about the store's data; `partner_ids` limits what may be seen."""
+
+    def __init__(
+        self,
+        store: Store,
+        app: AppConfig,
+        today: Callable[[], date],
+        partner_ids: frozenset[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.app = app
+        self.engine = KpiEngine(store, app)
+        self.today = today
+        self.partner_ids = partner_ids
+
+    def answer(self, intent: Intent) -> Message:
+        try:
+            return self._answer(intent)
+        except PeriodError as error:
+            return self.error(str(error))
+
+    def error(self, reason: str) -> Message:
+        return render("error", reason=reason, command=self.app.slack.command)
+
+    def help(self) -> Message:
+        return render("help", command=self.app.slack.command, limited=self.partner_ids is not None)
+
+    # --- the questions -------------------------------------------------------------------
+
+    def _answer(self, intent: Intent) -> Message:
+        if isinstance(intent, Help):
+            return self.help()
+        if isinstance(intent, BadRequest):
+            return self.error(intent.reason)
+        if isinstance(intent, ShowScorecard):
+            return self.scorecard_for(intent.partner, intent.period)
+        if self.partner_ids is not None:
+            return render("refused", reason="limited", command=self.app.slack.command)
+        if isinstance(intent, ShowTop):
+            return self.top(intent)
+        if isinstance(intent, ShowCompare):
+            return self.compare(intent.first, intent.second, intent.period)
+        if isinstance(intent, ShowProgram):
+            return self.program(intent.period)
+        if isinstance(intent, ShowAtRisk):
+            return self.at_risk(intent.period)
+        raise AssertionError(f"unhandled intent {intent!r}")
+
+    def scorecard_for(self, query: str, period_text: str) -> Message:
+        period = self._period(period_text)
+        found = self._find(query, period_text)
+        if not isinstance(found, Partner):
+            return found
+        return self.scorecard(found.id, period)
+
+    def scorecard(self, partner_id: str, period: Period) -> Message:
+        if not self._may_see(partner_id):
+            return render("refused", reason="other_partner", command=self.app.slack.command)
+        details = self.engine.scorecard(partner_id, period)
+        return render("scorecard", card=details.card, details=details, currency=self.app.currency)
+
+    def scorecard_by_id(self, partner_id: str, period_text: str) -> Message:
+        return self.scorecard(partner_id, self._period(period_text))
+
+    def compare_with_direct(self, partner_id: str, period_text: str) -> Message:
+        if not self._may_see(partner_id):
+            return render("refused", reason="other_partner", command=self.app.slack.command)
+        details = self.engine.scorecard(partner_id, self._period(period_text))
+        return render(
+            "compare",
+            cards=[details.card, _as_card("Direct deals", details.card, details.baseline)],
+            currency=self.app.currency,
+        )
+
+    def why(
+        self, partner_id: str, period_text: str, deal_url: Callable[[str], str | None]
+    ) -> Message:
+        if not self._may_see(partner_id):
+            return render("refused", reason="other_partner", command=self.app.slack.command)
+        period = self._period(period_text)
+        partner = next((p for p in self.engine.partners() if p.id == partner_id), None)
+        if partner is None:
+            return self.error("That partner is no longer in the data.")
+        won = largest_deals(self.store, partner_id, period, "won")
+        lost = largest_deals(self.store, partner_id, period, "lost")
+        return render(
+            "why",
+            partner=partner,
+            period=period,
+            won=won,
+            lost=lost,
+            deal_url=deal_url,
+            currency=self.app.currency,
+        )
+
+    def top(self, intent: ShowTop) -> Message:
+        period = self._period(intent.period)
+        cards = list(self.engine.all_partners(period).values())
+        leaders = leaderboard(cards, intent.by)
+        return render(
+            "leaderboard",
+            rows=[(card, value_of(card, intent.by)) for card in leaders[: intent.count]],
+            by=intent.by,
+            period=period,
+            total=len(leaders),
+            currency=self.app.currency,
+        )
+
+    def compare(self, first: str, second: str, period_text: str) -> Message:
+        period = self._period(period_text)
+        partners = []
+        for query in (first, second):
+            found = self._find(query, period_text)
+            if not isinstance(found, Partner):
+                return found
+            partners.append(found)
+        cards = [self.engine.partner(p.id, period) for p in partners]
+        return render("compare", cards=cards, currency=self.app.currency)
+
+    def program(self, period_text: str) -> Message:
+        card = self.engine.program(self._period(period_text))
+        return render("program", card=card, currency=self.app.currency)
+
+    def at_risk(self, period_text: str) -> Message:
+        period = self._period(period_text)
+        cards = list(self.engine.all_partners(period).values())
+        active = {p.id for p in self.engine.partners() if p.active_at(period.end)}
+        stale = {
+            key: counts.open_past_close_date
+            for key, counts in self.engine.trust_counts(period).items()
+            if key is not None
+        }
+        return render(
+            "at_risk",
+            risks=partners_at_risk(cards, active, stale),
+            period=period,
+            currency=self.app.currency,
+        )
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _period(self, text: str) -> Period:
+        return parse_period(text, self.today())
+
+    def _may_see(self, partner_id: str) -> bool:
+        return self.partner_ids is None or partner_id in self.partner_ids
+
+    def _find(self, query: str, period_text: str) -> Partner | Message:
+        partners = self.store.partners()
+        if self.partner_ids is not None:
+            partners = [p for p in partners if p.id in self.partner_ids]
+        result = find_partner(query, partners)
+        if isinstance(result, Found):
+            return result.partner
+        if isinstance(result, Ambiguous):
+            return render(
+                "choose_partner", query=query, candidates=result.candidates, period=period_text
+            )
+        assert isinstance(result, NotFound)
+        return render("not_found", query=query, suggestions=result.suggestions, period=period_text)
+
+
+def _as_card(name: str, like: dict[str, Any], kpis: dict[str, Any]) -> dict[str, Any]:
+    """A card-shaped view of KPIs that belong to no partner (the direct-deal baseline)."""
+    return {"partner": {"id": "", "name": name}, "period": like["period"], "kpis": kpis}

@@ -1,0 +1,115 @@
+"""What a person asked for with `/partner-kpi ...`, parsed from the command's text.
+
+`help`, `top [N] [by KPI] [period]`, `compare A vs B [period]`, `program [period]`,
+`at-risk [period]`, else `<partner> [period]`. A trailing word that reads as a period is the
+period; unknown subcommand words are taken as a partner name, and an empty text is help.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from kpi.leaders import RANKABLE
+from kpi.periods import DEFAULT_PERIOD, PeriodError, parse_period
+
+MAX_TOP = 50
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowScorecard:
+    partner: str  # a name, part of one, or a CRM id, as typed
+    period: str = DEFAULT_PERIOD
+
+
+@dataclass(frozen=True)
+class ShowTop:
+    count: int = 10
+    by: str = "quality_score"
+    period: str = DEFAULT_PERIOD
+
+
+@dataclass(frozen=True)
+class ShowCompare:
+    first: str
+    second: str
+    period: str = DEFAULT_PERIOD
+
+
+@dataclass(frozen=True)
+class ShowProgram:
+    period: str = DEFAULT_PERIOD
+
+
+@dataclass(frozen=True)
+class ShowAtRisk:
+    period: str = DEFAULT_PERIOD
+
+
+@dataclass(frozen=True)
+class BadRequest:
+    """Something that cannot be answered, with the sentence that says why."""
+
+    reason: str
+
+
+Intent = Help | ShowScorecard | ShowTop | ShowCompare | ShowProgram | ShowAtRisk | BadRequest
+
+_VS = re.compile(r"\s+(?:vs\.?|versus|and|&)\s+", re.IGNORECASE)
+_BY_ALIASES = {"score": "quality_score", "quality": "quality_score", "revenue": "won_revenue"}
+
+
+def parse(text: str, as_of: date) -> Intent:
+    words = text.split()
+    if not words or words[0].lower() in ("help", "?", "-h", "--help"):
+        return Help()
+    head = words[0].lower()
+    rest, period = _split_period(words[1:], as_of)
+    if head == "top":
+        return _top(rest, period)
+    if head == "compare":
+        parts = _VS.split(" ".join(rest), maxsplit=1)
+        if len(parts) != 2 or not all(part.strip() for part in parts):
+            return BadRequest("Compare needs two partners: `compare Acme vs Globex`.")
+        return ShowCompare(parts[0].strip(), parts[1].strip(), period)
+    if head == "program" and not rest:
+        return ShowProgram(period)
+    if head in ("at-risk", "atrisk", "risk") and not rest:
+        return ShowAtRisk(period)
+    name, period = _split_period(words, as_of)
+    if not name:
+        return ShowProgram(period)
+    return ShowScorecard(" ".join(name), period)
+
+
+def _top(rest: list[str], period: str) -> Intent:
+    count, by = 10, "quality_score"
+    words = list(rest)
+    if words and words[0].isdigit():
+        count = min(max(int(words.pop(0)), 1), MAX_TOP)
+    if words and words[0].lower() == "by":
+        words.pop(0)
+    if words:
+        wanted = "_".join(w.lower() for w in words).replace("-", "_")
+        by = _BY_ALIASES.get(wanted, wanted)
+        if by not in RANKABLE:
+            known = ", ".join(sorted(RANKABLE))
+            return BadRequest(f"I can't rank by “{' '.join(words)}”. Rank by one of: {known}.")
+    return ShowTop(count, by, period)
+
+
+def _split_period(words: list[str], as_of: date) -> tuple[list[str], str]:
+    """Takes a trailing period (one word, e.g. `last-quarter` or `2026-01-01..2026-03-31`)."""
+    if words:
+        try:
+            parse_period(words[-1], as_of)
+        except PeriodError:
+            return words, DEFAULT_PERIOD
+        return words[:-1], words[-1]
+    return words, DEFAULT_PERIOD

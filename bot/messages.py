@@ -1,0 +1,106 @@
+"""Renders the Jinja templates of templates/ into Block Kit messages.
+
+A template builds its message as data (`{% do blocks.append({...}) %}`) and ends with
+`{{ message(text, blocks) }}`, so no template ever writes JSON punctuation by hand. Every text
+from the CRM or from a user goes through the `mrkdwn` filter before it reaches a mrkdwn field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
+
+from bot.blockkit import Message, fit, truncate
+from bot.formatting import KPI_LABELS, format_change, format_value, is_improvement, ordinal
+
+_MARKER = "\x00partner-kpi-message\x00"
+
+
+def escape_mrkdwn(text: Any) -> str:
+    """Slack's three control characters, escaped: `<!channel>` pings no one, `<url|x>` links
+    nowhere."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@pass_context
+def _kpi(context: Context, value: Any, key: str) -> str:
+    return format_value(key, value, context.get("currency", "USD"))
+
+
+@pass_context
+def _change(context: Context, current: Any, previous: Any, key: str) -> str:
+    return format_change(key, current, previous, context.get("currency", "USD"))
+
+
+def _label(key: str) -> str:
+    return KPI_LABELS.get(key, (key.replace("_", " ").capitalize(), ""))[0]
+
+
+def _span(period: dict[str, str]) -> str:
+    """The inclusive dates of the half-open period [start, end)."""
+    last = date.fromisoformat(period["end"]) - timedelta(days=1)
+    return f"{period['start']} – {last.isoformat()}"
+
+
+def age(moment: str | datetime | None, now: datetime | None = None) -> str:
+    """How old the data is, as a person says it: `12 minutes ago`, `3 days ago`."""
+    if moment is None:
+        return "never synced"
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def _json_value(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _message(text: str, blocks: list[dict[str, Any]]) -> str:
+    return _MARKER + json.dumps({"text": text, "blocks": blocks}, ensure_ascii=False)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("templates", ""),
+        autoescape=False,  # noqa: S701 - the output is Block Kit JSON, not HTML
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.do"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        mrkdwn=escape_mrkdwn,
+        kpi=_kpi,
+        change=_change,
+        label=_label,
+        ordinal=ordinal,
+        span=_span,
+        age=age,
+        value_json=_json_value,
+        truncate_to=truncate,
+    )
+    env.tests["improvement"] = lambda pair, key: is_improvement(key, *pair) is True
+    env.tests["worsening"] = lambda pair, key: is_improvement(key, *pair) is False
+    env.globals["message"] = _message
+    return env
+
+
+ENVIRONMENT = _environment()
+
+
+def render(name: str, **context: Any) -> Message:
+    """The message of `templates/<name>.json.j2`, fitted into Block Kit's limits."""
+    output = ENVIRONMENT.get_template(f"{name}.json.j2").render(**context)
+    start = output.rfind(_MARKER)
+    if start < 0:
+        raise ValueError(f"template {name} did not end with message(text, blocks)")
+    data = json.loads(output[start + len(_MARKER) :])
+    return fit(Message(data["text"], data["blocks"]))
