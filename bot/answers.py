@@ -6,6 +6,7 @@ are made before (bot/access.py); an asker limited to some partners is enforced h
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -173,6 +174,18 @@ class Answers:
             currency=self.app.currency,
         )
 
+    def press(self, action_id: str, value: str, deal_url: Callable[[str], str | None]) -> Message:
+        """The answer to a button of one of these messages (sharing aside, a side effect)."""
+        target = button_target(value)
+        if target is None:
+            return self.error("That button no longer works; ask again.")
+        partner_id, period = target
+        if action_id == "scorecard_why":
+            return self.why(partner_id, period, deal_url)
+        if action_id == "scorecard_compare":
+            return self.compare_with_direct(partner_id, period)
+        return self.scorecard_by_id(partner_id, period)
+
     # --- helpers -------------------------------------------------------------------------
 
     def _period(self, text: str) -> Period:
@@ -194,6 +207,15 @@ class Answers:
             )
         assert isinstance(result, NotFound)
         return render("not_found", query=query, suggestions=result.suggestions, period=period_text)
+
+
+def button_target(value: str) -> tuple[str, str] | None:
+    """The (partner id, period) a button carries, or None when its value is not ours."""
+    try:
+        data = json.loads(value)
+        return str(data["partner_id"]), str(data["period"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _as_card(name: str, like: dict[str, Any], kpis: dict[str, Any]) -> dict[str, Any]:

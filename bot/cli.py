@@ -7,6 +7,7 @@ ends as one sentence on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,7 +16,12 @@ from typing import Any
 
 import click
 
+from bot.answers import Answers
+from bot.console import Console, run_console
 from bot.formatting import KPI_LABELS, format_value
+from bot.manifest import manifest_yaml
+from bot.server import serve as serve_forever
+from bot.slack_app import MissingSecret, build_app
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
@@ -84,6 +90,21 @@ def _package_version() -> str:
         return "0+unknown"
 
 
+period_option = click.option(
+    "--period",
+    "-p",
+    default=DEFAULT_PERIOD,
+    show_default=True,
+    help="last-90d, this-quarter, last-month, 2026-Q3, 2026-09, 2026, 2026-01-01..2026-03-31, ...",
+)
+as_of_option = click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day periods are counted from (default: today in app.yaml's timezone).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON contract.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -129,10 +150,69 @@ def demo(obj: Context, as_of: Any) -> None:
     click.echo(sync_report(report))
     _showcase(obj, day)
     click.echo(f"\nStore: {config.database_url}")
-    click.echo(
-        "Next: `partner-kpi kpi NAME` for any partner (`partner-kpi partners` lists them), "
-        "`partner-kpi program`, `partner-kpi top --by close_rate`."
+    if sys.stdin.isatty():
+        click.echo("\nTry the Slack app's answers here, no workspace needed:")
+        _console(obj, day)
+    else:
+        click.echo(
+            "Next: `partner-kpi console` answers /partner-kpi as Slack would; "
+            "`partner-kpi kpi NAME`, `partner-kpi program`, `partner-kpi top --by close_rate`."
+        )
+
+
+def _console(obj: Context, day: date | None = None) -> None:
+    app = obj.config.app
+    today = (lambda: day) if day else (lambda: today_in(app.tz))
+    console = Console(
+        answers=Answers(obj.store, app, today),
+        command=app.slack.command,
+        out=sys.stdout,
+        color=sys.stdout.isatty(),
     )
+    run_console(console, read=input if sys.stdin.isatty() else _read_piped)
+
+
+def _read_piped(prompt: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    sys.stdout.write(prompt + line)
+    return line
+
+
+@cli.command()
+@as_of_option
+@click.pass_obj
+def console(obj: Context, as_of: Any) -> None:
+    """Chat with the bot in the terminal: the Slack app's messages, no workspace needed."""
+    _console(obj, as_of.date() if as_of else None)
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
+@click.option("--port", type=int, help="Port (default: slack.port in app.yaml, 3000).")
+@click.pass_obj
+def serve(obj: Context, host: str, port: int | None) -> None:
+    """Run the Slack app: HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    slack = obj.config.app.slack
+    try:
+        app, _ = build_app(obj.store, obj.config)
+    except MissingSecret as error:
+        raise UserError(str(error)) from None
+    serve_forever(app, obj.store, host, port or slack.port, slack.path)
+
+
+@cli.command()
+@click.option(
+    "--socket-mode/--http", default=None, help="Default: Socket Mode when SLACK_APP_TOKEN is set."
+)
+@click.pass_obj
+def manifest(obj: Context, socket_mode: bool | None) -> None:
+    """Print a Slack app manifest (YAML) for this deployment."""
+    click.echo(manifest_yaml(obj.config.app, socket_mode), nl=False)
 
 
 def _showcase(obj: Context, day: date) -> None:
@@ -209,21 +289,6 @@ def _partner(obj: Context, name: str) -> Partner:
     if isinstance(result, Found):
         return result.partner
     raise UserError(describe(result))
-
-
-period_option = click.option(
-    "--period",
-    "-p",
-    default=DEFAULT_PERIOD,
-    show_default=True,
-    help="last-90d, this-quarter, last-month, 2026-Q3, 2026-09, 2026, 2026-01-01..2026-03-31, ...",
-)
-as_of_option = click.option(
-    "--as-of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="The day periods are counted from (default: today in app.yaml's timezone).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the JSON contract.")
 
 
 @cli.command()

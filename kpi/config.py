@@ -129,6 +129,8 @@ class AccessConfig(Section):
 
 class HubSpotConfig(Section):
     base_url: str = "https://api.hubapi.com"
+    # The portal (hub) id, for links to deals in HubSpot.
+    portal_id: str | None = None
 
 
 class KpiWeights(Section):

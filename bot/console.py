@@ -1,0 +1,132 @@
+"""The local console: a chat window in the terminal that answers `/partner-kpi ...` with the
+very messages the Slack app would send, rendered readably (their Block Kit JSON on request).
+
+Buttons are numbered; typing a button's number presses it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import IO, Any
+
+from bot.answers import Answers
+from bot.blockkit import Message
+from bot.intents import parse
+
+PROMPT = "partner-kpi> "
+_LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+HELP = (
+    "Type what you would type in Slack, e.g. `/partner-kpi Acme`, `top 5`, `compare A vs B`, "
+    "`program`, `at-risk`, `help`. A button's number presses it; `json` shows the last "
+    "message's Block Kit JSON; `quit` leaves."
+)
+
+
+@dataclass
+class Console:
+    answers: Answers
+    command: str
+    out: IO[str]
+    deal_url: Callable[[str], str | None] = lambda _id: None
+    color: bool = False
+    last: Message | None = None
+    buttons: list[dict[str, Any]] = field(default_factory=list)
+
+    def handle(self, line: str) -> bool:
+        """Answers one line; False when the user wants to leave."""
+        text = line.strip()
+        if text in ("quit", "exit", r"\q"):
+            return False
+        if not text:
+            return True
+        if text == "json":
+            payload = self.last.payload() if self.last else {}
+            self.out.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+            return True
+        if text.isdigit() and 1 <= int(text) <= len(self.buttons):
+            self.press(self.buttons[int(text) - 1])
+            return True
+        if text.startswith(self.command):
+            text = text[len(self.command) :]
+        self.show(self.answers.answer(parse(text, self.answers.today())))
+        return True
+
+    def press(self, button: dict[str, Any]) -> None:
+        if button["action_id"] == "scorecard_share":
+            self.out.write("(In Slack, this posts the scorecard for the whole channel.)\n")
+            return
+        self.show(self.answers.press(button["action_id"], button.get("value", ""), self.deal_url))
+
+    def show(self, message: Message) -> None:
+        self.last = message
+        self.buttons = []
+        self.out.write("\n" + self.render(message) + "\n\n")
+
+    def render(self, message: Message) -> str:
+        lines: list[str] = []
+        for block in message.blocks:
+            kind = block.get("type")
+            if kind == "header":
+                title = block["text"]["text"]
+                lines += [self._bold(title), "─" * min(len(title), 78)]
+            elif kind == "section":
+                if "text" in block:
+                    lines.append(self._text(block["text"]["text"]))
+                fields = [
+                    self._text(f["text"]).replace("\n", ": ", 1) for f in block.get("fields", [])
+                ]
+                lines += _two_columns(fields)
+            elif kind == "context":
+                lines.append(
+                    self._dim(" · ".join(self._text(e["text"]) for e in block["elements"]))
+                )
+            elif kind == "actions":
+                labels = []
+                for element in block["elements"]:
+                    self.buttons.append(element)
+                    labels.append(f"[{len(self.buttons)}] {element['text']['text']}")
+                lines.append("  ".join(labels))
+            lines.append("")
+        return "\n".join(lines).rstrip()
+
+    def _text(self, mrkdwn: str) -> str:
+        text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", mrkdwn)
+        text = _BOLD.sub(lambda m: self._bold(m.group(1)), text)
+        return html.unescape(text.replace("`", ""))
+
+    def _bold(self, text: str) -> str:
+        return f"\033[1m{text}\033[0m" if self.color else text
+
+    def _dim(self, text: str) -> str:
+        return f"\033[2m{text}\033[0m" if self.color else text
+
+
+def _two_columns(cells: list[str], width: int = 38) -> list[str]:
+    rows = []
+    for i in range(0, len(cells), 2):
+        pair = cells[i : i + 2]
+        rows.append(pair[0].ljust(width) + ("  " + pair[1] if len(pair) > 1 else ""))
+    return rows
+
+
+def run_console(console: Console, read: Callable[[str], str] = input) -> None:
+    """The chat loop: reads lines until `quit` or end of input."""
+    console.out.write(HELP + "\n\n")
+    while True:
+        try:
+            line = read(PROMPT)
+        except (EOFError, KeyboardInterrupt):
+            console.out.write("\n")
+            return
+        if not console.handle(line):
+            return
+
+
+def today_fixed(day: date) -> Callable[[], date]:
+    return lambda: day

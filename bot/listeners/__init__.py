@@ -1,0 +1,13 @@
+"""Registers every kind of listener on the Bolt app (one module per kind, each with register)."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from bot.listeners import actions, commands
+from bot.slack_app import BotServices
+
+
+def register_listeners(app: App, services: BotServices) -> None:
+    commands.register(app, services)
+    actions.register(app, services)

@@ -1,0 +1,62 @@
+"""`partner-kpi manifest`: a ready Slack app manifest for this deployment."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from kpi.config import AppConfig
+
+BOT_SCOPES = [
+    "commands",  # the slash command
+    "chat:write",  # digests and survey DMs
+    "chat:write.public",  # digests into public channels the bot has not joined
+    "files:write",  # digest charts
+    "im:write",  # opening survey DMs
+    "users:read",  # who is asking: external or not
+    "users:read.email",  # external users' partner by email domain; survey contacts
+    "usergroups:read",  # access by user group
+]
+
+
+def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
+    slack = app.slack
+    if socket_mode is None:
+        socket_mode = bool(os.environ.get("SLACK_APP_TOKEN"))
+    request_url = None
+    if not socket_mode:
+        base = (slack.request_url or "https://partner-kpi.example.com").rstrip("/")
+        request_url = base if base.endswith(slack.path) else base + slack.path
+    command: dict[str, Any] = {
+        "command": slack.command,
+        "description": "A partner's KPI scorecard, leaders, comparisons and the program",
+        "usage_hint": "Acme [last-quarter] | top 10 by close_rate | compare A vs B | help",
+        "should_escape": False,
+    }
+    interactivity: dict[str, Any] = {"is_enabled": True}
+    if request_url:
+        command["url"] = request_url
+        interactivity["request_url"] = request_url
+    return {
+        "display_information": {
+            "name": slack.app_name,
+            "description": "Channel-partner KPIs from your CRM, in Slack",
+        },
+        "features": {
+            "bot_user": {"display_name": slack.app_name, "always_online": True},
+            "slash_commands": [command],
+        },
+        "oauth_config": {"scopes": {"bot": BOT_SCOPES}},
+        "settings": {
+            "interactivity": interactivity,
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": socket_mode,
+            "token_rotation_enabled": False,
+        },
+    }
+
+
+def manifest_yaml(app: AppConfig, socket_mode: bool | None = None) -> str:
+    return yaml.safe_dump(manifest(app, socket_mode), sort_keys=False)
