@@ -163,3 +163,18 @@ def test_sync_runs_record_outcome_and_freshness(store: Store, tmp_path: Path) ->
     assert run.report["objects"]["deals"]["new"] == 3
     assert store.data_as_of() == run.finished_at
     assert run.finished_at is not None and run.finished_at.tzinfo is UTC
+
+
+def test_a_send_log_key_is_claimed_once(store: Store) -> None:
+    assert store.claim("digest:weekly:C1:2026-W47", "digest", "replica-a") is True
+    assert store.claim("digest:weekly:C1:2026-W47", "digest", "replica-b") is False
+    store.mark_sent("digest:weekly:C1:2026-W47", "1700000000.000100")
+    assert store.claim("digest:weekly:C1:2026-W48", "digest", "replica-b") is True
+
+
+def test_the_audit_log_keeps_every_question(store: Store) -> None:
+    store.audit("U1", "/partner-kpi acme", True, "workspace member", channel_id="C1")
+    store.audit("U2", "/partner-kpi top", False, "not on the access list")
+    entries = store.audit_entries()
+    assert [(e["user_id"], e["allowed"]) for e in entries] == [("U2", False), ("U1", True)]
+    assert entries[1]["request"] == "/partner-kpi acme" and entries[1]["channel_id"] == "C1"
