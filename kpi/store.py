@@ -300,8 +300,8 @@ class Store:
             key=key, kind=kind, claimed_by=claimed_by, claimed_at=_now(), detail=detail
         )
         with self.transaction() as connection:
-            result = connection.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
-            return bool(result.rowcount)
+            claimed = insert.on_conflict_do_nothing(index_elements=["key"]).returning(log.c.key)
+            return connection.execute(claimed).first() is not None
 
     def mark_sent(self, key: str, slack_ts: str | None) -> None:
         log = schema.send_log
