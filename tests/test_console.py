@@ -1,0 +1,90 @@
+"""The local console, driven with scripted input as a person would type, and the manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+from bot.answers import Answers
+from bot.console import Console, run_console
+from bot.manifest import manifest
+from kpi.config import AppConfig, SlackConfig
+from kpi.store import Store
+from tests.test_slack_app import seed
+
+TODAY = date(2026, 11, 22)
+
+
+def console_session(store: Store, lines: list[str]) -> str:
+    out = io.StringIO()
+    console = Console(Answers(store, AppConfig(), lambda: TODAY), "/partner-kpi", out)
+    script = iter(lines)
+
+    def read(prompt: str) -> str:
+        out.write(prompt)
+        return next(script)  # StopIteration never happens: the script ends with quit
+
+    run_console(console, read)
+    return out.getvalue()
+
+
+def test_console_answers_as_slack_would(store: Store) -> None:
+    seed(store)
+    text = console_session(store, ["/partner-kpi acme", "json", "quit"])
+    assert "Acme Corp · last-90d" in text
+    assert "Won revenue: $4,000" in text
+    assert "[1] ◀ Previous period" in text
+    payload = json.loads(text[text.index('{\n  "text"') : text.rindex("}") + 1])
+    assert payload["blocks"][0]["type"] == "header"
+
+
+def test_console_buttons_and_lists(store: Store) -> None:
+    seed(store)
+    text = console_session(store, ["northwind", "2", "top 2", "help", "exit"])
+    assert "“northwind” matches 2 partners" in text
+    assert text.count("Northwind Traders · last-90d") == 1  # button 2, sorted by name
+    assert "Top 2 by quality score" in text
+    assert "compare Acme vs Globex" in text
+
+
+def test_console_renders_escaped_names_readably(store: Store) -> None:
+    seed(store)
+    text = console_session(store, ["P4", "quit"])
+    assert "<!channel> & <https://evil.example|click>" in text  # unescaped for the terminal
+
+
+def test_demo_without_a_terminal_prints_its_showcase_and_exits(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "partner-kpi"
+    done = subprocess.run(
+        [str(script), "demo", "--as-of", "2026-11-22"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "$ partner-kpi kpi 'Acme Corp'" in done.stdout
+    assert "partner-kpi console" in done.stdout
+
+
+def test_manifest_for_http_and_socket_mode() -> None:
+    app = AppConfig(slack=SlackConfig(request_url="https://kpi.example.com"))
+    http = manifest(app, socket_mode=False)
+    command = http["features"]["slash_commands"][0]
+    assert command["command"] == "/partner-kpi"
+    assert command["url"] == "https://kpi.example.com/slack/events"
+    assert http["settings"]["interactivity"]["request_url"] == command["url"]
+    assert {"commands", "users:read", "users:read.email"} <= set(
+        http["oauth_config"]["scopes"]["bot"]
+    )
+    socket = manifest(app, socket_mode=True)
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert "url" not in socket["features"]["slash_commands"][0]
+    assert yaml.safe_load(yaml.safe_dump(socket)) == socket
