@@ -206,3 +206,16 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0 and "--period" in out
     status, out, _ = run(capsys, "--version")
     assert status == 0 and out.startswith("partner-kpi, version")
+
+
+def test_serve_without_a_token_says_which_secret_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    status, _, err = run(capsys, "serve")
+    assert status == 2
+    assert err.strip() == (
+        "partner-kpi: SLACK_BOT_TOKEN is not set; export it in the environment (never in app.yaml)."
+    )
