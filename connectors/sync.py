@@ -28,6 +28,14 @@ def source_for(config: LoadedConfig) -> Source:
     app = config.app
     if app.source == "files":
         return FilesSource(config.files_path, Normalizer(app))
+    if app.source == "salesforce":
+        from connectors.salesforce import SalesforceSource  # the SDK loads only when used
+
+        return SalesforceSource(app, Normalizer(app))
+    if app.source == "hubspot":
+        from connectors.hubspot import HubSpotSource  # the SDK loads only when used
+
+        return HubSpotSource(app, Normalizer(app))
     raise SourceError(
         f"source: {app.source} is not available in this version of partner-kpi; "
         "use source: files with CSV exports for now."

@@ -11,14 +11,21 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 
-from kpi.models import Channel
+from kpi.models import Channel, DealType
 
 CONFIG_ENV = "PARTNER_KPI_CONFIG"
 DEFAULT_CONFIG_NAME = "app.yaml"
@@ -86,10 +93,108 @@ class FilesSourceConfig(Section):
     path: Path = Path("demo-data")
 
 
+def _salesforce_field(value: str) -> str:
+    """A Salesforce field, or a path through lookups: `Partner_Tier__c`, `Owner.Email`."""
+    parts = value.split(".")
+    ok = value.isascii() and all(p[:1].isalpha() and p.replace("_", "").isalnum() for p in parts)
+    if len(value) > 255 or not ok:
+        raise ValueError(
+            f"{value!r} is not a Salesforce field name such as Partner__c or Owner.Email"
+        )
+    return value
+
+
+SalesforceField = Annotated[str, AfterValidator(_salesforce_field)]
+
+#: Opportunity Type picklist values (matched ignoring case) and the deal type each means.
+DEFAULT_SALESFORCE_TYPES: dict[str, DealType] = {
+    "new customer": DealType.NEW,
+    "new business": DealType.NEW,
+    "new": DealType.NEW,
+    "existing customer - upgrade": DealType.UPSELL,
+    "upsell": DealType.UPSELL,
+    "upgrade": DealType.UPSELL,
+    "existing customer - replacement": DealType.RENEWAL,
+    "existing customer - downgrade": DealType.RENEWAL,
+    "renewal": DealType.RENEWAL,
+}
+
+
+class SalesforcePartnerFields(Section):
+    """Which Accounts are partners, and the Account fields a partner's record comes from."""
+
+    # Field -> value (a list: any of them), all of which must hold; values are quoted safely.
+    filter: dict[SalesforceField, bool | str | list[str]] = Field(
+        default_factory=lambda: dict[str, bool | str | list[str]](IsPartner=True)
+    )
+    name: SalesforceField = "Name"
+    tier: SalesforceField | None = None
+    joined_on: SalesforceField = "CreatedDate"
+    left_on: SalesforceField | None = None
+    owner_email: SalesforceField | None = "Owner.Email"
+
+    @field_validator("filter")
+    @classmethod
+    def _some_filter(
+        cls, value: dict[str, bool | str | list[str]]
+    ) -> dict[str, bool | str | list[str]]:
+        if not value:
+            raise ValueError("name at least one field that marks partner accounts")
+        if any(isinstance(v, list) and not v for v in value.values()):
+            raise ValueError("a list of values must not be empty")
+        return value
+
+
+class SalesforceDealFields(Section):
+    """The Opportunity fields a deal's record comes from; registration and CSAT are absent
+    unless named. With `partner_role`, a deal's partner is its OpportunityPartner with that
+    role (e.g. Reseller) instead of the `partner` lookup field."""
+
+    partner: SalesforceField = "PartnerAccountId"
+    partner_role: str | None = Field(default=None, min_length=1)
+    name: SalesforceField = "Name"
+    amount: SalesforceField = "Amount"
+    type: SalesforceField | None = "Type"
+    lead_source: SalesforceField | None = "LeadSource"
+    registered: SalesforceField | None = None
+    registered_on: SalesforceField | None = None
+    csat: SalesforceField | None = None
+    # Type picklist value -> new | upsell | renewal, laid over DEFAULT_SALESFORCE_TYPES.
+    type_map: dict[str, DealType] = Field(default_factory=dict)
+
+    @property
+    def types(self) -> dict[str, DealType]:
+        given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
+        return {**DEFAULT_SALESFORCE_TYPES, **given}
+
+
 class SalesforceConfig(Section):
     instance_url: str | None = None
     domain: str = "login"
     api_version: str = "62.0"
+    # password | jwt | client_credentials | token; by default chosen from the SALESFORCE_*
+    # variables that are set.
+    auth: Literal["password", "jwt", "client_credentials", "token"] | None = None
+    partners: SalesforcePartnerFields = Field(default_factory=SalesforcePartnerFields)
+    deals: SalesforceDealFields = Field(default_factory=SalesforceDealFields)
+    lookback_minutes: float = Field(default=10.0, ge=0)
+    # Stop before the sync itself uses more than this share of the org's daily API allowance.
+    max_api_share: float = Field(default=0.5, gt=0, le=1)
+    page_size: int = Field(default=2000, ge=200, le=2000)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not value.replace(".", "", 1).isdigit() or "." not in value:
+            raise ValueError("an API version such as 62.0 (no leading v)")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not all(part.isalnum() or part.replace("-", "").isalnum() for part in value.split(".")):
+            raise ValueError("login, test or your My Domain such as acme.my")
+        return value
 
 
 class SlackConfig(Section):
@@ -127,10 +232,90 @@ class AccessConfig(Section):
     external: ExternalAccessConfig = Field(default_factory=ExternalAccessConfig)
 
 
+def _hubspot_property(value: str) -> str:
+    """A HubSpot property's internal name: `type`, `hs_analytics_source`, `partner_tier`."""
+    ok = value.isascii() and value[:1].isalpha() and value.replace("_", "").isalnum()
+    if len(value) > 100 or not ok or value != value.lower():
+        raise ValueError(
+            f"{value!r} is not a HubSpot property's internal name such as partner_tier"
+        )
+    return value
+
+
+HubSpotProperty = Annotated[str, AfterValidator(_hubspot_property)]
+
+#: dealtype values (matched ignoring case) and the deal type each means.
+DEFAULT_HUBSPOT_TYPES: dict[str, DealType] = {
+    "newbusiness": DealType.NEW,
+    "existingbusiness": DealType.UPSELL,
+    "renewal": DealType.RENEWAL,
+}
+
+
+class HubSpotPartnerProperties(Section):
+    """Which companies are partners, and the company properties a partner comes from.
+
+    A company is a partner when `property` holds one of `values` (option values or labels,
+    checked against the portal's options). `joined_on` defaults to the company's createdate."""
+
+    property: HubSpotProperty = "type"
+    values: list[str] = Field(default_factory=lambda: ["PARTNER"], min_length=1)
+    name: HubSpotProperty = "name"
+    tier: HubSpotProperty | None = None
+    joined_on: HubSpotProperty = "createdate"
+    left_on: HubSpotProperty | None = None
+    # A company property holding the channel manager's email (HubSpot owners are ids).
+    owner_email: HubSpotProperty | None = None
+
+
+class HubSpotDealProperties(Section):
+    """The deal properties a deal comes from; registration and CSAT are absent unless named.
+
+    A deal's partner is the partner company it is associated with (only through the
+    association type `association_type_id` when set: a label's typeId), or, with
+    `partner_property`, the company id that deal property holds."""
+
+    partner_property: HubSpotProperty | None = None
+    association_type_id: int | None = Field(default=None, ge=1)
+    name: HubSpotProperty = "dealname"
+    amount: HubSpotProperty = "amount"
+    currency: HubSpotProperty | None = "deal_currency_code"
+    type: HubSpotProperty | None = "dealtype"
+    lead_source: HubSpotProperty | None = "hs_analytics_source"
+    registered: HubSpotProperty | None = None
+    registered_on: HubSpotProperty | None = None
+    csat: HubSpotProperty | None = None
+    # dealtype value -> new | upsell | renewal, laid over DEFAULT_HUBSPOT_TYPES.
+    type_map: dict[str, DealType] = Field(default_factory=dict)
+
+    @property
+    def types(self) -> dict[str, DealType]:
+        given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
+        return {**DEFAULT_HUBSPOT_TYPES, **given}
+
+
 class HubSpotConfig(Section):
     base_url: str = "https://api.hubapi.com"
     # The portal (hub) id, for links to deals in HubSpot.
     portal_id: str | None = None
+    partners: HubSpotPartnerProperties = Field(default_factory=HubSpotPartnerProperties)
+    deals: HubSpotDealProperties = Field(default_factory=HubSpotDealProperties)
+    # Search results are eventually consistent: each incremental read starts this much early.
+    lookback_minutes: float = Field(default=10.0, ge=0)
+    # Client-side rate limits: 100 per 10 s for private apps (190 on Professional and
+    # Enterprise), and the search endpoints' 5 per second.
+    requests_per_10_seconds: int = Field(default=100, ge=1)
+    searches_per_second: int = Field(default=5, ge=1)
+    page_size: int = Field(default=100, ge=10, le=100)
+    # Stop before the sync itself uses more than this share of the portal's daily allowance.
+    max_api_share: float = Field(default=0.5, gt=0, le=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("an http(s) URL such as https://api.hubapi.com")
+        return value.rstrip("/")
 
 
 class KpiWeights(Section):
@@ -167,6 +352,133 @@ class KpiConfig(Section):
         return sorted(tiers, key=lambda tier: tier.min_score)
 
 
+#: What a digest can show, in the order it shows them.
+DigestSection = Literal["program", "leaderboard", "movers", "at_risk", "joined_left", "chart"]
+DIGEST_SECTIONS: tuple[DigestSection, ...] = typing.get_args(DigestSection)
+
+
+def _crontab(value: str) -> str:
+    """A five-field cron expression (minute hour day month weekday), as APScheduler reads it."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    text = " ".join(value.split())
+    if len(text.split(" ")) != 5:
+        raise ValueError(
+            f"{value!r} is not a cron schedule; use five fields (minute hour day month "
+            "weekday), e.g. '0 9 * * mon' for Mondays at 09:00"
+        )
+    try:
+        CronTrigger.from_crontab(text, timezone="UTC")
+    except ValueError as error:
+        raise ValueError(f"{value!r} is not a cron schedule: {error}") from None
+    return text
+
+
+def _iana_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}; use an IANA name such as Europe/Berlin"
+        ) from None
+    return value
+
+
+def _period_text(value: str) -> str:
+    from datetime import date
+
+    from kpi.periods import PeriodError, parse_period
+
+    try:
+        parse_period(value, date(2026, 1, 15))  # any day: only the form is checked here
+    except PeriodError as error:
+        raise ValueError(str(error)) from None
+    return value.strip()
+
+
+def _distinct_digests(digests: list[DigestConfig]) -> list[DigestConfig]:
+    names = [digest.name.casefold() for digest in digests]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"two digests are named {twice[0]!r}; give each its own name")
+    return digests
+
+
+CronSchedule = Annotated[str, AfterValidator(_crontab)]
+TimezoneName = Annotated[str, AfterValidator(_iana_timezone)]
+PeriodText = Annotated[str, AfterValidator(_period_text)]
+
+
+class DigestPartnerFilter(Section):
+    """Which partners a digest covers; with several lists a partner must match each of them.
+    Tiers and owners match ignoring case; `ids` are CRM ids."""
+
+    tiers: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+    ids: list[str] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tiers or self.owners or self.ids)
+
+
+class DigestRiskRules(Section):
+    """When a partner is at risk (kpi.risk.RiskRules, with `no_win_days` in place of "no deal
+    won in the period", which a weekly digest would say of most partners)."""
+
+    no_win_days: int = Field(default=90, ge=1)
+    close_rate_drop_points: float = Field(default=15.0, ge=0, le=100)
+    detractor_nps: float = Field(default=0.0, ge=-100, le=100)
+    stale_pipeline_share: float = Field(default=0.5, ge=0, le=1)
+
+
+class DigestConfig(Section):
+    """A digest posted to a channel on a cron schedule, e.g. Mondays 09:00 Europe/Berlin."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    channel: str = Field(min_length=2, max_length=80)
+    schedule: CronSchedule
+    timezone: TimezoneName | None = None  # default: app.yaml's timezone
+    period: PeriodText = "last-7d"
+    title: str | None = Field(default=None, max_length=100)
+    partners: DigestPartnerFilter = Field(default_factory=DigestPartnerFilter)
+    sections: list[DigestSection] = Field(default_factory=lambda: list(DIGEST_SECTIONS))
+    top: int = Field(default=10, ge=1, le=25)
+    movers: int = Field(default=5, ge=1, le=10)
+    at_risk: DigestRiskRules = Field(default_factory=DigestRiskRules)
+    # Warn when the data is older than this; default: a day for a period of up to a week,
+    # else a seventh of the period (a monthly digest accepts 4 days).
+    max_data_age_hours: float | None = Field(default=None, gt=0)
+
+    @field_validator("sections")
+    @classmethod
+    def _some_sections(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"name at least one section of {', '.join(DIGEST_SECTIONS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a section is listed twice")
+        return value
+
+
+class SyncScheduleConfig(Section):
+    """When the scheduler syncs the source: on `schedule` (cron; null: never) and before a
+    digest whose data is older than `before_digest_minutes`."""
+
+    schedule: CronSchedule | None = "0 * * * *"
+    timezone: TimezoneName | None = None
+    before_digest_minutes: float = Field(default=30.0, ge=0)
+
+
+class SchedulerConfig(Section):
+    """The scheduler inside `partner-kpi serve`: digests missed by less than `grace_hours` are
+    caught up once; a claim never posted is retried after `stale_claim_minutes`."""
+
+    sync: SyncScheduleConfig = Field(default_factory=SyncScheduleConfig)
+    grace_hours: float = Field(default=6.0, ge=0)
+    stale_claim_minutes: float = Field(default=15.0, ge=1)
+    tick_seconds: float = Field(default=60.0, ge=1)
+
+
 class AppConfig(Section):
     source: Literal["files", "salesforce", "hubspot"] = "files"
     files: FilesSourceConfig = Field(default_factory=FilesSourceConfig)
@@ -182,7 +494,10 @@ class AppConfig(Section):
     # Sections of the Slack app, digests, surveys and access control; each is validated
     # in full by the part of the bot that reads it.
     slack: SlackConfig = Field(default_factory=SlackConfig)
-    digests: list[dict[str, Any]] = Field(default_factory=list)
+    digests: Annotated[list[DigestConfig], AfterValidator(_distinct_digests)] = Field(
+        default_factory=list
+    )
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     surveys: list[dict[str, Any]] = Field(default_factory=list)
     access: AccessConfig = Field(default_factory=AccessConfig)
 

@@ -1,0 +1,332 @@
+"""Incremental sync machinery shared by the CRM connectors (Salesforce now, HubSpot next).
+
+A CRM object is synced as a stream of pages. Each page is written in one transaction together
+with the object's watermark (the `Cursor` of the last record it covers), so an interruption at
+any point leaves the store consistent and the next run resumes where the last committed page
+ended. Streams re-read a look-back window before the watermark (records committed late at the
+cursor's boundary are otherwise lost); re-reads are harmless because upserts are idempotent.
+
+Also here: retries with exponential backoff and full jitter, and `ApiBudget`, which counts API
+calls and stops a sync cleanly (`StopSync`) before it spends more than its share of the daily
+allowance. Nothing in this module knows a CRM.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, delete, func, select
+
+from connectors.report import ObjectReport, SyncReport
+from kpi import schema
+from kpi.models import Deal, Record, StageChange
+from kpi.store import BATCH_SIZE, KINDS, Store
+
+T = TypeVar("T")
+
+#: Called as rows stream in: (object name, rows read so far for it).
+Progress = Callable[[str, int], None]
+
+
+class StopSync(Exception):
+    """A clean stop: committed pages and their watermarks stay; the message says why."""
+
+
+# --- cursors and watermarks -------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in a stream ordered by (last-modified time, id): ties are broken by id."""
+
+    modified: datetime  # timezone-aware
+    id: str = ""
+
+    def encode(self) -> str:
+        return json.dumps({"modified": self.modified.astimezone(UTC).isoformat(), "id": self.id})
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor | None:
+        if not text:
+            return None
+        data = json.loads(text)
+        return cls(datetime.fromisoformat(data["modified"]), str(data.get("id", "")))
+
+    def rewound(self, lookback: timedelta) -> datetime:
+        """Where the next read starts: the cursor's time minus the look-back window."""
+        return self.modified - lookback
+
+
+def read_watermark(store: Store, source: str, obj: str) -> Cursor | None:
+    with store.transaction() as connection:
+        return Cursor.decode(store.watermark(connection, source, obj))
+
+
+def advance_watermark(
+    store: Store, connection: Connection, source: str, obj: str, cursor: Cursor
+) -> None:
+    """Moves the watermark forward to `cursor` (never back), in the caller's transaction."""
+    stored = Cursor.decode(store.watermark(connection, source, obj))
+    if stored is None or cursor > stored:
+        store.set_watermark(connection, source, obj, cursor.encode())
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+@dataclass
+class Page:
+    """One page of a stream, ready to commit: records to upsert, ids to delete, and the cursor
+    of the last source record it covers (None: the page moves no watermark)."""
+
+    records: list[Record] = field(default_factory=list)
+    deleted_ids: list[str] = field(default_factory=list)
+    cursor: Cursor | None = None
+    rows_read: int = 0  # source rows behind the page, for progress
+
+
+#: Work a stream does in a page's transaction after its rows are written (e.g. derived data).
+AfterWrite = Callable[[Connection, Page], None]
+
+
+@dataclass
+class Stream:
+    """One CRM object synced into one kind of record.
+
+    `pages(start)` reads the object from `start` (None: from the beginning) page by page.
+    `model` is the kind the page's `deleted_ids` refer to. In a full sync, records of `model`
+    from this source that no page delivered are deleted once the stream has run to its end.
+    """
+
+    name: str  # the CRM object, also the watermark's key
+    model: type[Record]
+    pages: Callable[[Cursor | None], Iterable[Page]]
+    after_write: AfterWrite | None = None
+    # A stream that only reports changes since its watermark (deletions, child edits that
+    # touch a parent). With no watermark, or in a full sync, the main streams read everything
+    # current, so it is not read: its watermark is set to the sync's start.
+    changes_only: bool = False
+
+
+class StreamWriter:
+    """Commits a stream's pages, each with its watermark, and keeps the report's figures."""
+
+    def __init__(
+        self,
+        store: Store,
+        source: str,
+        report: SyncReport,
+        progress: Progress | None,
+        started_at: datetime,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.report = report
+        self.progress = progress
+        self.started_at = started_at
+
+    def run(self, stream: Stream, full: bool, lookback: timedelta) -> None:
+        """Syncs one stream. A full sync reads from the beginning and sweeps what it never saw."""
+        start = None if full else read_watermark(self.store, self.source, stream.name)
+        if stream.changes_only and start is None:
+            with self.store.transaction() as connection:
+                advance_watermark(
+                    self.store, connection, self.source, stream.name, Cursor(self.started_at)
+                )
+            return
+        if start is not None and lookback:
+            start = Cursor(start.rewound(lookback), "")
+        object_report = self.report.object(stream.name)
+        seen: set[str] | None = set() if full else None
+        key = KINDS[stream.model].key
+        rows = 0
+        for page in stream.pages(start):
+            self.commit(stream, page, object_report)
+            if seen is not None:
+                seen.update(key(r) for r in page.records if isinstance(r, stream.model))
+            rows += page.rows_read
+            if self.progress is not None:
+                self.progress(stream.name, rows)
+        if seen is not None:
+            with self.store.transaction() as connection:
+                object_report.deleted += self.store.delete_missing(
+                    connection, stream.model, self.source, seen
+                )
+                if stream.model is StageChange:
+                    self.store.refresh_stays(connection)
+
+    def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
+        with self.store.transaction() as connection:
+            object_report.count(self.store.upsert(connection, page.records, self.source))
+            object_report.deleted += delete_records(
+                connection, stream.model, self.source, page.deleted_ids
+            )
+            if stream.after_write is not None:
+                stream.after_write(connection, page)
+            if page.cursor is not None:
+                advance_watermark(self.store, connection, self.source, stream.name, page.cursor)
+
+
+def delete_records(
+    connection: Connection, model: type[Record], source: str, ids: Sequence[str]
+) -> int:
+    """Deletes `source`'s records of `model` with these ids; a deal takes its stage history."""
+    table = KINDS[model].table
+    deleted = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        batch = list(ids[start : start + BATCH_SIZE])
+        result = connection.execute(
+            delete(table).where(table.c.id.in_(batch), table.c.source == source)
+        )
+        deleted += result.rowcount or 0
+        if model is Deal:
+            changes = KINDS[StageChange].table
+            connection.execute(delete(changes).where(changes.c.deal_id.in_(batch)))
+    return deleted
+
+
+def stored_ids(store: Store, model: type[Record], source: str, ids: Iterable[str]) -> set[str]:
+    """Those of `ids` that `source` has stored as records of `model`."""
+    table = KINDS[model].table
+    found: set[str] = set()
+    with store.engine.connect() as connection:
+        for batch in batched(ids, BATCH_SIZE):
+            query = select(table.c.id).where(table.c.id.in_(batch), table.c.source == source)
+            found.update(connection.execute(query).scalars())
+    return found
+
+
+def stage_history(store: Store, deal_ids: Iterable[str]) -> list[StageChange]:
+    """The stored stage changes of these deals."""
+    table = KINDS[StageChange].table
+    found: list[StageChange] = []
+    with store.engine.connect() as connection:
+        for batch in batched(deal_ids, BATCH_SIZE):
+            rows = connection.execute(select(table).where(table.c.deal_id.in_(batch)))
+            found.extend(KINDS[StageChange].from_row(row) for row in rows)
+    return found
+
+
+def entered_stage(store: Store, deal_id: str, stage: str) -> datetime | None:
+    """When the deal last entered `stage`, from the stored stage history."""
+    table = KINDS[StageChange].table
+    with store.engine.connect() as connection:
+        moment = connection.execute(
+            select(func.max(table.c.entered_at)).where(
+                table.c.deal_id == deal_id, table.c.stage == stage
+            )
+        ).scalar_one_or_none()
+    return moment.replace(tzinfo=UTC) if moment is not None else None
+
+
+def replace_pipeline(connection: Connection, source: str, stages: Sequence[str]) -> None:
+    """Stores the CRM's own stage order (first occurrence wins) for `source`."""
+    table = schema.pipeline_stages
+    connection.execute(delete(table).where(table.c.source == source))
+    ordered = list(dict.fromkeys(stages))
+    if ordered:
+        connection.execute(
+            table.insert(),
+            [
+                {"source": source, "stage": stage, "sort_order": n}
+                for n, stage in enumerate(ordered)
+            ],
+        )
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --- retries ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base·2ⁿ))."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        return self.jitter() * min(self.max_delay, self.base_delay * 2.0**attempt)
+
+    def run(
+        self,
+        call: Callable[[], T],
+        retryable: Callable[[BaseException], bool],
+        wait_hint: Callable[[BaseException], float | None] | None = None,
+    ) -> T:
+        """Calls `call` until it succeeds, a fault is not retryable, or attempts run out.
+
+        `wait_hint` may name how long the server asked to wait after a fault (a 429's
+        Retry-After); that wait replaces the backoff delay for that attempt."""
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except Exception as error:
+                if attempt + 1 >= self.attempts or not retryable(error):
+                    raise
+                hint = wait_hint(error) if wait_hint is not None else None
+            self.sleep(self.delay(attempt) if hint is None else max(hint, 0.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- API allowance ----------------------------------------------------------------------
+
+
+@dataclass
+class ApiBudget:
+    """Counts a sync's API calls and stops it before it spends `max_share` of the daily
+    allowance the CRM reports (on every response, e.g. Salesforce's Sforce-Limit-Info)."""
+
+    max_share: float = 0.5
+    calls: int = 0
+    used: int | None = None  # the org's usage at the last response
+    total: int | None = None
+    used_at_start: int | None = None
+
+    def record_call(self) -> None:
+        self.calls += 1
+
+    def observe(self, used: int, total: int) -> None:
+        if self.used_at_start is None:
+            self.used_at_start = max(used - 1, 0)  # that response's own call counts for us
+        self.used, self.total = used, total
+
+    @property
+    def spent(self) -> int:
+        """Calls of the allowance this sync has used, as the CRM counts them."""
+        if self.used is None or self.used_at_start is None:
+            return 0
+        return self.used - self.used_at_start
+
+    def check(self) -> None:
+        """Raises StopSync when one more call would take the sync past its share."""
+        if self.total is None:
+            return
+        if self.spent + 1 > self.max_share * self.total:
+            raise StopSync(
+                f"stopped before using more than {self.max_share:.0%} of the daily API "
+                f"allowance ({self.spent} of {self.total} calls used by this sync, "
+                f"{self.used} by the org today); the next sync resumes where this one stopped"
+            )
+
+    def as_json(self) -> dict[str, Any]:
+        return {"calls": self.calls, "org_used": self.used, "org_total": self.total}

@@ -1,0 +1,247 @@
+"""Salesforce rows → the normalized records of kpi-spec.md section 1, field by field as
+app.yaml's `salesforce.partners` and `salesforce.deals` say.
+
+Choices where Salesforce is ambiguous: a deal is won when `IsWon`, lost when `IsClosed` and not
+won, else open; `CloseDate` is the close date of a closed deal and the expected close date of an
+open one; a closed deal without `CloseDate` takes the moment it entered its current stage (from
+the stage history), else it is skipped and reported. Timestamps become dates in the deployment's
+timezone. Without `CurrencyIsoCode` (a single-currency org) amounts are taken as being in the
+deployment's currency. A registration field that is not a checkbox counts as registered when set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.normalize import Normalizer
+from kpi.config import SalesforceConfig
+from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
+from kpi.store import KINDS
+
+#: Finds when a deal entered a stage: (deal id, stage) → timestamp or None.
+StageEntry = Callable[[str, str], datetime | None]
+
+
+class Unmappable(ValueError):
+    """A row that cannot become a record; the message is the reason, for the report."""
+
+
+def value_at(row: Mapping[str, Any], path: str) -> Any:
+    """The value at a field or relationship path (`Owner.Email`); None past an empty lookup."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """Salesforce's `2026-01-05T09:30:00.000+0000` as an aware datetime."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_date(value: Any, zone: tzinfo) -> date | None:
+    """A Date field as is; a DateTime field as its calendar date in `zone`."""
+    if not value:
+        return None
+    text = str(value)
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    moment = parse_datetime(text)
+    return moment.astimezone(zone).date() if moment else None
+
+
+def text_at(row: Mapping[str, Any], path: str | None) -> str | None:
+    if path is None:
+        return None
+    value = value_at(row, path)
+    return None if value is None or value == "" else str(value)
+
+
+class PartnerMapper:
+    def __init__(self, settings: SalesforceConfig, zone: tzinfo) -> None:
+        self.fields = settings.partners
+        self.zone = zone
+
+    def select(self) -> list[str]:
+        f = self.fields
+        optional = [f.tier, f.left_on, f.owner_email]
+        return [f.name, f.joined_on, *[name for name in optional if name]]
+
+    def partner(self, row: Mapping[str, Any]) -> Partner:
+        f = self.fields
+        joined_on = to_date(value_at(row, f.joined_on), self.zone)
+        if joined_on is None:
+            raise Unmappable(f"{f.joined_on} is empty")
+        contacts = value_at(row, "Contacts.records") or []
+        emails = sorted({str(c["Email"]).strip() for c in contacts if c.get("Email")})
+        try:
+            return Partner(
+                id=str(row["Id"]),
+                name=text_at(row, f.name) or "",
+                tier=text_at(row, f.tier),
+                joined_on=joined_on,
+                left_on=to_date(value_at(row, f.left_on), self.zone) if f.left_on else None,
+                owner_email=text_at(row, f.owner_email),
+                contact_emails=tuple(emails),
+            )
+        except ValidationError as error:
+            raise Unmappable(_validation_reason(error)) from None
+
+
+class DealMapper:
+    def __init__(
+        self,
+        settings: SalesforceConfig,
+        normalizer: Normalizer,
+        zone: tzinfo,
+        has_currency: bool,
+    ) -> None:
+        self.fields = settings.deals
+        self.types = self.fields.types
+        self.normalizer = normalizer
+        self.zone = zone
+        self.has_currency = has_currency
+
+    def select(self) -> list[str]:
+        f = self.fields
+        fixed = ["StageName", "IsClosed", "IsWon", "CreatedDate", "CloseDate", f.name, f.amount]
+        optional = [f.type, f.lead_source, f.registered, f.registered_on, f.csat]
+        if f.partner_role is None:
+            optional.append(f.partner)
+        if self.has_currency:
+            optional.append("CurrencyIsoCode")
+        return [*fixed, *[name for name in optional if name]]
+
+    def deal(self, row: Mapping[str, Any], entered: StageEntry) -> Deal:
+        f = self.fields
+        deal_id = str(row["Id"])
+        stage = text_at(row, "StageName")
+        status = (
+            DealStatus.WON
+            if row.get("IsWon")
+            else DealStatus.LOST
+            if row.get("IsClosed")
+            else DealStatus.OPEN
+        )
+        created_on = to_date(row.get("CreatedDate"), self.zone)
+        if created_on is None:
+            raise Unmappable("CreatedDate is empty")
+        close_date = to_date(row.get("CloseDate"), self.zone)
+        closed_on = None
+        if status is not DealStatus.OPEN:
+            closed_on = close_date
+            if closed_on is None and stage is not None:
+                moment = entered(deal_id, stage)
+                closed_on = moment.astimezone(self.zone).date() if moment else None
+            if closed_on is None:
+                raise Unmappable("closed without a CloseDate or closed-stage history")
+        original = _decimal(value_at(row, f.amount))
+        currency = text_at(row, "CurrencyIsoCode") if self.has_currency else None
+        lead_source = text_at(row, f.lead_source)
+        try:
+            deal = Deal(
+                id=deal_id,
+                partner_id=self.partner_of(row),
+                name=text_at(row, f.name) or "",
+                original_amount=original,
+                currency=currency.upper() if currency else None,
+                stage=stage,
+                status=status,
+                created_on=created_on,
+                closed_on=closed_on,
+                expected_close_on=close_date if status is DealStatus.OPEN else None,
+                type=self.deal_type(text_at(row, f.type)),
+                lead_source=lead_source,
+                channel=self.normalizer.channel(lead_source),
+                registered=_registered(value_at(row, f.registered) if f.registered else None),
+                registered_on=to_date(value_at(row, f.registered_on), self.zone)
+                if f.registered_on
+                else None,
+                csat=_csat(value_at(row, f.csat) if f.csat else None),
+            )
+        except ValidationError as error:
+            raise Unmappable(_validation_reason(error)) from None
+        return deal.model_copy(update={"amount": self.normalizer.amount(original, currency)})
+
+    def partner_of(self, row: Mapping[str, Any]) -> str | None:
+        if self.fields.partner_role is None:
+            return text_at(row, self.fields.partner)
+        links = value_at(row, "OpportunityPartnersFrom.records") or []
+        return str(links[0]["AccountToId"]) if links else None
+
+    def deal_type(self, value: str | None) -> DealType | None:
+        if value is None:
+            return None
+        return self.types.get(" ".join(value.split()).casefold())
+
+
+def collapse_history(
+    stored: Iterable[StageChange], read: Iterable[StageChange]
+) -> tuple[list[StageChange], set[str]]:
+    """Stage changes from stored changes plus newly read history rows, per deal: rows in time
+    order, a row in the same stage as the one before it (an amount or date edit) dropped.
+
+    Returns the changes to keep and the stored keys that are no longer changes.
+    """
+    by_deal: dict[str, dict[tuple[str, datetime], StageChange]] = {}
+    stored_keys: dict[str, set[tuple[str, datetime]]] = {}
+    for change in stored:
+        by_deal.setdefault(change.deal_id, {})[(change.stage, change.entered_at)] = change
+        stored_keys.setdefault(change.deal_id, set()).add((change.stage, change.entered_at))
+    for change in read:
+        by_deal.setdefault(change.deal_id, {})[(change.stage, change.entered_at)] = change
+    kept: list[StageChange] = []
+    dropped: set[str] = set()
+    for deal_id, changes in by_deal.items():
+        previous: str | None = None
+        for change in sorted(changes.values(), key=lambda c: (c.entered_at, c.stage)):
+            if change.stage != previous:
+                kept.append(change)
+            elif (change.stage, change.entered_at) in stored_keys.get(deal_id, set()):
+                dropped.add(_stage_key(change))
+            previous = change.stage
+    return kept, dropped
+
+
+def _stage_key(change: StageChange) -> str:
+    return KINDS[StageChange].key(change)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _registered(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return value not in (None, "")
+
+
+def _csat(value: Any) -> int | None:
+    number = _decimal(value)
+    if number is None or number != number.to_integral_value() or not 1 <= number <= 5:
+        return None
+    return int(number)
+
+
+def _validation_reason(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -1,0 +1,338 @@
+"""The Salesforce source: syncs the org's partner data into the store, incrementally.
+
+Order of a run: log in; describe and check every configured field (an unknown one stops the
+sync before anything is written); the stage order (OpportunityStage.SortOrder); then one stream
+per object, each page committed with its watermark: partner Accounts (with their Contacts'
+emails), partners that left the filter, Contact edits (their account is read again), the
+OpportunityHistory (stage changes), Opportunities, OpportunityPartner edits when deals' partners
+come from a role, and hard deletions (getDeleted). Soft deletions arrive through queryAll with
+IsDeleted. A stop before the allowance share, or REQUEST_LIMIT_EXCEEDED, ends the run cleanly
+with `report.stopped_early` set and every committed watermark kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from connectors.incremental import (
+    ApiBudget,
+    Cursor,
+    Page,
+    Progress,
+    RetryPolicy,
+    StopSync,
+    Stream,
+    StreamWriter,
+    entered_stage,
+    replace_pipeline,
+    stage_history,
+    stored_ids,
+)
+from connectors.normalize import Normalizer
+from connectors.report import SyncReport
+from connectors.salesforce.client import SalesforceApi
+from connectors.salesforce.describe import OrgSchema, check_fields
+from connectors.salesforce.mapping import (
+    DealMapper,
+    PartnerMapper,
+    Unmappable,
+    collapse_history,
+    parse_datetime,
+)
+from connectors.salesforce.soql import Query, all_of, equals
+from connectors.salesforce.streams import modstamp_pages, rows_by_id
+from kpi.config import AppConfig
+from kpi.models import Deal, Partner, Record, StageChange
+from kpi.store import Store
+
+SOURCE = "salesforce"
+DELETED_HISTORY = timedelta(days=29)  # getDeleted answers for the last 30 days only
+
+
+class SalesforceSource:
+    name = SOURCE
+
+    def __init__(
+        self,
+        app: AppConfig,
+        normalizer: Normalizer,
+        env: Mapping[str, str] | None = None,
+        http: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.app = app
+        self.settings = app.salesforce
+        self.normalizer = normalizer
+        self.env = os.environ if env is None else env
+        self.http = http
+        self.retry = retry
+        self.now = now
+        self.api: SalesforceApi | None = None  # the last run's client, for its figures
+
+    def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
+        budget = ApiBudget(self.settings.max_api_share)
+        api = self.api = SalesforceApi(self.settings, budget, self.retry, self.env, self.http)
+        try:
+            self._sync(api, store, report, progress)
+        except StopSync as stop:
+            report.stopped_early = str(stop)
+        finally:
+            report.api_calls = budget.calls
+        with store.transaction() as connection:
+            report.warnings.extend(store.unknown_reference_warnings(connection))
+        report.warnings.extend(self.normalizer.warnings())
+
+    def _sync(
+        self, api: SalesforceApi, store: Store, report: SyncReport, progress: Progress | None
+    ) -> None:
+        started_at = self.now()
+        api.connect()
+        org = OrgSchema(api)
+        check_fields(org, self.settings)
+        plan = _Plan(self, api, org, store, report)
+        report.warnings.extend(plan.picklist_warnings())
+        with store.transaction() as connection:
+            replace_pipeline(connection, SOURCE, plan.stage_order())
+        writer = StreamWriter(store, SOURCE, report, progress, started_at)
+        lookback = timedelta(minutes=self.settings.lookback_minutes)
+        for stream in plan.streams():
+            writer.run(stream, report.full, lookback)
+
+
+class _Plan:
+    """The queries and streams of one run, built from app.yaml and the org's describe."""
+
+    def __init__(
+        self,
+        source: SalesforceSource,
+        api: SalesforceApi,
+        org: OrgSchema,
+        store: Store,
+        report: SyncReport,
+    ) -> None:
+        self.source = source
+        self.api = api
+        self.org = org
+        self.store = store
+        self.report = report
+        self.settings = source.settings
+        zone = source.app.tz
+        has_currency = org.find("Opportunity", "CurrencyIsoCode") is not None
+        self.partners = PartnerMapper(self.settings, zone)
+        self.deals = DealMapper(self.settings, source.normalizer, zone, has_currency)
+        self.full = report.full
+
+    # --- queries --------------------------------------------------------------------------
+
+    def partner_filter(self) -> str:
+        return all_of(equals(name, value) for name, value in self.settings.partners.filter.items())
+
+    def account_query(self) -> Query:
+        contacts = Query("Contacts", ["Email"], ["Email != null"])
+        fields = ["IsDeleted", *self.partners.select()]
+        return Query("Account", fields, [self.partner_filter()], children=[contacts])
+
+    def opportunity_query(self) -> Query:
+        children = []
+        role = self.settings.deals.partner_role
+        if role is not None:
+            links = Query(
+                "OpportunityPartnersFrom",
+                ["AccountToId"],
+                [equals("Role", role)],
+                ["IsPrimary DESC", "CreatedDate"],
+            )
+            children.append(links)
+        return Query("Opportunity", ["IsDeleted", *self.deals.select()], children=children)
+
+    # --- describe -------------------------------------------------------------------------
+
+    def stage_order(self) -> list[str]:
+        name = "ApiName" if self.org.find("OpportunityStage", "ApiName") else "MasterLabel"
+        query = Query("OpportunityStage", [name], order_by=["SortOrder"])
+        return [str(row[name]) for rows in self.api.query_pages(query.text()) for row in rows]
+
+    def picklist_warnings(self) -> list[str]:
+        warnings = []
+        deals = self.settings.deals
+        if deals.type:
+            unmapped = [
+                v
+                for v in self.org.picklist("Opportunity", deals.type)
+                if not self.deals.deal_type(v)
+            ]
+            if unmapped:
+                warnings.append(
+                    f"Opportunity {deals.type} value(s) {', '.join(unmapped)} map to no deal "
+                    "type; add them to salesforce.deals.type_map"
+                )
+        if deals.lead_source:
+            channels = self.source.app.lead_source_channels
+            unmapped = [
+                v
+                for v in self.org.picklist("Opportunity", deals.lead_source)
+                if " ".join(v.split()).casefold() not in channels
+            ]
+            if unmapped:
+                warnings.append(
+                    f"lead source(s) {', '.join(unmapped)} map to no channel and count as "
+                    "other; add them to channel_map"
+                )
+        return warnings
+
+    # --- streams --------------------------------------------------------------------------
+
+    def streams(self) -> Iterator[Stream]:
+        yield Stream("Account", Partner, self._pages(self.account_query(), self._partner_page))
+        left = Query("Account", [], [f"NOT ({self.partner_filter()})"])
+        yield Stream(
+            "Account:left", Partner, self._pages(left, _gone_page, False), changes_only=True
+        )
+        contacts = Query("Contact", ["AccountId"])
+        yield Stream(
+            "Contact", Partner, self._pages(contacts, self._contact_page), changes_only=True
+        )
+        history = Query("OpportunityHistory", ["OpportunityId", "StageName", "CreatedDate"])
+        yield Stream(
+            "OpportunityHistory",
+            StageChange,
+            self._pages(history, self._history_page, False),
+            after_write=self._refresh_stays,
+        )
+        yield Stream("Opportunity", Deal, self._pages(self.opportunity_query(), self._deal_page))
+        if self.settings.deals.partner_role is not None:
+            links = Query("OpportunityPartner", ["OpportunityId"])
+            yield Stream(
+                "OpportunityPartner",
+                Deal,
+                self._pages(links, self._opportunity_partner_page),
+                changes_only=True,
+            )
+        for sobject, model in (("Account", Partner), ("Opportunity", Deal)):
+            yield Stream(
+                f"{sobject}:deleted", model, self._deleted_pages(sobject), changes_only=True
+            )
+
+    def _pages(
+        self,
+        query: Query,
+        build: Callable[[list[dict[str, Any]]], Page],
+        include_deleted: bool = True,
+    ) -> Callable[[Cursor | None], Iterator[Page]]:
+        """Pages of `query` from a cursor; a full sync reads only live rows (query, not
+        queryAll), since what it does not see is swept afterwards anyway."""
+
+        def pages(start: Cursor | None) -> Iterator[Page]:
+            deleted_too = include_deleted and not self.full
+            return modstamp_pages(self.api, query, start, build, deleted_too, self.source.now)
+
+        return pages
+
+    def _deleted_pages(self, sobject: str) -> Callable[[Cursor | None], Iterator[Page]]:
+        def pages(start: Cursor | None) -> Iterator[Page]:
+            end = self.source.now()
+            earliest = end - DELETED_HISTORY
+            begin = start.modified if start else earliest
+            if begin < earliest:
+                self.report.warnings.append(
+                    f"{sobject} deletions older than 30 days cannot be read; run a full sync "
+                    "to drop them"
+                )
+                begin = earliest
+            result = self.api.deleted(sobject, begin, end)
+            ids = [str(r["id"]) for r in result.get("deletedRecords", [])]
+            covered = parse_datetime(result.get("latestDateCovered")) or end
+            yield Page(deleted_ids=ids, cursor=Cursor(covered), rows_read=len(ids))
+
+        return pages
+
+    # --- pages ----------------------------------------------------------------------------
+
+    def _skip(self, sobject: str, row: dict[str, Any], error: Unmappable) -> None:
+        self.report.object(sobject).skip(str(error))
+        self.report.problems.append(f"{sobject} {row.get('Id')}: {error}")
+
+    def _partner_page(self, rows: list[dict[str, Any]]) -> Page:
+        page = Page(rows_read=len(rows))
+        for row in rows:
+            if row.get("IsDeleted"):
+                page.deleted_ids.append(str(row["Id"]))
+                continue
+            try:
+                page.records.append(self.partners.partner(row))
+            except Unmappable as error:
+                self._skip("Account", row, error)
+        return page
+
+    def _deal_page(self, rows: list[dict[str, Any]]) -> Page:
+        page = Page(rows_read=len(rows))
+        entered = _stage_entry(self.store)
+        for row in rows:
+            if row.get("IsDeleted"):
+                page.deleted_ids.append(str(row["Id"]))
+                continue
+            try:
+                page.records.append(self.deals.deal(row, entered))
+            except Unmappable as error:
+                self._skip("Opportunity", row, error)
+        return page
+
+    def _contact_page(self, rows: list[dict[str, Any]]) -> Page:
+        """Contacts changed: their partner accounts are read again, emails and all."""
+        accounts = {str(r["AccountId"]) for r in rows if r.get("AccountId")}
+        known = sorted(stored_ids(self.store, Partner, SOURCE, accounts))
+        reread = self._reread(self.account_query(), known, self._partner_page)
+        return Page(records=reread.records, rows_read=len(rows))
+
+    def _opportunity_partner_page(self, rows: list[dict[str, Any]]) -> Page:
+        """OpportunityPartner rows changed: their opportunities are read again."""
+        ids = sorted({str(r["OpportunityId"]) for r in rows if r.get("OpportunityId")})
+        reread = self._reread(self.opportunity_query(), ids, self._deal_page)
+        return Page(records=reread.records, rows_read=len(rows))
+
+    def _reread(
+        self, query: Query, ids: list[str], build: Callable[[list[dict[str, Any]]], Page]
+    ) -> Page:
+        merged = Page()
+        for rows in rows_by_id(self.api, query, ids):
+            merged.records.extend(build(rows).records)
+        return merged
+
+    def _history_page(self, rows: list[dict[str, Any]]) -> Page:
+        read = []
+        for row in rows:
+            entered_at = parse_datetime(row.get("CreatedDate"))
+            if row.get("OpportunityId") and row.get("StageName") and entered_at:
+                read.append(
+                    StageChange(
+                        deal_id=str(row["OpportunityId"]),
+                        stage=str(row["StageName"]),
+                        entered_at=entered_at,
+                    )
+                )
+        stored = stage_history(self.store, {change.deal_id for change in read})
+        kept, dropped = collapse_history(stored, read)
+        records: list[Record] = list(kept)
+        return Page(records=records, deleted_ids=sorted(dropped), rows_read=len(rows))
+
+    def _refresh_stays(self, connection: Any, page: Page) -> None:
+        deal_ids = sorted({r.deal_id for r in page.records if isinstance(r, StageChange)})
+        if deal_ids:
+            self.store.refresh_stays(connection, deal_ids)
+
+
+def _gone_page(rows: list[dict[str, Any]]) -> Page:
+    return Page(deleted_ids=[str(r["Id"]) for r in rows], rows_read=len(rows))
+
+
+def _stage_entry(store: Store) -> Callable[[str, str], datetime | None]:
+    return lambda deal_id, stage: entered_stage(store, deal_id, stage)
+
+
+__all__ = ["SOURCE", "SalesforceSource"]
