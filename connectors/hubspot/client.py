@@ -1,0 +1,305 @@
+"""HubSpot's CRM APIs as the sync uses them, through hubspot-api-client.
+
+The SDK's API classes are built once per run, pointed at app.yaml's `hubspot.base_url` (the
+SDK's `host` setting) and authenticated with the private app token of HUBSPOT_ACCESS_TOKEN.
+Responses are read as HubSpot's own JSON (`_preload_content=False`), which keeps the wire
+names (`paging.next.after`, `propertiesWithHistory`) and skips the SDK's model building.
+
+Every request first waits for the client-side `RateLimiter`, is counted in the `ApiBudget`
+(whose daily allowance comes from HubSpot's X-HubSpot-RateLimit-Daily headers), and is retried
+with `RetryPolicy`: a 429 after its Retry-After, 500/502/503/504 and network faults with
+backoff and jitter, for POST (search, batch reads) as for GET. urllib3's own retries are off,
+so nothing is retried twice. A refused token or a missing scope becomes one sentence with
+HubSpot's error category and the scopes the app needs; the token never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import urllib3
+from hubspot import HubSpot
+from urllib3.util.retry import Retry
+
+from connectors.files import SourceError
+from connectors.hubspot.limiter import RateLimiter
+from connectors.incremental import ApiBudget, RetryPolicy, StopSync
+from kpi.config import HubSpotConfig
+
+TOKEN_ENV = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - the variable's name, not a secret
+SCOPES = (
+    "crm.objects.companies.read",
+    "crm.objects.contacts.read",
+    "crm.objects.deals.read",
+    "crm.schemas.companies.read",
+    "crm.schemas.deals.read",
+)
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+BATCH_READ_MAX = 100  # ids per batch read
+HISTORY_READ_MAX = 50  # ids per batch read with propertiesWithHistory
+ASSOCIATION_READ_MAX = 1000  # ids per v4 association batch read
+
+JsonObject = dict[str, Any]
+
+
+class HubSpotRequestError(SourceError):
+    """HubSpot refused a request; the message carries its error category."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TokenRefused(HubSpotRequestError):
+    """HubSpot refused the access token, or it lacks a scope."""
+
+
+class HttpFault(Exception):
+    """A non-2xx answer: its status, Retry-After and HubSpot's error body."""
+
+    def __init__(self, status: int, body: JsonObject, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+    @property
+    def category(self) -> str:
+        return str(self.body.get("category") or self.body.get("errorType") or "")
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, HttpFault):
+        return error.status in RETRIED_STATUSES
+    return isinstance(error, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, HttpFault) else None
+
+
+class HubSpotApi:
+    def __init__(
+        self,
+        settings: HubSpotConfig,
+        env: Mapping[str, str],
+        budget: ApiBudget,
+        limiter: RateLimiter,
+        retry: RetryPolicy,
+    ) -> None:
+        token = (env.get(TOKEN_ENV) or "").strip()
+        if not token:
+            raise SourceError(
+                f"set {TOKEN_ENV} to the access token of a HubSpot private app with the "
+                f"scopes {', '.join(SCOPES)}."
+            )
+        self.budget = budget
+        self.limiter = limiter
+        self.retry = retry
+        self.retried = 0  # answers and faults that were retried
+        client = HubSpot(
+            access_token=token,
+            host=settings.base_url,
+            retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False),
+        )
+        crm = client.crm
+        self._basic = crm.objects.basic_api
+        self._search = crm.objects.search_api
+        self._batch = crm.objects.batch_api
+        self._pipelines = crm.pipelines.pipelines_api
+        self._properties = crm.properties.core_api
+        self._associations = crm.associations.v4.batch_api
+
+    # --- resources ------------------------------------------------------------------------
+
+    def list_page(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        after: str | None,
+        limit: int,
+        archived: bool = False,
+    ) -> JsonObject:
+        """One page of GET /crm/v3/objects/{type} (`archived=true`: the archived ones)."""
+        options: dict[str, Any] = {"limit": limit, "archived": archived}
+        if properties:
+            options["properties"] = list(properties)
+        if after:
+            options["after"] = after
+        return self.call(lambda: self._basic.get_page(object_type, **options, **_RAW))
+
+    def list_pages(
+        self, object_type: str, properties: Sequence[str], limit: int, archived: bool = False
+    ) -> Iterator[list[JsonObject]]:
+        """Every page of the list endpoint, following paging.next.after to its end."""
+        after: str | None = None
+        while True:
+            page = self.list_page(object_type, properties, after, limit, archived)
+            yield list(page.get("results", []))
+            after = next_after(page)
+            if after is None:
+                return
+
+    def search(self, object_type: str, request: JsonObject) -> JsonObject:
+        """POST /crm/v3/objects/{type}/search."""
+        return self.call(lambda: self._search.do_search(object_type, request, **_RAW), search=True)
+
+    def batch_read(
+        self,
+        object_type: str,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        history: Sequence[str] = (),
+    ) -> list[JsonObject]:
+        """The objects with these ids (chunked: 100 per request, 50 with history)."""
+        size = HISTORY_READ_MAX if history else BATCH_READ_MAX
+        found: list[JsonObject] = []
+        for start in range(0, len(ids), size):
+            body: JsonObject = {
+                "inputs": [{"id": i} for i in ids[start : start + size]],
+                "properties": list(properties),
+                "propertiesWithHistory": list(history),
+            }
+            result = self.call(partial(self._batch.read, object_type, body, **_RAW))
+            found.extend(result.get("results", []))
+        return found
+
+    def pipelines(self, object_type: str) -> list[JsonObject]:
+        result = self.call(lambda: self._pipelines.get_all(object_type, **_RAW))
+        return list(result.get("results", []))
+
+    def properties(self, object_type: str) -> dict[str, JsonObject]:
+        """The definitions of the object's properties (options included), by name."""
+        result = self.call(lambda: self._properties.get_all(object_type, **_RAW))
+        return {str(p["name"]): p for p in result.get("results", [])}
+
+    def associations(
+        self, from_type: str, to_type: str, ids: Sequence[str]
+    ) -> dict[str, list[tuple[str, set[int]]]]:
+        """Each id's associated objects with their association type ids, every page of them
+        (v4 batch read, following each result's own paging.next.after)."""
+        found: dict[str, list[tuple[str, set[int]]]] = {}
+        pending: list[JsonObject] = [{"id": i} for i in dict.fromkeys(ids)]
+        while pending:
+            batch, pending = pending[:ASSOCIATION_READ_MAX], pending[ASSOCIATION_READ_MAX:]
+            body = {"inputs": batch}
+            result = self.call(
+                partial(self._associations.get_page, from_type, to_type, body, **_RAW)
+            )
+            for item in result.get("results", []):
+                from_id = str(item["from"]["id"])
+                targets = found.setdefault(from_id, [])
+                for to in item.get("to", []):
+                    types = {int(t["typeId"]) for t in to.get("associationTypes", [])}
+                    targets.append((str(to["toObjectId"]), types))
+                after = next_after(item)
+                if after is not None:
+                    pending.append({"id": from_id, "after": after})
+        return found
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def call(self, request: Callable[[], Any], search: bool = False) -> JsonObject:
+        """One request with the limiter, the budget, retries and clear errors."""
+        try:
+            return self.retry.run(
+                lambda: self._attempt(request, search), self._retryable, _retry_after
+            )
+        except HttpFault as fault:
+            raise self._translate(fault) from None
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
+            raise SourceError(
+                f"HubSpot did not answer after {self.retry.attempts} attempts "
+                f"({type(error).__name__}); the next sync resumes where this one stopped."
+            ) from None
+
+    def _retryable(self, error: BaseException) -> bool:
+        transient = _is_transient(error)
+        if transient:
+            self.retried += 1
+        return transient
+
+    def _attempt(self, request: Callable[[], Any], search: bool) -> JsonObject:
+        self.budget.check()
+        self.limiter.acquire(search)
+        self.budget.record_call()
+        try:
+            response = request()
+        except Exception as error:
+            http = getattr(error, "status", None)
+            if isinstance(http, int) and http > 0:
+                raise _fault(error) from None
+            raise
+        self._observe(response.headers)
+        data = response.data
+        return dict(json.loads(data)) if data else {}
+
+    def _observe(self, headers: Any) -> None:
+        daily = headers.get("X-HubSpot-RateLimit-Daily")
+        remaining = headers.get("X-HubSpot-RateLimit-Daily-Remaining")
+        if daily and remaining and daily.isdigit() and remaining.isdigit():
+            self.budget.observe(int(daily) - int(remaining), int(daily))
+
+    def _translate(self, fault: HttpFault) -> Exception:
+        category = fault.category or f"HTTP {fault.status}"
+        message = str(fault.body.get("message", "")).strip()
+        if fault.status == 401:
+            return TokenRefused(
+                f"HubSpot refused the access token in {TOKEN_ENV} ({category}); set it to a "
+                f"private app's token with the scopes {', '.join(SCOPES)}."
+            )
+        if fault.status == 403:
+            return TokenRefused(
+                f"HubSpot refused a request for lack of permission ({category}"
+                f"{': ' + message if message else ''}); give the private app the scopes "
+                f"{', '.join(SCOPES)}."
+            )
+        if fault.status == 429:
+            return StopSync(
+                f"HubSpot kept refusing calls for its rate limits ({category}) after "
+                f"{self.retry.attempts} attempts; the next sync resumes where this one stopped"
+            )
+        if fault.status in RETRIED_STATUSES:
+            return SourceError(
+                f"HubSpot kept failing (HTTP {fault.status}) after {self.retry.attempts} "
+                "attempts; the next sync resumes where this one stopped."
+            )
+        return HubSpotRequestError(
+            f"HubSpot refused a request ({category}){': ' + message if message else ''}.",
+            fault.status,
+        )
+
+
+#: Keyword arguments that make an SDK call return the raw urllib3 response.
+_RAW: dict[str, Any] = {"_preload_content": False}
+
+
+def next_after(result: Mapping[str, Any]) -> str | None:
+    """The `paging.next.after` of a list, search or association result, if there is one."""
+    paging = result.get("paging") or {}
+    following = paging.get("next") or {}
+    after = following.get("after")
+    return str(after) if after not in (None, "") else None
+
+
+def _fault(error: Any) -> HttpFault:
+    body: JsonObject = {}
+    raw = getattr(error, "body", None)
+    if raw:
+        try:
+            parsed = json.loads(raw)
+            body = parsed if isinstance(parsed, dict) else {}
+        except (ValueError, TypeError):
+            body = {}
+    headers = getattr(error, "headers", None) or {}
+    retry_after: float | None = None
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    if value is not None:
+        try:
+            retry_after = float(value)
+        except ValueError:
+            retry_after = None
+    return HttpFault(int(error.status), body, retry_after)

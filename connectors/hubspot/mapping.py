@@ -1,0 +1,296 @@
+"""HubSpot objects → the normalized records of kpi-spec.md section 1, property by property as
+app.yaml's `hubspot.partners` and `hubspot.deals` say.
+
+Choices where HubSpot is ambiguous: a deal's status comes from its stage's metadata in the
+pipelines API (`isClosed` false: open; closed with `probability` 1: won; other closed: lost); a
+stage id missing from the pipelines (deleted since) counts as open under its raw id. `closedate`
+is the close date of a closed deal and the expected close date of an open one; a closed deal
+without it takes the moment it entered its current stage (from its `dealstage` history), else it
+is skipped and reported. Stages are stored by label, the name people read. Timestamps become
+dates in the deployment's timezone; HubSpot date properties (`2026-01-05`) are taken as they are.
+A deal without `deal_currency_code` is in the deployment's currency. A registration property
+counts as registered when it is `true` (checkbox) or any other non-empty value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.normalize import Normalizer
+from kpi.config import HubSpotConfig
+from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
+
+JsonObject = dict[str, Any]
+
+
+class Unmappable(ValueError):
+    """An object that cannot become a record; the message is the reason, for the report."""
+
+
+# --- values -----------------------------------------------------------------------------
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """HubSpot's `2026-01-05T09:30:00.000Z` (or epoch milliseconds) as an aware datetime."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def to_date(value: Any, zone: tzinfo) -> date | None:
+    """A date property as is; a datetime property as its calendar date in `zone`."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if len(text) == 10 and text[4] == "-":
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            return None
+    moment = parse_timestamp(text)
+    return moment.astimezone(zone).date() if moment else None
+
+
+def epoch_ms(moment: datetime) -> str:
+    """A timestamp as the epoch milliseconds HubSpot's search filters take."""
+    return str(int(moment.timestamp() * 1000))
+
+
+def text(properties: Mapping[str, Any], name: str | None) -> str | None:
+    if name is None:
+        return None
+    value = properties.get(name)
+    return None if value is None or value == "" else str(value)
+
+
+def decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+# --- pipelines --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    label: str
+    status: DealStatus
+
+
+class Pipelines:
+    """The deal pipelines of the portal: stage ids → labels and won/lost/open, and the order
+    of every stage (pipelines by displayOrder, then their stages by displayOrder)."""
+
+    def __init__(self, results: Iterable[Mapping[str, Any]]) -> None:
+        self.stages: dict[str, Stage] = {}
+        self.order: list[str] = []
+        live = [p for p in results if not p.get("archived")]
+        for pipeline in sorted(live, key=_display_order):
+            stages = [s for s in pipeline.get("stages", []) if not s.get("archived")]
+            for stage in sorted(stages, key=_display_order):
+                label = str(stage.get("label") or stage["id"])
+                self.stages[str(stage["id"])] = Stage(
+                    str(stage["id"]), label, _stage_status(stage.get("metadata") or {})
+                )
+                self.order.append(label)
+
+    def label(self, stage_id: str) -> str:
+        stage = self.stages.get(stage_id)
+        return stage.label if stage else stage_id
+
+    def status(self, stage_id: str | None) -> DealStatus:
+        stage = self.stages.get(stage_id or "")
+        return stage.status if stage else DealStatus.OPEN
+
+
+def _display_order(item: Mapping[str, Any]) -> tuple[int, str]:
+    return int(item.get("displayOrder") or 0), str(item.get("id"))
+
+
+def _stage_status(metadata: Mapping[str, Any]) -> DealStatus:
+    if str(metadata.get("isClosed", "false")).lower() != "true":
+        return DealStatus.OPEN
+    probability = decimal(metadata.get("probability"))
+    return DealStatus.WON if probability is not None and probability >= 1 else DealStatus.LOST
+
+
+# --- companies --------------------------------------------------------------------------
+
+
+class CompanyMapper:
+    def __init__(self, settings: HubSpotConfig, zone: tzinfo, values: Sequence[str]) -> None:
+        self.fields = settings.partners
+        self.zone = zone
+        self.values = {v.casefold() for v in values}  # option values that mark a partner
+
+    def properties(self) -> list[str]:
+        f = self.fields
+        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, f.owner_email]
+        return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
+
+    def is_partner(self, company: Mapping[str, Any]) -> bool:
+        value = text(company.get("properties") or {}, self.fields.property) or ""
+        # a multiple-checkbox property holds several values separated by semicolons
+        return any(part.strip().casefold() in self.values for part in value.split(";"))
+
+    def partner(self, company: Mapping[str, Any], emails: Iterable[str]) -> Partner:
+        f = self.fields
+        props = company.get("properties") or {}
+        joined_on = to_date(props.get(f.joined_on), self.zone)
+        if joined_on is None:
+            raise Unmappable(f"{f.joined_on} is empty")
+        try:
+            return Partner(
+                id=str(company["id"]),
+                name=text(props, f.name) or "",
+                tier=text(props, f.tier),
+                joined_on=joined_on,
+                left_on=to_date(props.get(f.left_on), self.zone) if f.left_on else None,
+                owner_email=text(props, f.owner_email),
+                contact_emails=tuple(sorted({e.strip() for e in emails if e.strip()})),
+            )
+        except ValidationError as error:
+            raise Unmappable(validation_reason(error)) from None
+
+
+# --- deals ------------------------------------------------------------------------------
+
+
+class DealMapper:
+    def __init__(
+        self,
+        settings: HubSpotConfig,
+        normalizer: Normalizer,
+        zone: tzinfo,
+        pipelines: Pipelines,
+    ) -> None:
+        self.fields = settings.deals
+        self.types = self.fields.types
+        self.normalizer = normalizer
+        self.zone = zone
+        self.pipelines = pipelines
+
+    def properties(self) -> list[str]:
+        f = self.fields
+        fixed = ["dealstage", "pipeline", "closedate", "createdate", "hs_lastmodifieddate"]
+        optional = [
+            f.name,
+            f.amount,
+            f.currency,
+            f.type,
+            f.lead_source,
+            f.registered,
+            f.registered_on,
+            f.csat,
+            f.partner_property,
+        ]
+        return list(dict.fromkeys([*fixed, *[p for p in optional if p]]))
+
+    def history(self, deal: Mapping[str, Any]) -> list[StageChange]:
+        """The deal's stage changes from its `dealstage` history: oldest first, a repeat of
+        the stage before it dropped."""
+        deal_id = str(deal["id"])
+        entries = (deal.get("propertiesWithHistory") or {}).get("dealstage") or []
+        dated = []
+        for entry in entries:
+            moment = parse_timestamp(entry.get("timestamp"))
+            if moment is not None and entry.get("value"):
+                dated.append((moment, self.pipelines.label(str(entry["value"]))))
+        changes: list[StageChange] = []
+        for moment, label in sorted(dated):
+            if changes and changes[-1].stage == label:
+                continue
+            changes.append(StageChange(deal_id=deal_id, stage=label, entered_at=moment))
+        return changes
+
+    def deal(
+        self, deal: Mapping[str, Any], partner_id: str | None, history: Sequence[StageChange]
+    ) -> Deal:
+        f = self.fields
+        props = deal.get("properties") or {}
+        stage_id = text(props, "dealstage")
+        stage = self.pipelines.label(stage_id) if stage_id else None
+        status = self.pipelines.status(stage_id)
+        created_on = to_date(props.get("createdate"), self.zone)
+        if created_on is None:
+            raise Unmappable("createdate is empty")
+        close_date = to_date(props.get("closedate"), self.zone)
+        closed_on = None
+        if status is not DealStatus.OPEN:
+            closed_on = close_date
+            if closed_on is None:
+                entered = [c.entered_at for c in history if c.stage == stage]
+                closed_on = max(entered).astimezone(self.zone).date() if entered else None
+            if closed_on is None:
+                raise Unmappable("closed without a closedate or closed-stage history")
+        original = decimal(props.get(f.amount))
+        currency = text(props, f.currency)
+        lead_source = text(props, f.lead_source)
+        try:
+            record = Deal(
+                id=str(deal["id"]),
+                partner_id=partner_id,
+                name=text(props, f.name) or "",
+                original_amount=original,
+                currency=currency.upper() if currency else None,
+                stage=stage,
+                status=status,
+                created_on=created_on,
+                closed_on=closed_on,
+                expected_close_on=close_date if status is DealStatus.OPEN else None,
+                type=self.deal_type(text(props, f.type)),
+                lead_source=lead_source,
+                channel=self.normalizer.channel(lead_source),
+                registered=_registered(text(props, f.registered)),
+                registered_on=to_date(props.get(f.registered_on), self.zone)
+                if f.registered_on
+                else None,
+                csat=_csat(props.get(f.csat) if f.csat else None),
+            )
+        except ValidationError as error:
+            raise Unmappable(validation_reason(error)) from None
+        return record.model_copy(update={"amount": self.normalizer.amount(original, currency)})
+
+    def deal_type(self, value: str | None) -> DealType | None:
+        if value is None:
+            return None
+        return self.types.get(" ".join(value.split()).casefold())
+
+
+def _registered(value: str | None) -> bool:
+    if value is None:
+        return False
+    return value.strip().casefold() not in ("false", "no", "0")
+
+
+def _csat(value: Any) -> int | None:
+    number = decimal(value)
+    if number is None or number != number.to_integral_value() or not 1 <= number <= 5:
+        return None
+    return int(number)
+
+
+def validation_reason(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -1,0 +1,414 @@
+"""The HubSpot source: syncs a portal's partner data into the store, incrementally.
+
+Order of a run: read the partner property's options (the configured values are checked against
+them) and every other configured property (an unknown one stops the sync before anything is
+written); the deal pipelines (stage labels, won/lost, and the stage order kept in the store);
+then one stream per object, each page committed with its watermark:
+
+- `companies`: changed companies; partners become records (with the emails of their associated
+  contacts), and a stored partner that no longer matches the filter is deleted;
+- `contacts`: changed contacts; their partner companies are read again, emails and all;
+- `companies:archived`, `deals:archived`: the archived lists, whose entries archived since the
+  watermark are deleted (archiving changes no `hs_lastmodifieddate` and search never shows it);
+- `deals`: changed deals with their partner (through associations or a property) and their
+  whole `dealstage` history, which replaces the stored one in the same transaction.
+
+Changes come from the search API (`connectors.hubspot.search`); a full sync (`--full`), or an
+object with no watermark yet, reads the list endpoints instead and sweeps what it did not see
+(survey answers are never touched). A stop for the daily allowance or an unrelenting 429 ends
+the run cleanly with `report.stopped_early` set and every committed watermark kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from connectors.files import SourceError
+from connectors.hubspot.client import HubSpotApi, JsonObject
+from connectors.hubspot.limiter import RateLimiter
+from connectors.hubspot.mapping import (
+    CompanyMapper,
+    DealMapper,
+    Pipelines,
+    Unmappable,
+    parse_timestamp,
+    text,
+)
+from connectors.hubspot.search import changed_pages, windows
+from connectors.incremental import (
+    ApiBudget,
+    Cursor,
+    Page,
+    Progress,
+    RetryPolicy,
+    StopSync,
+    Stream,
+    StreamWriter,
+    batched,
+    read_watermark,
+    replace_pipeline,
+    stored_ids,
+)
+from connectors.normalize import Normalizer
+from connectors.report import SyncReport
+from kpi import schema
+from kpi.config import AppConfig
+from kpi.models import Deal, Partner, Record, StageChange
+from kpi.store import KINDS, Store
+
+SOURCE = "hubspot"
+
+
+@dataclass
+class DealPage(Page):
+    """A page of deals with the stage history that replaces theirs."""
+
+    history: list[StageChange] = field(default_factory=list)
+    history_of: list[str] = field(default_factory=list)  # deals whose history was read
+
+
+class HubSpotSource:
+    name = SOURCE
+
+    def __init__(
+        self,
+        app: AppConfig,
+        normalizer: Normalizer,
+        env: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.app = app
+        self.settings = app.hubspot
+        self.normalizer = normalizer
+        self.env = os.environ if env is None else env
+        self.retry = retry or RetryPolicy(attempts=8)
+        self.limiter = limiter
+        self.now = now
+        self.api: HubSpotApi | None = None  # the last run's client, for its figures
+
+    def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
+        budget = ApiBudget(self.settings.max_api_share)
+        limiter = self.limiter or RateLimiter(
+            self.settings.requests_per_10_seconds, self.settings.searches_per_second
+        )
+        waited_before = limiter.waited
+        try:
+            api = self.api = HubSpotApi(self.settings, self.env, budget, limiter, self.retry)
+            self._sync(api, store, report, progress)
+        except StopSync as stop:
+            report.stopped_early = str(stop)
+        finally:
+            report.api_calls = budget.calls
+            waited = limiter.waited - waited_before
+            retried = self.api.retried if self.api else 0
+            if waited >= 1 or retried:
+                report.warnings.append(
+                    f"HubSpot rate limits: the client-side limiter waited {waited:.1f} s over "
+                    f"{budget.calls} API calls, and {retried} answer(s) were retried"
+                )
+        with store.transaction() as connection:
+            report.warnings.extend(store.unknown_reference_warnings(connection))
+        report.warnings.extend(self.normalizer.warnings())
+
+    def _sync(
+        self, api: HubSpotApi, store: Store, report: SyncReport, progress: Progress | None
+    ) -> None:
+        started_at = self.now()
+        plan = _Plan(self, api, store, report, started_at)
+        with store.transaction() as connection:
+            replace_pipeline(connection, SOURCE, plan.pipelines.order)
+        writer = StreamWriter(store, SOURCE, report, progress, started_at)
+        lookback = timedelta(minutes=self.settings.lookback_minutes)
+        for stream in plan.streams():
+            writer.run(stream, report.full, lookback)
+        if report.full:
+            with store.transaction() as connection:
+                report.object("deals").deleted += _drop_orphan_history(connection)
+
+
+class _Plan:
+    """The properties and streams of one run, built from app.yaml and the portal."""
+
+    def __init__(
+        self,
+        source: HubSpotSource,
+        api: HubSpotApi,
+        store: Store,
+        report: SyncReport,
+        started_at: datetime,
+    ) -> None:
+        self.source = source
+        self.api = api
+        self.store = store
+        self.report = report
+        self.settings = source.settings
+        self.started_at = started_at
+        self.full = report.full
+        self.lookback = timedelta(minutes=self.settings.lookback_minutes)
+        zone = source.app.tz
+        self.defined = {kind: api.properties(kind) for kind in ("companies", "deals")}
+        self.check_properties()
+        self.companies = CompanyMapper(self.settings, zone, self.partner_values())
+        self.pipelines = Pipelines(api.pipelines("deals"))
+        self.deals = DealMapper(self.settings, source.normalizer, zone, self.pipelines)
+
+    # --- the portal's schema --------------------------------------------------------------
+
+    def partner_values(self) -> list[str]:
+        """The configured partner values as the property's option values (a label given in
+        app.yaml is translated); values that are no option are kept and reported."""
+        partners = self.settings.partners
+        definition = self.defined["companies"].get(partners.property)
+        if definition is None:
+            raise SourceError(
+                f"HubSpot companies have no property {partners.property!r}; set "
+                "hubspot.partners.property in app.yaml to the property that marks partners."
+            )
+        options = definition.get("options") or []
+        if not options:
+            return list(partners.values)
+        by_key: dict[str, str] = {}
+        for option in options:
+            value = str(option.get("value", ""))
+            by_key[value.casefold()] = value
+            by_key.setdefault(str(option.get("label", "")).casefold(), value)
+        values, unknown = [], []
+        for wanted in partners.values:
+            found = by_key.get(wanted.casefold())
+            values.append(found or wanted)
+            if found is None:
+                unknown.append(wanted)
+        if unknown:
+            known = ", ".join(str(o.get("value")) for o in options)
+            self.report.warnings.append(
+                f"hubspot.partners.values: {', '.join(unknown)} is no option of the companies' "
+                f"{partners.property} property (options: {known})"
+            )
+        return values
+
+    def check_properties(self) -> None:
+        """Every optional property app.yaml names must exist, before anything is written."""
+        p, d = self.settings.partners, self.settings.deals
+        wanted = [
+            ("companies", "hubspot.partners.tier", p.tier),
+            ("companies", "hubspot.partners.left_on", p.left_on),
+            ("companies", "hubspot.partners.owner_email", p.owner_email),
+            ("deals", "hubspot.deals.partner_property", d.partner_property),
+            ("deals", "hubspot.deals.registered", d.registered),
+            ("deals", "hubspot.deals.registered_on", d.registered_on),
+            ("deals", "hubspot.deals.csat", d.csat),
+        ]
+        missing = [
+            f"{setting} ({name})"
+            for object_type, setting, name in wanted
+            if name and name not in self.defined[object_type]
+        ]
+        if missing:
+            raise SourceError(
+                f"HubSpot has no such property for {', '.join(missing)}; fix app.yaml."
+            )
+
+    # --- streams --------------------------------------------------------------------------
+
+    def streams(self) -> Iterator[Stream]:
+        yield Stream(
+            "companies",
+            Partner,
+            self._pages("companies", self.companies.properties(), self._company_page),
+        )
+        yield Stream(
+            "contacts",
+            Partner,
+            self._pages("contacts", ["email"], self._contact_page),
+            changes_only=True,
+        )
+        yield Stream("companies:archived", Partner, self._archived("companies"), changes_only=True)
+        yield Stream(
+            "deals",
+            Deal,
+            self._pages("deals", self.deals.properties(), self._deal_page),
+            after_write=self._replace_history,
+        )
+        yield Stream("deals:archived", Deal, self._archived("deals"), changes_only=True)
+
+    def _pages(
+        self,
+        object_type: str,
+        properties: Sequence[str],
+        build: Callable[[list[JsonObject]], Page],
+    ) -> Callable[[Cursor | None], Iterator[Page]]:
+        """Changed objects through search from the stored watermark; with none (or in a full
+        sync) every object through the list endpoint."""
+        page_size = self.settings.page_size
+
+        def pages(start: Cursor | None) -> Iterator[Page]:
+            stored = read_watermark(self.store, SOURCE, object_type) if start is not None else None
+            if stored is None:
+                for rows in self.api.list_pages(object_type, properties, page_size):
+                    yield build(rows)
+                yield Page(cursor=Cursor(self.started_at))
+                return
+            for window in windows(stored, self.lookback, self.started_at):
+                for rows, cursor in changed_pages(
+                    self.api, object_type, properties, window, page_size
+                ):
+                    page = build(rows)
+                    page.cursor = cursor
+                    yield page
+
+        return pages
+
+    def _archived(self, object_type: str) -> Callable[[Cursor | None], Iterator[Page]]:
+        """The archived list (not ordered by archivedAt, so read whole); entries archived
+        since the watermark (less the look-back) are deleted."""
+
+        def pages(start: Cursor | None) -> Iterator[Page]:
+            since = start.modified if start else None
+            for rows in self.api.list_pages(object_type, [], self.settings.page_size, True):
+                ids = []
+                for row in rows:
+                    archived_at = parse_timestamp(row.get("archivedAt"))
+                    if since is None or archived_at is None or archived_at >= since:
+                        ids.append(str(row["id"]))
+                yield Page(deleted_ids=ids, rows_read=len(rows))
+            yield Page(cursor=Cursor(self.started_at))
+
+        return pages
+
+    # --- pages ----------------------------------------------------------------------------
+
+    def _skip(self, object_type: str, row: Mapping[str, Any], error: Unmappable) -> None:
+        self.report.object(object_type).skip(str(error))
+        self.report.problems.append(f"{object_type} {row.get('id')}: {error}")
+
+    def _company_page(self, rows: list[JsonObject]) -> Page:
+        page = Page(rows_read=len(rows))
+        partners = [row for row in rows if self.companies.is_partner(row)]
+        page.records.extend(self._partners(partners))
+        partner_ids = {str(row["id"]) for row in partners}
+        page.deleted_ids = [str(r["id"]) for r in rows if str(r["id"]) not in partner_ids]
+        return page
+
+    def _partners(self, companies: list[JsonObject]) -> list[Record]:
+        emails = self._contact_emails([str(c["id"]) for c in companies])
+        records: list[Record] = []
+        for company in companies:
+            try:
+                records.append(self.companies.partner(company, emails.get(str(company["id"]), [])))
+            except Unmappable as error:
+                self._skip("companies", company, error)
+        return records
+
+    def _contact_emails(self, company_ids: list[str]) -> dict[str, list[str]]:
+        if not company_ids:
+            return {}
+        links = self.api.associations("companies", "contacts", company_ids)
+        contact_ids = sorted({to for targets in links.values() for to, _ in targets})
+        contacts = self.api.batch_read("contacts", contact_ids, ["email"])
+        email_of = {
+            str(c["id"]): e for c in contacts if (e := text(c.get("properties") or {}, "email"))
+        }
+        return {
+            company: [email_of[to] for to, _ in targets if to in email_of]
+            for company, targets in links.items()
+        }
+
+    def _contact_page(self, rows: list[JsonObject]) -> Page:
+        """Contacts changed: their partner companies are read again, emails and all."""
+        if not rows:
+            return Page()
+        links = self.api.associations("contacts", "companies", [str(r["id"]) for r in rows])
+        companies = {to for targets in links.values() for to, _ in targets}
+        known = sorted(stored_ids(self.store, Partner, SOURCE, companies))
+        read = self.api.batch_read("companies", known, self.companies.properties())
+        partners = [c for c in read if self.companies.is_partner(c)]
+        return Page(records=self._partners(partners), rows_read=len(rows))
+
+    def _deal_page(self, rows: list[JsonObject]) -> Page:
+        page = DealPage(rows_read=len(rows))
+        if not rows:
+            return page
+        ids = [str(r["id"]) for r in rows]
+        partner_of = self._deal_partners(rows)
+        with_history = self.api.batch_read("deals", ids, [], ["dealstage"])
+        history = {str(d["id"]): self.deals.history(d) for d in with_history}
+        for row in rows:
+            deal_id = str(row["id"])
+            changes = history.get(deal_id, [])
+            try:
+                page.records.append(self.deals.deal(row, partner_of.get(deal_id), changes))
+            except Unmappable as error:
+                self._skip("deals", row, error)
+                continue
+            page.history.extend(changes)
+            page.history_of.append(deal_id)
+        return page
+
+    def _deal_partners(self, rows: list[JsonObject]) -> dict[str, str]:
+        """Each deal's partner company: a property's value, the company associated with the
+        configured label, or the associated company that is a partner (the lowest id when
+        several are)."""
+        settings = self.settings.deals
+        if settings.partner_property:
+            return {
+                str(r["id"]): value
+                for r in rows
+                if (value := text(r.get("properties") or {}, settings.partner_property))
+            }
+        links = self.api.associations("deals", "companies", [str(r["id"]) for r in rows])
+        label = settings.association_type_id
+        if label is not None:
+            return {
+                deal: min((to for to, types in targets if label in types), key=int)
+                for deal, targets in links.items()
+                if any(label in types for _, types in targets)
+            }
+        candidates = {to for targets in links.values() for to, _ in targets}
+        partners = stored_ids(self.store, Partner, SOURCE, candidates)
+        found: dict[str, str] = {}
+        for deal, targets in links.items():
+            mine = [to for to, _ in targets if to in partners]
+            if mine:
+                found[deal] = min(mine, key=int)
+        return found
+
+    def _replace_history(self, connection: Connection, page: Page) -> None:
+        """The page's deals' stage history replaces what the store had for them."""
+        if not isinstance(page, DealPage) or not page.history_of:
+            return
+        counts = self.store.upsert(connection, page.history, SOURCE)
+        history_report = self.report.object("deals:stage_history")
+        history_report.count(counts)
+        keep = {KINDS[StageChange].key(change) for change in page.history}
+        table = schema.stage_changes
+        for batch in batched(page.history_of, 500):
+            stored = connection.execute(
+                select(table.c.id).where(table.c.deal_id.in_(batch), table.c.source == SOURCE)
+            ).scalars()
+            stale = [key for key in stored if key not in keep]
+            if stale:
+                connection.execute(delete(table).where(table.c.id.in_(stale)))
+                history_report.deleted += len(stale)
+        self.store.refresh_stays(connection, page.history_of)
+
+
+def _drop_orphan_history(connection: Connection) -> int:
+    """After a full sync: stage changes of deals the store no longer has."""
+    table = schema.stage_changes
+    result = connection.execute(
+        delete(table).where(
+            table.c.source == SOURCE, table.c.deal_id.not_in(select(schema.deals.c.id))
+        )
+    )
+    return result.rowcount or 0
+
+
+__all__ = ["SOURCE", "HubSpotSource"]
