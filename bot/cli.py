@@ -199,10 +199,17 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     )
     slack = obj.config.app.slack
     try:
-        app, _ = build_app(obj.store, obj.config)
+        app, services = build_app(obj.store, obj.config)
     except MissingSecret as error:
         raise UserError(str(error)) from None
-    serve_forever(app, obj.store, host, port or slack.port, slack.path)
+    # issue 7: this replica's own scheduler (digests, syncs), exactly once via the send log
+    from bot.scheduler import start_scheduler
+
+    scheduler = start_scheduler(obj.store, obj.config, services.client)
+    try:
+        serve_forever(app, obj.store, host, port or slack.port, slack.path)
+    finally:
+        scheduler.shutdown()
 
 
 @cli.command()
@@ -387,6 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
 
+
+from bot.cli_digest import digest, jobs  # noqa: E402 - registered after the group exists
+
+cli.add_command(digest)
+cli.add_command(jobs)
 
 if __name__ == "__main__":
     main()

@@ -86,15 +86,20 @@ def standings(
             if total_weight > 0
             else None
         )
-    ranks = _ranks({p: s for p, s in scores.items() if s is not None}, exact_score)
+    scored = {p: s for p, s in scores.items() if s is not None}
+    ranks = _ranks(scored, exact_score)  # also makes exact ties show the very same float
     return {
-        partner: Standing(score, ranks.get(partner), partner_percentiles[partner])
+        partner: Standing(scored.get(partner), ranks.get(partner), partner_percentiles[partner])
         for partner, score in scores.items()
     }
 
 
 def _ranks(scores: dict[str, float], exact: Callable[[str], Fraction]) -> dict[str, int]:
-    """1 + the number of strictly higher scores, so ties share the better rank."""
+    """1 + the number of strictly higher scores, so ties share the better rank.
+
+    Scores within float error of each other are replaced in `scores` by their exact value
+    rounded once, so partners that tie show the same number.
+    """
     order = sorted(scores, key=lambda partner: scores[partner], reverse=True)
     ranks: dict[str, int] = {}
     start = 0
@@ -107,8 +112,14 @@ def _ranks(scores: dict[str, float], exact: Callable[[str], Fraction]) -> dict[s
             ranks[group[0]] = start + 1
         else:
             values = {partner: exact(partner) for partner in group}
-            for partner in group:
-                higher = sum(1 for other in group if values[other] > values[partner])
+            scores.update({partner: float(value) for partner, value in values.items()})
+            # Highest first: the strictly higher ones are those before a run of equal scores
+            # (sorting keeps this O(n log n) when many partners tie, as idle ones do).
+            descending = sorted(group, key=values.__getitem__, reverse=True)
+            higher = 0
+            for index, partner in enumerate(descending):
+                if index and values[partner] != values[descending[index - 1]]:
+                    higher = index
                 ranks[partner] = start + 1 + higher
         start = stop
     return ranks

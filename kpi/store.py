@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
@@ -309,6 +309,32 @@ class Store:
             connection.execute(
                 update(log).where(log.c.key == key).values(posted_at=_now(), slack_ts=slack_ts)
             )
+
+    def claim_state(self, key: str) -> dict[str, Any] | None:
+        """The send log's row for `key` (claimed_by, claimed_at, posted_at, slack_ts as naive
+        UTC), or None when nobody has claimed it."""
+        log = schema.send_log
+        with self.engine.connect() as connection:
+            row = connection.execute(select(log).where(log.c.key == key)).first()
+        return dict(row._mapping) if row is not None else None
+
+    def reclaim_stale(self, key: str, claimed_by: str, older_than: timedelta) -> bool:
+        """Takes over a claim that was never posted and is older than `older_than` (its claimer
+        crashed between claim and post); True for the one caller that took it over."""
+        log = schema.send_log
+        now = _now()
+        statement = (
+            update(log)
+            .where(
+                log.c.key == key,
+                log.c.posted_at.is_(None),
+                log.c.claimed_at < now - older_than,
+            )
+            .values(claimed_by=claimed_by, claimed_at=now)
+            .returning(log.c.key)
+        )
+        with self.transaction() as connection:
+            return connection.execute(statement).first() is not None
 
     def audit(
         self,

@@ -38,7 +38,10 @@ def error_of(text: str) -> str:
         ("channel_map: {Web: paidd}", "app.yaml: channel_map.Web: "),
         ("fils: {path: x}", "app.yaml: fils: unknown field; expected one of source, files,"),
         ("files: {paht: x}", "app.yaml: files.paht: unknown field; expected one of path"),
-        ("digests: [{}, 3]", "app.yaml: digests[1]: "),
+        (
+            "digests: [{name: w, channel: C1, schedule: '0 9 * * *'}, 3]",
+            "app.yaml: digests[1]: ",
+        ),
         ("database_url: 'not a url'", "app.yaml: database_url: not a database URL"),
         ("- a\n- b", "app.yaml: expected a mapping of settings at the top level."),
         ("source: files\n  bad: [", "app.yaml line 2: "),

@@ -38,6 +38,7 @@ from kpi.models import (
 )
 from kpi.periods import Period, parse_period, previous_period
 from kpi.store import Store, open_store
+from tests.kpi_compare import REL, assert_same
 from tests.kpi_reference import (
     Dataset,
     amounts_of,
@@ -49,8 +50,6 @@ from tests.kpi_reference import (
 )
 from tests.test_kpi_reference import SCENARIOS
 
-REL = 1e-9
-
 # --- loading and comparing ---------------------------------------------------------------------
 
 
@@ -58,27 +57,6 @@ def load(store: Store, data: Dataset) -> None:
     with store.transaction() as connection:
         store.upsert(connection, data.records(), "test")
         store.refresh_stays(connection)
-
-
-def assert_same(actual: Any, expected: Any, where: str) -> None:
-    """`actual` equals `expected` key by key; floats to a relative 1e-9, types exactly."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{where}: {actual!r} is not an object"
-        assert set(actual) == set(expected), f"{where}: keys {sorted(actual)} != {sorted(expected)}"
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list), f"{where}: {actual!r} is not a list"
-        assert len(actual) == len(expected), f"{where}: {actual!r} != {expected!r}"
-        for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
-            assert_same(got, want, f"{where}[{index}]")
-    elif isinstance(expected, float):
-        assert type(actual) is float, f"{where}: {actual!r} is not a float (want {expected!r})"
-        assert actual == pytest.approx(expected, rel=REL, abs=1e-9), f"{where}"
-    else:  # None, int, str
-        assert type(actual) is type(expected) and actual == expected, (
-            f"{where}: {actual!r} != {expected!r}"
-        )
 
 
 def assert_card(actual: dict[str, Any], expected: dict[str, Any], where: str) -> None:

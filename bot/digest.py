@@ -1,0 +1,506 @@
+"""A scheduled digest: the week's picture of the partner program, for one channel.
+
+`build_digest` gathers what the digest shows (program KPIs with trends, the leaderboard by
+quality score, the biggest movers, partners at risk, who joined or left, the data's age and a
+warning when it is stale), `render_digest` turns it into one compact Block Kit message through
+templates/digest.json.j2, `chart_png` draws won revenue per week, partner versus direct, and
+`post_digest` posts the message and uploads the chart into its thread (files_upload_v2), with a
+text table instead when the upload fails.
+
+Choices where the issue is silent:
+
+- The period is counted as of the day before the run's local date (the last whole day): a
+  Monday digest of `last-7d` covers Monday to Sunday, and a digest on the 1st of a month with
+  `this-month` covers the month just ended.
+- Movers compare with the latest earlier snapshot of the same period (kpi.snapshots), else with
+  the previous period.
+- With a partner filter, the program section sums the chosen partners' cards (revenue, deals,
+  pipeline, active partners and their share of all partner revenue) instead of the program's
+  pooled KPIs, which cover every partner.
+- Data is stale past `max_data_age_hours`, by default a day for a period of up to a week and a
+  seventh of the period for a longer one.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.error import URLError
+from zoneinfo import ZoneInfo
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+
+from bot.blockkit import Message
+from bot.messages import age, render
+from kpi import schema
+from kpi.config import AppConfig, DigestConfig
+from kpi.engine import KpiEngine
+from kpi.leaders import leaderboard
+from kpi.models import Partner
+from kpi.periods import Period, parse_period, previous_period
+from kpi.risk import AtRisk, RiskRules, partners_at_risk
+from kpi.snapshots import latest_snapshot
+from kpi.store import Store
+
+log = logging.getLogger("partner_kpi.digest")
+
+#: Slack errors that mean the bot cannot post to the channel until a person acts.
+CHANNEL_ERRORS = frozenset(
+    {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+)
+CHART_WEEKS = 12
+MOVER_KEYS = ("quality_score", "won_revenue")
+
+
+class ChannelUnavailable(Exception):
+    """The bot cannot post to a digest's channel; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Mover:
+    id: str
+    name: str
+    before: float
+    after: float
+
+    @property
+    def delta(self) -> float:
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class WeekRevenue:
+    start: date  # the week's first day; the week is [start, start + 7)
+    partner: float
+    direct: float
+
+
+@dataclass
+class DigestData:
+    """Everything the digest shows, and the cards its snapshot keeps."""
+
+    digest: DigestConfig
+    title: str
+    run_at: datetime
+    period: Period
+    program: dict[str, Any]  # a program card (period, previous_period, kpis, previous)
+    program_keys: list[str]
+    filtered: bool
+    partner_count: int
+    leaders: list[dict[str, Any]]
+    ranked: int
+    movers: dict[str, tuple[list[Mover], list[Mover]]]  # key -> (up, down)
+    movers_basis: str
+    risks: list[AtRisk]
+    joined: list[str]
+    left: list[str]
+    data_as_of: datetime | None
+    warning: str | None
+    weeks: list[WeekRevenue]
+    cards: dict[str, dict[str, Any]] = field(repr=False)
+    program_card: dict[str, Any] = field(repr=False)
+
+    def shows(self, section: str) -> bool:
+        return section in self.digest.sections
+
+
+def digest_as_of(digest: DigestConfig, app: AppConfig, run_at: datetime) -> date:
+    """The day the digest's period is counted from: the day before the run's local date."""
+    return run_at.astimezone(digest_zone(digest, app)).date() - timedelta(days=1)
+
+
+def digest_zone(digest: DigestConfig, app: AppConfig) -> ZoneInfo:
+    return ZoneInfo(digest.timezone or app.timezone)
+
+
+def digest_period(digest: DigestConfig, app: AppConfig, run_at: datetime) -> Period:
+    return parse_period(digest.period, digest_as_of(digest, app, run_at))
+
+
+def build_digest(
+    store: Store,
+    app: AppConfig,
+    digest: DigestConfig,
+    run_at: datetime,
+    now: datetime | None = None,
+) -> DigestData:
+    """The digest for a run at `run_at` (aware); `now` (default: `run_at`) dates the data's age."""
+    now = now or run_at
+    period = digest_period(digest, app, run_at)
+    engine = KpiEngine(store, app)
+    all_cards = engine.all_partners(period)
+    partners = {partner.id: partner for partner in store.partners()}
+    chosen = {pid for pid, partner in partners.items() if _matches(digest, partner)}
+    cards = {pid: card for pid, card in all_cards.items() if pid in chosen}
+    program_card = engine.program(period)
+    filtered = not digest.partners.empty
+    program, keys = (
+        (_subset_program(program_card, cards, partners, period), SUBSET_KEYS)
+        if filtered
+        else (program_card, PROGRAM_KEYS)
+    )
+    ranked_cards = leaderboard(list(cards.values()), "quality_score")
+    movers, basis = _movers(store, engine, digest, period, run_at, cards)
+    active = {pid for pid in cards if _active_at(partners[pid], period.end)}
+    stale = {
+        key: counts.open_past_close_date
+        for key, counts in engine.trust_counts(period).items()
+        if key is not None
+    }
+    risks = _risks(store, digest, period, cards, active, stale)
+    chosen_partners = sorted((partners[pid] for pid in chosen), key=lambda p: p.name.casefold())
+    data_as_of = store.data_as_of()
+    return DigestData(
+        digest=digest,
+        title=digest.title or f"Partner digest · {digest.name}",
+        run_at=run_at,
+        period=period,
+        program=program,
+        program_keys=list(keys),
+        filtered=filtered,
+        partner_count=len(cards),
+        leaders=ranked_cards[: digest.top],
+        ranked=len(ranked_cards),
+        movers=movers,
+        movers_basis=basis,
+        risks=risks,
+        joined=[p.name for p in chosen_partners if period.contains(p.joined_on)],
+        left=[p.name for p in chosen_partners if p.left_on and period.contains(p.left_on)],
+        data_as_of=data_as_of,
+        warning=_freshness_warning(store, digest, period, now),
+        weeks=weekly_revenue(store, period, chosen if filtered else None),
+        cards=cards,
+        program_card=program_card,
+    )
+
+
+#: The program KPIs a digest shows, with trends.
+PROGRAM_KEYS = (
+    "partner_revenue",
+    "partner_revenue_share",
+    "deal_count",
+    "close_rate",
+    "avg_deal_size",
+    "sales_cycle_days",
+    "pipeline_value",
+    "active_partners",
+    "partner_nps",
+)
+SUBSET_KEYS = (
+    "partner_revenue",
+    "partner_revenue_share",
+    "deal_count",
+    "pipeline_value",
+    "active_partners",
+)
+
+
+def _matches(digest: DigestConfig, partner: Partner) -> bool:
+    chosen = digest.partners
+    if chosen.ids and partner.id not in chosen.ids:
+        return False
+    if chosen.tiers and (partner.tier or "").casefold() not in {
+        tier.casefold() for tier in chosen.tiers
+    }:
+        return False
+    owners = {owner.casefold() for owner in chosen.owners}
+    return not owners or (partner.owner_email or "").casefold() in owners
+
+
+def _active_at(partner: Partner, day: date) -> bool:
+    return partner.joined_on < day and (partner.left_on is None or partner.left_on >= day)
+
+
+def _subset_program(
+    program: dict[str, Any],
+    cards: Mapping[str, dict[str, Any]],
+    partners: Mapping[str, Partner],
+    period: Period,
+) -> dict[str, Any]:
+    """The program card's shape, summed over the chosen partners' cards."""
+    previous = previous_period(period)
+
+    def sums(side: str, whole: str, day: date) -> dict[str, Any]:
+        revenue = sum(card[side]["won_revenue"] for card in cards.values())
+        total = program[whole]["partner_revenue"]
+        return {
+            "partner_revenue": revenue,
+            "partner_revenue_share": revenue / total if total else None,
+            "deal_count": sum(card[side]["deal_count"] for card in cards.values()),
+            "pipeline_value": sum(card[side]["pipeline_value"] for card in cards.values()),
+            "active_partners": sum(1 for pid in cards if _active_at(partners[pid], day)),
+        }
+
+    return {
+        **program,
+        "kpis": sums("kpis", "kpis", period.end),
+        "previous": sums("previous", "previous", previous.end),
+    }
+
+
+def _movers(
+    store: Store,
+    engine: KpiEngine,
+    digest: DigestConfig,
+    period: Period,
+    run_at: datetime,
+    cards: Mapping[str, dict[str, Any]],
+) -> tuple[dict[str, tuple[list[Mover], list[Mover]]], str]:
+    """The partners whose quality score and won revenue moved most, up and down."""
+    snapshot = latest_snapshot(store, period.name, run_at)
+    before: dict[str, dict[str, Any]]
+    if snapshot is not None:
+        before = snapshot.partners
+        basis = f"since the run of {snapshot.run_at:%Y-%m-%d}"
+    else:
+        earlier = previous_period(period)
+        previous_cards = engine.all_partners(earlier) if "movers" in digest.sections else {}
+        before = {
+            pid: {
+                "quality_score": previous_cards.get(pid, {}).get("quality_score"),
+                "won_revenue": card["previous"]["won_revenue"],
+            }
+            for pid, card in cards.items()
+        }
+        basis = "since the previous period"
+    result: dict[str, tuple[list[Mover], list[Mover]]] = {}
+    for key in MOVER_KEYS:
+        moved = []
+        for pid, card in cards.items():
+            now = card["quality_score"] if key == "quality_score" else card["kpis"][key]
+            then = before.get(pid, {}).get(key)
+            if now is not None and then is not None and now != then:
+                moved.append(Mover(pid, card["partner"]["name"], float(then), float(now)))
+        moved.sort(key=lambda m: (-abs(m.delta), m.name.casefold()))
+        up = [m for m in moved if m.delta > 0][: digest.movers]
+        down = [m for m in moved if m.delta < 0][: digest.movers]
+        result[key] = (up, down)
+    return result, basis
+
+
+def _risks(
+    store: Store,
+    digest: DigestConfig,
+    period: Period,
+    cards: Mapping[str, dict[str, Any]],
+    active: set[str],
+    stale: dict[str, int],
+) -> list[AtRisk]:
+    """kpi.risk's rules, with "no deal won in N days" (N from app.yaml) instead of "no deal won
+    in the period"."""
+    settings = digest.at_risk
+    rules = RiskRules(
+        close_rate_drop_points=settings.close_rate_drop_points,
+        detractor_nps=settings.detractor_nps,
+        stale_pipeline_share=settings.stale_pipeline_share,
+    )
+    flagged = partners_at_risk(list(cards.values()), active, stale, rules)
+    found = {risk.card["partner"]["id"]: risk for risk in flagged}
+    deals = schema.deals
+    last_won_query = (
+        select(deals.c.partner_id, func.max(deals.c.closed_on))
+        .where(deals.c.status == "won", deals.c.partner_id.is_not(None))
+        .where(deals.c.closed_on < period.end)
+        .group_by(deals.c.partner_id)
+    )
+    with store.engine.connect() as connection:
+        last_won = {pid: day for pid, day in connection.execute(last_won_query)}
+    cutoff = period.end - timedelta(days=settings.no_win_days)
+    risks = []
+    for pid in sorted(active):
+        earlier = found.get(pid)
+        reasons = [r for r in earlier.reasons if not r.startswith("no deal won")] if earlier else []
+        won = last_won.get(pid)
+        if won is None or won < cutoff:
+            reasons.insert(0, f"no deal won in {settings.no_win_days} days")
+        if reasons:
+            risks.append(AtRisk(cards[pid], tuple(reasons)))
+    return sorted(risks, key=lambda item: (-len(item.reasons), item.card["partner"]["name"]))
+
+
+def allowed_age(digest: DigestConfig, period: Period) -> timedelta:
+    if digest.max_data_age_hours is not None:
+        return timedelta(hours=digest.max_data_age_hours)
+    return max(timedelta(days=1), timedelta(days=period.days / 7))
+
+
+def _freshness_warning(
+    store: Store, digest: DigestConfig, period: Period, now: datetime
+) -> str | None:
+    last = store.last_sync(status=None)
+    good = store.data_as_of()
+    if good is None:
+        return "No sync has finished yet, so these numbers may be empty; run `partner-kpi sync`."
+    if last is not None and last.status == "failed":
+        reason = (last.error or "no reason given").strip().splitlines()[0][:200]
+        return (
+            f"The last sync failed {age(last.finished_at, now)} ({reason}); "
+            f"these numbers are from the sync of {age(good, now)}."
+        )
+    limit = allowed_age(digest, period)
+    if now - good > limit:
+        hours = limit.total_seconds() / 3600
+        return (
+            f"The data was last synced {age(good, now)}, longer than this digest allows "
+            f"({hours:.0f} hours); check the sync."
+        )
+    return None
+
+
+def weekly_revenue(
+    store: Store, period: Period, partner_ids: set[str] | None = None, weeks: int = CHART_WEEKS
+) -> list[WeekRevenue]:
+    """Won revenue per week, partner deals versus direct ones, over at least `weeks` weeks
+    (or the whole period) ending where the period ends. With `partner_ids`, partner revenue
+    counts only those partners."""
+    count = max(weeks, -(-period.days // 7))
+    start = period.end - timedelta(days=7 * count)
+    deals = schema.deals
+    query = (
+        select(deals.c.closed_on, deals.c.partner_id, func.sum(deals.c.amount))
+        .where(
+            deals.c.status == "won",
+            deals.c.closed_on >= start,
+            deals.c.closed_on < period.end,
+            deals.c.amount.is_not(None),
+        )
+        .group_by(deals.c.closed_on, deals.c.partner_id)
+    )
+    partner = [0.0] * count
+    direct = [0.0] * count
+    with store.engine.connect() as connection:
+        for closed_on, partner_id, amount in connection.execute(query):
+            index = (closed_on - start).days // 7
+            if partner_id is None:
+                direct[index] += float(amount or 0)
+            elif partner_ids is None or partner_id in partner_ids:
+                partner[index] += float(amount or 0)
+    return [WeekRevenue(start + timedelta(days=7 * i), partner[i], direct[i]) for i in range(count)]
+
+
+# --- words and pictures ---------------------------------------------------------------------
+
+
+def render_digest(data: DigestData, currency: str) -> Message:
+    return render("digest", d=data, currency=currency)
+
+
+def render_chart_fallback(data: DigestData, currency: str) -> Message:
+    return render("digest_chart", d=data, currency=currency)
+
+
+def chart_png(data: DigestData, currency: str) -> bytes:
+    """Won revenue per week, partner versus direct, as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    from bot.formatting import money
+
+    figure = Figure(figsize=(8, 3.6), dpi=100)
+    axes = figure.subplots()
+    positions = list(range(len(data.weeks)))
+    width = 0.4
+    axes.bar(
+        [x - width / 2 for x in positions],
+        [week.partner for week in data.weeks],
+        width,
+        label="Partner",
+        color="#2e7d32",
+    )
+    axes.bar(
+        [x + width / 2 for x in positions],
+        [week.direct for week in data.weeks],
+        width,
+        label="Direct",
+        color="#90a4ae",
+    )
+    axes.set_xticks(positions)
+    axes.set_xticklabels([f"{week.start:%d %b}" for week in data.weeks], fontsize=8)
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: money(value, currency)))
+    axes.set_title(f"Won revenue per week · {data.period.name}", fontsize=11)
+    axes.legend(frameon=False, fontsize=9)
+    axes.spines[["top", "right"]].set_visible(False)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# --- posting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Posted:
+    channel: str  # the channel's id, as Slack answered
+    ts: str
+    chart: str  # "uploaded", "text" (the fallback table) or "none"
+
+
+def post_digest(
+    client: WebClient,
+    digest: DigestConfig,
+    message: Message,
+    chart: bytes | None,
+    chart_fallback: Message | None,
+) -> Posted:
+    """Posts the digest, then its chart into the message's thread. Raises ChannelUnavailable
+    when the bot cannot post in the channel; a failed chart upload falls back to text."""
+    try:
+        response = client.chat_postMessage(
+            channel=digest.channel,
+            text=message.text,
+            blocks=message.blocks,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+    except SlackApiError as error:
+        code = str(error.response.get("error", ""))
+        if code in CHANNEL_ERRORS:
+            raise ChannelUnavailable(
+                f"digest {digest.name} cannot be posted to {digest.channel}: {code}; "
+                "invite the bot there with `/invite @partner-kpi` (a private channel needs it "
+                "too), or fix the channel in app.yaml."
+            ) from None
+        raise
+    channel, ts = str(response["channel"]), str(response["ts"])
+    if chart is None:
+        return Posted(channel, ts, "none")
+    try:
+        client.files_upload_v2(
+            channel=channel,
+            thread_ts=ts,
+            file=chart,
+            filename=f"digest-{digest.name}.png",
+            title=f"Won revenue per week · {digest.name}",
+            alt_txt="Won revenue per week, partner deals versus direct deals",
+        )
+        return Posted(channel, ts, "uploaded")
+    except (SlackApiError, URLError, OSError) as error:  # HTTPError is a URLError
+        log.warning("digest %s: chart upload failed (%s); posting a text table", digest.name, error)
+    if chart_fallback is None:
+        return Posted(channel, ts, "none")
+    try:
+        client.chat_postMessage(
+            channel=channel,
+            thread_ts=ts,
+            text=chart_fallback.text,
+            blocks=chart_fallback.blocks,
+        )
+    except SlackApiError as error:
+        log.warning("digest %s: chart text failed too: %s", digest.name, error)
+        return Posted(channel, ts, "none")
+    return Posted(channel, ts, "text")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

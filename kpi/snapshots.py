@@ -1,0 +1,152 @@
+"""KPI snapshots: every partner's KPIs, stored at each scheduled digest run.
+
+The CRM often keeps little history of its own (a deal's amount or a partner's tier is simply
+overwritten), so each scheduled run writes what it computed: one row per partner, plus one for
+the program as a whole under `PROGRAM_ID`. A digest compares with the latest earlier snapshot
+of the same period ("movers since last week"), and trailing snapshots give the product its own
+weekly history.
+
+A row holds the card's `kpis` with `quality_score` and `rank` added. `run_at` is the run's
+scheduled time (naive UTC), so every replica that computes the same run writes the same key, and
+writing a run twice is harmless (the unique key (run_at, period, partner_id) keeps the first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from kpi.periods import Period
+from kpi.schema import ID, metadata
+from kpi.store import BATCH_SIZE, Store
+
+PROGRAM_ID = "*program*"
+
+kpi_snapshots = Table(
+    "kpi_snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_at", DateTime, nullable=False),
+    Column("period", String(64), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("partner_id", String(ID), nullable=False),
+    Column("kpis", JSON, nullable=False),
+    UniqueConstraint("run_at", "period", "partner_id", name="uq_kpi_snapshots_run"),
+    Index("ix_kpi_snapshots_period_run", "period", "run_at"),
+    Index("ix_kpi_snapshots_partner_run", "partner_id", "run_at"),
+)
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One run's KPIs: partner id (or PROGRAM_ID) -> kpis with quality_score and rank."""
+
+    run_at: datetime  # aware UTC
+    period: str
+    start: str
+    end: str
+    partners: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def snapshot_row(card: Mapping[str, Any]) -> dict[str, Any]:
+    """What a snapshot keeps of a card (the JSON contract)."""
+    return {**card["kpis"], "quality_score": card["quality_score"], "rank": card["rank"]}
+
+
+def save_snapshot(
+    store: Store,
+    run_at: datetime,
+    period: Period,
+    cards: Mapping[str, Mapping[str, Any]],
+    program: Mapping[str, Any] | None = None,
+) -> int:
+    """Stores every card (partner id -> card) and the program's card; returns the rows
+    offered (a row the run already has is kept as it was)."""
+    when = _naive_utc(run_at)
+    entries = [(partner_id, snapshot_row(card)) for partner_id, card in cards.items()]
+    if program is not None:
+        entries.append((PROGRAM_ID, snapshot_row(program)))
+    rows = [
+        {
+            "run_at": when,
+            "period": period.name,
+            "period_start": period.start,
+            "period_end": period.end,
+            "partner_id": partner_id,
+            "kpis": kpis,
+        }
+        for partner_id, kpis in entries
+    ]
+    if not rows:
+        return 0
+    table = kpi_snapshots
+    insert = _INSERTS[store.engine.dialect.name](table).on_conflict_do_nothing(
+        index_elements=["run_at", "period", "partner_id"]
+    )
+    with store.transaction() as connection:
+        for start in range(0, len(rows), BATCH_SIZE):
+            connection.execute(insert, rows[start : start + BATCH_SIZE])
+    return len(rows)
+
+
+def trailing_snapshots(
+    store: Store, period_name: str, before: datetime, limit: int = 13
+) -> list[Snapshot]:
+    """The latest `limit` runs of `period_name` strictly before `before`, newest first."""
+    table = kpi_snapshots
+    latest_runs = (
+        select(table.c.run_at)
+        .where(table.c.period == period_name, table.c.run_at < _naive_utc(before))
+        .group_by(table.c.run_at)
+        .order_by(table.c.run_at.desc())
+        .limit(max(limit, 0))
+    )
+    with store.engine.connect() as connection:
+        runs = list(connection.execute(latest_runs).scalars())
+    if not runs:
+        return []
+    found: dict[datetime, Snapshot] = {}
+    query = select(table).where(table.c.period == period_name, table.c.run_at.in_(runs))
+    with store.engine.connect() as connection:
+        for row in connection.execute(query):
+            snapshot = found.get(row.run_at)
+            if snapshot is None:
+                snapshot = found[row.run_at] = Snapshot(
+                    run_at=row.run_at.replace(tzinfo=UTC),
+                    period=row.period,
+                    start=row.period_start.isoformat(),
+                    end=row.period_end.isoformat(),
+                )
+            snapshot.partners[row.partner_id] = dict(row.kpis)
+    return [found[run] for run in sorted(found, reverse=True)]
+
+
+def latest_snapshot(store: Store, period_name: str, before: datetime) -> Snapshot | None:
+    """The latest run of `period_name` before `before`, if any."""
+    found = trailing_snapshots(store, period_name, before, limit=1)
+    return found[0] if found else None
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

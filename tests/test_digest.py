@@ -1,0 +1,362 @@
+"""The digest: its app.yaml settings, its contents, Block Kit limits for 2,000 partners, the
+chart PNG, its upload (and text fallback) to a loopback Slack, snapshots, and the commands."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from bot.blockkit import violations
+from bot.cli import main
+from bot.digest import build_digest, chart_png, post_digest, render_chart_fallback, render_digest
+from bot.scheduler import DigestScheduler
+from bot.slack_app import web_client
+from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
+from kpi.models import Deal, DealStatus, Partner
+from kpi.snapshots import PROGRAM_ID, save_snapshot, trailing_snapshots
+from kpi.store import Store, open_store
+from tests.fake_slack import FakeSlack, validate_blocks
+
+RUN_AT = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
+EVIL = "<!channel> & <https://evil.example|click>"
+
+
+def seed(store: Store, partners: int, deals_each: int = 4, long_names: bool = False) -> None:
+    """`partners` partners and their deals, generated straight into the store."""
+    records: list[Any] = []
+    for i in range(partners):
+        name = f"Partner {i:04d} " + (
+            "Systemhaus und Beratung GmbH & Co. KG " * 3 if long_names else ""
+        )
+        if i == 3:
+            name = EVIL
+        records.append(
+            Partner(
+                id=f"P{i:04d}",
+                name=name.strip(),
+                tier=("Gold", "Silver", "Registered")[i % 3],
+                joined_on=date(2026, 11, 18) if i % 97 == 5 else date(2024, 1, 1),
+                left_on=date(2026, 11, 20) if i % 89 == 7 else None,
+                owner_email=f"owner{i % 4}@ourco.example",
+            )
+        )
+        for j in range(deals_each):
+            won = (i * 7 + j) % 3 != 0
+            records.append(
+                Deal(
+                    id=f"D{i:04d}-{j}",
+                    partner_id=f"P{i:04d}" if j else None if i % 5 == 0 else f"P{i:04d}",
+                    name=f"Deal {j}",
+                    amount=Decimal(500 + (i * 37 + j * 911) % 20000),
+                    status=DealStatus.WON if won else DealStatus.LOST,
+                    created_on=date(2026, 9, 1),
+                    closed_on=date(2026, 11, 22) - timedelta(days=(i + 5 * j) % 70),
+                )
+            )
+    with store.transaction() as connection:
+        store.upsert(connection, records, "test")
+    run = store.start_sync("test", full=True)
+    store.finish_sync(run, "ok", {})
+
+
+def weekly(**extra: Any) -> DigestConfig:
+    return DigestConfig.model_validate(
+        {
+            "name": "weekly",
+            "channel": "C0DIGEST",
+            "schedule": "0 9 * * mon",
+            "timezone": "Europe/Berlin",
+            **extra,
+        }
+    )
+
+
+APP = AppConfig()
+
+
+# --- app.yaml ---------------------------------------------------------------------------------
+
+
+def test_digest_settings_are_validated_with_their_path(tmp_path: Path) -> None:
+    text = """
+digests:
+  - name: weekly
+    channel: "#partners"
+    schedule: "0 9 * * mon"
+    timezone: Europe/Berlin
+  - name: monthly
+    channel: C1
+    schedule: "0 25 1 * *"
+    timezone: Europe/Berlim
+    period: last-week
+    sections: [program, charts]
+    partners: {tier: [Gold]}
+scheduler:
+  grace_hours: -1
+"""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, tmp_path / "app.yaml")
+    lines = str(raised.value).splitlines()
+    assert any(
+        line.startswith("app.yaml: digests[1].schedule: '0 25 1 * *' is not a cron")
+        for line in lines
+    )
+    assert any("digests[1].timezone: unknown timezone 'Europe/Berlim'" in line for line in lines)
+    assert any('digests[1].period: "last-week" is not a period' in line for line in lines)
+    assert any("digests[1].sections[1]:" in line for line in lines)
+    assert any(
+        "digests[1].partners.tier: unknown field; expected one of tiers, owners, ids" in line
+        for line in lines
+    )
+    assert any("scheduler.grace_hours:" in line for line in lines)
+    assert not any("digests[0]" in line for line in lines)
+
+
+def test_digest_defaults_and_distinct_names(tmp_path: Path) -> None:
+    config = parse_config(
+        'digests: [{name: w, channel: C1, schedule: "0 9 * * mon"}]', tmp_path / "app.yaml"
+    ).app
+    (digest,) = config.digests
+    assert (digest.period, digest.timezone, digest.top) == ("last-7d", None, 10)
+    assert digest.sections[0] == "program" and "chart" in digest.sections
+    assert config.scheduler.grace_hours == 6 and config.scheduler.sync.schedule == "0 * * * *"
+    with pytest.raises(ConfigError, match="two digests are named 'w'"):
+        parse_config(
+            'digests: [{name: w, channel: C1, schedule: "0 9 * * *"},'
+            ' {name: W, channel: C2, schedule: "0 9 * * *"}]',
+            tmp_path / "app.yaml",
+        )
+    with pytest.raises(ConfigError, match=r"digests\[0\]\.schedule: .*five fields"):
+        parse_config('digests: [{name: w, channel: C1, schedule: "@weekly"}]', tmp_path / "a")
+
+
+# --- contents ---------------------------------------------------------------------------------
+
+
+def test_the_digest_for_2000_partners_fits_block_kit(store: Store) -> None:
+    seed(store, 2000, deals_each=3, long_names=True)
+    data = build_digest(store, APP, weekly(), RUN_AT)
+    assert data.partner_count == 2000
+    assert (data.period.start, data.period.end) == (date(2026, 11, 16), date(2026, 11, 23))
+    message = render_digest(data, "USD")
+    assert violations(message.blocks) == []
+    assert validate_blocks(message.blocks) is None
+    assert len(json.dumps(message.blocks, ensure_ascii=False)) < 12_000
+    assert len(message.text) < 3000
+    text = json.dumps(message.blocks, ensure_ascii=False)
+    # Every section made it (nothing was cut for size), and CRM text was escaped.
+    for heading in ("*Top 10 by quality score* (of", "*Biggest movers*", "*At risk*", "Joined ("):
+        assert heading in text
+    assert "… and" in text and "more" in text
+    assert "<!channel>" not in text
+    assert len(data.leaders) == 10 and data.leaders[0]["rank"] == 1
+
+
+def test_the_digest_shows_what_moved(store: Store) -> None:
+    seed(store, 30)
+    data = build_digest(store, APP, weekly(), RUN_AT, now=datetime.now(UTC))
+    assert data.warning is None
+    assert data.movers_basis == "since the previous period"
+    up, down = data.movers["won_revenue"]
+    assert up and down and all(m.delta > 0 for m in up) and all(m.delta < 0 for m in down)
+    assert [abs(m.delta) for m in up] == sorted((abs(m.delta) for m in up), reverse=True)
+    assert data.joined == ["Partner 0005"]
+    # A second run a week later compares with the snapshot the first one stored.
+    save_snapshot(store, RUN_AT, data.period, data.cards, program=data.program_card)
+    later = build_digest(store, APP, weekly(period="last-90d"), RUN_AT + timedelta(days=7))
+    assert later.movers_basis == "since the previous period"  # another period: no snapshot
+    same = build_digest(store, APP, weekly(), RUN_AT + timedelta(days=7))
+    assert same.movers_basis == "since the run of 2026-11-23"
+
+
+def test_a_partner_filter_narrows_everything(store: Store) -> None:
+    seed(store, 30)
+    data = build_digest(store, APP, weekly(partners={"tiers": ["gold"]}), RUN_AT)
+    assert data.filtered and data.partner_count == 10
+    assert all(card["partner"]["id"] in data.cards for card in data.leaders)
+    everyone = build_digest(store, APP, weekly(), RUN_AT)
+    assert data.program["kpis"]["partner_revenue"] < everyone.program["kpis"]["partner_revenue"]
+    owned = build_digest(
+        store,
+        APP,
+        weekly(partners={"owners": ["OWNER1@ourco.example"], "ids": ["P0001", "P0002"]}),
+        RUN_AT,
+    )
+    assert set(owned.cards) == {"P0001"}
+    assert "10 partners chosen" in json.dumps(render_digest(data, "USD").blocks)
+
+
+def test_stale_or_failed_syncs_are_warned_about(store: Store) -> None:
+    seed(store, 5)
+    late = RUN_AT + timedelta(days=3)
+    data = build_digest(store, APP, weekly(), late, now=datetime.now(UTC) + timedelta(days=2))
+    assert data.warning is not None and "longer than this digest allows (24 hours)" in data.warning
+    run = store.start_sync("test", full=False)
+    store.finish_sync(run, "failed", {}, error="INVALID_LOGIN: bad password\nmore")
+    data = build_digest(store, APP, weekly(), RUN_AT, now=datetime.now(UTC))
+    assert data.warning is not None
+    assert "The last sync failed" in data.warning and "INVALID_LOGIN: bad password" in data.warning
+    message = render_digest(data, "USD")
+    assert message.text.startswith(":warning:")
+
+
+def test_snapshots_keep_every_partner_and_read_back_newest_first(store: Store) -> None:
+    seed(store, 12)
+    for week in range(3):
+        run = RUN_AT + timedelta(days=7 * week)
+        data = build_digest(store, APP, weekly(), run)
+        save_snapshot(store, run, data.period, data.cards, program=data.program_card)
+    again = build_digest(store, APP, weekly(), RUN_AT)
+    save_snapshot(store, RUN_AT, again.period, again.cards, program=again.program_card)  # twice
+    found = trailing_snapshots(store, "last-7d", RUN_AT + timedelta(days=30), limit=5)
+    assert [s.run_at for s in found] == [RUN_AT + timedelta(days=7 * w) for w in (2, 1, 0)]
+    assert all(len(s.partners) == 13 and PROGRAM_ID in s.partners for s in found)
+    assert set(found[0].partners["P0001"]) >= {"won_revenue", "quality_score", "rank"}
+    assert trailing_snapshots(store, "last-7d", RUN_AT) == []
+
+
+# --- the chart --------------------------------------------------------------------------------
+
+
+def test_the_chart_is_a_real_png_that_is_not_blank(store: Store) -> None:
+    seed(store, 40)
+    data = build_digest(store, APP, weekly(), RUN_AT)
+    assert len(data.weeks) == 12 and data.weeks[-1].start == date(2026, 11, 16)
+    assert sum(w.partner for w in data.weeks) > 0 and sum(w.direct for w in data.weeks) > 0
+    png = chart_png(data, "USD")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = image.imread(io.BytesIO(png), format="png")
+    assert pixels.shape[:2] == (360, 800)
+    rgb = pixels[..., :3]
+    assert float(np.std(rgb)) > 0.05  # not one flat colour
+    green = (rgb[..., 1] > 0.4) & (rgb[..., 0] < 0.3) & (rgb[..., 2] < 0.3)
+    assert green.sum() > 500  # the partner bars are drawn
+
+
+def test_the_chart_is_uploaded_into_the_thread_or_falls_back_to_text(store: Store) -> None:
+    seed(store, 20)
+    data = build_digest(store, APP, weekly(), RUN_AT)
+    message, png = render_digest(data, "USD"), chart_png(data, "USD")
+    fallback = render_chart_fallback(data, "USD")
+    with FakeSlack() as fake:
+        client = web_client("xoxb-test", fake.api_url)
+        posted = post_digest(client, data.digest, message, png, fallback)
+        assert posted.chart == "uploaded"
+        (upload,) = fake.files
+        assert upload.completed and upload.data == png and upload.channels == ["C0DIGEST"]
+        assert upload.thread_ts == posted.ts
+
+        fake.fail_next("upload", error="internal_error", status=500)
+        posted = post_digest(client, data.digest, message, png, fallback)
+        assert posted.chart == "text"
+        (reply,) = [
+            c for c in fake.calls_to("chat.postMessage") if c.body.get("thread_ts") == posted.ts
+        ]
+        assert "could not be uploaded" in reply.body["text"]
+        assert "2026-11-16" in json.dumps(reply.body["blocks"])
+
+
+def test_the_scheduler_posts_text_first_then_the_chart(store: Store) -> None:
+    seed(store, 20)
+    with FakeSlack() as fake:
+        app = AppConfig.model_validate(
+            {"digests": [weekly().model_dump()], "scheduler": {"sync": {"schedule": None}}}
+        )
+        scheduler = DigestScheduler(
+            store,
+            LoadedConfig(app, None, Path("."), "unused"),
+            web_client("xoxb-test", fake.api_url),
+            clock=lambda: RUN_AT + timedelta(minutes=1),
+        )
+        (outcome,) = scheduler.tick()
+        assert outcome.action == "sent"
+        first, chart = fake.messages_in("C0DIGEST")
+        assert first["ts"] == outcome.ts and "Partner digest" in first["text"]
+        assert chart["files"][0]["name"] == "digest-weekly.png"
+    assert len(trailing_snapshots(store, "last-7d", RUN_AT + timedelta(hours=1))) == 1
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        status = 0
+    except SystemExit as done:
+        status = int(done.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def app_yaml(tmp_path: Path) -> Path:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    seed(store, 15)
+    store.engine.dispose()
+    path = tmp_path / "app.yaml"
+    path.write_text(
+        "database_url: sqlite:///store.db\n"
+        "digests:\n"
+        "  - {name: weekly, channel: C0DIGEST, schedule: '0 9 * * mon',"
+        " timezone: Europe/Berlin}\n"
+        "scheduler: {sync: {schedule: '30 * * * *'}}\n"
+    )
+    return path
+
+
+def test_digest_dry_run_prints_json_and_saves_the_chart(
+    app_yaml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    chart = app_yaml.parent / "chart.png"
+    status, out, err = run(
+        capsys,
+        "--config",
+        str(app_yaml),
+        "digest",
+        "weekly",
+        "--dry-run",
+        "--json",
+        "--chart",
+        str(chart),
+        "--as-of",
+        "2026-11-23",
+    )
+    assert status == 0, err
+    payload = json.loads(out)
+    assert payload["blocks"][0]["type"] == "header" and validate_blocks(payload["blocks"]) is None
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    status, out, _ = run(capsys, "--config", str(app_yaml), "digest", "weekly")
+    assert status == 0 and "PARTNER DIGEST · WEEKLY" in out and "Top 10 by quality score" in out
+
+
+def test_digest_errors_and_jobs(app_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "--config", str(app_yaml), "digest", "monthly")
+    assert status == 2 and "no digest is named 'monthly'; the digests are weekly." in err
+    status, out, _ = run(capsys, "--config", str(app_yaml), "jobs")
+    assert status == 0
+    assert "digest:weekly" in out and "Europe/Berlin" in out and "sync" in out
+    assert " 09:00 CE" in out  # the next run, in the digest's local time
+
+
+def test_digest_send_posts_now(
+    app_yaml: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeSlack() as fake:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+        status, out, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
+        assert status == 0, err
+        assert "Posted digest weekly to C0DIGEST with its chart" in out
+        assert len(fake.messages_in("C0DIGEST")) == 2
+        fake.add_channel("C0DIGEST", is_member=False)
+        status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
+        assert status == 2 and "not_in_channel" in err and "/invite @partner-kpi" in err
