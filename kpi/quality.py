@@ -81,8 +81,9 @@ def standings(
         mine = {name: float(ranked[name][partner]) for name in ranked if partner in ranked[name]}
         partner_percentiles[partner] = mine
         total_weight = sum(weights[name] for name in mine)
+        # A weighted mean of percentiles lies in [0, 100]; clamping only removes float error.
         scores[partner] = (
-            sum(weights[name] * pct for name, pct in mine.items()) / total_weight
+            min(100.0, max(0.0, sum(weights[n] * pct for n, pct in mine.items()) / total_weight))
             if total_weight > 0
             else None
         )
