@@ -27,10 +27,11 @@ from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.periods import parse_period
 from kpi.store import Store, open_store
+from tests.demo_folder import demo_folder
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
 from tests.kpi_compare import assert_same
 
-DEMO = Path(__file__).resolve().parent.parent / "demo-data"
+DEMO = demo_folder()
 PARTNERS = 8  # demo partners in the fake org
 DIRECT_DEALS = 150
 AS_OF = date(2026, 11, 20)
