@@ -143,18 +143,18 @@ class Aggregator:
         def of(key: PartnerKey) -> Totals:
             return result.setdefault(key, Totals())
 
-        for row in self._run(self._closed(window), partner_ids):
+        for row in self.connection.execute(self._closed(window, partner_ids)):
             closed = ClosedTotals(*(_number(value) for value in row[2:]))
             of(row.partner_id).closed.add(closed)
             of(row.partner_id).channels[row.channel].add(closed)
-        for row in self._run(self._pipeline(window), partner_ids):
+        for row in self.connection.execute(self._pipeline(window, partner_ids)):
             of(row.partner_id).pipeline_count = int(row.n)
             of(row.partner_id).pipeline_value = float(row.value or 0.0)
-        for row in self._run(self._registered(window), partner_ids):
+        for row in self.connection.execute(self._registered(window, partner_ids)):
             of(row.partner_id).registered = int(row.n)
-        for row in self._run(self._trainings(window), partner_ids):
+        for row in self.connection.execute(self._trainings(window, partner_ids)):
             of(row.partner_id).courses = int(row.n)
-        for row in self._run(self._surveys(window), partner_ids):
+        for row in self.connection.execute(self._surveys(window, partner_ids)):
             totals = of(row.partner_id)
             totals.survey_responses = int(row.n)
             totals.promoters = int(row.promoters)
@@ -169,10 +169,10 @@ class Aggregator:
     ) -> None:
         """Adds stage entries and stays in the period to `totals`, per partner."""
         window = Window.of(period, self.tz)
-        for row in self._run(self._stage_entries(window), partner_ids):
+        for row in self.connection.execute(self._stage_entries(window, partner_ids)):
             stages = totals.setdefault(row.partner_id, Totals()).stages
             stages.setdefault(row.stage, StageTotals()).entered = int(row.n)
-        for row in self._run(self._stage_stays(window), partner_ids):
+        for row in self.connection.execute(self._stage_stays(window, partner_ids)):
             stages = totals.setdefault(row.partner_id, Totals()).stages
             stage = stages.setdefault(row.stage, StageTotals())
             stage.stay_days = float(row.days)
@@ -206,12 +206,12 @@ class Aggregator:
                     )
                 ),
             )
-            .where(or_(closed_in_period, open_at_end))
+            .where(or_(closed_in_period, open_at_end), *_only(d.c.partner_id, partner_ids))
             .group_by(d.c.partner_id)
         )
         return {
             row[0]: TrustCounts(*(int(value or 0) for value in row[1:]))
-            for row in self._run(query, partner_ids)
+            for row in self.connection.execute(query)
         }
 
     def stage_entries(self, period: Period) -> dict[str, int]:
@@ -228,14 +228,8 @@ class Aggregator:
 
     # --- the queries -------------------------------------------------------------------
 
-    def _run(self, query: Select[Any], partner_ids: Sequence[str] | None) -> Any:
-        if partner_ids is not None:
-            inner = query.subquery()
-            query = select(inner).where(inner.c.partner_id.in_(list(partner_ids)))
-        return self.connection.execute(query)
-
     @staticmethod
-    def _closed(window: Window) -> Select[Any]:
+    def _closed(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         won = d.c.status == "won"
         cycle = days_between(d.c.created_on, d.c.closed_on)
         registered = d.c.registered.is_(True)
@@ -260,21 +254,23 @@ class Aggregator:
                 d.c.status.in_(("won", "lost")),
                 d.c.closed_on >= window.start,
                 d.c.closed_on < window.end,
+                *_only(d.c.partner_id, partner_ids),
             )
             .group_by(d.c.partner_id, d.c.channel)
         )
 
     @staticmethod
-    def _pipeline(window: Window) -> Select[Any]:
+    def _pipeline(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         # Open at the period's end: created before it and not closed before it. Two
         # index-friendly halves rather than one OR that would scan every deal.
         still_open = select(d.c.partner_id, d.c.amount).where(
-            d.c.status == "open", d.c.created_on < window.end
+            d.c.status == "open", d.c.created_on < window.end, *_only(d.c.partner_id, partner_ids)
         )
         closed_later = select(d.c.partner_id, d.c.amount).where(
             d.c.status.in_(("won", "lost")),
             d.c.closed_on >= window.end,
             d.c.created_on < window.end,
+            *_only(d.c.partner_id, partner_ids),
         )
         deals = union_all(still_open, closed_later).subquery()
         return select(
@@ -284,14 +280,16 @@ class Aggregator:
         ).group_by(deals.c.partner_id)
 
     @staticmethod
-    def _registered(window: Window) -> Select[Any]:
+    def _registered(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         # registered_on, or created_on where the registration has no date of its own.
         dated = select(d.c.partner_id).where(
+            *_only(d.c.partner_id, partner_ids),
             d.c.registered.is_(True),
             d.c.registered_on >= window.start,
             d.c.registered_on < window.end,
         )
         undated = select(d.c.partner_id).where(
+            *_only(d.c.partner_id, partner_ids),
             d.c.registered.is_(True),
             d.c.registered_on.is_(None),
             d.c.created_on >= window.start,
@@ -301,16 +299,20 @@ class Aggregator:
         return select(deals.c.partner_id, func.count().label("n")).group_by(deals.c.partner_id)
 
     @staticmethod
-    def _trainings(window: Window) -> Select[Any]:
+    def _trainings(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         t = schema.trainings
         return (
             select(t.c.partner_id, func.count().label("n"))
-            .where(t.c.completed_on >= window.start, t.c.completed_on < window.end)
+            .where(
+                t.c.completed_on >= window.start,
+                t.c.completed_on < window.end,
+                *_only(t.c.partner_id, partner_ids),
+            )
             .group_by(t.c.partner_id)
         )
 
     @staticmethod
-    def _surveys(window: Window) -> Select[Any]:
+    def _surveys(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         s = schema.survey_responses
         return (
             select(
@@ -319,22 +321,30 @@ class Aggregator:
                 func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
                 func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
             )
-            .where(s.c.submitted_at >= window.start_at, s.c.submitted_at < window.end_at)
+            .where(
+                s.c.submitted_at >= window.start_at,
+                s.c.submitted_at < window.end_at,
+                *_only(s.c.partner_id, partner_ids),
+            )
             .group_by(s.c.partner_id)
         )
 
     @staticmethod
-    def _stage_entries(window: Window) -> Select[Any]:
+    def _stage_entries(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         changes = schema.stage_changes
         return (
             select(d.c.partner_id, changes.c.stage, func.count().label("n"))
             .select_from(changes.join(d, d.c.id == changes.c.deal_id))
-            .where(changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at)
+            .where(
+                changes.c.entered_at >= window.start_at,
+                changes.c.entered_at < window.end_at,
+                *_only(d.c.partner_id, partner_ids),
+            )
             .group_by(d.c.partner_id, changes.c.stage)
         )
 
     @staticmethod
-    def _stage_stays(window: Window) -> Select[Any]:
+    def _stage_stays(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         changes = schema.stage_changes
         return (
             select(
@@ -344,7 +354,11 @@ class Aggregator:
                 func.sum(elapsed_days(changes.c.entered_at, changes.c.left_at)).label("days"),
             )
             .select_from(changes.join(d, d.c.id == changes.c.deal_id))
-            .where(changes.c.left_at >= window.start_at, changes.c.left_at < window.end_at)
+            .where(
+                changes.c.left_at >= window.start_at,
+                changes.c.left_at < window.end_at,
+                *_only(d.c.partner_id, partner_ids),
+            )
             .group_by(d.c.partner_id, changes.c.stage)
         )
 
@@ -368,6 +382,11 @@ def pipeline_order(connection: Connection, configured: list[str] | None, source:
         .order_by(func.min(changes.c.entered_at), changes.c.stage)
     )
     return [row.stage for row in connection.execute(first_seen)]
+
+
+def _only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
+    """The WHERE term that limits a query to some partners (none: every partner)."""
+    return [] if partner_ids is None else [column.in_(list(partner_ids))]
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
