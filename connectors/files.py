@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer
+from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
 from kpi.models import (
     Channel,
@@ -325,7 +325,7 @@ class FilesSource:
                     except BadCell as error:
                         problem = reason = str(error)
                     except ValidationError as error:
-                        problem = reason = _validation_message(error)
+                        problem = reason = validation_reason(error)
                     else:
                         key = key_of(record)
                         if key not in seen:
@@ -344,10 +344,3 @@ def _reason_category(reason: str) -> str:
         quoted_end = next((i for i, w in enumerate(words[1:], 1) if w.endswith("'")), 1)
         return " ".join([words[0], *words[quoted_end + 1 :]])
     return reason
-
-
-def _validation_message(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{field}: {message}" if field else message

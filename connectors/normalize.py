@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from decimal import Decimal
 
+from pydantic import ValidationError
+
 from kpi.config import AppConfig, normalize_lead_source
 from kpi.models import Channel
 
@@ -44,3 +46,11 @@ class Normalizer:
             f"{count} amount(s) in {code} have no rate in currency_rates and count as empty"
             for code, count in sorted(self.unconvertible.items())
         ]
+
+
+def validation_reason(error: ValidationError) -> str:
+    """A record that failed validation, as one reason: `closed_on: a won or lost deal needs …`."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer
+from connectors.normalize import Normalizer, validation_reason
 from kpi.config import HubSpotConfig
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
 
@@ -287,10 +287,3 @@ def _csat(value: Any) -> int | None:
     if number is None or number != number.to_integral_value() or not 1 <= number <= 5:
         return None
     return int(number)
-
-
-def validation_reason(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message

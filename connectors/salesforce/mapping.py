@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer
+from connectors.normalize import Normalizer, validation_reason
 from kpi.config import SalesforceConfig
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
 from kpi.store import KINDS
@@ -95,7 +95,7 @@ class PartnerMapper:
                 contact_emails=tuple(emails),
             )
         except ValidationError as error:
-            raise Unmappable(_validation_reason(error)) from None
+            raise Unmappable(validation_reason(error)) from None
 
 
 class DealMapper:
@@ -170,7 +170,7 @@ class DealMapper:
                 csat=_csat(value_at(row, f.csat) if f.csat else None),
             )
         except ValidationError as error:
-            raise Unmappable(_validation_reason(error)) from None
+            raise Unmappable(validation_reason(error)) from None
         return deal.model_copy(update={"amount": self.normalizer.amount(original, currency)})
 
     def partner_of(self, row: Mapping[str, Any]) -> str | None:
@@ -238,10 +238,3 @@ def _csat(value: Any) -> int | None:
     if number is None or number != number.to_integral_value() or not 1 <= number <= 5:
         return None
     return int(number)
-
-
-def _validation_reason(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
