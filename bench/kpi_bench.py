@@ -1,0 +1,598 @@
+"""The KPI benchmark the product issue asks for.
+
+    python3 -m bench.kpi_bench [--partners N] [--deals N] [--seed S] [--db PATH] [--rebuild]
+                               [--profile] [--experiment] [--json PATH]
+
+1. Builds (or reuses) a SQLite store with a large deterministic program (`bench.generate`) and
+   prints how long loading took.
+2. In a fresh child process, times the KPI engine on it: one partner's full scorecard
+   (`KpiEngine.partner`) over random (partner, period) pairs after a warm-up, every partner's
+   scorecard for one period (`all_partners`), and the program (`program`); and the process's
+   peak memory.
+3. In another child process, the pandas baseline (`bench.pandas_baseline`) on the same file: the
+   read, every partner's KPIs for one period, and one partner's scorecard done the natural way;
+   and checks that pandas and the engine agree on deal_count, won_revenue, close_rate and
+   quality_score for every partner.
+4. Prints a results table with PASS/FAIL per target of the issue. When a target is missed (or
+   with --profile) it profiles the engine's SQL: every statement timed alone, with its
+   EXPLAIN QUERY PLAN. --experiment copies the file, adds the candidate indexes of
+   `EXPERIMENT_INDEXES` to the copy only, and re-times everything on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shlex
+import sqlite3
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+
+from bench import experiments, phases
+from bench.generate import AS_OF, BenchSpec, LoadReport, ensure_database
+
+DEFAULT_DB = Path(__file__).resolve().parent / "kpi-bench.db"
+PERIOD = "last-90d"  # the period of "every partner's scorecard", the program and the check
+
+TARGET_SCORECARD_P95_MS = 150.0
+TARGET_ALL_PARTNERS_S = 3.0
+TARGET_PEAK_MB = 500.0
+
+# --- running the phases in child processes ----------------------------------------------------
+
+
+def in_child(function: Callable[..., Any], *args: Any) -> Any:
+    """Runs `function(*args)` in a fresh (spawned) process: its memory peak is its own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    try:
+        import pandas
+
+        pandas_version = pandas.__version__
+    except ImportError:
+        pandas_version = "not installed"
+    return {
+        "code": _code_version(),
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": model,
+        "memory": memory,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "sqlalchemy": sqlalchemy.__version__,
+        "pandas": pandas_version,
+        "os": platform.platform(),
+    }
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize_engine(result: dict[str, Any]) -> dict[str, Any]:
+    times = [s["ms"] for s in result["scorecards"]]
+    by_kind: dict[str, list[float]] = {}
+    for sample in result["scorecards"]:
+        by_kind.setdefault(sample["kind"], []).append(sample["ms"])
+    return {
+        "samples": len(times),
+        "scorecard_p50_ms": percentile(times, 50),
+        "scorecard_p95_ms": percentile(times, 95),
+        "scorecard_max_ms": max(times),
+        "scorecard_by_kind": {
+            kind: {
+                "n": len(values),
+                "p50_ms": percentile(values, 50),
+                "p95_ms": percentile(values, 95),
+            }
+            for kind, values in sorted(by_kind.items())
+        },
+        "all_partners_s": statistics.median(result["all_partners_seconds"]),
+        "all_partners_first_s": result["all_partners_seconds"][0],
+        "program_s": statistics.median(result["program_seconds"]),
+        "peak_rss_mb": result["peak_rss_mb"],
+        "rss_after_imports_mb": result["rss_after_imports_mb"],
+    }
+
+
+def compare(engine: dict[str, Any], pandas: dict[str, Any]) -> dict[str, Any]:
+    """Every partner's four checked values, engine against pandas."""
+    mismatches = []
+    compared = 0
+    for pid, mine in engine.items():
+        theirs = pandas.get(pid)
+        for key in phases.CHECK_KEYS:
+            compared += 1
+            a, b = mine.get(key), theirs.get(key) if theirs else None
+            same = (a is None and b is None) or (
+                a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(a))
+            )
+            if not same:
+                mismatches.append({"partner": pid, "kpi": key, "engine": a, "pandas": b})
+    return {"partners": len(engine), "values": compared, "mismatches": mismatches}
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
+    if unit == "s":
+        return f"{value:,.2f} s"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
+    return f"{value:,}"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def results_table(engine: dict[str, Any], pandas: dict[str, Any] | None) -> list[list[str]]:
+    rows = [
+        [
+            f"one scorecard, p50 ({engine['samples']} random pairs)",
+            _fmt(engine["scorecard_p50_ms"], "ms"),
+            "",
+            "",
+        ],
+        [
+            "one scorecard, p95",
+            _fmt(engine["scorecard_p95_ms"], "ms"),
+            f"<= {TARGET_SCORECARD_P95_MS:.0f} ms",
+            _verdict(engine["scorecard_p95_ms"] <= TARGET_SCORECARD_P95_MS),
+        ],
+        [
+            f"every partner's scorecard, {PERIOD} (median of runs)",
+            _fmt(engine["all_partners_s"], "s"),
+            f"<= {TARGET_ALL_PARTNERS_S:.0f} s",
+            _verdict(engine["all_partners_s"] <= TARGET_ALL_PARTNERS_S),
+        ],
+        [f"program, {PERIOD}", _fmt(engine["program_s"], "s"), "", ""],
+        [
+            "peak memory, engine process (ru_maxrss)",
+            _fmt(engine["peak_rss_mb"], "MB"),
+            f"<= {TARGET_PEAK_MB:.0f} MB",
+            _verdict(engine["peak_rss_mb"] <= TARGET_PEAK_MB),
+        ],
+    ]
+    if pandas is not None:
+        rows += [
+            ["pandas: read_sql of the needed columns", _fmt(pandas["load_s"], "s"), "", ""],
+            [
+                "pandas: prepare (dates, join history to deals)",
+                _fmt(pandas["prepare_s"], "s"),
+                "",
+                "",
+            ],
+            [
+                "pandas: every partner, one period (a) excl. load",
+                _fmt(pandas["compute_s"], "s"),
+                "engine faster",
+                _verdict(engine["all_partners_s"] < pandas["compute_s"]),
+            ],
+            [
+                "pandas: every partner, one period (b) incl. load",
+                _fmt(pandas["with_load_s"], "s"),
+                "engine faster",
+                _verdict(engine["all_partners_s"] < pandas["with_load_s"]),
+            ],
+            [
+                "pandas: one scorecard (c) load + compute",
+                _fmt(pandas["one_with_load_s"], "s"),
+                "engine p95 faster",
+                _verdict(engine["scorecard_p95_ms"] / 1000 < pandas["one_with_load_s"]),
+            ],
+            [
+                "pandas: one scorecard, data already in memory",
+                _fmt(pandas["one_s"] * 1000, "ms"),
+                "(info)",
+                "",
+            ],
+            ["peak memory, pandas process", _fmt(pandas["peak_rss_mb"], "MB"), "", ""],
+        ]
+    return rows
+
+
+def print_table(rows: list[list[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [list(header), *rows]) for i in range(len(header))]
+    line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    print(line)
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print(line)
+    for row in rows:
+        cells = [
+            str(c).rjust(w) if i == 1 else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print(line)
+
+
+def print_profile(profile: list[dict[str, Any]], plans: bool = True) -> None:
+    for scenario in profile:
+        who = scenario["partner"] or "every partner"
+        print(
+            f"\n  {scenario['name']} ({who}, {scenario['period']}): "
+            f"{scenario['ms']:,.1f} ms for the engine call"
+        )
+        sql = sum(item["ms"] * item["calls"] for item in scenario["statements"])
+        print(
+            f"    SQL (its statements, each timed alone) {sql:,.1f} ms; outside SQL (Python: rows"
+            f" to totals, every active partner's KPIs, percentiles, cards) ~"
+            f"{max(scenario['ms'] - sql, 0):,.1f} ms"
+        )
+        shown_plans: set[str] = set()
+        for item in scenario["statements"]:
+            calls = f" x{item['calls']}" if item["calls"] > 1 else ""
+            print(
+                f"    {item['ms'] * item['calls']:9.1f} ms  {item['label']}{calls}"
+                f"  ({item['rows']} rows)"
+            )
+            slow = item["ms"] * item["calls"] >= 5.0
+            if plans and slow and item["label"] not in shown_plans:
+                shown_plans.add(item["label"])
+                for plan_line in item["plan"]:
+                    print(f"                 | {plan_line}")
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m bench.kpi_bench", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--partners", type=int, default=2_000)
+    parser.add_argument("--deals", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="default: bench/kpi-bench.db")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the file even if reusable")
+    parser.add_argument(
+        "--stays",
+        choices=("direct", "refresh"),
+        default="direct",
+        help="set stage_changes.left_at while generating (direct) or with Store.refresh_stays",
+    )
+    parser.add_argument("--samples", type=int, default=100, help="scorecards timed (default 100)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of all_partners and program")
+    parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
+    parser.add_argument("--profile", action="store_true", help="profile the SQL even if all pass")
+    parser.add_argument(
+        "--experiment",
+        action="store_true",
+        help="re-time on a copy of the file with EXPERIMENT_INDEXES (bench copy only)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    return parser.parse_args(argv)
+
+
+def profile_scenarios(check: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """The busiest partner's scorecard (the worst case for its own queries) over a long, a short
+    and a calendar period, the bot's richer `scorecard()`, and every partner's."""
+    busiest = max(check, key=lambda pid: check[pid]["deal_count"] or 0)
+    return [
+        ("scorecard", "last-365d", busiest),
+        ("scorecard", "last-90d", busiest),
+        ("scorecard", "2026-Q2", busiest),
+        ("scorecard()", PERIOD, busiest),
+        ("all_partners", PERIOD, None),
+    ]
+
+
+def run_engine(db: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    raw = in_child(
+        phases.engine_phase, str(db), args.seed, args.samples, args.warmup, PERIOD, args.repeats
+    )
+    return raw, summarize_engine(raw)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    command = "python3 -m bench.kpi_bench" + "".join(" " + shlex.quote(a) for a in argv)
+    spec = BenchSpec(partners=args.partners, deals=args.deals, seed=args.seed, stays=args.stays)
+    info = machine()
+    print(f"command: {command}")
+    print(
+        f"machine: nproc={info['nproc']}, {info['cpu']}, {info['memory']} RAM; "
+        f"Python {info['python']}, SQLite {info['sqlite']}, SQLAlchemy {info['sqlalchemy']}, "
+        f"pandas {info['pandas']}"
+    )
+    print(f"code: {info['code']}")
+    print(f"load average at start: {_loadavg()} (the machine may be shared: see the end too)")
+
+    print(
+        f"\nstore: {args.db} ({spec.partners:,} partners, {spec.deals:,} deals, seed {spec.seed})"
+    )
+    load: LoadReport = ensure_database(spec, args.db, rebuild=args.rebuild)
+    counts = ", ".join(f"{v:,} {k}" for k, v in load.counts.items())
+    how = "reused (built earlier in" if load.reused else "built in"
+    print(
+        f"  {how} {load.seconds:,.1f} s{')' if load.reused else ''}: {counts}; "
+        f"{load.file_mb:,.0f} MB"
+    )
+    print("  load phases: " + ", ".join(f"{k} {v:,.1f} s" for k, v in load.phases.items()))
+    if not load.reused:
+        print(f"  loader peak memory: {load.loader_peak_rss_mb:,.0f} MB")
+
+    print(
+        f"\nengine: {args.samples} scorecards after {args.warmup} warm-up, then {PERIOD} "
+        f"as of {AS_OF} x{args.repeats} (child process) ...",
+        flush=True,
+    )
+    engine_raw, engine = run_engine(args.db, args)
+    print(
+        "  scorecard by period kind: "
+        + ", ".join(
+            f"{kind} p50 {v['p50_ms']:.0f}/p95 {v['p95_ms']:.0f} ms (n={v['n']})"
+            for kind, v in engine["scorecard_by_kind"].items()
+        )
+    )
+    print(
+        f"  all_partners runs: {_seconds(engine_raw['all_partners_seconds'])}; "
+        f"program runs: {_seconds(engine_raw['program_seconds'])}"
+    )
+
+    pandas: dict[str, Any] | None = None
+    check: dict[str, Any] | None = None
+    if not args.no_pandas:
+        busiest = max(engine_raw["check"], key=lambda p: engine_raw["check"][p]["deal_count"] or 0)
+        print("\npandas baseline (child process) ...", flush=True)
+        raw = in_child(phases.pandas_phase, str(args.db), PERIOD, busiest, args.repeats)
+        one = statistics.median(raw["one_scorecard_seconds"])
+        compute = statistics.median(raw["compute_seconds"])
+        pandas = {
+            "load_s": raw["load_seconds"],
+            "prepare_s": raw["prepare_seconds"],
+            "compute_s": compute,
+            "compute_runs_s": raw["compute_seconds"],
+            "with_load_s": raw["load_seconds"] + raw["prepare_seconds"] + compute,
+            "one_s": one,
+            "one_with_load_s": raw["load_seconds"] + raw["prepare_seconds"] + one,
+            "peak_rss_mb": raw["peak_rss_mb"],
+            "rows": raw["rows"],
+        }
+        check = compare(engine_raw["check"], raw["check"])
+        print(
+            f"  compute runs: {_seconds(raw['compute_seconds'])}; "
+            f"one scorecard runs: {_seconds(raw['one_scorecard_seconds'])}"
+        )
+        print(
+            f"\ncheck, engine vs pandas ({PERIOD} as of {AS_OF}): {check['partners']:,} partners, "
+            f"{check['values']:,} values, {len(check['mismatches'])} mismatches"
+        )
+        sample = sorted(engine_raw["check"])[:: max(1, len(engine_raw["check"]) // 4)][:4]
+        sample.append(busiest)
+        for pid in sample:
+            mine, theirs = engine_raw["check"][pid], raw["check"].get(pid, {})
+            print(
+                "  "
+                + pid
+                + ": "
+                + "; ".join(
+                    f"{key} {_short(mine[key])} / {_short(theirs.get(key))}"
+                    for key in phases.CHECK_KEYS
+                )
+                + "  (engine / pandas)"
+            )
+        for item in check["mismatches"][:10]:
+            print(f"  MISMATCH {item}")
+
+    rows = results_table(engine, pandas)
+    print(
+        f"\nresults ({spec.partners:,} partners, {load.counts.get('deals', 0):,} deals, "
+        f"{load.counts.get('stage_changes', 0):,} stage changes; as of {AS_OF}):"
+    )
+    print_table(rows, ["measure", "value", "target", "result"])
+    missed = [row[0] for row in rows if row[3] == "FAIL"]
+    if check is not None:
+        print(f"check: {_verdict(not check['mismatches'])} (engine and pandas agree)")
+
+    profile = None
+    if missed or args.profile:
+        print(
+            "\nSQL profile (each distinct statement re-run alone, median of 3; "
+            "plans of the slow ones):"
+        )
+        profile = in_child(
+            phases.profile_phase, str(args.db), profile_scenarios(engine_raw["check"])
+        )
+        print_profile(profile)
+
+    experiment = None
+    if args.experiment:
+        experiment = run_experiment(args, rows, engine_raw["check"])
+
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "machine": info,
+                    "load": load.to_json(),
+                    "engine": engine,
+                    "engine_scorecards": engine_raw["scorecards"],
+                    "pandas": pandas,
+                    "check": check,
+                    "profile": profile,
+                    "experiment": experiment,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    print(f"\nload average at the end: {_loadavg()}")
+    print(f"command: {command}")
+    return 1 if missed or (check is not None and check["mismatches"]) else 0
+
+
+PERIOD_WIDE = frozenset(
+    {
+        "_closed (period)",
+        "_pipeline (period)",
+        "_registered (period)",
+        "_trainings (period)",
+        "_surveys (period)",
+        "stage_entries (all deals)",
+        "partners",
+    }
+)
+
+
+def split_scorecard(scenario: dict[str, Any]) -> tuple[float, float]:
+    """A scorecard's SQL time: the period-wide part (every partner's totals for the ranking and
+    every deal's stage entries: the same for every partner of the period) and the partner's own."""
+    wide = sum(s["ms"] * s["calls"] for s in scenario["statements"] if s["label"] in PERIOD_WIDE)
+    own = sum(s["ms"] * s["calls"] for s in scenario["statements"] if s["label"] not in PERIOD_WIDE)
+    return wide, own
+
+
+def run_experiment(
+    args: argparse.Namespace, rows: list[list[str]], check: dict[str, Any]
+) -> dict[str, Any]:
+    """EXPERIMENT ONLY, on a copy of the bench file: the candidate indexes, then the rewrites."""
+    copy = args.db.with_name(args.db.stem + "-experiment.db")
+    print(f"\nEXPERIMENT on a copy ({copy}; the bench file itself is not changed)", flush=True)
+    copy_seconds = experiments.copy_database(args.db, copy)
+    print(f"  copied in {copy_seconds:.1f} s; candidate indexes (experiments.INDEXES, no ANALYZE):")
+    index_seconds = experiments.run_ddl(copy, experiments.INDEXES)
+    for (what, seconds), (_, sql) in zip(index_seconds, experiments.INDEXES, strict=True):
+        print(f"  {seconds:6.1f} s  {sql.removeprefix('CREATE INDEX ')}\n            for {what}")
+    print(
+        "  re-timing the unchanged engine on the copy (same pairs, child process) ...", flush=True
+    )
+    _raw, engine_x = run_engine(copy, args)
+    print(
+        "  scorecard by period kind: "
+        + ", ".join(
+            f"{kind} p50 {v['p50_ms']:.0f}/p95 {v['p95_ms']:.0f} ms"
+            for kind, v in engine_x["scorecard_by_kind"].items()
+        )
+    )
+    rows_x = results_table(engine_x, None)
+    side = [
+        [row[0], before[1], row[1], row[2], row[3]]
+        for row, before in zip(rows_x, rows[: len(rows_x)], strict=True)
+    ]
+    print_table(side, ["measure", "without", "with the indexes", "target", "result"])
+    scenarios = profile_scenarios(check)
+    profile_x = in_child(phases.profile_phase, str(copy), scenarios)
+    print("\n  SQL profile with the indexes:")
+    print_profile(profile_x)
+    for scenario in profile_x:
+        if scenario["name"] == "scorecard":
+            wide, own = split_scorecard(scenario)
+            print(
+                f"  scorecard {scenario['period']}: period-wide SQL {wide:,.0f} ms (the same for "
+                f"every partner: cacheable per period and sync), the partner's own {own:,.0f} ms"
+            )
+
+    print("\n  rewrites (experiments.DENORMALIZE on the copy, then each statement alone):")
+    for what, seconds in experiments.run_ddl(copy, experiments.DENORMALIZE):
+        print(f"  {seconds:6.1f} s  {what}")
+    busiest = scenarios[0][2] or ""
+    rewrites = in_child(
+        experiments.rewrite_phase, str(copy), ["last-30d", "last-90d", "last-365d"], busiest
+    )
+    print_table(
+        [
+            [
+                r["query"],
+                r["period"],
+                f"{r['engine_ms']:,.1f} ms",
+                f"{r['rewrite_ms']:,.1f} ms",
+                "yes" if r["rows"][0] == r["rows"][1] else f"NO {r['rows']}",
+            ]
+            for r in rewrites
+        ],
+        ["query", "period", "engine (with indexes)", "rewrite", "same rows"],
+    )
+    experiments.remove_database(copy)
+    return {
+        "copy_seconds": copy_seconds,
+        "index_seconds": index_seconds,
+        "engine": engine_x,
+        "profile": profile_x,
+        "rewrites": rewrites,
+    }
+
+
+def _code_version() -> str:
+    """The commit the engine was measured at, and whether kpi/ had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "kpi"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (kpi/ has uncommitted changes)" if dirty else "")
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _seconds(values: Sequence[float]) -> str:
+    return ", ".join(f"{s:.3f} s" for s in values)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

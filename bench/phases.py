@@ -1,0 +1,275 @@
+"""The benchmark's measured phases, each run in a fresh child process by `bench.kpi_bench` so that
+its peak memory (`ru_maxrss`) is its own: the engine timings, the pandas baseline, and the SQL
+profile (every statement the engine issues, timed alone and explained).
+
+Each phase takes plain arguments and returns plain data (it crosses a process boundary).
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.generate import AS_OF, FIRST_DAY, PIPELINE
+from kpi.config import AppConfig
+from kpi.engine import KpiEngine
+from kpi.periods import Period, parse_period
+from kpi.store import open_store
+
+CHECK_KEYS = ("deal_count", "won_revenue", "close_rate", "quality_score")
+PERIOD_KINDS = (
+    "last-30d",
+    "last-90d",
+    "last-365d",
+    "this-quarter",
+    "last-quarter",
+    "quarter",
+    "range",
+)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _day(rng: random.Random, first: date, last: date) -> date:
+    return first + timedelta(days=rng.randrange((last - first).days + 1))
+
+
+def random_period(rng: random.Random) -> tuple[str, Period]:
+    """A period of a random kind at a random as-of date within the data (the as-of date at least a
+    year after the first day, so that the period and its previous one mostly hold data)."""
+    kind = PERIOD_KINDS[rng.randrange(len(PERIOD_KINDS))]
+    as_of = _day(rng, FIRST_DAY + timedelta(days=365), AS_OF)
+    if kind == "quarter":
+        day = _day(rng, FIRST_DAY, AS_OF)
+        return kind, parse_period(f"{day.year}-Q{(day.month - 1) // 3 + 1}", as_of)
+    if kind == "range":
+        first = _day(rng, FIRST_DAY, AS_OF - timedelta(days=7))
+        last = min(first + timedelta(days=rng.randint(7, 180) - 1), AS_OF)
+        return kind, parse_period(f"{first}..{last}", as_of)
+    return kind, parse_period(kind, as_of)
+
+
+def _engine(db: str) -> KpiEngine:
+    return KpiEngine(open_store(f"sqlite:///{db}"), AppConfig(stages=list(PIPELINE)))
+
+
+def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = action()
+    return time.perf_counter() - started, value
+
+
+def engine_phase(
+    db: str, seed: int, samples: int, warmup: int, period_text: str, repeats: int
+) -> dict[str, Any]:
+    """(1) one partner's scorecard over random (partner, period) pairs, (2) every partner's
+    scorecard for one period, (3) the program; with the values the pandas check compares."""
+    rss_start = peak_rss_mb()
+    engine = _engine(db)
+    partner_ids = sorted(p.id for p in engine.partners())
+    rng = random.Random(seed * 7919 + 1)
+    pairs = [(rng.choice(partner_ids), *random_period(rng)) for _ in range(warmup + samples)]
+    for pid, _kind, period in pairs[:warmup]:
+        engine.partner(pid, period)
+    scorecards = []
+    for pid, kind, period in pairs[warmup:]:
+        seconds, _card = _timed(lambda pid=pid, period=period: engine.partner(pid, period))
+        scorecards.append(
+            {"partner": pid, "kind": kind, "period": period.name, "ms": seconds * 1000}
+        )
+
+    period = parse_period(period_text, AS_OF)
+    all_seconds, program_seconds = [], []
+    cards: dict[str, dict[str, Any]] = {}
+    for _ in range(repeats):
+        seconds, cards = _timed(lambda: engine.all_partners(period))
+        all_seconds.append(seconds)
+    for _ in range(repeats):
+        seconds, _program = _timed(lambda: engine.program(period))
+        program_seconds.append(seconds)
+    check = {
+        pid: {
+            "deal_count": card["kpis"]["deal_count"],
+            "won_revenue": card["kpis"]["won_revenue"],
+            "close_rate": card["kpis"]["close_rate"],
+            "quality_score": card["quality_score"],
+        }
+        for pid, card in cards.items()
+    }
+    engine.store.engine.dispose()
+    return {
+        "scorecards": scorecards,
+        "all_partners_seconds": all_seconds,
+        "program_seconds": program_seconds,
+        "cards": len(cards),
+        "check": check,
+        "rss_after_imports_mb": rss_start,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> dict[str, Any]:
+    """The pandas baseline: read once, prepare once, then every partner's KPIs for one period,
+    and one partner's scorecard."""
+    from bench import pandas_baseline as pb  # pandas is imported in this child only
+
+    rss_start = peak_rss_mb()
+    period = parse_period(period_text, AS_OF)
+    stages = list(PIPELINE)
+    load_seconds, frames = _timed(lambda: pb.load(db))
+    rows = {
+        "deals": len(frames.deals),
+        "stage_changes": len(frames.changes),
+        "partners": len(frames.partners),
+    }
+    started = time.perf_counter()
+    data = pb.prepare(frames)
+    prepare_seconds = time.perf_counter() - started
+    del frames  # what stays in memory is the prepared data, as in a long-running process
+    compute_seconds = []
+    cards: dict[str, Any] = {}
+    for _ in range(repeats):
+        seconds, cards = _timed(lambda: pb.scorecards(data, period, stages))
+        compute_seconds.append(seconds)
+    one_seconds = []
+    for _ in range(repeats):
+        seconds, _one = _timed(lambda: pb.one_scorecard(data, partner_id, period, stages))
+        one_seconds.append(seconds)
+    partner_ids = list(data.partners.index)
+    return {
+        "rows": rows,
+        "load_seconds": load_seconds,
+        "prepare_seconds": prepare_seconds,
+        "compute_seconds": compute_seconds,
+        "one_scorecard_seconds": one_seconds,
+        "check": pb.check_values(cards, partner_ids),
+        "rss_after_imports_mb": rss_start,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# --- the SQL profile ------------------------------------------------------------------------
+
+
+def classify(statement: str) -> str:
+    """Which of the engine's queries a SQL statement is (kpi/aggregates.py, kpi/engine.py)."""
+    sql = " ".join(statement.split())
+    if "original_amount" in sql:
+        return "trust (scorecard() only)"
+    if "FROM sync_runs" in sql:
+        return "data_as_of (sync_runs)"
+    if "FROM partners" in sql:
+        return "partners"
+    if "stage_changes" in sql:
+        if "left_at >=" in sql:
+            return "_stage_stays"
+        if "deals.partner_id" in sql:
+            return "_stage_entries"
+        return "stage_entries (all deals)"
+    if "survey_responses" in sql:
+        return "_surveys"
+    if "FROM trainings" in sql:
+        return "_trainings"
+    if "registered_on" in sql and "UNION ALL" in sql:
+        return "_registered"
+    if "UNION ALL" in sql:
+        return "_pipeline"
+    if "won_with_amount" in sql:
+        return "_closed"
+    return sql[:60]
+
+
+def _plan(connection: Any, statement: str, parameters: Any) -> list[str]:
+    rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()
+    depth: dict[int, int] = {0: -1}
+    lines = []
+    for node, parent, _unused, detail in rows:
+        depth[node] = depth.get(parent, -1) + 1
+        lines.append("  " * depth[node] + detail)
+    return lines
+
+
+def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
+    """For each (name, period, partner or None: every partner) scenario: the engine call's time
+    (`partner`, or `scorecard` when the name is "scorecard()", or `all_partners`),
+    then every distinct statement it issued, re-run alone (median of 3 warm runs), with its row
+    count and its EXPLAIN QUERY PLAN."""
+    engine = _engine(db)
+    captured: list[tuple[str, Any]] = []
+    capturing = [False]
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if capturing[0]:
+            captured.append((statement, parameters))
+
+    event.listen(engine.store.engine, "before_cursor_execute", capture)
+    results = []
+    for name, period_text, partner_id in scenarios:
+        period = parse_period(period_text, AS_OF)
+
+        def call(pid: str | None = partner_id, period: Period = period, how: str = name) -> Any:
+            if pid is None:
+                return engine.all_partners(period)
+            if how == "scorecard()":  # the bot's card: partner() + tier, trust counts, baseline
+                return engine.scorecard(pid, period)
+            return engine.partner(pid, period)
+
+        call()  # warm
+        captured.clear()
+        capturing[0] = True
+        seconds, _ = _timed(call)
+        capturing[0] = False
+        distinct: dict[tuple[str, str], dict[str, Any]] = {}
+        occurrences: dict[str, int] = {}
+        for statement, parameters in captured:
+            key = (statement, repr(parameters))
+            if key in distinct:
+                distinct[key]["calls"] += 1
+                continue
+            label = classify(statement)
+            occurrences[label] = occurrences.get(label, 0) + 1
+            if label in ("_closed", "_pipeline", "_registered", "_trainings", "_surveys"):
+                label += " (period)" if occurrences[label] == 1 else " (previous)"
+            distinct[key] = {
+                "label": label,
+                "calls": 1,
+                "statement": " ".join(statement.split()),
+                "parameters": parameters,
+            }
+        with engine.store.engine.connect() as connection:
+            for (statement, _), item in distinct.items():
+                parameters = item["parameters"]
+                connection.exec_driver_sql(statement, parameters).fetchall()
+                times = []
+                rows = 0
+                for _ in range(3):
+                    started = time.perf_counter()
+                    rows = len(connection.exec_driver_sql(statement, parameters).fetchall())
+                    times.append(time.perf_counter() - started)
+                item["ms"] = statistics.median(times) * 1000
+                item["rows"] = rows
+                item["plan"] = _plan(connection, statement, parameters)
+                item["parameters"] = [str(p) for p in parameters]
+        results.append(
+            {
+                "name": name,
+                "period": period.name,
+                "partner": partner_id,
+                "ms": seconds * 1000,
+                "statements": sorted(
+                    distinct.values(), key=lambda item: -item["ms"] * item["calls"]
+                ),
+            }
+        )
+    event.remove(engine.store.engine, "before_cursor_execute", capture)
+    engine.store.engine.dispose()
+    return results
