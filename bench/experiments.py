@@ -8,9 +8,10 @@ file (never on a real store, never through a migration). `bench.kpi_bench --expe
    migration plus `Store.refresh_stays` would maintain, like `left_at`), so that the stage
    queries need no join to deals; `rewrite_phase` times the rewritten statements against the
    engine's own, with the same periods.
-3. `rewrite_phase` also times the one-partner queries with the partner filter inside each branch
-   of the UNION ALL (the engine wraps the whole grouped query instead, which SQLite cannot push
-   into a compound subquery, so it aggregates every partner and throws all but one away).
+
+(The one-partner queries once wrapped the whole grouped query in a partner filter that SQLite
+could not push into the UNION ALL of `_pipeline`/`_registered`; commit 018d571 moved the filter
+into each query's WHERE, so that rewrite is no longer measured here.)
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime, Select, String, column, func, select, table, union_all
+from sqlalchemy import DateTime, Select, String, column, func, select, table
 
+from bench import phases
 from bench.generate import AS_OF
-from kpi import schema
-from kpi.aggregates import Aggregator, Window
+from kpi.aggregates import Window
 from kpi.periods import parse_period
 from kpi.sqlfuncs import elapsed_days
-from kpi.store import open_store
 
 UTC = ZoneInfo("UTC")  # the bench deployment's timezone (AppConfig's default)
 
@@ -118,7 +118,6 @@ def run_ddl(db: Path, statements: tuple[tuple[str, str], ...]) -> list[tuple[str
 
 # --- rewritten statements ---------------------------------------------------------------------
 
-d = schema.deals
 _changes = table(
     "stage_changes",
     column("stage", String),
@@ -127,44 +126,6 @@ _changes = table(
     column("bx_partner_id", String),
     column("bx_known"),
 )
-
-
-def pipeline_pushed(window: Window, partner_ids: list[str]) -> Select[Any]:
-    """`Aggregator._pipeline` with the partner filter in both branches of the UNION ALL."""
-    mine = d.c.partner_id.in_(partner_ids)
-    still_open = select(d.c.partner_id, d.c.amount).where(
-        d.c.status == "open", d.c.created_on < window.end, mine
-    )
-    closed_later = select(d.c.partner_id, d.c.amount).where(
-        d.c.status.in_(("won", "lost")),
-        d.c.closed_on >= window.end,
-        d.c.created_on < window.end,
-        mine,
-    )
-    deals = union_all(still_open, closed_later).subquery()
-    return select(
-        deals.c.partner_id, func.count().label("n"), func.sum(deals.c.amount).label("value")
-    ).group_by(deals.c.partner_id)
-
-
-def registered_pushed(window: Window, partner_ids: list[str]) -> Select[Any]:
-    """`Aggregator._registered` with the partner filter in both branches."""
-    mine = d.c.partner_id.in_(partner_ids)
-    dated = select(d.c.partner_id).where(
-        d.c.registered.is_(True),
-        d.c.registered_on >= window.start,
-        d.c.registered_on < window.end,
-        mine,
-    )
-    undated = select(d.c.partner_id).where(
-        d.c.registered.is_(True),
-        d.c.registered_on.is_(None),
-        d.c.created_on >= window.start,
-        d.c.created_on < window.end,
-        mine,
-    )
-    deals = union_all(dated, undated).subquery()
-    return select(deals.c.partner_id, func.count().label("n")).group_by(deals.c.partner_id)
 
 
 def entries_denormalized(window: Window, per_partner: bool) -> Select[Any]:
@@ -191,79 +152,46 @@ def stays_denormalized(window: Window) -> Select[Any]:
     )
 
 
-def rewrite_phase(db: str, periods: list[str], partner_id: str) -> list[dict[str, Any]]:
-    """For each period: the engine's statement and its rewrite, each timed alone (median of 3
-    warm runs), with their row counts (which must match)."""
-    store = open_store(f"sqlite:///{db}")
+def rewrite_phase(db: str, periods: list[str]) -> list[dict[str, Any]]:
+    """For each period: the engine's own stage statements (captured from `all_partners`, so
+    whatever the engine's current SQL is) and their denormalized rewrites, each timed alone
+    (median of 3 warm runs), with their row counts (which must match)."""
+    engine = phases.engine_for(db)
     results = []
-    with store.engine.connect() as connection:
-        stage_entries_all = _stage_entries_all_statement()
-        for text in periods:
-            period = parse_period(text, AS_OF)
-            window = Window.of(period, UTC)
-            one = [partner_id]
-            pairs: list[tuple[str, Select[Any], Select[Any]]] = [
-                (
-                    "_pipeline, one partner",
-                    _filtered(Aggregator._pipeline(window), one),
-                    pipeline_pushed(window, one),
-                ),
-                (
-                    "_registered, one partner",
-                    _filtered(Aggregator._registered(window), one),
-                    registered_pushed(window, one),
-                ),
-                (
-                    "stage_entries (all deals)",
-                    stage_entries_all(window),
-                    entries_denormalized(window, per_partner=False),
-                ),
-                (
-                    "_stage_entries, every partner",
-                    Aggregator._stage_entries(window),
-                    entries_denormalized(window, per_partner=True),
-                ),
-                (
-                    "_stage_stays, every partner",
-                    Aggregator._stage_stays(window),
-                    stays_denormalized(window),
-                ),
-            ]
-            for label, original, rewritten in pairs:
-                before_ms, before_rows = _time(connection, original)
+    for text in periods:
+        period = parse_period(text, AS_OF)
+        window = Window.of(period, UTC)
+        _seconds, captured = phases.capture(
+            engine, lambda period=period: engine.all_partners(period)
+        )
+        engine_sql: dict[str, tuple[str, Any]] = {}
+        for statement, parameters in captured:
+            engine_sql.setdefault(phases.classify(statement), (statement, parameters))
+        rewrites = {
+            "stage_entries (all deals)": entries_denormalized(window, per_partner=False),
+            "_stage_entries": entries_denormalized(window, per_partner=True),
+            "_stage_stays": stays_denormalized(window),
+        }
+        with engine.store.engine.connect() as connection:
+            for label, rewritten in rewrites.items():
+                if label not in engine_sql:
+                    continue
+                before_ms, before_rows = phases.time_statement(connection, *engine_sql[label])
+                compiled = rewritten.compile(connection)
                 after_ms, after_rows = _time(connection, rewritten)
                 results.append(
                     {
                         "period": period.name,
-                        "query": label,
+                        "query": label + ("" if "all deals" in label else ", every partner"),
                         "engine_ms": before_ms,
                         "rewrite_ms": after_ms,
                         "rows": [before_rows, after_rows],
+                        "rewrite_sql": " ".join(str(compiled).split()),
                     }
                 )
-    store.engine.dispose()
+    engine.store.engine.dispose()
+    results.append({"code": phases.code_version()})
     return results
-
-
-def _filtered(query: Select[Any], partner_ids: list[str]) -> Select[Any]:
-    """What `Aggregator._run` sends for a partner: the grouped query, filtered outside."""
-    inner = query.subquery()
-    return select(inner).where(inner.c.partner_id.in_(partner_ids))
-
-
-def _stage_entries_all_statement() -> Any:
-    """`Aggregator.stage_entries`'s query (the method runs it; this builds the same Select)."""
-    changes = schema.stage_changes
-
-    def build(window: Window) -> Select[Any]:
-        return (
-            select(changes.c.stage, func.count().label("n"))
-            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
-            .where(changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at)
-            .group_by(changes.c.stage)
-        )
-
-    return build
 
 
 def _time(connection: Any, query: Select[Any]) -> tuple[float, int]:

@@ -29,7 +29,6 @@ import platform
 import shlex
 import sqlite3
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +42,10 @@ from bench.generate import AS_OF, BenchSpec, LoadReport, ensure_database
 
 DEFAULT_DB = Path(__file__).resolve().parent / "kpi-bench.db"
 PERIOD = "last-90d"  # the period of "every partner's scorecard", the program and the check
+
+#: The code version (commit, and whether kpi/ was dirty) each child process measured: other
+#: people commit while a long run goes on, and a run that mixes versions says so at the end.
+CODES: list[str] = []
 
 TARGET_SCORECARD_P95_MS = 150.0
 TARGET_ALL_PARTNERS_S = 3.0
@@ -81,7 +84,7 @@ def machine() -> dict[str, str]:
     except ImportError:
         pandas_version = "not installed"
     return {
-        "code": _code_version(),
+        "code": phases.code_version(),
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": model,
         "memory": memory,
@@ -249,6 +252,7 @@ def print_table(rows: list[list[str]], header: Sequence[str]) -> None:
 
 def print_profile(profile: list[dict[str, Any]], plans: bool = True) -> None:
     for scenario in profile:
+        CODES.append(scenario["code"])
         who = scenario["partner"] or "every partner"
         print(
             f"\n  {scenario['name']} ({who}, {scenario['period']}): "
@@ -323,6 +327,7 @@ def run_engine(db: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict
     raw = in_child(
         phases.engine_phase, str(db), args.seed, args.samples, args.warmup, PERIOD, args.repeats
     )
+    CODES.append(raw["code"])
     return raw, summarize_engine(raw)
 
 
@@ -379,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         busiest = max(engine_raw["check"], key=lambda p: engine_raw["check"][p]["deal_count"] or 0)
         print("\npandas baseline (child process) ...", flush=True)
         raw = in_child(phases.pandas_phase, str(args.db), PERIOD, busiest, args.repeats)
+        CODES.append(raw["code"])
         one = statistics.median(raw["one_scorecard_seconds"])
         compute = statistics.median(raw["compute_seconds"])
         pandas = {
@@ -461,7 +467,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 default=str,
             )
         )
-    print(f"\nload average at the end: {_loadavg()}")
+    versions = sorted(set(CODES))
+    if len(versions) > 1:
+        print(f"\nWARNING: the code changed during the run; phases measured {', '.join(versions)}")
+    print(f"\ncode measured: {', '.join(versions) or info['code']}")
+    print(f"load average at the end: {_loadavg()}")
     print(f"command: {command}")
     return 1 if missed or (check is not None and check["mismatches"]) else 0
 
@@ -530,10 +540,8 @@ def run_experiment(
     print("\n  rewrites (experiments.DENORMALIZE on the copy, then each statement alone):")
     for what, seconds in experiments.run_ddl(copy, experiments.DENORMALIZE):
         print(f"  {seconds:6.1f} s  {what}")
-    busiest = scenarios[0][2] or ""
-    rewrites = in_child(
-        experiments.rewrite_phase, str(copy), ["last-30d", "last-90d", "last-365d"], busiest
-    )
+    rewrites = in_child(experiments.rewrite_phase, str(copy), ["last-30d", "last-90d", "last-365d"])
+    CODES.append(rewrites.pop()["code"])
     print_table(
         [
             [
@@ -555,27 +563,6 @@ def run_experiment(
         "profile": profile_x,
         "rewrites": rewrites,
     }
-
-
-def _code_version() -> str:
-    """The commit the engine was measured at, and whether kpi/ had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "kpi"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (kpi/ has uncommitted changes)" if dirty else "")
 
 
 def _loadavg() -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 import resource
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -33,6 +35,27 @@ PERIOD_KINDS = (
     "quarter",
     "range",
 )
+
+
+def code_version() -> str:
+    """The commit the engine was measured at, and whether kpi/ had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "kpi"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (kpi/ has uncommitted changes)" if dirty else "")
 
 
 def peak_rss_mb() -> float:
@@ -58,7 +81,7 @@ def random_period(rng: random.Random) -> tuple[str, Period]:
     return kind, parse_period(kind, as_of)
 
 
-def _engine(db: str) -> KpiEngine:
+def engine_for(db: str) -> KpiEngine:
     return KpiEngine(open_store(f"sqlite:///{db}"), AppConfig(stages=list(PIPELINE)))
 
 
@@ -74,7 +97,7 @@ def engine_phase(
     """(1) one partner's scorecard over random (partner, period) pairs, (2) every partner's
     scorecard for one period, (3) the program; with the values the pandas check compares."""
     rss_start = peak_rss_mb()
-    engine = _engine(db)
+    engine = engine_for(db)
     partner_ids = sorted(p.id for p in engine.partners())
     rng = random.Random(seed * 7919 + 1)
     pairs = [(rng.choice(partner_ids), *random_period(rng)) for _ in range(warmup + samples)]
@@ -114,6 +137,7 @@ def engine_phase(
         "check": check,
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_rss_mb(),
+        "code": code_version(),
     }
 
 
@@ -154,10 +178,38 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
         "check": pb.check_values(cards, partner_ids),
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_rss_mb(),
+        "code": code_version(),
     }
 
 
 # --- the SQL profile ------------------------------------------------------------------------
+
+
+def capture(engine: KpiEngine, call: Callable[[], Any]) -> tuple[float, list[tuple[str, Any]]]:
+    """Runs `call` once, timed, and returns every SQL statement (with its parameters) that it
+    sent through the store's engine, in order."""
+    captured: list[tuple[str, Any]] = []
+
+    def listen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, parameters))
+
+    event.listen(engine.store.engine, "before_cursor_execute", listen)
+    try:
+        seconds, _ = _timed(call)
+    finally:
+        event.remove(engine.store.engine, "before_cursor_execute", listen)
+    return seconds, captured
+
+
+def time_statement(connection: Any, statement: str, parameters: Any) -> tuple[float, int]:
+    """Median milliseconds of 3 runs after a warm one, and the row count."""
+    connection.exec_driver_sql(statement, parameters).fetchall()
+    times, rows = [], 0
+    for _ in range(3):
+        started = time.perf_counter()
+        rows = len(connection.exec_driver_sql(statement, parameters).fetchall())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, rows
 
 
 def classify(statement: str) -> str:
@@ -203,15 +255,7 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
     (`partner`, or `scorecard` when the name is "scorecard()", or `all_partners`),
     then every distinct statement it issued, re-run alone (median of 3 warm runs), with its row
     count and its EXPLAIN QUERY PLAN."""
-    engine = _engine(db)
-    captured: list[tuple[str, Any]] = []
-    capturing = [False]
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if capturing[0]:
-            captured.append((statement, parameters))
-
-    event.listen(engine.store.engine, "before_cursor_execute", capture)
+    engine = engine_for(db)
     results = []
     for name, period_text, partner_id in scenarios:
         period = parse_period(period_text, AS_OF)
@@ -224,10 +268,7 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
             return engine.partner(pid, period)
 
         call()  # warm
-        captured.clear()
-        capturing[0] = True
-        seconds, _ = _timed(call)
-        capturing[0] = False
+        seconds, captured = capture(engine, call)
         distinct: dict[tuple[str, str], dict[str, Any]] = {}
         occurrences: dict[str, int] = {}
         for statement, parameters in captured:
@@ -248,15 +289,7 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
         with engine.store.engine.connect() as connection:
             for (statement, _), item in distinct.items():
                 parameters = item["parameters"]
-                connection.exec_driver_sql(statement, parameters).fetchall()
-                times = []
-                rows = 0
-                for _ in range(3):
-                    started = time.perf_counter()
-                    rows = len(connection.exec_driver_sql(statement, parameters).fetchall())
-                    times.append(time.perf_counter() - started)
-                item["ms"] = statistics.median(times) * 1000
-                item["rows"] = rows
+                item["ms"], item["rows"] = time_statement(connection, statement, parameters)
                 item["plan"] = _plan(connection, statement, parameters)
                 item["parameters"] = [str(p) for p in parameters]
         results.append(
@@ -265,11 +298,11 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
                 "period": period.name,
                 "partner": partner_id,
                 "ms": seconds * 1000,
+                "code": code_version(),
                 "statements": sorted(
                     distinct.values(), key=lambda item: -item["ms"] * item["calls"]
                 ),
             }
         )
-    event.remove(engine.store.engine, "before_cursor_execute", capture)
     engine.store.engine.dispose()
     return results
