@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -161,9 +162,7 @@ def rewrite_phase(db: str, periods: list[str]) -> list[dict[str, Any]]:
     for text in periods:
         period = parse_period(text, AS_OF)
         window = Window.of(period, UTC)
-        _seconds, captured = phases.capture(
-            engine, lambda period=period: engine.all_partners(period)
-        )
+        _seconds, captured = phases.capture(engine, partial(engine.all_partners, period))
         engine_sql: dict[str, tuple[str, Any]] = {}
         for statement, parameters in captured:
             engine_sql.setdefault(phases.classify(statement), (statement, parameters))

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def engine_phase(
         engine.partner(pid, period)
     scorecards = []
     for pid, kind, period in pairs[warmup:]:
-        seconds, _card = _timed(lambda pid=pid, period=period: engine.partner(pid, period))
+        seconds, _card = _timed(partial(engine.partner, pid, period))
         scorecards.append(
             {"partner": pid, "kind": kind, "period": period.name, "ms": seconds * 1000}
         )
