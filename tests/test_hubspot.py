@@ -24,11 +24,10 @@ from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.periods import parse_period
 from kpi.store import Store, open_store
-from tests.demo_folder import demo_folder
+from tests.demo_folder import demo_slice
 from tests.fake_hubspot import TOKEN, FakeHubSpot, FakePortal, Fault, iso
 from tests.kpi_compare import assert_same
 
-DEMO = demo_folder()
 PARTNERS = 8
 DIRECT_DEALS = 150
 AS_OF = date(2026, 11, 20)
@@ -59,39 +58,24 @@ SETTINGS: dict[str, Any] = {
 # --- the data: a slice of the demo program, with HubSpot's numeric ids ------------------
 
 
-def _read(name: str) -> list[dict[str, str]]:
-    with (DEMO / name).open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def demo_slice() -> dict[str, list[dict[str, str]]]:
-    partners = _read("partners.csv")[:PARTNERS]
-    ids = {p["id"] for p in partners}
-    deals, direct = [], 0
-    for deal in _read("deals.csv"):
-        if deal["partner_id"] in ids:
-            deals.append(deal)
-        elif not deal["partner_id"] and direct < DIRECT_DEALS:
-            deals.append(deal)
-            direct += 1
+def hubspot_slice() -> dict[str, list[dict[str, str]]]:
+    """The demo slice with HubSpot's numeric ids in place of the demo's Salesforce-like ones."""
+    data = demo_slice(PARTNERS, DIRECT_DEALS)
     numeric: dict[str, str] = {}
-    for n, p in enumerate(partners):
+    for n, p in enumerate(data["partners"]):
         numeric[p["id"]] = str(5_000_000 + n)
         p["id"] = numeric[p["id"]]
-    changes = []
     deal_ids = {}
-    for n, deal in enumerate(deals):
+    for n, deal in enumerate(data["deals"]):
         deal_ids[deal["id"]] = str(9_000_000 + n)
         deal["id"] = deal_ids[deal["id"]]
         deal["partner_id"] = numeric.get(deal["partner_id"], "")
-        deal["channel"] = ""  # channels come from lead sources on both sides
-    for change in _read("stage_changes.csv"):
-        if change["deal_id"] in deal_ids:
-            changes.append({**change, "deal_id": deal_ids[change["deal_id"]]})
-    return {"partners": partners, "deals": deals, "stage_changes": changes}
+    for change in data["stage_changes"]:
+        change["deal_id"] = deal_ids[change["deal_id"]]
+    return data
 
 
-DATA = demo_slice()
+DATA = hubspot_slice()
 
 
 def write_files(folder: Path) -> Path:

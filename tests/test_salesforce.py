@@ -27,11 +27,10 @@ from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.periods import parse_period
 from kpi.store import Store, open_store
-from tests.demo_folder import demo_folder
+from tests.demo_folder import demo_slice
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
 from tests.kpi_compare import assert_same
 
-DEMO = demo_folder()
 PARTNERS = 8  # demo partners in the fake org
 DIRECT_DEALS = 150
 AS_OF = date(2026, 11, 20)
@@ -76,29 +75,7 @@ SETTINGS: dict[str, Any] = {
 # --- the data: a slice of the demo program, as CSV rows --------------------------------
 
 
-def _read(name: str) -> list[dict[str, str]]:
-    with (DEMO / name).open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def demo_slice() -> dict[str, list[dict[str, str]]]:
-    partners = _read("partners.csv")[:PARTNERS]
-    ids = {p["id"] for p in partners}
-    deals, direct = [], 0
-    for deal in _read("deals.csv"):
-        if deal["partner_id"] in ids:
-            deals.append(deal)
-        elif not deal["partner_id"] and direct < DIRECT_DEALS:
-            deals.append(deal)
-            direct += 1
-    for deal in deals:
-        deal["channel"] = ""  # channels come from lead sources on both sides
-    deal_ids = {d["id"] for d in deals}
-    changes = [c for c in _read("stage_changes.csv") if c["deal_id"] in deal_ids]
-    return {"partners": partners, "deals": deals, "stage_changes": changes}
-
-
-DATA = demo_slice()
+DATA = demo_slice(PARTNERS, DIRECT_DEALS)
 
 
 def write_files(folder: Path) -> Path:
