@@ -141,7 +141,7 @@ class Aggregator:
         result: dict[PartnerKey, Totals] = {}
 
         def of(key: PartnerKey) -> Totals:
-            return result.setdefault(key, Totals())
+            return _totals_of(result, key)
 
         for row in self.connection.execute(self._closed(window, partner_ids)):
             closed = ClosedTotals(*(_number(value) for value in row[2:]))
@@ -170,10 +170,10 @@ class Aggregator:
         """Adds stage entries and stays in the period to `totals`, per partner."""
         window = Window.of(period, self.tz)
         for row in self.connection.execute(self._stage_entries(window, partner_ids)):
-            stages = totals.setdefault(row.partner_id, Totals()).stages
+            stages = _totals_of(totals, row.partner_id).stages
             stages.setdefault(row.stage, StageTotals()).entered = int(row.n)
         for row in self.connection.execute(self._stage_stays(window, partner_ids)):
-            stages = totals.setdefault(row.partner_id, Totals()).stages
+            stages = _totals_of(totals, row.partner_id).stages
             stage = stages.setdefault(row.stage, StageTotals())
             stage.stay_days = float(row.days)
             stage.stays = int(row.n)
@@ -382,6 +382,14 @@ def pipeline_order(connection: Connection, configured: list[str] | None, source:
         .order_by(func.min(changes.c.entered_at), changes.c.stage)
     )
     return [row.stage for row in connection.execute(first_seen)]
+
+
+def _totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
+    """The key's Totals, built only when missing (setdefault would build one per row)."""
+    found = totals.get(key)
+    if found is None:
+        found = totals[key] = Totals()
+    return found
 
 
 def _only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
