@@ -9,6 +9,7 @@ from typing import Protocol
 from connectors.files import FilesSource, SourceError
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
+from kpi import rollups
 from kpi.config import LoadedConfig
 from kpi.store import Store
 
@@ -51,6 +52,8 @@ def run_sync(
     started = time.monotonic()
     try:
         source.sync(store, report, progress)
+        # Now rather than at the first question after the sync: the KPI rollups of what changed.
+        rollups.refresh(store.engine)
     except BaseException as error:
         report.seconds = time.monotonic() - started
         store.finish_sync(run_id, "failed", report.to_json(), error=str(error) or repr(error))

@@ -1,8 +1,10 @@
-"""The KPIs' base aggregates, computed in the database for every partner at once.
+"""The KPIs' base aggregates for every partner at once, computed in the database.
 
-Each query groups by `partner_id` (the NULL group is the direct deals), so one query serves one
-partner, all partners, the pooled program and the direct-deal baseline. Only sums and counts
-come back; `kpi.formulas` turns them into ratios and means.
+Period sums (closed deals, registrations, trainings) and the open pipeline come from the running
+totals of `kpi.rollups` (two rows per partner, whatever the period's length); channels, stages,
+survey answers and the data-trust counts are grouped queries over the period's rows, run for
+one partner where only one is asked about. The None key is the direct deals. Only sums and
+counts come back; `kpi.formulas` turns them into ratios and means.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, case, func, or_, select, union_all
+from sqlalchemy import Connection, Select, and_, case, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from kpi import schema
-from kpi.models import Channel
+from kpi import rollups, schema
 from kpi.periods import Period
 from kpi.sqlfuncs import days_between, elapsed_days
 
@@ -60,9 +61,7 @@ class Totals:
     """Everything the KPIs of one partner (or a pool of them) need for one period."""
 
     closed: ClosedTotals = field(default_factory=ClosedTotals)
-    channels: dict[str, ClosedTotals] = field(
-        default_factory=lambda: {c.value: ClosedTotals() for c in Channel}
-    )
+    channels: dict[str, ClosedTotals] = field(default_factory=dict)  # filled by add_channels
     pipeline_count: int = 0
     pipeline_value: float = 0.0
     registered: int = 0
@@ -72,10 +71,17 @@ class Totals:
     detractors: int = 0
     stages: dict[str, StageTotals] = field(default_factory=dict)
 
+    def channel(self, name: str) -> ClosedTotals:
+        """The closed deals of one marketing channel (created when first asked for)."""
+        found = self.channels.get(name)
+        if found is None:
+            found = self.channels[name] = ClosedTotals()
+        return found
+
     def add(self, other: Totals) -> None:
         self.closed.add(other.closed)
         for channel, totals in other.channels.items():
-            self.channels[channel].add(totals)
+            self.channel(channel).add(totals)
         for name in (
             "pipeline_count",
             "pipeline_value",
@@ -135,31 +141,38 @@ class Aggregator:
     def totals(
         self, period: Period, partner_ids: Sequence[str] | None = None
     ) -> dict[PartnerKey, Totals]:
-        """Base aggregates per partner (None: direct deals), stages aside; `partner_ids`
-        limits the partners."""
+        """Base aggregates per partner (None: direct deals), channels and stages aside;
+        `partner_ids` limits the partners. Read from the running totals of `kpi.rollups`:
+        the period is what was counted before its end minus what was counted before its start."""
         window = Window.of(period, self.tz)
         result: dict[PartnerKey, Totals] = {}
-
-        def of(key: PartnerKey) -> Totals:
-            return _totals_of(result, key)
-
-        for row in self.connection.execute(self._closed(window, partner_ids)):
-            closed = ClosedTotals(*(_number(value) for value in row[2:]))
-            of(row.partner_id).closed.add(closed)
-            of(row.partner_id).channels[row.channel].add(closed)
-        for row in self.connection.execute(self._pipeline(window, partner_ids)):
-            of(row.partner_id).pipeline_count = int(row.n)
-            of(row.partner_id).pipeline_value = float(row.value or 0.0)
-        for row in self.connection.execute(self._registered(window, partner_ids)):
-            of(row.partner_id).registered = int(row.n)
-        for row in self.connection.execute(self._trainings(window, partner_ids)):
-            of(row.partner_id).courses = int(row.n)
+        sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
+        closed_fields = len(rollups.CLOSED_MEASURES)
+        for key, values in sums.items():
+            totals = result[key] = Totals(closed=ClosedTotals(*values[:closed_fields]))
+            pipeline_count, pipeline_value, registered, courses = values[closed_fields:]
+            totals.pipeline_count = int(pipeline_count)
+            totals.pipeline_value = float(pipeline_value)
+            totals.registered = int(registered)
+            totals.courses = int(courses)
         for row in self.connection.execute(self._surveys(window, partner_ids)):
-            totals = of(row.partner_id)
+            totals = _totals_of(result, row.partner_id)
             totals.survey_responses = int(row.n)
             totals.promoters = int(row.promoters)
             totals.detractors = int(row.detractors)
         return result
+
+    def add_channels(
+        self,
+        totals: dict[PartnerKey, Totals],
+        period: Period,
+        partner_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Adds the period's closed deals per marketing channel to `totals`, per partner."""
+        window = Window.of(period, self.tz)
+        for row in self.connection.execute(self._closed(window, partner_ids)):
+            closed = ClosedTotals(*(_number(value) for value in row[2:]))
+            _totals_of(totals, row.partner_id).channel(row.channel).add(closed)
 
     def add_stages(
         self,
@@ -214,17 +227,12 @@ class Aggregator:
             for row in self.connection.execute(query)
         }
 
-    def stage_entries(self, period: Period) -> dict[str, int]:
-        """Entries into each stage in the period by every known deal, partner or direct."""
+    def stage_entries(self, period: Period, stages: Sequence[str]) -> dict[str, int]:
+        """Entries into each of `stages` in the period by every known deal, partner or direct."""
         window = Window.of(period, self.tz)
-        changes = schema.stage_changes
-        query = (
-            select(changes.c.stage, func.count().label("n"))
-            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
-            .where(changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at)
-            .group_by(changes.c.stage)
-        )
-        return {row.stage: int(row.n) for row in self.connection.execute(query)}
+        at_end = rollups.stage_entries_before(self.connection, window.end_at, stages)
+        at_start = rollups.stage_entries_before(self.connection, window.start_at, stages)
+        return {stage: at_end[stage] - at_start[stage] for stage in stages}
 
     # --- the queries -------------------------------------------------------------------
 
@@ -257,58 +265,6 @@ class Aggregator:
                 *_only(d.c.partner_id, partner_ids),
             )
             .group_by(d.c.partner_id, d.c.channel)
-        )
-
-    @staticmethod
-    def _pipeline(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        # Open at the period's end: created before it and not closed before it. Two
-        # index-friendly halves rather than one OR that would scan every deal.
-        still_open = select(d.c.partner_id, d.c.amount).where(
-            d.c.status == "open", d.c.created_on < window.end, *_only(d.c.partner_id, partner_ids)
-        )
-        closed_later = select(d.c.partner_id, d.c.amount).where(
-            d.c.status.in_(("won", "lost")),
-            d.c.closed_on >= window.end,
-            d.c.created_on < window.end,
-            *_only(d.c.partner_id, partner_ids),
-        )
-        deals = union_all(still_open, closed_later).subquery()
-        return select(
-            deals.c.partner_id,
-            func.count().label("n"),
-            func.sum(deals.c.amount).label("value"),
-        ).group_by(deals.c.partner_id)
-
-    @staticmethod
-    def _registered(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        # registered_on, or created_on where the registration has no date of its own.
-        dated = select(d.c.partner_id).where(
-            *_only(d.c.partner_id, partner_ids),
-            d.c.registered.is_(True),
-            d.c.registered_on >= window.start,
-            d.c.registered_on < window.end,
-        )
-        undated = select(d.c.partner_id).where(
-            *_only(d.c.partner_id, partner_ids),
-            d.c.registered.is_(True),
-            d.c.registered_on.is_(None),
-            d.c.created_on >= window.start,
-            d.c.created_on < window.end,
-        )
-        deals = union_all(dated, undated).subquery()
-        return select(deals.c.partner_id, func.count().label("n")).group_by(deals.c.partner_id)
-
-    @staticmethod
-    def _trainings(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        t = schema.trainings
-        return (
-            select(t.c.partner_id, func.count().label("n"))
-            .where(
-                t.c.completed_on >= window.start,
-                t.c.completed_on < window.end,
-                *_only(t.c.partner_id, partner_ids),
-            )
-            .group_by(t.c.partner_id)
         )
 
     @staticmethod

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from kpi import schema
+from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.config import AppConfig
 from kpi.formulas import channels_of, kpis_of, ratio, stages_of
@@ -134,6 +134,7 @@ class KpiEngine:
 
     def baseline(self, period: Period) -> dict[str, Any]:
         """The KPIs of direct deals (no partner), to compare partners with the company's team."""
+        rollups.refresh(self.store.engine)
         with self.store.engine.connect() as connection:
             totals = Aggregator(connection, self.app.tz).totals(period)
         return kpis_of(totals.get(None, Totals()))
@@ -157,13 +158,15 @@ class KpiEngine:
         """The period's totals for every partner (the quality score ranks them all), and the
         previous period's and the stages only for `partner_ids` (None: all)."""
         previous = previous_period(period)
+        rollups.refresh(self.store.engine)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.app.tz)
             current = aggregator.totals(period)
+            aggregator.add_channels(current, period, partner_ids)
             aggregator.add_stages(current, period, partner_ids)
             earlier = aggregator.totals(previous, partner_ids)
             pipeline = self._pipeline(connection)
-            all_entries = aggregator.stage_entries(period)
+            all_entries = aggregator.stage_entries(period, pipeline)
         as_of = self.store.data_as_of()
         components = {
             partner.id: kpis_of(current.get(partner.id, Totals()))

@@ -96,7 +96,7 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
 def channels_of(totals: Totals) -> dict[str, dict[str, Any]]:
     result = {}
     for channel in Channel:
-        closed = closed_kpis(totals.channels[channel.value])
+        closed = closed_kpis(totals.channel(channel.value))
         result[channel.value] = {
             key: closed[key] for key in ("deal_count", "won_revenue", "close_rate")
         }

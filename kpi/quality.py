@@ -27,29 +27,43 @@ class Standing:
     percentiles: dict[str, float]  # component -> this partner's percentile
 
 
-def exact_percentiles(values: Mapping[str, float]) -> dict[str, Fraction]:
-    """`100 * (r - 1) / (n - 1)` with r the ascending rank, ties sharing their mean rank;
-    a lone value gets 100."""
-    n = len(values)
-    if n == 1:
-        return dict.fromkeys(values, Fraction(100))
-    ordered = sorted(values.items(), key=lambda item: item[1])
-    result: dict[str, Fraction] = {}
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and ordered[j + 1][1] == ordered[i][1]:
-            j += 1
-        # mean rank (i + 1 + j + 1) / 2, so r - 1 = (i + j) / 2
-        share = Fraction(100 * (i + j), 2 * (n - 1))
-        for key, _ in ordered[i : j + 1]:
-            result[key] = share
-        i = j + 1
-    return result
+class Percentiles:
+    """One component's percentiles: `100 * (r - 1) / (n - 1)` with r the ascending rank, ties
+    sharing their mean rank; a lone value gets 100. Kept as integers (i + j over 2 * (n - 1)
+    for a tie spanning sorted positions i..j), so the float and the exact value are both
+    correctly rounded from the same rational, and a Fraction is only built when asked for."""
+
+    def __init__(self, values: Mapping[str, float]) -> None:
+        n = len(values)
+        self.denominator = 2 * (n - 1)
+        self.numerators: dict[str, int] = {}
+        ordered = sorted(values.items(), key=lambda item: item[1])
+        i = 0
+        while i < n:
+            j = i
+            while j + 1 < n and ordered[j + 1][1] == ordered[i][1]:
+                j += 1
+            for key, _ in ordered[i : j + 1]:
+                self.numerators[key] = i + j  # mean rank (i + 1 + j + 1) / 2, minus 1, doubled
+            i = j + 1
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.numerators
+
+    def value(self, key: str) -> float:
+        if self.denominator == 0:
+            return 100.0
+        return 100 * self.numerators[key] / self.denominator
+
+    def exact(self, key: str) -> Fraction:
+        if self.denominator == 0:
+            return Fraction(100)
+        return Fraction(100 * self.numerators[key], self.denominator)
 
 
 def percentiles(values: Mapping[str, float]) -> dict[str, float]:
-    return {key: float(value) for key, value in exact_percentiles(values).items()}
+    ranked = Percentiles(values)
+    return {key: ranked.value(key) for key in values}
 
 
 def standings(
@@ -67,25 +81,28 @@ def standings(
             value = values.get(name)
             if value is not None:
                 by_component[name][partner] = value
-    ranked = {name: exact_percentiles(vals) for name, vals in by_component.items() if vals}
+    ranked = {name: Percentiles(vals) for name, vals in by_component.items() if vals}
     exact_weights = {name: Fraction(str(weight)) for name, weight in weights.items()}
 
     def exact_score(partner: str) -> Fraction:
-        mine = {name: ranked[name][partner] for name in ranked if partner in ranked[name]}
+        mine = {name: ranked[name].exact(partner) for name in ranked if partner in ranked[name]}
         total = sum(exact_weights[name] for name in mine)
         return Fraction(sum(exact_weights[name] * pct for name, pct in mine.items())) / total
 
     scores: dict[str, float | None] = {}
     partner_percentiles: dict[str, dict[str, float]] = {}
     for partner in components:
-        mine = {name: float(ranked[name][partner]) for name in ranked if partner in ranked[name]}
+        mine: dict[str, float] = {}
+        weighted = total_weight = 0.0
+        for name, component in ranked.items():
+            if partner in component:
+                mine[name] = pct = component.value(partner)
+                weighted += weights[name] * pct
+                total_weight += weights[name]
         partner_percentiles[partner] = mine
-        total_weight = sum(weights[name] for name in mine)
         # A weighted mean of percentiles lies in [0, 100]; clamping only removes float error.
         scores[partner] = (
-            min(100.0, max(0.0, sum(weights[n] * pct for n, pct in mine.items()) / total_weight))
-            if total_weight > 0
-            else None
+            min(100.0, max(0.0, weighted / total_weight)) if total_weight > 0 else None
         )
     scored = {p: s for p, s in scores.items() if s is not None}
     ranks = _ranks(scored, exact_score)  # also makes exact ties show the very same float

@@ -181,6 +181,70 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+# --- KPI rollups (kpi/rollups.py): derived from the record tables, never edited by hand ---------
+# Triggers (migration 0004) mark what a write makes stale; `kpi.rollups.refresh` rebuilds it.
+
+#: Per partner (`''`: direct deals) and day, the running totals of everything a period sums up
+#: to that day inclusive, so any period is the difference of two rows per partner.
+kpi_partner_days = Table(
+    "kpi_partner_days",
+    metadata,
+    Column("partner_key", String(ID), primary_key=True),
+    Column("day", Date, primary_key=True),
+    # deals closed (won or lost) up to the day, by closed_on
+    Column("won", Integer, nullable=False),
+    Column("lost", Integer, nullable=False),
+    Column("won_revenue", Double, nullable=False),
+    Column("won_with_amount", Integer, nullable=False),
+    Column("cycle_days", Integer, nullable=False),
+    Column("registered_closed", Integer, nullable=False),
+    Column("registered_won", Integer, nullable=False),
+    Column("upsell_won", Integer, nullable=False),
+    Column("new_revenue", Double, nullable=False),
+    Column("csat_sum", Integer, nullable=False),
+    Column("csat_count", Integer, nullable=False),
+    # the open pipeline at a day's end is what was created minus what was settled (closed, on
+    # its close date or its creation date, whichever is later) up to it
+    Column("created", Integer, nullable=False),
+    Column("created_value", Double, nullable=False),
+    Column("settled", Integer, nullable=False),
+    Column("settled_value", Double, nullable=False),
+    Column("registered", Integer, nullable=False),  # by registered_on, else created_on
+    Column("courses", Integer, nullable=False),  # training completions by completed_on
+)
+
+#: The partner keys that have rows in kpi_partner_days (a period reads two rows per key).
+kpi_partner_keys = Table(
+    "kpi_partner_keys",
+    metadata,
+    Column("partner_key", String(ID), primary_key=True),
+)
+
+#: Per stage and UTC hour, the running count of entries into the stage by known deals.
+kpi_stage_hours = Table(
+    "kpi_stage_hours",
+    metadata,
+    Column("stage", String(255), primary_key=True),
+    Column("hour", DateTime, primary_key=True),
+    Column("entered", Integer, nullable=False),
+)
+
+#: What writes made stale, with a version each write bumps, so a refresh that raced a write
+#: leaves the mark in place (it deletes only the version it rebuilt). The key `*` means all.
+kpi_dirty_partners = Table(
+    "kpi_dirty_partners",
+    metadata,
+    Column("partner_key", String(ID), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+kpi_dirty_hours = Table(
+    "kpi_dirty_hours",
+    metadata,
+    Column("hour", DateTime, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
 RECORD_TABLES = {
     "partners": partners,
     "deals": deals,

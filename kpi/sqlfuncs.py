@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Float, Integer
+from sqlalchemy import DateTime, Float, Integer
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -45,3 +45,23 @@ def _elapsed_days_sqlite(element: elapsed_days, compiler: Any, **kw: Any) -> str
 def _elapsed_days_postgresql(element: elapsed_days, compiler: Any, **kw: Any) -> str:
     first, second = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"(EXTRACT(EPOCH FROM ({second} - {first})) / 86400.0)"
+
+
+class hour_floor(FunctionElement[Any]):
+    """A timestamp truncated to its hour, in the dialect's own storage form (SQLite keeps
+    timestamps as text in SQLAlchemy's format, so the result compares with bound values)."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(hour_floor, "sqlite")
+def _hour_floor_sqlite(element: hour_floor, compiler: Any, **kw: Any) -> str:
+    (value,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"strftime('%Y-%m-%d %H:00:00.000000', {value})"
+
+
+@compiles(hour_floor, "postgresql")
+def _hour_floor_postgresql(element: hour_floor, compiler: Any, **kw: Any) -> str:
+    (value,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"date_trunc('hour', {value})"

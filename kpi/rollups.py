@@ -1,0 +1,439 @@
+"""KPI rollups: running totals that make any period's aggregates a few index seeks.
+
+A scorecard ranks its partner among all partners, so it needs every partner's period totals;
+summing the period's deals for that costs a scan of every deal in the period (hundreds of
+thousands at a million deals). Instead the store keeps, per partner and day, the running totals
+up to that day (`kpi_partner_days`), so a period is `at(end) - at(start)`: two rows per partner.
+Stage entries by all deals (the share-of-stage denominator) get the same treatment per stage
+and UTC hour (`kpi_stage_hours`).
+
+The rollups are derived data. Triggers on the record tables (migration 0004) mark the partners
+and hours each write makes stale, whichever code wrote it; `refresh` rebuilds just those, and
+the engine calls it before reading, so a stale rollup is never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Double,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from kpi import schema
+from kpi.sqlfuncs import days_between, hour_floor
+
+log = logging.getLogger("partner_kpi.rollups")
+
+PartnerKey = str | None
+DIRECT = ""  # the partner key of deals without a partner
+ALL = "*"  # the dirty mark that stands for every partner
+KEY_BATCH = 500
+
+#: Running totals kept per partner and day; the first eleven are ClosedTotals' fields.
+CLOSED_MEASURES = (
+    "won",
+    "lost",
+    "won_revenue",
+    "won_with_amount",
+    "cycle_days",
+    "registered_closed",
+    "registered_won",
+    "upsell_won",
+    "new_revenue",
+    "csat_sum",
+    "csat_count",
+)
+MEASURES = (
+    *CLOSED_MEASURES,
+    "created",
+    "created_value",
+    "settled",
+    "settled_value",
+    "registered",
+    "courses",
+)
+FLOAT_MEASURES = frozenset({"won_revenue", "new_revenue", "created_value", "settled_value"})
+
+d = schema.deals
+t = schema.trainings
+days = schema.kpi_partner_days
+keys_table = schema.kpi_partner_keys
+hours = schema.kpi_stage_hours
+dirty_partners = schema.kpi_dirty_partners
+dirty_hours = schema.kpi_dirty_hours
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    partners: int  # partner keys rebuilt (all of them for a full rebuild)
+    full: bool
+    since_hour: datetime | None  # stage hours rebuilt from this hour on
+    seconds: float
+
+
+# --- refreshing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The stale marks a refresh read, each at the version it saw."""
+
+    partners: dict[str, int]
+    hours: dict[datetime, int]
+
+    def __bool__(self) -> bool:
+        return bool(self.partners or self.hours)
+
+
+def refresh(engine: Engine) -> RefreshReport | None:
+    """Rebuilds what writes marked stale; None when nothing was."""
+    marks = read_marks(engine)
+    if not marks:
+        return None
+    started = time.perf_counter()
+    rebuild(engine, marks)
+    clear_marks(engine, marks)
+    report = RefreshReport(
+        partners=len(marks.partners) - (1 if ALL in marks.partners else 0),
+        full=ALL in marks.partners,
+        since_hour=min(marks.hours) if marks.hours else None,
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "rollups refreshed: %s partner key(s)%s, stage hours since %s, in %.2f s",
+        report.partners,
+        " (full rebuild)" if report.full else "",
+        report.since_hour,
+        report.seconds,
+    )
+    return report
+
+
+def read_marks(engine: Engine) -> Marks:
+    with engine.connect() as connection:
+        partners = {key: version for key, version in connection.execute(select(dirty_partners))}
+        hours = {hour: version for hour, version in connection.execute(select(dirty_hours))}
+    return Marks(partners, hours)
+
+
+def rebuild(engine: Engine, marks: Marks) -> None:
+    """Rebuilds the marked partners' rows (all with `*`) and the stage hours from the earliest
+    marked one on, in one transaction."""
+    with engine.begin() as connection:
+        _serialize(connection)
+        if marks.partners:
+            full = ALL in marks.partners
+            _rebuild_partners(connection, None if full else sorted(marks.partners))
+        if marks.hours:
+            _rebuild_hours(connection, min(marks.hours))
+
+
+def clear_marks(engine: Engine, marks: Marks) -> None:
+    """Deletes each mark only at the version that was rebuilt: a write that raced the rebuild
+    bumped it, so its mark stays for the next refresh. On PostgreSQL each delete commits on its
+    own, so it never holds one mark while waiting for another that a sync holds (a cycle)."""
+    partner_rows = [{"key": key, "version": v} for key, v in marks.partners.items()]
+    hour_rows = [{"hour": hour, "version": v} for hour, v in marks.hours.items()]
+    partner_match = and_(
+        dirty_partners.c.partner_key == bindparam("key"),
+        dirty_partners.c.version == bindparam("version"),
+    )
+    hour_match = and_(
+        dirty_hours.c.hour == bindparam("hour"), dirty_hours.c.version == bindparam("version")
+    )
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        if partner_rows:
+            connection.execute(delete(dirty_partners).where(partner_match), partner_rows)
+        if hour_rows:
+            connection.execute(delete(dirty_hours).where(hour_match), hour_rows)
+        connection.commit()
+
+
+def _serialize(connection: Connection) -> None:
+    """One refresh at a time (SQLite already lets one writer in at a time)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+
+
+def _rebuild_partners(connection: Connection, marked: Sequence[str] | None) -> None:
+    if marked is None:
+        connection.execute(delete(days))
+        connection.execute(delete(keys_table))
+        _insert_running_totals(connection, None)
+        connection.execute(
+            insert(keys_table).from_select(["partner_key"], select(days.c.partner_key).distinct())
+        )
+        return
+    for start in range(0, len(marked), KEY_BATCH):
+        batch = list(marked[start : start + KEY_BATCH])
+        connection.execute(delete(days).where(days.c.partner_key.in_(batch)))
+        connection.execute(delete(keys_table).where(keys_table.c.partner_key.in_(batch)))
+        _insert_running_totals(connection, batch)
+        connection.execute(
+            insert(keys_table).from_select(
+                ["partner_key"],
+                select(days.c.partner_key).where(days.c.partner_key.in_(batch)).distinct(),
+            )
+        )
+
+
+def _insert_running_totals(connection: Connection, batch: list[str] | None) -> None:
+    events = union_all(*_events(batch)).subquery("events")
+    daily = (
+        select(
+            events.c.partner_key,
+            events.c.day,
+            *(func.sum(events.c[name]).label(name) for name in MEASURES),
+        )
+        .group_by(events.c.partner_key, events.c.day)
+        .subquery("daily")
+    )
+    running = select(
+        daily.c.partner_key,
+        daily.c.day,
+        *(
+            func.sum(daily.c[name])
+            .over(partition_by=daily.c.partner_key, order_by=daily.c.day)
+            .label(name)
+            for name in MEASURES
+        ),
+    )
+    connection.execute(insert(days).from_select(["partner_key", "day", *MEASURES], running))
+
+
+def _events(batch: list[str] | None) -> list[Select[Any]]:
+    """One row per thing a period counts, on the day it counts: closes, creations,
+    settlements (for the open pipeline), registrations and training completions."""
+    deal_key = func.coalesce(d.c.partner_id, literal(DIRECT))
+    deals_of = _partner_filter(d.c.partner_id, batch)
+    trainings_of = _partner_filter(t.c.partner_id, batch)
+    won = d.c.status == "won"
+    closed = d.c.status.in_(("won", "lost"))
+    amount = func.coalesce(d.c.amount, 0.0)
+    cycle = days_between(d.c.created_on, d.c.closed_on)
+    registered = d.c.registered.is_(True)
+    settled_on = case(
+        (or_(d.c.closed_on.is_(None), d.c.closed_on < d.c.created_on), d.c.created_on),
+        else_=d.c.closed_on,
+    )
+    return [
+        _event(
+            deal_key,
+            d.c.closed_on,
+            [closed, d.c.closed_on.is_not(None), *deals_of],
+            won=_flag(won),
+            lost=_flag(d.c.status == "lost"),
+            won_revenue=case((won, amount), else_=0.0),
+            won_with_amount=_flag(and_(won, d.c.amount.is_not(None))),
+            cycle_days=case((and_(won, cycle > 0), cycle), else_=0),
+            registered_closed=_flag(registered),
+            registered_won=_flag(and_(won, registered)),
+            upsell_won=_flag(and_(won, d.c.type == "upsell")),
+            new_revenue=case((and_(won, d.c.type == "new"), amount), else_=0.0),
+            csat_sum=case((and_(won, d.c.csat.is_not(None)), d.c.csat), else_=0),
+            csat_count=_flag(and_(won, d.c.csat.is_not(None))),
+        ),
+        _event(deal_key, d.c.created_on, deals_of, created=literal(1), created_value=amount),
+        _event(deal_key, settled_on, [closed, *deals_of], settled=literal(1), settled_value=amount),
+        _event(
+            deal_key,
+            func.coalesce(d.c.registered_on, d.c.created_on),
+            [registered, *deals_of],
+            registered=literal(1),
+        ),
+        _event(
+            func.coalesce(t.c.partner_id, literal(DIRECT)),
+            t.c.completed_on,
+            trainings_of,
+            courses=literal(1),
+        ),
+    ]
+
+
+def _event(
+    key: ColumnElement[Any],
+    day: ColumnElement[Any],
+    where: Iterable[ColumnElement[bool]],
+    **values: ColumnElement[Any],
+) -> Select[Any]:
+    columns = [
+        cast(values[name], Double if name in FLOAT_MEASURES else Integer).label(name)
+        if name in values
+        else cast(literal(0), Double if name in FLOAT_MEASURES else Integer).label(name)
+        for name in MEASURES
+    ]
+    return select(key.label("partner_key"), day.label("day"), *columns).where(*where)
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+def _partner_filter(column: Any, batch: list[str] | None) -> list[ColumnElement[bool]]:
+    if batch is None:
+        return []
+    real = [key for key in batch if key != DIRECT]
+    terms = [column.in_(real)] if real else []
+    if DIRECT in batch:
+        terms.append(column.is_(None))
+    return [or_(*terms)] if terms else [literal(False)]
+
+
+def _rebuild_hours(connection: Connection, since: datetime) -> None:
+    changes = schema.stage_changes
+    hour = hour_floor(changes.c.entered_at)
+    counts = (
+        select(changes.c.stage, hour.label("hour"), func.count().label("n"))
+        .select_from(changes.join(d, d.c.id == changes.c.deal_id))  # known deals only
+        .where(changes.c.entered_at >= since)
+        .group_by(changes.c.stage, hour)
+        .subquery("counts")
+    )
+    connection.execute(delete(hours).where(hours.c.hour >= since))
+    earlier = hours.alias("earlier")
+    base = func.coalesce(
+        select(earlier.c.entered)
+        .where(earlier.c.stage == counts.c.stage, earlier.c.hour < since)
+        .order_by(earlier.c.hour.desc())
+        .limit(1)
+        .scalar_subquery(),
+        0,
+    )
+    running = select(
+        counts.c.stage,
+        counts.c.hour,
+        base + func.sum(counts.c.n).over(partition_by=counts.c.stage, order_by=counts.c.hour),
+    )
+    connection.execute(insert(hours).from_select(["stage", "hour", "entered"], running))
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+#: What `period_totals` returns per partner, in order: ClosedTotals' fields, then these.
+PERIOD_FIELDS = (*CLOSED_MEASURES, "pipeline_count", "pipeline_value", "registered", "courses")
+
+
+def period_totals(
+    connection: Connection, start: date, end: date, partner_ids: Sequence[PartnerKey] | None
+) -> dict[PartnerKey, tuple[Any, ...]]:
+    """Each partner's sums over [start, end) and open pipeline at `end`, in PERIOD_FIELDS'
+    order (None: direct deals); partners with nothing before `end` are absent.
+
+    A period is the running totals before its end minus those before its start, read as each
+    partner key's latest row before either day: two index seeks per key. The keys must drive
+    the loop (a planner that starts from kpi_partner_days scans all of it): PostgreSQL says so
+    with LATERAL; SQLite never reorders a LEFT JOIN (and has no LATERAL)."""
+    at_end = _latest_before(connection.dialect.name, end, "at_end")
+    at_start = _latest_before(connection.dialect.name, start, "at_start")
+
+    def since_start(name: str) -> ColumnElement[Any]:
+        since: ColumnElement[Any] = at_end.c[name] - func.coalesce(at_start.c[name], 0)
+        return since
+
+    query = (
+        select(
+            keys_table.c.partner_key,
+            at_end.c.day,
+            *(since_start(name) for name in CLOSED_MEASURES),
+            at_end.c.created - at_end.c.settled,
+            at_end.c.created_value - at_end.c.settled_value,
+            since_start("registered"),
+            since_start("courses"),
+        )
+        # No `WHERE at_end.day IS NOT NULL`: SQLite would make the LEFT JOIN inner and reorder.
+        .select_from(at_start.join_onto(at_end.join_onto(keys_table)))
+    )
+    if partner_ids is not None:
+        query = query.where(
+            keys_table.c.partner_key.in_([DIRECT if p is None else p for p in partner_ids])
+        )
+    return {
+        None if row[0] == DIRECT else row[0]: tuple(row[2:])
+        for row in connection.execute(query)
+        if row[1] is not None
+    }
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """A partner key's latest kpi_partner_days row before a day, as a joinable FROM item."""
+
+    c: Any  # its columns
+    join_onto: Any  # (a FROM clause holding the keys table) -> that clause, left-joined to it
+
+
+def _latest_before(dialect: str, before: date, name: str) -> _Latest:
+    if dialect == "postgresql":
+        lateral = (
+            select(days)
+            .where(days.c.partner_key == keys_table.c.partner_key, days.c.day < before)
+            .order_by(days.c.day.desc())
+            .limit(1)
+            .lateral(name)
+        )
+        return _Latest(lateral.c, lambda left: left.outerjoin(lateral, true()))
+    row = days.alias(name)
+    earlier = days.alias(f"{name}_earlier")
+    latest_day = (
+        select(earlier.c.day)
+        .where(earlier.c.partner_key == keys_table.c.partner_key, earlier.c.day < before)
+        .order_by(earlier.c.day.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    on = and_(row.c.partner_key == keys_table.c.partner_key, row.c.day == latest_day)
+    return _Latest(row.c, lambda left: left.outerjoin(row, on))
+
+
+def stage_entries_before(
+    connection: Connection, moment: datetime, stages: Sequence[str]
+) -> dict[str, int]:
+    """Entries into each stage by known deals before `moment` (naive UTC)."""
+    whole_hour = moment.replace(minute=0, second=0, microsecond=0)
+    result: dict[str, int] = {}
+    for stage in stages:
+        entered = connection.execute(
+            select(hours.c.entered)
+            .where(hours.c.stage == stage, hours.c.hour < whole_hour)
+            .order_by(hours.c.hour.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        result[stage] = int(entered or 0)
+    if whole_hour < moment:  # a zone whose midnight is not on the hour: count the rest raw
+        changes = schema.stage_changes
+        rest = (
+            select(changes.c.stage, func.count().label("n"))
+            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
+            .where(changes.c.entered_at >= whole_hour, changes.c.entered_at < moment)
+            .group_by(changes.c.stage)
+        )
+        for row in connection.execute(rest):
+            if row.stage in result:
+                result[row.stage] += int(row.n)
+    return result

@@ -1,0 +1,150 @@
+"""The KPI rollups stay equal to the data through every kind of write: inserts, updates that move
+a deal to another partner or date, deletions, and writes that race a refresh. The engine reads
+only the rollups for period sums, so comparing it with the reference after the writes is the
+check; on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import delete, func, select
+
+from kpi import rollups, schema
+from kpi.aggregates import Aggregator
+from kpi.config import AppConfig
+from kpi.engine import KpiEngine
+from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletion
+from kpi.periods import Period, parse_period
+from kpi.store import KINDS, Store
+from tests.kpi_reference import Dataset
+from tests.test_kpi_engine import (
+    assert_engine_equals_reference,
+    fresh_store,
+    load,
+    programs,
+)
+
+RECORD_MODELS = (Partner, Deal, StageChange, TrainingCompletion)
+
+
+def become(store: Store, data: Dataset) -> None:
+    """Turns the store's records into `data`'s, the way a files sync does: deletes what is not
+    in it, upserts the rest (unchanged rows are not written, changed ones are updated)."""
+    with store.transaction() as connection:
+        for model, records in (
+            (Partner, data.partners),
+            (Deal, data.deals),
+            (StageChange, data.stage_changes),
+            (TrainingCompletion, data.trainings),
+        ):
+            kind = KINDS[model]
+            keep = {kind.to_row(record, "test")["id"] for record in records}
+            store.delete_missing(connection, model, "test", keep)
+        connection.execute(delete(schema.survey_responses))  # never deleted by a sync
+        store.upsert(connection, data.records(), "test")
+        store.refresh_stays(connection)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(before=programs(), after=programs())
+def test_rollups_follow_every_write(
+    database_url: str,
+    before: tuple[Dataset, AppConfig, Period],
+    after: tuple[Dataset, AppConfig, Period],
+) -> None:
+    first, first_app, first_period = before
+    data, app, period = after
+    with fresh_store(database_url) as store:
+        load(store, first)
+        KpiEngine(store, first_app).all_partners(first_period)  # the rollups of `first`
+        become(store, data)
+        assert_engine_equals_reference(KpiEngine(store, app), data, app, period)
+
+
+def deal(deal_id: str, partner_id: str | None, closed_on: date, amount: int = 1000) -> Deal:
+    return Deal(
+        id=deal_id,
+        partner_id=partner_id,
+        name=deal_id,
+        amount=Decimal(amount),
+        status=DealStatus.WON,
+        created_on=date(2026, 1, 5),
+        closed_on=closed_on,
+    )
+
+
+def marks(store: Store) -> tuple[set[str], int]:
+    with store.engine.connect() as connection:
+        partners = set(
+            connection.execute(select(schema.kpi_dirty_partners.c.partner_key)).scalars()
+        )
+        hours = connection.execute(select(func.count()).select_from(schema.kpi_dirty_hours))
+        return partners, hours.scalar_one()
+
+
+def won_revenue(store: Store, partner_id: str | None) -> float:
+    period = parse_period("2026-Q1", date(2026, 11, 22))
+    rollups.refresh(store.engine)
+    with store.engine.connect() as connection:
+        totals = Aggregator(connection, AppConfig().tz).totals(period)
+    found = totals.get(partner_id)
+    return float(found.closed.won_revenue) if found else 0.0
+
+
+def test_writes_mark_the_partners_and_hours_they_touch(store: Store) -> None:
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1))], "test")
+    assert marks(store)[0] >= {"P1"}
+    rollups.refresh(store.engine)
+    assert marks(store) == (set(), 0)
+
+    with store.transaction() as connection:  # unchanged: not written, nothing marked
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1))], "test")
+    assert marks(store) == (set(), 0)
+
+    with store.transaction() as connection:  # moved to another partner: both are stale
+        store.upsert(connection, [deal("D1", "P2", date(2026, 2, 1))], "test")
+    assert marks(store)[0] == {"P1", "P2"}
+    assert (won_revenue(store, "P1"), won_revenue(store, "P2")) == (0.0, 1000.0)
+
+    with store.transaction() as connection:  # a direct deal and a stage change
+        store.upsert(
+            connection,
+            [
+                deal("D2", None, date(2026, 3, 1), 500),
+                StageChange(deal_id="D2", stage="Won", entered_at=datetime(2026, 3, 1, 14, 30)),
+            ],
+            "test",
+        )
+    assert marks(store) == ({""}, 1)
+    assert won_revenue(store, None) == 500.0
+
+    with store.transaction() as connection:
+        connection.execute(delete(schema.deals).where(schema.deals.c.id == "D2"))
+    assert marks(store) == ({""}, 1)  # the deal's partner key, and its stage change's hour
+    assert won_revenue(store, None) == 0.0
+
+
+def test_a_write_that_races_a_refresh_stays_marked(store: Store) -> None:
+    """The refresh deletes a mark only at the version it rebuilt; a write in between bumps it."""
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1))], "test")
+    rollups.refresh(store.engine)
+
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1), 2000)], "test")
+    seen = rollups.read_marks(store.engine)  # a refresh reads the marks ...
+    with store.transaction() as connection:  # ... a sync writes again before it clears them
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1), 3000)], "test")
+    rollups.rebuild(store.engine, seen)
+    rollups.clear_marks(store.engine, seen)
+
+    assert marks(store)[0] == {"P1"}
+    assert won_revenue(store, "P1") == 3000.0
