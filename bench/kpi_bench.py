@@ -1,7 +1,7 @@
 """The KPI benchmark the product issue asks for.
 
     python3 -m bench.kpi_bench [--partners N] [--deals N] [--seed S] [--db PATH] [--rebuild]
-                               [--profile] [--experiment] [--json PATH]
+                               [--profile] [--json PATH]
 
 1. Builds (or reuses) a SQLite store with a large deterministic program (`bench.generate`) and
    prints how long loading took.
@@ -15,8 +15,7 @@
    quality_score for every partner.
 4. Prints a results table with PASS/FAIL per target of the issue. When a target is missed (or
    with --profile) it profiles the engine's SQL: every statement timed alone, with its
-   EXPLAIN QUERY PLAN. --experiment copies the file, adds the candidate indexes of
-   `EXPERIMENT_INDEXES` to the copy only, and re-times everything on it.
+   EXPLAIN QUERY PLAN.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from typing import Any
 
 import sqlalchemy
 
-from bench import experiments, phases
+from bench import phases
 from bench.generate import AS_OF, BenchSpec, LoadReport, ensure_database
 
 DEFAULT_DB = Path(__file__).resolve().parent / "kpi-bench.db"
@@ -301,11 +300,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs of all_partners and program")
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
     parser.add_argument("--profile", action="store_true", help="profile the SQL even if all pass")
-    parser.add_argument(
-        "--experiment",
-        action="store_true",
-        help="re-time on a copy of the file with EXPERIMENT_INDEXES (bench copy only)",
-    )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return parser.parse_args(argv)
 
@@ -445,10 +439,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print_profile(profile)
 
-    experiment = None
-    if args.experiment:
-        experiment = run_experiment(args, rows, engine_raw["check"])
-
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -461,7 +451,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "pandas": pandas,
                     "check": check,
                     "profile": profile,
-                    "experiment": experiment,
                 },
                 indent=1,
                 default=str,
@@ -474,95 +463,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"load average at the end: {_loadavg()}")
     print(f"command: {command}")
     return 1 if missed or (check is not None and check["mismatches"]) else 0
-
-
-PERIOD_WIDE = frozenset(
-    {
-        "_closed (period)",
-        "_pipeline (period)",
-        "_registered (period)",
-        "_trainings (period)",
-        "_surveys (period)",
-        "stage_entries (all deals)",
-        "partners",
-    }
-)
-
-
-def split_scorecard(scenario: dict[str, Any]) -> tuple[float, float]:
-    """A scorecard's SQL time: the period-wide part (every partner's totals for the ranking and
-    every deal's stage entries: the same for every partner of the period) and the partner's own."""
-    wide = sum(s["ms"] * s["calls"] for s in scenario["statements"] if s["label"] in PERIOD_WIDE)
-    own = sum(s["ms"] * s["calls"] for s in scenario["statements"] if s["label"] not in PERIOD_WIDE)
-    return wide, own
-
-
-def run_experiment(
-    args: argparse.Namespace, rows: list[list[str]], check: dict[str, Any]
-) -> dict[str, Any]:
-    """EXPERIMENT ONLY, on a copy of the bench file: the candidate indexes, then the rewrites."""
-    copy = args.db.with_name(args.db.stem + "-experiment.db")
-    print(f"\nEXPERIMENT on a copy ({copy}; the bench file itself is not changed)", flush=True)
-    copy_seconds = experiments.copy_database(args.db, copy)
-    print(f"  copied in {copy_seconds:.1f} s; candidate indexes (experiments.INDEXES, no ANALYZE):")
-    index_seconds = experiments.run_ddl(copy, experiments.INDEXES)
-    for (what, seconds), (_, sql) in zip(index_seconds, experiments.INDEXES, strict=True):
-        print(f"  {seconds:6.1f} s  {sql.removeprefix('CREATE INDEX ')}\n            for {what}")
-    print(
-        "  re-timing the unchanged engine on the copy (same pairs, child process) ...", flush=True
-    )
-    _raw, engine_x = run_engine(copy, args)
-    print(
-        "  scorecard by period kind: "
-        + ", ".join(
-            f"{kind} p50 {v['p50_ms']:.0f}/p95 {v['p95_ms']:.0f} ms"
-            for kind, v in engine_x["scorecard_by_kind"].items()
-        )
-    )
-    rows_x = results_table(engine_x, None)
-    side = [
-        [row[0], before[1], row[1], row[2], row[3]]
-        for row, before in zip(rows_x, rows[: len(rows_x)], strict=True)
-    ]
-    print_table(side, ["measure", "without", "with the indexes", "target", "result"])
-    scenarios = profile_scenarios(check)
-    profile_x = in_child(phases.profile_phase, str(copy), scenarios)
-    print("\n  SQL profile with the indexes:")
-    print_profile(profile_x)
-    for scenario in profile_x:
-        if scenario["name"] == "scorecard":
-            wide, own = split_scorecard(scenario)
-            print(
-                f"  scorecard {scenario['period']}: period-wide SQL {wide:,.0f} ms (the same for "
-                f"every partner: cacheable per period and sync), the partner's own {own:,.0f} ms"
-            )
-
-    print("\n  rewrites (experiments.DENORMALIZE on the copy, then each statement alone):")
-    for what, seconds in experiments.run_ddl(copy, experiments.DENORMALIZE):
-        print(f"  {seconds:6.1f} s  {what}")
-    rewrites = in_child(experiments.rewrite_phase, str(copy), ["last-30d", "last-90d", "last-365d"])
-    CODES.append(rewrites.pop()["code"])
-    print_table(
-        [
-            [
-                r["query"],
-                r["period"],
-                f"{r['engine_ms']:,.1f} ms",
-                f"{r['rewrite_ms']:,.1f} ms",
-                "yes" if r["rows"][0] == r["rows"][1] else f"NO {r['rows']}",
-            ]
-            for r in rewrites
-        ],
-        ["query", "period", "engine (with indexes)", "rewrite", "same rows"],
-    )
-    experiments.remove_database(copy)
-    return {
-        "copy_seconds": copy_seconds,
-        "index_seconds": index_seconds,
-        "engine": engine_x,
-        "profile": profile_x,
-        "rewrites": rewrites,
-    }
 
 
 def _loadavg() -> str:

@@ -213,6 +213,9 @@ def time_statement(connection: Any, statement: str, parameters: Any) -> tuple[fl
     return statistics.median(times) * 1000, rows
 
 
+PERIOD_TOTALS = "rollups: period totals"  # closed deals, pipeline, registrations, courses
+
+
 def classify(statement: str) -> str:
     """Which of the engine's queries a SQL statement is (kpi/aggregates.py, kpi/engine.py)."""
     sql = " ".join(statement.split())
@@ -222,22 +225,20 @@ def classify(statement: str) -> str:
         return "data_as_of (sync_runs)"
     if "FROM partners" in sql:
         return "partners"
+    if "kpi_dirty_" in sql:
+        return "rollups: stale marks"
+    if "kpi_partner_days" in sql:
+        return PERIOD_TOTALS
+    if "kpi_stage_hours" in sql:
+        return "rollups: stage entries of all deals"
     if "stage_changes" in sql:
         if "left_at >=" in sql:
             return "_stage_stays"
-        if "deals.partner_id" in sql:
-            return "_stage_entries"
-        return "stage_entries (all deals)"
+        return "_stage_entries"
     if "survey_responses" in sql:
         return "_surveys"
-    if "FROM trainings" in sql:
-        return "_trainings"
-    if "registered_on" in sql and "UNION ALL" in sql:
-        return "_registered"
-    if "UNION ALL" in sql:
-        return "_pipeline"
     if "won_with_amount" in sql:
-        return "_closed"
+        return "_closed by channel"
     return sql[:60]
 
 
@@ -279,7 +280,7 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
                 continue
             label = classify(statement)
             occurrences[label] = occurrences.get(label, 0) + 1
-            if label in ("_closed", "_pipeline", "_registered", "_trainings", "_surveys"):
+            if label in (PERIOD_TOTALS, "_surveys"):
                 label += " (period)" if occurrences[label] == 1 else " (previous)"
             distinct[key] = {
                 "label": label,

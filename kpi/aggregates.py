@@ -183,10 +183,10 @@ class Aggregator:
         """Adds stage entries and stays in the period to `totals`, per partner."""
         window = Window.of(period, self.tz)
         for row in self.connection.execute(self._stage_entries(window, partner_ids)):
-            stages = _totals_of(totals, row.partner_id).stages
+            stages = _totals_of(totals, row.partner_key or None).stages
             stages.setdefault(row.stage, StageTotals()).entered = int(row.n)
         for row in self.connection.execute(self._stage_stays(window, partner_ids)):
-            stages = _totals_of(totals, row.partner_id).stages
+            stages = _totals_of(totals, row.partner_key or None).stages
             stage = stages.setdefault(row.stage, StageTotals())
             stage.stay_days = float(row.days)
             stage.stays = int(row.n)
@@ -289,14 +289,13 @@ class Aggregator:
     def _stage_entries(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
         changes = schema.stage_changes
         return (
-            select(d.c.partner_id, changes.c.stage, func.count().label("n"))
-            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
+            select(changes.c.partner_key, changes.c.stage, func.count().label("n"))
             .where(
                 changes.c.entered_at >= window.start_at,
                 changes.c.entered_at < window.end_at,
-                *_only(d.c.partner_id, partner_ids),
+                *_of_known_deals(changes.c.partner_key, partner_ids),
             )
-            .group_by(d.c.partner_id, changes.c.stage)
+            .group_by(changes.c.partner_key, changes.c.stage)
         )
 
     @staticmethod
@@ -304,18 +303,17 @@ class Aggregator:
         changes = schema.stage_changes
         return (
             select(
-                d.c.partner_id,
+                changes.c.partner_key,
                 changes.c.stage,
                 func.count().label("n"),
                 func.sum(elapsed_days(changes.c.entered_at, changes.c.left_at)).label("days"),
             )
-            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
             .where(
                 changes.c.left_at >= window.start_at,
                 changes.c.left_at < window.end_at,
-                *_only(d.c.partner_id, partner_ids),
+                *_of_known_deals(changes.c.partner_key, partner_ids),
             )
-            .group_by(d.c.partner_id, changes.c.stage)
+            .group_by(changes.c.partner_key, changes.c.stage)
         )
 
 
@@ -351,6 +349,14 @@ def _totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
 def _only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
     """The WHERE term that limits a query to some partners (none: every partner)."""
     return [] if partner_ids is None else [column.in_(list(partner_ids))]
+
+
+def _of_known_deals(partner_key: Any, partner_ids: Sequence[str] | None) -> list[Any]:
+    """Stage changes of known deals (their partner key is '' for a direct deal, null for an
+    unknown deal), optionally only some partners'."""
+    if partner_ids is None:
+        return [partner_key.is_not(None)]
+    return [partner_key.in_(list(partner_ids))]
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:

@@ -39,6 +39,7 @@ from sqlalchemy import (
     select,
     true,
     union_all,
+    update,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -146,6 +147,8 @@ def rebuild(engine: Engine, marks: Marks) -> None:
         _serialize(connection)
         if marks.partners:
             full = ALL in marks.partners
+            if full:  # after a bulk load or the upgrade: the triggers did not see the rows
+                _fill_stage_change_partners(connection)
             _rebuild_partners(connection, None if full else sorted(marks.partners))
         if marks.hours:
             _rebuild_hours(connection, min(marks.hours))
@@ -304,13 +307,22 @@ def _partner_filter(column: Any, batch: list[str] | None) -> list[ColumnElement[
     return [or_(*terms)] if terms else [literal(False)]
 
 
+def _fill_stage_change_partners(connection: Connection) -> None:
+    changes = schema.stage_changes
+    partner = (
+        select(func.coalesce(d.c.partner_id, literal(DIRECT)))
+        .where(d.c.id == changes.c.deal_id)
+        .scalar_subquery()
+    )
+    connection.execute(update(changes).values(partner_key=partner))
+
+
 def _rebuild_hours(connection: Connection, since: datetime) -> None:
     changes = schema.stage_changes
     hour = hour_floor(changes.c.entered_at)
     counts = (
         select(changes.c.stage, hour.label("hour"), func.count().label("n"))
-        .select_from(changes.join(d, d.c.id == changes.c.deal_id))  # known deals only
-        .where(changes.c.entered_at >= since)
+        .where(changes.c.entered_at >= since, changes.c.partner_key.is_not(None))  # known deals
         .group_by(changes.c.stage, hour)
         .subquery("counts")
     )
@@ -429,8 +441,11 @@ def stage_entries_before(
         changes = schema.stage_changes
         rest = (
             select(changes.c.stage, func.count().label("n"))
-            .select_from(changes.join(d, d.c.id == changes.c.deal_id))
-            .where(changes.c.entered_at >= whole_hour, changes.c.entered_at < moment)
+            .where(
+                changes.c.entered_at >= whole_hour,
+                changes.c.entered_at < moment,
+                changes.c.partner_key.is_not(None),
+            )
             .group_by(changes.c.stage)
         )
         for row in connection.execute(rest):

@@ -45,6 +45,14 @@ _MEASURES: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("courses", sa.Integer()),
 )
 
+#: stage_changes' covering indexes: a period for every partner (by time), or for one partner.
+_STAGE_CHANGE_INDEXES = {
+    "ix_stage_changes_entered": ("entered_at", "partner_key", "stage"),
+    "ix_stage_changes_left": ("left_at", "partner_key", "stage", "entered_at"),
+    "ix_stage_changes_partner_entered": ("partner_key", "entered_at", "stage"),
+    "ix_stage_changes_partner_left": ("partner_key", "left_at", "stage", "entered_at"),
+}
+
 # --- SQLite: row triggers with UPSERTs into the dirty tables ----------------------------------
 # (The statements below are put together from this file's constants only: no outside text.)
 
@@ -64,27 +72,42 @@ _SQLITE_MARK_DEAL_HOURS = (
     " ON CONFLICT (hour) DO UPDATE SET version = kpi_dirty_hours.version + 1;"
 )
 
+_SQLITE_SET_DEAL_PARTNER = (
+    "UPDATE stage_changes SET partner_key = {0} WHERE deal_id = {1} AND partner_key IS NOT {0};"
+)
+_SQLITE_SET_CHANGE_PARTNER = (
+    "UPDATE stage_changes SET partner_key ="
+    " (SELECT coalesce(partner_id, '') FROM deals WHERE id = NEW.deal_id) WHERE id = NEW.id;"
+)
+
 _SQLITE_TRIGGERS = {
     "kpi_deals_insert": (
         "AFTER INSERT ON deals",
-        _SQLITE_MARK_PARTNER.format("NEW.partner_id") + _SQLITE_MARK_DEAL_HOURS.format("NEW.id"),
+        _SQLITE_MARK_PARTNER.format("NEW.partner_id")
+        + _SQLITE_MARK_DEAL_HOURS.format("NEW.id")
+        + _SQLITE_SET_DEAL_PARTNER.format("coalesce(NEW.partner_id, '')", "NEW.id"),
     ),
     "kpi_deals_update": (
         "AFTER UPDATE ON deals",
         _SQLITE_MARK_PARTNER.format("OLD.partner_id")
-        + _SQLITE_MARK_PARTNER.format("NEW.partner_id"),
+        + _SQLITE_MARK_PARTNER.format("NEW.partner_id")
+        + _SQLITE_SET_DEAL_PARTNER.format("coalesce(NEW.partner_id, '')", "NEW.id"),
     ),
     "kpi_deals_delete": (
         "AFTER DELETE ON deals",
-        _SQLITE_MARK_PARTNER.format("OLD.partner_id") + _SQLITE_MARK_DEAL_HOURS.format("OLD.id"),
+        _SQLITE_MARK_PARTNER.format("OLD.partner_id")
+        + _SQLITE_MARK_DEAL_HOURS.format("OLD.id")
+        + _SQLITE_SET_DEAL_PARTNER.format("NULL", "OLD.id"),
     ),
     "kpi_stage_changes_insert": (
         "AFTER INSERT ON stage_changes",
-        _SQLITE_MARK_HOUR.format("NEW.entered_at"),
+        _SQLITE_MARK_HOUR.format("NEW.entered_at") + _SQLITE_SET_CHANGE_PARTNER,
     ),
     "kpi_stage_changes_update": (
         "AFTER UPDATE OF deal_id, stage, entered_at ON stage_changes",
-        _SQLITE_MARK_HOUR.format("OLD.entered_at") + _SQLITE_MARK_HOUR.format("NEW.entered_at"),
+        _SQLITE_MARK_HOUR.format("OLD.entered_at")
+        + _SQLITE_MARK_HOUR.format("NEW.entered_at")
+        + _SQLITE_SET_CHANGE_PARTNER,
     ),
     "kpi_stage_changes_delete": (
         "AFTER DELETE ON stage_changes",
@@ -121,12 +144,23 @@ _PG_MARK_DEAL_HOURS = (
     " ON CONFLICT (hour) DO UPDATE SET version = dirty.version + 1;"
 )
 
+_PG_SET_DEAL_PARTNER = (
+    "UPDATE stage_changes SET partner_key = {0}"
+    " WHERE deal_id = {1} AND partner_key IS DISTINCT FROM {0};"
+)
+
 _PG_FUNCTIONS = {
     "deals": f"""
         IF TG_OP IN ('UPDATE', 'DELETE') THEN {_PG_MARK_PARTNER.format("OLD.partner_id")} END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN {_PG_MARK_PARTNER.format("NEW.partner_id")} END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            {_PG_MARK_PARTNER.format("NEW.partner_id")}
+            {_PG_SET_DEAL_PARTNER.format("coalesce(NEW.partner_id, '')", "NEW.id")}
+        END IF;
         IF TG_OP = 'INSERT' THEN {_PG_MARK_DEAL_HOURS.format("NEW.id")} END IF;
-        IF TG_OP = 'DELETE' THEN {_PG_MARK_DEAL_HOURS.format("OLD.id")} END IF;
+        IF TG_OP = 'DELETE' THEN
+            {_PG_MARK_DEAL_HOURS.format("OLD.id")}
+            {_PG_SET_DEAL_PARTNER.format("NULL", "OLD.id")}
+        END IF;
     """,
     "stage_changes": f"""
         IF TG_OP IN ('UPDATE', 'DELETE') THEN {_PG_MARK_HOUR.format("OLD.entered_at")} END IF;
@@ -144,7 +178,23 @@ _PG_EVENTS = {
 }
 
 
+# Before a stage change is written, its deal's partner (PostgreSQL can set NEW directly).
+_PG_CHANGE_PARTNER = """
+    CREATE FUNCTION kpi_stage_change_partner() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.partner_key := (SELECT coalesce(partner_id, '') FROM deals WHERE id = NEW.deal_id);
+        RETURN NEW;
+    END $$
+"""
+
+
 def upgrade() -> None:
+    with op.batch_alter_table("stage_changes") as batch:
+        batch.add_column(sa.Column("partner_key", sa.String(length=ID), nullable=True))
+        batch.drop_index("ix_stage_changes_entered")
+        batch.drop_index("ix_stage_changes_left")
+    for name, columns in _STAGE_CHANGE_INDEXES.items():
+        op.create_index(name, "stage_changes", list(columns))
     op.create_table(
         "kpi_partner_days",
         sa.Column("partner_key", sa.String(length=ID), nullable=False),
@@ -177,6 +227,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hour"),
     )
     if op.get_bind().dialect.name == "postgresql":
+        op.execute(_PG_CHANGE_PARTNER)
+        op.execute(
+            "CREATE TRIGGER kpi_stage_change_partner BEFORE INSERT OR UPDATE OF deal_id"
+            " ON stage_changes FOR EACH ROW EXECUTE FUNCTION kpi_stage_change_partner()"
+        )
         for table, body in _PG_FUNCTIONS.items():
             op.execute(
                 f"CREATE FUNCTION kpi_mark_{table}() RETURNS trigger LANGUAGE plpgsql AS $$"
@@ -189,7 +244,8 @@ def upgrade() -> None:
     else:
         for name, (event, body) in _SQLITE_TRIGGERS.items():
             op.execute(f"CREATE TRIGGER {name} {event} BEGIN {body} END")
-    # Whatever the store already holds: build everything at the first refresh.
+    # Whatever the store already holds: build everything at the first refresh (which also
+    # fills stage_changes.partner_key, in one statement rather than here).
     op.execute("INSERT INTO kpi_dirty_partners (partner_key, version) VALUES ('*', 1)")
     op.execute(
         sa.text("INSERT INTO kpi_dirty_hours (hour, version) VALUES (:hour, 1)").bindparams(
@@ -200,6 +256,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER kpi_stage_change_partner ON stage_changes")
+        op.execute("DROP FUNCTION kpi_stage_change_partner()")
         for table in _PG_FUNCTIONS:
             op.execute(f"DROP TRIGGER kpi_mark_{table} ON {table}")
             op.execute(f"DROP FUNCTION kpi_mark_{table}()")
@@ -214,3 +272,9 @@ def downgrade() -> None:
         "kpi_partner_days",
     ):
         op.drop_table(table)
+    for name in _STAGE_CHANGE_INDEXES:
+        op.drop_index(name, "stage_changes")
+    with op.batch_alter_table("stage_changes") as batch:
+        batch.drop_column("partner_key")
+        batch.create_index("ix_stage_changes_entered", ["entered_at"])
+        batch.create_index("ix_stage_changes_left", ["left_at"])
