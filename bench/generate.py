@@ -380,6 +380,7 @@ def _deals(
                         "stage": stage,
                         "entered_at": entered,
                         "left_at": left,
+                        "partner_key": partner.id if partner else "",  # what the triggers keep
                         "source": SOURCE,
                         "row_hash": f"{hashes:032x}",
                     }

@@ -143,15 +143,24 @@ def read_marks(engine: Engine) -> Marks:
 def rebuild(engine: Engine, marks: Marks) -> None:
     """Rebuilds the marked partners' rows (all with `*`) and the stage hours from the earliest
     marked one on, in one transaction."""
+    full = ALL in marks.partners
     with engine.begin() as connection:
         _serialize(connection)
-        if marks.partners:
-            full = ALL in marks.partners
+        big_cache = full and connection.dialect.name == "sqlite"
+        if big_cache:
+            # Millions of rows through SQLite's default 2 MB page cache thrash it: 256 MB for
+            # the rebuild, back to the default after (the pool keeps the connection).
+            connection.exec_driver_sql("PRAGMA cache_size=-262144")
+        try:
             if full:  # after a bulk load or the upgrade: the triggers did not see the rows
                 _fill_stage_change_partners(connection)
-            _rebuild_partners(connection, None if full else sorted(marks.partners))
-        if marks.hours:
-            _rebuild_hours(connection, min(marks.hours))
+            if marks.partners:
+                _rebuild_partners(connection, None if full else sorted(marks.partners))
+            if marks.hours:
+                _rebuild_hours(connection, min(marks.hours))
+        finally:
+            if big_cache:
+                connection.exec_driver_sql("PRAGMA cache_size=-2000")
 
 
 def clear_marks(engine: Engine, marks: Marks) -> None:
@@ -314,7 +323,12 @@ def _fill_stage_change_partners(connection: Connection) -> None:
         .where(d.c.id == changes.c.deal_id)
         .scalar_subquery()
     )
-    connection.execute(update(changes).values(partner_key=partner))
+    # Only rows that differ: a bulk load that already set the keys costs a read, not a rewrite.
+    connection.execute(
+        update(changes)
+        .where(changes.c.partner_key.is_distinct_from(partner))
+        .values(partner_key=partner)
+    )
 
 
 def _rebuild_hours(connection: Connection, since: datetime) -> None:
