@@ -28,12 +28,22 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str | None]:
-    """Brings the schema to the newest revision; returns (revision before, revision after)."""
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Brings the schema to `revision` (the newest by default); returns (revision before,
+    revision after)."""
     before = current_revision(engine)
-    if before != head_revision():
+    target = head_revision() if revision == "head" else revision
+    if before != target:
         config = _alembic_config()
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-    return before, head_revision()
+            command.upgrade(config, revision)
+    return before, target
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Takes the schema back to `revision` (tests of upgrades with data; 0001 refuses)."""
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 
 #: Float scores closer than this (relative) are compared exactly.
 _NEAR = 1e-9
@@ -46,19 +47,26 @@ class Percentiles:
             for key, _ in ordered[i : j + 1]:
                 self.numerators[key] = i + j  # mean rank (i + 1 + j + 1) / 2, minus 1, doubled
             i = j + 1
+        #: the float percentile of each key
+        self.values: dict[str, float] = (
+            dict.fromkeys(self.numerators, 100.0)
+            if self.denominator == 0
+            else {key: 100 * k / self.denominator for key, k in self.numerators.items()}
+        )
 
     def __contains__(self, key: str) -> bool:
         return key in self.numerators
 
     def value(self, key: str) -> float:
-        if self.denominator == 0:
-            return 100.0
-        return 100 * self.numerators[key] / self.denominator
+        return self.values[key]
 
     def exact(self, key: str) -> Fraction:
+        return self.exact_of(self.numerators[key])
+
+    def exact_of(self, numerator: int) -> Fraction:
         if self.denominator == 0:
             return Fraction(100)
-        return Fraction(100 * self.numerators[key], self.denominator)
+        return Fraction(100 * numerator, self.denominator)
 
 
 def percentiles(values: Mapping[str, float]) -> dict[str, float]:
@@ -84,10 +92,24 @@ def standings(
     ranked = {name: Percentiles(vals) for name, vals in by_component.items() if vals}
     exact_weights = {name: Fraction(str(weight)) for name, weight in weights.items()}
 
+    @cache
+    def exact_of(signature: tuple[tuple[str, int], ...]) -> Fraction:
+        """The exact score of a set of (component, percentile numerator): partners with the
+        same one (idle partners, often hundreds) share one computation."""
+        total = sum(exact_weights[name] for name, _ in signature)
+        weighted = sum(
+            exact_weights[name] * ranked[name].exact_of(numerator) for name, numerator in signature
+        )
+        return Fraction(weighted) / total
+
     def exact_score(partner: str) -> Fraction:
-        mine = {name: ranked[name].exact(partner) for name in ranked if partner in ranked[name]}
-        total = sum(exact_weights[name] for name in mine)
-        return Fraction(sum(exact_weights[name] * pct for name, pct in mine.items())) / total
+        return exact_of(
+            tuple(
+                (name, component.numerators[partner])
+                for name, component in ranked.items()
+                if partner in component.numerators
+            )
+        )
 
     scores: dict[str, float | None] = {}
     partner_percentiles: dict[str, dict[str, float]] = {}
@@ -95,8 +117,9 @@ def standings(
         mine: dict[str, float] = {}
         weighted = total_weight = 0.0
         for name, component in ranked.items():
-            if partner in component:
-                mine[name] = pct = component.value(partner)
+            pct = component.values.get(partner)
+            if pct is not None:
+                mine[name] = pct
                 weighted += weights[name] * pct
                 total_weight += weights[name]
         partner_percentiles[partner] = mine

@@ -131,6 +131,7 @@ survey_responses = Table(
     Column("submitted_at", DateTime, nullable=False),
     *_record_columns(),
     Index("ix_survey_responses_partner_submitted", "partner_id", "submitted_at"),
+    Index("ix_survey_responses_submitted", "submitted_at", "partner_id", "score"),
 )
 
 # A watermark per source and object; it only advances once the rows it covers are committed.
@@ -217,6 +218,7 @@ kpi_partner_days = Table(
     Column("settled_value", Double, nullable=False),
     Column("registered", Integer, nullable=False),  # by registered_on, else created_on
     Column("courses", Integer, nullable=False),  # training completions by completed_on
+    sqlite_with_rowid=False,
 )
 
 #: The partner keys that have rows in kpi_partner_days (a period reads two rows per key).
@@ -233,6 +235,7 @@ kpi_stage_hours = Table(
     Column("stage", String(255), primary_key=True),
     Column("hour", DateTime, primary_key=True),
     Column("entered", Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 #: What writes made stale, with a version each write bumps, so a refresh that raced a write

@@ -15,10 +15,12 @@ from kpi import rollups, schema
 from kpi.aggregates import Aggregator
 from kpi.config import AppConfig
 from kpi.engine import KpiEngine
+from kpi.migrate import downgrade, upgrade
 from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletion
 from kpi.periods import Period, parse_period
 from kpi.store import KINDS, Store
 from tests.kpi_reference import Dataset
+from tests.test_kpi_reference import SCENARIOS
 from tests.test_kpi_engine import (
     assert_engine_equals_reference,
     fresh_store,
@@ -148,3 +150,19 @@ def test_a_write_that_races_a_refresh_stays_marked(store: Store) -> None:
 
     assert marks(store)[0] == {"P1"}
     assert won_revenue(store, "P1") == 3000.0
+
+
+def test_a_store_with_data_upgraded_to_the_rollups_builds_them_at_the_first_question(
+    database_url: str,
+) -> None:
+    built = SCENARIOS["spec_example"]()
+    with fresh_store(database_url) as store:
+        downgrade(store.engine, "0003")  # back to the schema before the rollups
+        load(store, built.data)  # written with no trigger to see it
+        upgrade(store.engine)
+        assert marks(store)[0] == {rollups.ALL}
+        for period in built.periods:
+            assert_engine_equals_reference(
+                KpiEngine(store, built.app), built.data, built.app, period
+            )
+        assert marks(store) == (set(), 0)

@@ -195,12 +195,17 @@ def upgrade() -> None:
         batch.drop_index("ix_stage_changes_left")
     for name, columns in _STAGE_CHANGE_INDEXES.items():
         op.create_index(name, "stage_changes", list(columns))
+    # every partner's answers in a period (the ranking's NPS), without a scan
+    op.create_index(
+        "ix_survey_responses_submitted", "survey_responses", ["submitted_at", "partner_id", "score"]
+    )
     op.create_table(
         "kpi_partner_days",
         sa.Column("partner_key", sa.String(length=ID), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         *(sa.Column(name, kind, nullable=False) for name, kind in _MEASURES),
         sa.PrimaryKeyConstraint("partner_key", "day"),
+        sqlite_with_rowid=False,  # clustered by (partner, day): one seek finds a row
     )
     op.create_table(
         "kpi_partner_keys",
@@ -213,6 +218,7 @@ def upgrade() -> None:
         sa.Column("hour", sa.DateTime(), nullable=False),
         sa.Column("entered", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("stage", "hour"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "kpi_dirty_partners",
@@ -272,6 +278,7 @@ def downgrade() -> None:
         "kpi_partner_days",
     ):
         op.drop_table(table)
+    op.drop_index("ix_survey_responses_submitted", "survey_responses")
     for name in _STAGE_CHANGE_INDEXES:
         op.drop_index(name, "stage_changes")
     with op.batch_alter_table("stage_changes") as batch:
