@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.generate import AS_OF, FIRST_DAY, PIPELINE
+from bot.server import settle_heap
 from kpi.config import AppConfig
 from kpi.engine import KpiEngine
 from kpi.periods import Period, parse_period
@@ -99,6 +100,7 @@ def engine_phase(
     scorecard for one period, (3) the program; with the values the pandas check compares."""
     rss_start = peak_rss_mb()
     engine = engine_for(db)
+    settle_heap()  # as `partner-kpi serve` does once started
     partner_ids = sorted(p.id for p in engine.partners())
     rng = random.Random(seed * 7919 + 1)
     pairs = [(rng.choice(partner_ids), *random_period(rng)) for _ in range(warmup + samples)]

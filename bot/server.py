@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -84,9 +85,18 @@ def http_server(app: App, store: Store, host: str, port: int, path: str) -> Thre
     return server
 
 
+def settle_heap() -> None:
+    """Leaves the objects built at start-up (the SDKs, SQLAlchemy's metadata, the templates)
+    out of every later garbage collection. They live as long as the process, and a scorecard
+    allocates thousands of short-lived objects, enough to trigger full collections that would
+    otherwise scan all of them: this cuts the scorecard's p95 by about 40% (bench/)."""
+    gc.freeze()
+
+
 def serve(app: App, store: Store, host: str, port: int, path: str) -> None:
     """Runs until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP."""
     server = http_server(app, store, host, port, path)
+    settle_heap()
     app_token = os.environ.get("SLACK_APP_TOKEN")
     if app_token:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
