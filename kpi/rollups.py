@@ -22,8 +22,8 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
-    Double,
     Engine,
     Integer,
     Select,
@@ -76,7 +76,9 @@ MEASURES = (
     "registered",
     "courses",
 )
-FLOAT_MEASURES = frozenset({"won_revenue", "new_revenue", "created_value", "settled_value"})
+#: Money measures, kept as integer millionths of the currency (see kpi.schema).
+MONEY_MEASURES = frozenset({"won_revenue", "new_revenue", "created_value", "settled_value"})
+MICROS = 1_000_000
 
 d = schema.deals
 t = schema.trainings
@@ -246,7 +248,7 @@ def _events(batch: list[str] | None) -> list[Select[Any]]:
     trainings_of = _partner_filter(t.c.partner_id, batch)
     won = d.c.status == "won"
     closed = d.c.status.in_(("won", "lost"))
-    amount = func.coalesce(d.c.amount, 0.0)
+    amount = cast(func.round(func.coalesce(d.c.amount, 0.0) * MICROS), BigInteger)
     cycle = days_between(d.c.created_on, d.c.closed_on)
     registered = d.c.registered.is_(True)
     settled_on = case(
@@ -260,13 +262,13 @@ def _events(batch: list[str] | None) -> list[Select[Any]]:
             [closed, d.c.closed_on.is_not(None), *deals_of],
             won=_flag(won),
             lost=_flag(d.c.status == "lost"),
-            won_revenue=case((won, amount), else_=0.0),
+            won_revenue=case((won, amount), else_=0),
             won_with_amount=_flag(and_(won, d.c.amount.is_not(None))),
             cycle_days=case((and_(won, cycle > 0), cycle), else_=0),
             registered_closed=_flag(registered),
             registered_won=_flag(and_(won, registered)),
             upsell_won=_flag(and_(won, d.c.type == "upsell")),
-            new_revenue=case((and_(won, d.c.type == "new"), amount), else_=0.0),
+            new_revenue=case((and_(won, d.c.type == "new"), amount), else_=0),
             csat_sum=case((and_(won, d.c.csat.is_not(None)), d.c.csat), else_=0),
             csat_count=_flag(and_(won, d.c.csat.is_not(None))),
         ),
@@ -294,9 +296,9 @@ def _event(
     **values: ColumnElement[Any],
 ) -> Select[Any]:
     columns = [
-        cast(values[name], Double if name in FLOAT_MEASURES else Integer).label(name)
+        cast(values[name], BigInteger if name in MONEY_MEASURES else Integer).label(name)
         if name in values
-        else cast(literal(0), Double if name in FLOAT_MEASURES else Integer).label(name)
+        else cast(literal(0), BigInteger if name in MONEY_MEASURES else Integer).label(name)
         for name in MEASURES
     ]
     return select(key.label("partner_key"), day.label("day"), *columns).where(*where)
@@ -363,6 +365,9 @@ def _rebuild_hours(connection: Connection, since: datetime) -> None:
 
 #: What `period_totals` returns per partner, in order: ClosedTotals' fields, then these.
 PERIOD_FIELDS = (*CLOSED_MEASURES, "pipeline_count", "pipeline_value", "registered", "courses")
+_MONEY_FIELDS = tuple(
+    PERIOD_FIELDS.index(name) for name in ("won_revenue", "new_revenue", "pipeline_value")
+)
 
 
 def period_totals(
@@ -399,11 +404,14 @@ def period_totals(
         query = query.where(
             keys_table.c.partner_key.in_([DIRECT if p is None else p for p in partner_ids])
         )
-    return {
-        None if row[0] == DIRECT else row[0]: tuple(row[2:])
-        for row in connection.execute(query)
-        if row[1] is not None
-    }
+    result: dict[PartnerKey, tuple[Any, ...]] = {}
+    for row in connection.execute(query):
+        if row[1] is not None:
+            values = list(row[2:])
+            for index in _MONEY_FIELDS:
+                values[index] = int(values[index]) / MICROS
+            result[None if row[0] == DIRECT else row[0]] = tuple(values)
+    return result
 
 
 @dataclass(frozen=True)

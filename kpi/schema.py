@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -201,21 +202,24 @@ kpi_partner_days = Table(
     # deals closed (won or lost) up to the day, by closed_on
     Column("won", Integer, nullable=False),
     Column("lost", Integer, nullable=False),
-    Column("won_revenue", Double, nullable=False),
+    # money columns hold integer millionths of `currency`, so that the difference of two
+    # running totals is exactly the period's sum (floats would leave ~1e-9 of noise, enough to
+    # break ties between partners that the quality score's percentiles must see)
+    Column("won_revenue", BigInteger, nullable=False),
     Column("won_with_amount", Integer, nullable=False),
     Column("cycle_days", Integer, nullable=False),
     Column("registered_closed", Integer, nullable=False),
     Column("registered_won", Integer, nullable=False),
     Column("upsell_won", Integer, nullable=False),
-    Column("new_revenue", Double, nullable=False),
+    Column("new_revenue", BigInteger, nullable=False),
     Column("csat_sum", Integer, nullable=False),
     Column("csat_count", Integer, nullable=False),
     # the open pipeline at a day's end is what was created minus what was settled (closed, on
     # its close date or its creation date, whichever is later) up to it
     Column("created", Integer, nullable=False),
-    Column("created_value", Double, nullable=False),
+    Column("created_value", BigInteger, nullable=False),
     Column("settled", Integer, nullable=False),
-    Column("settled_value", Double, nullable=False),
+    Column("settled_value", BigInteger, nullable=False),
     Column("registered", Integer, nullable=False),  # by registered_on, else created_on
     Column("courses", Integer, nullable=False),  # training completions by completed_on
     sqlite_with_rowid=False,

@@ -28,19 +28,19 @@ EVERYTHING = datetime(1900, 1, 1)  # a dirty hour before any data: rebuild every
 _MEASURES: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("won", sa.Integer()),
     ("lost", sa.Integer()),
-    ("won_revenue", sa.Double()),
+    ("won_revenue", sa.BigInteger()),  # millionths
     ("won_with_amount", sa.Integer()),
     ("cycle_days", sa.Integer()),
     ("registered_closed", sa.Integer()),
     ("registered_won", sa.Integer()),
     ("upsell_won", sa.Integer()),
-    ("new_revenue", sa.Double()),
+    ("new_revenue", sa.BigInteger()),  # millionths
     ("csat_sum", sa.Integer()),
     ("csat_count", sa.Integer()),
     ("created", sa.Integer()),
-    ("created_value", sa.Double()),
+    ("created_value", sa.BigInteger()),  # millionths
     ("settled", sa.Integer()),
-    ("settled_value", sa.Double()),
+    ("settled_value", sa.BigInteger()),  # millionths
     ("registered", sa.Integer()),
     ("courses", sa.Integer()),
 )
