@@ -73,7 +73,19 @@ deals = Table(
     Column("csat", SmallInteger),
     *_record_columns(),
     Index("ix_deals_partner_closed", "partner_id", "closed_on"),
-    Index("ix_deals_closed", "closed_on"),
+    # covering what every partner's closed deals per channel need, so the period is one range
+    Index(
+        "ix_deals_closed",
+        "closed_on",
+        "status",
+        "partner_id",
+        "channel",
+        "amount",
+        "created_on",
+        "type",
+        "registered",
+        "csat",
+    ),
     Index("ix_deals_partner_created", "partner_id", "created_on"),
 )
 
