@@ -19,11 +19,13 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Date,
     Engine,
     Integer,
     Select,
@@ -380,8 +382,25 @@ def period_totals(
     partner key's latest row before either day: two index seeks per key. The keys must drive
     the loop (a planner that starts from kpi_partner_days scans all of it): PostgreSQL says so
     with LATERAL; SQLite never reorders a LEFT JOIN (and has no LATERAL)."""
-    at_end = _latest_before(connection.dialect.name, end, "at_end")
-    at_start = _latest_before(connection.dialect.name, start, "at_start")
+    query = _period_totals_query(connection.dialect.name, partner_ids is not None)
+    parameters: dict[str, Any] = {"start_day": start, "end_day": end}
+    if partner_ids is not None:
+        parameters["partner_keys"] = [DIRECT if p is None else p for p in partner_ids]
+    result: dict[PartnerKey, tuple[Any, ...]] = {}
+    for row in connection.execute(query, parameters):
+        if row[1] is not None:
+            values = list(row[2:])
+            for index in _MONEY_FIELDS:
+                values[index] = int(values[index]) / MICROS
+            result[None if row[0] == DIRECT else row[0]] = tuple(values)
+    return result
+
+
+@cache
+def _period_totals_query(dialect: str, some_partners: bool) -> Select[Any]:
+    """Built once per dialect (a scorecard runs it twice; building costs more than running)."""
+    at_end = _latest_before(dialect, bindparam("end_day", type_=Date), "at_end")
+    at_start = _latest_before(dialect, bindparam("start_day", type_=Date), "at_start")
 
     def since_start(name: str) -> ColumnElement[Any]:
         since: ColumnElement[Any] = at_end.c[name] - func.coalesce(at_start.c[name], 0)
@@ -400,18 +419,9 @@ def period_totals(
         # No `WHERE at_end.day IS NOT NULL`: SQLite would make the LEFT JOIN inner and reorder.
         .select_from(at_start.join_onto(at_end.join_onto(keys_table)))
     )
-    if partner_ids is not None:
-        query = query.where(
-            keys_table.c.partner_key.in_([DIRECT if p is None else p for p in partner_ids])
-        )
-    result: dict[PartnerKey, tuple[Any, ...]] = {}
-    for row in connection.execute(query):
-        if row[1] is not None:
-            values = list(row[2:])
-            for index in _MONEY_FIELDS:
-                values[index] = int(values[index]) / MICROS
-            result[None if row[0] == DIRECT else row[0]] = tuple(values)
-    return result
+    if some_partners:
+        query = query.where(keys_table.c.partner_key.in_(bindparam("partner_keys", expanding=True)))
+    return query
 
 
 @dataclass(frozen=True)
@@ -422,7 +432,7 @@ class _Latest:
     join_onto: Any  # (a FROM clause holding the keys table) -> that clause, left-joined to it
 
 
-def _latest_before(dialect: str, before: date, name: str) -> _Latest:
+def _latest_before(dialect: str, before: ColumnElement[Any], name: str) -> _Latest:
     if dialect == "postgresql":
         lateral = (
             select(days)
