@@ -142,6 +142,8 @@ class Store:
         )
         stored = {key: row_hash for key, row_hash in found}
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
+        if changed and table is schema.stage_changes:
+            _add_partner_keys(connection, changed)
         if changed:
             connection.execute(self._upsert_statement(table, list(changed[0])), changed)
         updated = sum(1 for row in changed if row["id"] in stored)
@@ -393,6 +395,18 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> None:
+    """Sets each stage change's partner key from its deal, as the triggers of migration 0004
+    would: one query per batch here saves SQLite a second write of every new row."""
+    deals = schema.deals
+    query = select(deals.c.id, func.coalesce(deals.c.partner_id, "")).where(
+        deals.c.id.in_({row["deal_id"] for row in changes})
+    )
+    partner_of = {deal_id: key for deal_id, key in connection.execute(query)}
+    for row in changes:
+        row["partner_key"] = partner_of.get(row["deal_id"])
 
 
 def open_store(url: str, migrate: bool = True) -> Store:

@@ -87,9 +87,11 @@ _SQLITE_MARK_DEAL_HOURS = (
 _SQLITE_SET_DEAL_PARTNER = (
     "UPDATE stage_changes SET partner_key = {0} WHERE deal_id = {1} AND partner_key IS NOT {0};"
 )
+_SQLITE_DEAL_PARTNER = "(SELECT coalesce(partner_id, '') FROM deals WHERE id = NEW.deal_id)"
+# Only when the writer did not already set it (kpi.store sets it, saving a second row write).
 _SQLITE_SET_CHANGE_PARTNER = (
-    "UPDATE stage_changes SET partner_key ="
-    " (SELECT coalesce(partner_id, '') FROM deals WHERE id = NEW.deal_id) WHERE id = NEW.id;"
+    f"UPDATE stage_changes SET partner_key = {_SQLITE_DEAL_PARTNER}"  # noqa: S608
+    f" WHERE id = NEW.id AND partner_key IS NOT {_SQLITE_DEAL_PARTNER};"
 )
 
 _SQLITE_TRIGGERS = {
