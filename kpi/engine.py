@@ -133,7 +133,7 @@ class KpiEngine:
 
     def baseline(self, period: Period) -> dict[str, Any]:
         """The KPIs of direct deals (no partner), to compare partners with the company's team."""
-        rollups.refresh(self.store.engine)
+        rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             totals = Aggregator(connection, self.app.tz).totals(period)
         return kpis_of(totals.get(None, Totals()))
@@ -157,7 +157,7 @@ class KpiEngine:
         """The period's totals for every partner (the quality score ranks them all), and the
         previous period's and the stages only for `partner_ids` (None: all)."""
         previous = previous_period(period)
-        rollups.refresh(self.store.engine)
+        rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.app.tz)
             current = aggregator.totals(period)

@@ -43,10 +43,12 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
 from kpi.sqlfuncs import days_between, hour_floor
+from kpi.store import SQLITE_BUSY_TIMEOUT_MS
 
 log = logging.getLogger("partner_kpi.rollups")
 
@@ -54,6 +56,7 @@ PartnerKey = str | None
 DIRECT = ""  # the partner key of deals without a partner
 ALL = "*"  # the dirty mark that stands for every partner
 KEY_BATCH = 500
+QUICK_BUSY_MS = 250  # how long a question waits for a busy SQLite store before answering
 
 #: Running totals kept per partner and day; the first eleven are ClosedTotals' fields.
 CLOSED_MEASURES = (
@@ -113,13 +116,19 @@ class Marks:
         return bool(self.partners or self.hours)
 
 
-def refresh(engine: Engine) -> RefreshReport | None:
-    """Rebuilds what writes marked stale; None when nothing was."""
+def refresh(engine: Engine, wait: bool = True) -> RefreshReport | None:
+    """Rebuilds what writes marked stale; None when nothing was.
+
+    With `wait=False` (a question being answered) it gives up at once when another refresh
+    (a sync's, possibly minutes long for a first build) or a long write holds the store, and
+    the question is answered from the rollups as they stand: the marks stay for that refresh."""
     marks = read_marks(engine)
     if not marks:
         return None
     started = time.perf_counter()
-    rebuild(engine, marks)
+    if not rebuild(engine, marks, wait):
+        log.info("rollups: another refresh or write holds the store; answering without waiting")
+        return None
     clear_marks(engine, marks)
     report = RefreshReport(
         partners=len(marks.partners) - (1 if ALL in marks.partners else 0),
@@ -144,12 +153,29 @@ def read_marks(engine: Engine) -> Marks:
     return Marks(partners, hours)
 
 
-def rebuild(engine: Engine, marks: Marks) -> None:
+def rebuild(engine: Engine, marks: Marks, wait: bool = True) -> bool:
     """Rebuilds the marked partners' rows (all with `*`) and the stage hours from the earliest
-    marked one on, in one transaction."""
+    marked one on, in one transaction; False when `wait` is off and the store was busy."""
+    try:
+        _rebuild(engine, marks, wait)
+    except _Busy:
+        return False
+    except OperationalError as error:  # SQLite's "database is locked" after a short wait
+        if wait or "locked" not in str(error.orig):
+            raise
+        return False
+    return True
+
+
+class _Busy(Exception):
+    pass
+
+
+def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
     full = ALL in marks.partners
     with engine.begin() as connection:
-        _serialize(connection)
+        if not _serialize(connection, wait):
+            raise _Busy
         big_cache = full and connection.dialect.name == "sqlite"
         if big_cache:
             # Millions of rows through SQLite's default 2 MB page cache thrash it: 256 MB for
@@ -165,6 +191,8 @@ def rebuild(engine: Engine, marks: Marks) -> None:
         finally:
             if big_cache:
                 connection.exec_driver_sql("PRAGMA cache_size=-2000")
+            if connection.info.pop("restore_busy_timeout", False):
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def clear_marks(engine: Engine, marks: Marks) -> None:
@@ -190,10 +218,20 @@ def clear_marks(engine: Engine, marks: Marks) -> None:
         connection.commit()
 
 
-def _serialize(connection: Connection) -> None:
-    """One refresh at a time (SQLite already lets one writer in at a time)."""
+def _serialize(connection: Connection, wait: bool) -> bool:
+    """One refresh at a time: False when `wait` is off and another one runs. (SQLite lets one
+    writer in at a time anyway; not waiting means a short busy timeout for this transaction.)"""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+        if wait:
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+            return True
+        return bool(
+            connection.exec_driver_sql("SELECT pg_try_advisory_xact_lock(7224011)").scalar()
+        )
+    if not wait:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={QUICK_BUSY_MS}")
+        connection.info["restore_busy_timeout"] = True
+    return True
 
 
 def _rebuild_partners(connection: Connection, marked: Sequence[str] | None) -> None:

@@ -397,6 +397,9 @@ class Store:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
 
 
+SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another one
+
+
 def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> None:
     """Sets each stage change's partner key from its deal, as the triggers of migration 0004
     would: one query per batch here saves SQLite a second write of every new row."""
@@ -429,7 +432,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the bot) never block the sync
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

@@ -5,6 +5,7 @@ check; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -20,13 +21,13 @@ from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletio
 from kpi.periods import Period, parse_period
 from kpi.store import KINDS, Store
 from tests.kpi_reference import Dataset
-from tests.test_kpi_reference import SCENARIOS
 from tests.test_kpi_engine import (
     assert_engine_equals_reference,
     fresh_store,
     load,
     programs,
 )
+from tests.test_kpi_reference import SCENARIOS
 
 RECORD_MODELS = (Partner, Deal, StageChange, TrainingCompletion)
 
@@ -166,3 +167,31 @@ def test_a_store_with_data_upgraded_to_the_rollups_builds_them_at_the_first_ques
                 KpiEngine(store, built.app), built.data, built.app, period
             )
         assert marks(store) == (set(), 0)
+
+
+def test_a_question_does_not_wait_for_a_refresh_that_holds_the_store(store: Store) -> None:
+    """A sync's refresh (minutes on a first build) or a long write holds the store: a question
+    answers from the rollups as they stand, and the marks stay for the refresh in progress."""
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1))], "test")
+    rollups.refresh(store.engine)
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1), 2000)], "test")
+
+    holder = store.engine.connect()
+    try:
+        holding = holder.begin()
+        if store.engine.dialect.name == "postgresql":
+            holder.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+        else:  # another writer in the middle of a transaction
+            holder.execute(
+                delete(schema.kpi_dirty_hours).where(schema.kpi_dirty_hours.c.version < 0)
+            )
+        started = time.monotonic()
+        assert rollups.refresh(store.engine, wait=False) is None
+        assert time.monotonic() - started < 5
+        assert marks(store)[0] == {"P1"}  # still marked
+        holding.rollback()
+    finally:
+        holder.close()
+    assert won_revenue(store, "P1") == 2000.0  # the next refresh catches up
