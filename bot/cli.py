@@ -206,10 +206,15 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     from bot.scheduler import start_scheduler
 
     scheduler = start_scheduler(obj.store, obj.config, services.client)
+    from bot.surveys.tick import start_survey_jobs  # issue 8: survey rounds, exactly once
+
+    survey_jobs = start_survey_jobs(obj.store, obj.config, services.client)
     try:
         serve_forever(app, obj.store, host, port or slack.port, slack.path)
     finally:
         scheduler.shutdown()
+        if survey_jobs is not None:
+            survey_jobs.shutdown(wait=False)
 
 
 @cli.command()
@@ -399,6 +404,10 @@ from bot.cli_digest import digest, jobs  # noqa: E402 - registered after the gro
 
 cli.add_command(digest)
 cli.add_command(jobs)
+
+from bot.cli_survey import survey  # noqa: E402 - issue 8
+
+cli.add_command(survey)
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from kpi.models import Channel, DealType
+from kpi.survey_config import SurveyCampaign, distinct_campaigns
 
 CONFIG_ENV = "PARTNER_KPI_CONFIG"
 DEFAULT_CONFIG_NAME = "app.yaml"
@@ -181,6 +182,9 @@ class SalesforceConfig(Section):
     # Stop before the sync itself uses more than this share of the org's daily API allowance.
     max_api_share: float = Field(default=0.5, gt=0, le=1)
     page_size: int = Field(default=2000, ge=200, le=2000)
+    # The longest query URL sent; a longer field list is split into several queries merged by
+    # Id. Salesforce refuses URIs over 16,384 bytes (with the headers), proxies may refuse less.
+    max_url_length: int = Field(default=15_000, ge=1000, le=16_384)
 
     @field_validator("api_version")
     @classmethod
@@ -498,7 +502,9 @@ class AppConfig(Section):
         default_factory=list
     )
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    surveys: list[dict[str, Any]] = Field(default_factory=list)
+    surveys: Annotated[list[SurveyCampaign], AfterValidator(distinct_campaigns)] = Field(
+        default_factory=list
+    )
     access: AccessConfig = Field(default_factory=AccessConfig)
 
     @field_validator("timezone")

@@ -11,3 +11,6 @@ from bot.slack_app import BotServices
 def register_listeners(app: App, services: BotServices) -> None:
     commands.register(app, services)
     actions.register(app, services)
+    from bot.surveys import listeners as surveys  # survey DMs: action ids survey_*
+
+    surveys.register(app, services)
