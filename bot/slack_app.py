@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -57,6 +57,7 @@ class BotServices:
     client: WebClient
     today: Callable[[], date]
     team_id: str | None = None
+    now: Callable[[], datetime] | None = None  # survey rounds' clock; None: the real UTC time
     _cache: dict[str, _Cached] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

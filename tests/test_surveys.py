@@ -179,7 +179,7 @@ def make_world(store: Store, fake: FakeSlack, **overrides: Any) -> Iterator[Worl
     bolt, services = build_app(
         store, config, token="xoxb-test", signing_secret=SECRET, api_url=fake.api_url
     )
-    services.survey_clock = clock  # type: ignore[attr-defined]
+    services.now = clock
     server = http_server(bolt, store, "127.0.0.1", 0, "/slack/events")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

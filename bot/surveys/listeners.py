@@ -29,9 +29,8 @@ COMMENT_VIEW = "survey_comment"
 
 
 def _sender(services: BotServices) -> SurveySender:
-    clock = getattr(services, "survey_clock", None)
-    if clock is not None:
-        return SurveySender(services.store, services.config, services.client, clock=clock)
+    if services.now is not None:
+        return SurveySender(services.store, services.config, services.client, clock=services.now)
     return SurveySender(services.store, services.config, services.client)
 
 
