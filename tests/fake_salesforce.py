@@ -6,6 +6,13 @@ simple-salesforce calls them, `sobjects/<obj>/describe`, `query` and `queryAll` 
 interpreter: fields and relationship paths, child subqueries, WHERE with AND/OR/NOT, IN,
 comparisons, ORDER BY, LIMIT) with the real response shape and `nextRecordsUrl` paging, the
 deleted-records resource, `Sforce-Limit-Info` on every response, and the real error bodies.
+A request whose URI is longer than Salesforce's 16,384 bytes is answered `414 URI Too Long`
+with the HTML body Salesforce's front end sends.
+
+Large orgs (the benchmark's million opportunities) need not be held in memory: an object can be
+`generated` — records produced on demand in (SystemModstamp, Id) order from a moment on — and a
+query over it ordered that way streams page by page (its `totalSize` is then the rows produced
+so far, which simple-salesforce does not read).
 
 Login URLs are `https://<domain>.salesforce.com/...`; `FakeSalesforce.resolve()` makes every
 `*.salesforce.com` host resolve to the server (a test's /etc/hosts), and the self-signed
@@ -25,12 +32,12 @@ import socket
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import jwt
@@ -124,6 +131,18 @@ PREFIXES = {
     "OpportunityStage": "01J",
     "OpportunityPartner": "00K",
 }
+
+
+class Generated(Protocol):
+    """An object whose records are made on demand (see the module's docstring)."""
+
+    def since(self, moment: datetime | None) -> Iterator[dict[str, Any]]:
+        """Records with SystemModstamp >= moment (all: None), in (SystemModstamp, Id) order."""
+        ...
+
+
+#: Salesforce's limit on a request's URI (and, with the headers, 16,384 bytes in all).
+MAX_URI = 16_384
 
 
 def sf_datetime(moment: datetime) -> str:
@@ -339,10 +358,18 @@ class FakeOrg:
     sessions: set[str] = field(default_factory=set)
     logins: int = 0
     requests: list[str] = field(default_factory=list)  # "GET /path" of every request
+    uri_lengths: list[int] = field(default_factory=list)  # of every GET's path and query
     #: Called before each REST request with (method, path); returns (status, body) to fail it.
     fault: Callable[[str, str], tuple[int, Any] | None] | None = None
+    #: Objects whose records are made on demand (the benchmark's large org).
+    generated: dict[str, Generated] = field(default_factory=dict)
+    max_uri: int = MAX_URI
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
+    _version: int = 0  # bumped by every change, for the child-relationship index
+    _children: dict[tuple[str, str], tuple[int, dict[Any, list[dict[str, Any]]]]] = field(
+        default_factory=dict
+    )
 
     def clock(self) -> datetime:
         return self.now
@@ -366,6 +393,7 @@ class FakeOrg:
             record.update(values)
             record["SystemModstamp"] = moment
             self.records.setdefault(sobject, {})[record["Id"]] = record
+            self._version += 1
             return str(record["Id"])
 
     def update(self, sobject: str, record_id: str, **values: Any) -> None:
@@ -373,6 +401,7 @@ class FakeOrg:
             record = self.records[sobject][record_id]
             record.update(values)
             record["SystemModstamp"] = sf_datetime(self.now)
+            self._version += 1
 
     def soft_delete(self, sobject: str, record_id: str) -> None:
         self.update(sobject, record_id, IsDeleted=True)
@@ -380,6 +409,7 @@ class FakeOrg:
     def hard_delete(self, sobject: str, record_id: str) -> None:
         with self.lock:
             del self.records[sobject][record_id]
+            self._version += 1
             self.hard_deleted.setdefault(sobject, []).append((record_id, self.now))
 
     # --- describe ---------------------------------------------------------------------
@@ -406,11 +436,42 @@ class FakeOrg:
 
     # --- queries ----------------------------------------------------------------------
 
-    def run(self, soql: str, include_deleted: bool) -> list[dict[str, Any]]:
+    def run(self, soql: str, include_deleted: bool) -> Iterable[dict[str, Any]]:
+        """The query's rows: a list, or a lazy iterator over a generated object."""
         select = parse_soql(soql)
         if select.sobject not in STANDARD_FIELDS and select.sobject not in self.custom_fields:
             raise SoqlError("INVALID_TYPE", f"sObject type '{select.sobject}' is not supported.")
+        generated = self.generated.get(select.sobject)
+        in_order = select.order in ([], [("SystemModstamp", False), ("Id", False)])
+        if generated is not None and in_order:
+            for name in select.fields:
+                self._check_path(select.sobject, name)
+            return self._streamed(select, generated, include_deleted)
         return self._rows(select, None, include_deleted)
+
+    def _streamed(
+        self, select: Select, generated: Generated, include_deleted: bool
+    ) -> Iterator[dict[str, Any]]:
+        taken = 0
+        for record in generated.since(_lower_bound(select.where)):
+            if select.limit is not None and taken >= select.limit:
+                return
+            if (include_deleted or not record.get("IsDeleted")) and self._holds(
+                select.where, record
+            ):
+                taken += 1
+                yield self._shape(select.sobject, select, record, include_deleted)
+
+    def _children_of(self, sobject: str, link: str, parent_id: str) -> list[dict[str, Any]]:
+        """The records of `sobject` whose `link` names the parent, through an index."""
+        with self.lock:
+            version, index = self._children.get((sobject, link), (-1, {}))
+            if version != self._version:
+                index = {}
+                for record in self.records.get(sobject, {}).values():
+                    index.setdefault(record.get(link), []).append(record)
+                self._children[(sobject, link)] = (self._version, index)
+            return list(index.get(parent_id, []))
 
     def _rows(
         self, select: Select, parent: tuple[str, str] | None, include_deleted: bool
@@ -420,11 +481,14 @@ class FakeOrg:
             sobject = CHILDREN[(parent[0], select.sobject)][0]
         for name in [*select.fields, *(o[0] for o in select.order)]:
             self._check_path(sobject, name)
-        with self.lock:
-            candidates = list(self.records.get(sobject, {}).values())
         if parent is not None:
             link = CHILDREN[(parent[0], select.sobject)][1]
-            candidates = [r for r in candidates if r.get(link) == parent[1]]
+            candidates = self._children_of(sobject, link, parent[1])
+        elif sobject in self.generated:
+            candidates = list(self.generated[sobject].since(None))
+        else:
+            with self.lock:
+                candidates = list(self.records.get(sobject, {}).values())
         rows = [
             r
             for r in candidates
@@ -511,6 +575,42 @@ class FakeOrg:
         return row
 
 
+def _lower_bound(predicate: Any) -> datetime | None:
+    """The latest `SystemModstamp >= t` (or `>`) that the whole predicate requires."""
+    if predicate is None:
+        return None
+    if predicate[0] == "and":
+        bounds = [b for b in (_lower_bound(predicate[1]), _lower_bound(predicate[2])) if b]
+        return max(bounds) if bounds else None
+    if predicate[0] == "cmp" and predicate[1] == "SystemModstamp" and predicate[2] in (">=", ">"):
+        value = predicate[3]
+        return value if isinstance(value, datetime) else None
+    return None
+
+
+class RowStream:
+    """The rows of a query over a generated object, made page by page as they are asked for."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.position = 0
+        self.ahead: list[dict[str, Any]] = []
+        self.last: tuple[int, list[dict[str, Any]], bool] | None = None  # for a retried page
+
+    def page(self, offset: int, size: int) -> tuple[list[dict[str, Any]], bool] | None:
+        """`size` rows from `offset` and whether they are the last; None for a stale offset."""
+        if self.last is not None and offset == self.last[0]:
+            return self.last[1], self.last[2]
+        if offset != self.position:
+            return None
+        page = self.ahead + list(itertools.islice(self.rows, size + 1 - len(self.ahead)))
+        self.ahead = page[size:]
+        page = page[:size]
+        self.last = (offset, page, not self.ahead)
+        self.position += len(page)
+        return page, not self.ahead
+
+
 def _attributes(sobject: str, record_id: Any) -> dict[str, str]:
     return {"type": sobject, "url": f"/services/data/v62.0/sobjects/{sobject}/{record_id}"}
 
@@ -577,6 +677,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         self.org.requests.append(f"GET {url.path}")
+        self.org.uri_lengths.append(len(self.path))
+        if len(self.path) > self.org.max_uri:
+            # Salesforce's front end answers before the API (no limit header, not counted).
+            body = b"<h1>Bad Message 414</h1><pre>reason: URI Too Long</pre>"
+            self.send_response(414)
+            self.send_header("Content-Type", "text/html;charset=iso-8859-1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         match = _REST.match(url.path)
         if not match:
             self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
@@ -701,15 +811,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self, endpoint: str, locator: str, offset: int) -> None:
         rows = self.server.cursors.get(locator)
-        if rows is None:
+        size = min(self.org.page_size, _batch_size(self.headers.get("Sforce-Query-Options")))
+        taken = rows.page(offset, size) if isinstance(rows, RowStream) else None
+        if rows is None or (isinstance(rows, RowStream) and taken is None):
             self._json(
                 400, [{"message": "invalid query locator", "errorCode": "INVALID_QUERY_LOCATOR"}]
             )
             return
-        size = min(self.org.page_size, _batch_size(self.headers.get("Sforce-Query-Options")))
-        page = rows[offset : offset + size]
-        done = offset + size >= len(rows)
-        body: dict[str, Any] = {"totalSize": len(rows), "done": done, "records": page}
+        if isinstance(rows, RowStream):
+            assert taken is not None
+            page, done = taken
+            total = rows.position
+        else:
+            page = rows[offset : offset + size]
+            done = offset + size >= len(rows)
+            total = len(rows)
+        body: dict[str, Any] = {"totalSize": total, "done": done, "records": page}
         if not done:
             body["nextRecordsUrl"] = f"/services/data/v62.0/{endpoint}/{locator}-{offset + size}"
         self._json(200, body)
@@ -761,7 +878,7 @@ class FakeServer(ThreadingHTTPServer):
     def __init__(self, org: FakeOrg) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.org = org
-        self.cursors: dict[str, list[dict[str, Any]]] = {}
+        self.cursors: dict[str, list[dict[str, Any]] | RowStream] = {}
 
     @property
     def port(self) -> int:
@@ -771,9 +888,9 @@ class FakeServer(ThreadingHTTPServer):
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def remember(self, rows: list[dict[str, Any]]) -> str:
+    def remember(self, rows: Iterable[dict[str, Any]]) -> str:
         locator = f"01g{uuid.uuid4().hex[:15]}"
-        self.cursors[locator] = rows
+        self.cursors[locator] = rows if isinstance(rows, list) else RowStream(iter(rows))
         return locator
 
 

@@ -14,12 +14,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.files import FilesSource, SourceError
-from connectors.incremental import Cursor, RetryPolicy, read_watermark
+from connectors.incremental import ApiBudget, Cursor, RetryPolicy, read_watermark
 from connectors.normalize import Normalizer
 from connectors.salesforce import SalesforceSource
 from connectors.salesforce.auth import LoginRefused
+from connectors.salesforce.client import SalesforceApi
 from connectors.salesforce.describe import UnknownFields
 from connectors.salesforce.soql import Query, equals, literal
+from connectors.salesforce.streams import merged_pages, ordered, query_pages
 from connectors.sync import run_sync
 from kpi import schema
 from kpi.config import AppConfig
@@ -28,7 +30,7 @@ from kpi.models import Deal, Partner, StageChange
 from kpi.periods import parse_period
 from kpi.store import Store, open_store
 from tests.demo_folder import demo_slice
-from tests.fake_salesforce import FakeOrg, FakeSalesforce
+from tests.fake_salesforce import MAX_URI, FakeOrg, FakeSalesforce, parse_sf_datetime
 from tests.kpi_compare import assert_same
 
 PARTNERS = 8  # demo partners in the fake org
@@ -545,3 +547,76 @@ def test_soql_literals_are_escaped() -> None:
 def test_cursor_round_trips() -> None:
     cursor = Cursor(datetime(2026, 1, 1, tzinfo=UTC), "006A")
     assert Cursor.decode(cursor.encode()) == cursor
+
+
+def _long_field_list(org: FakeOrg, count: int) -> list[str]:
+    """`count` custom Opportunity fields with long names, each set on every opportunity."""
+    names = [f"Quarterly_Forecast_Adjustment_Note_{n:03d}__c" for n in range(count)]
+    org.custom_fields["Opportunity"].update({name: ("string", None, None) for name in names})
+    for record in org.records["Opportunity"].values():
+        record.update({name: f"{record['Id']}:{n}" for n, name in enumerate(names)})
+    return names
+
+
+def _read_all(org: FakeOrg, fields: list[str], **settings: Any) -> list[dict[str, Any]]:
+    api = SalesforceApi(
+        app_config(**settings).salesforce,
+        ApiBudget(),
+        RetryPolicy(attempts=2, sleep=lambda _: None),
+        env=ENV,
+    )
+    query = ordered(Query("Opportunity", ["Name", *fields]))
+    return [row for page in query_pages(api, query, include_deleted=True) for row in page]
+
+
+def _assert_complete(org: FakeOrg, rows: list[dict[str, Any]], fields: list[str]) -> None:
+    records = org.records["Opportunity"]
+    wanted = sorted(
+        records.values(), key=lambda r: (parse_sf_datetime(r["SystemModstamp"]), r["Id"])
+    )
+    assert [r["Id"] for r in rows] == [r["Id"] for r in wanted]
+    for row in rows:
+        record = records[row["Id"]]
+        assert row["Name"] == record["Name"]
+        assert all(row[name] == record[name] for name in fields), row["Id"]
+        assert row["attributes"]["type"] == "Opportunity"
+
+
+def test_a_field_list_too_long_for_a_url_is_split_and_merged_by_id(
+    server: FakeSalesforce, org: FakeOrg
+) -> None:
+    fields = _long_field_list(org, 400)  # about 19,000 characters of field names
+    rows = _read_all(org, fields)
+    _assert_complete(org, rows, fields)
+    assert max(org.uri_lengths) <= MAX_URI  # no request was refused as too long
+    first_pages = [r for r in org.requests if r.endswith("/queryAll/")]
+    assert len(first_pages) >= 2  # several queries over chunks of the fields
+    pages = -(-len(rows) // 200)
+    assert len([r for r in org.requests if "/queryAll" in r]) == len(first_pages) * pages
+
+
+def test_a_414_answer_splits_the_field_list_further(server: FakeSalesforce, org: FakeOrg) -> None:
+    org.max_uri = 8_000  # a proxy before Salesforce that refuses shorter URIs
+    fields = _long_field_list(org, 200)  # about 9,500 characters: under max_url_length
+    rows = _read_all(org, fields)
+    _assert_complete(org, rows, fields)
+    refused = [n for n in org.uri_lengths if n > org.max_uri]
+    assert len(refused) == 1  # the first, unsplit query; then halves of max_url_length
+    assert max(n for n in org.uri_lengths if n <= org.max_uri) <= 15_000 // 2
+
+
+def test_merging_field_chunks_tolerates_rows_that_moved_between_the_queries() -> None:
+    def rows(*ids: str, field: str) -> list[dict[str, Any]]:
+        return [{"Id": i, field: f"{field}-{i}"} for i in ids]
+
+    driver = iter([rows("A", "B", field="x"), rows("C", "D", field="x")])
+    # C was modified after the first chunk's query ran: the second one sees it last; E is new.
+    other = iter([rows("A", "B", field="y"), rows("D", "E", field="y"), rows("C", field="y")])
+    pages = list(merged_pages([driver, other]))
+    assert [[r["Id"] for r in page] for page in pages] == [["A", "B"], ["C", "D"]]
+    assert all(r["y"] == f"y-{r['Id']}" and r["x"] == f"x-{r['Id']}" for p in pages for r in p)
+
+    # a row the other chunk never saw (it left the query's filter meanwhile) waits for next run
+    driver = iter([rows("A", "B", field="x")])
+    other = iter([rows("A", field="y")])
+    assert [[r["Id"] for r in page] for page in merged_pages([driver, other])] == [["A"]]

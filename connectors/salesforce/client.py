@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -35,6 +36,10 @@ _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 class QueryTimeout(SourceError):
     """Salesforce gave up on a query (QUERY_TIMEOUT); a narrower one may succeed."""
+
+
+class UriTooLong(SourceError):
+    """Salesforce (or a proxy before it) refused the request's URI as too long (HTTP 414)."""
 
 
 class SalesforceRequestError(SourceError):
@@ -130,6 +135,12 @@ class SalesforceApi:
                 return
             result = self.call(partial(_more, url=result["nextRecordsUrl"], headers=headers))
 
+    def query_url_length(self, soql: str, include_deleted: bool = False) -> int:
+        """The length of the query's URI (path and query string) as requests encodes it."""
+        resource = "queryAll" if include_deleted else "query"
+        path = f"/services/data/v{self.settings.api_version}/{resource}/?q="
+        return len(path) + len(quote_plus(soql))
+
     def deleted(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
         """The deleted-records resource (getDeleted) over [start, end]."""
         params = {"start": _iso(start), "end": _iso(end)}
@@ -171,6 +182,8 @@ class SalesforceApi:
                 "Salesforce refused further calls (REQUEST_LIMIT_EXCEEDED): the org's API "
                 "allowance is spent; the next sync resumes where this one stopped"
             )
+        if error.status == 414:
+            return UriTooLong("Salesforce refused a query's URI as too long (HTTP 414).")
         if code == "QUERY_TIMEOUT":
             return QueryTimeout(f"Salesforce timed out a query ({code}).")
         if is_transient(error):
