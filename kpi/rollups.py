@@ -178,9 +178,9 @@ def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
             raise _Busy
         big_cache = full and connection.dialect.name == "sqlite"
         if big_cache:
-            # Millions of rows through SQLite's default 2 MB page cache thrash it: 256 MB for
+            # Millions of rows through SQLite's default 2 MB page cache thrash it: 64 MB for
             # the rebuild, back to the default after (the pool keeps the connection).
-            connection.exec_driver_sql("PRAGMA cache_size=-262144")
+            connection.exec_driver_sql("PRAGMA cache_size=-65536")
         try:
             if full:  # after a bulk load or the upgrade: the triggers did not see the rows
                 _fill_stage_change_partners(connection)
