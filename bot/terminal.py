@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, TextIO
 
@@ -62,16 +63,29 @@ def sync_report(report: SyncReport) -> str:
 class LineProgress:
     """A one-line progress indicator on a terminal; silent when output is not a terminal."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
+    def __init__(
+        self, stream: TextIO = sys.stderr, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stream = stream
         self.active = stream.isatty()
         self.shown = False
+        self.clock = clock
+        self.started: dict[str, float] = {}  # when each object's first rows came
 
     def __call__(self, name: str, rows: int) -> None:
         if self.active:
-            self.stream.write(f"\r\033[K{name}: {rows:,} rows read")
+            self.stream.write(f"\r\033[K{self.line(name, rows)}")
             self.stream.flush()
             self.shown = True
+
+    def line(self, name: str, rows: int) -> str:
+        """`Opportunity: 40,000 rows read, 1,850/s` (the rate once a second has passed)."""
+        now = self.clock()
+        started = self.started.setdefault(name, now)
+        text = f"{name}: {rows:,} rows read"
+        if now - started >= 1:
+            text += f", {rows / (now - started):,.0f}/s"
+        return text
 
     def done(self) -> None:
         if self.shown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.terminal import LineProgress
 from tests.csv_folder import minimal_folder
 
 AS_OF = "2026-11-22"
@@ -219,3 +221,13 @@ def test_serve_without_a_token_says_which_secret_is_missing(
     assert err.strip() == (
         "partner-kpi: SLACK_BOT_TOKEN is not set; export it in the environment (never in app.yaml)."
     )
+
+
+def test_sync_progress_shows_rows_and_their_rate_per_object() -> None:
+    ticks = iter([100.0, 100.5, 102.0, 200.0, 200.2])
+    progress = LineProgress(io.StringIO(), clock=lambda: next(ticks))
+    assert progress.line("Opportunity", 2_000) == "Opportunity: 2,000 rows read"
+    assert progress.line("Opportunity", 4_000) == "Opportunity: 4,000 rows read"  # < 1 s
+    assert progress.line("Opportunity", 8_000) == "Opportunity: 8,000 rows read, 4,000/s"
+    assert progress.line("Contact", 500) == "Contact: 500 rows read"  # its own start
+    assert progress.line("Contact", 900) == "Contact: 900 rows read"
