@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, delete, func, select
 
 from connectors.report import ObjectReport, SyncReport
+from connectors.seen import SeenIds
 from kpi import schema
 from kpi.models import Deal, Record, StageChange
 from kpi.store import BATCH_SIZE, KINDS, Store
@@ -143,7 +144,7 @@ class StreamWriter:
         if start is not None and lookback:
             start = Cursor(start.rewound(lookback), "")
         object_report = self.report.object(stream.name)
-        seen: set[str] | None = set() if full else None
+        seen = SeenIds() if full else None
         key = KINDS[stream.model].key
         rows = 0
         for page in stream.pages(start):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -183,7 +183,7 @@ class Store:
             )
 
     def delete_missing(
-        self, connection: Connection, model: type[Record], source: str, keep: set[str]
+        self, connection: Connection, model: type[Record], source: str, keep: Container[str]
     ) -> int:
         """Deletes `source`'s rows of this kind whose id is not in `keep` (a full snapshot).
 
