@@ -209,6 +209,12 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     from bot.surveys.tick import start_survey_jobs  # issue 8: survey rounds, exactly once
 
     survey_jobs = start_survey_jobs(obj.store, obj.config, services.client)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # `docker stop`, Kubernetes: SIGTERM ends serve cleanly (exit 0), schedulers stopped.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve_forever(app, obj.store, host, port or slack.port, slack.path)
     finally:

@@ -107,7 +107,7 @@ def _send(obj: Any, chosen: DigestConfig, data: Any, message: Message, chart: by
     obj.store.claim(key, "digest", "cli", {"digest": chosen.name, "channel": chosen.channel})
     fallback = render_chart_fallback(data, app.currency) if chart is not None else None
     try:
-        posted = post_digest(client, chosen, message, chart, fallback)
+        posted = post_digest(client, chosen, message, chart, fallback, key=key)
     except ChannelUnavailable as error:
         raise _error(str(error)) from None
     obj.store.mark_sent(key, posted.ts)

@@ -14,6 +14,14 @@ Choices where the issue is silent:
   `this-month` covers the month just ended.
 - Movers compare with the latest earlier snapshot of the same period (kpi.snapshots), else with
   the previous period.
+- The trailing comparison (`trailing_quarters`, default 4) averages the stored snapshots of the
+  same period whose period starts within that many quarters before this one: the weekly runs of a
+  weekly digest (the typical week of the last year), the quarterly runs of a quarterly one. It
+  covers the program KPIs and the leaders' quality scores. While the snapshots do not yet reach
+  back over the whole window the average is still shown, labelled as the average of the runs
+  there are, and the digest says plainly that the history is shorter than asked; with no
+  snapshot at all it says so instead. A filtered digest sums its chosen partners' rows of each
+  snapshot (active partners are not kept per partner, so that one has no average).
 - With a partner filter, the program section sums the chosen partners' cards (revenue, deals,
   pipeline, active partners and their share of all partner revenue) instead of the program's
   pooled KPIs, which cover every partner.
@@ -45,7 +53,7 @@ from kpi.leaders import leaderboard
 from kpi.models import Partner
 from kpi.periods import Period, parse_period, previous_period
 from kpi.risk import AtRisk, RiskRules, partners_at_risk
-from kpi.snapshots import latest_snapshot
+from kpi.snapshots import PROGRAM_ID, Snapshot, latest_snapshot, snapshots_since
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.digest")
@@ -54,6 +62,8 @@ log = logging.getLogger("partner_kpi.digest")
 CHANNEL_ERRORS = frozenset(
     {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
 )
+#: The event_type of the message metadata each digest post carries, with its send-log key.
+DIGEST_EVENT = "partner_kpi_digest"
 CHART_WEEKS = 12
 MOVER_KEYS = ("quality_score", "won_revenue")
 
@@ -81,6 +91,19 @@ class WeekRevenue:
     direct: float
 
 
+@dataclass(frozen=True)
+class Trailing:
+    """The average of the trailing quarters' snapshots: program KPIs and quality scores."""
+
+    quarters: int
+    since: date  # the window: snapshots whose period starts on or after this day
+    runs: int  # snapshots averaged
+    first: date | None  # the oldest averaged snapshot's period start
+    complete: bool  # the snapshots reach back over the whole window
+    program: dict[str, float | None]
+    quality: dict[str, float]  # partner id -> average quality score
+
+
 @dataclass
 class DigestData:
     """Everything the digest shows, and the cards its snapshot keeps."""
@@ -103,6 +126,7 @@ class DigestData:
     data_as_of: datetime | None
     warning: str | None
     weeks: list[WeekRevenue]
+    trailing: Trailing | None  # None when the digest compares with the previous period only
     cards: dict[str, dict[str, Any]] = field(repr=False)
     program_card: dict[str, Any] = field(repr=False)
 
@@ -154,6 +178,7 @@ def build_digest(
         if key is not None
     }
     risks = _risks(store, digest, period, cards, active, stale)
+    leaders = ranked_cards[: digest.top]
     chosen_partners = sorted((partners[pid] for pid in chosen), key=lambda p: p.name.casefold())
     data_as_of = store.data_as_of()
     return DigestData(
@@ -165,7 +190,7 @@ def build_digest(
         program_keys=list(keys),
         filtered=filtered,
         partner_count=len(cards),
-        leaders=ranked_cards[: digest.top],
+        leaders=leaders,
         ranked=len(ranked_cards),
         movers=movers,
         movers_basis=basis,
@@ -175,6 +200,9 @@ def build_digest(
         data_as_of=data_as_of,
         warning=_freshness_warning(store, digest, period, now),
         weeks=weekly_revenue(store, period, chosen if filtered else None),
+        trailing=trailing_comparison(
+            store, digest, period, run_at, keys, set(cards) if filtered else None, leaders
+        ),
         cards=cards,
         program_card=program_card,
     )
@@ -282,6 +310,82 @@ def _movers(
         down = [m for m in moved if m.delta < 0][: digest.movers]
         result[key] = (up, down)
     return result, basis
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` earlier (the month's last day when it is shorter)."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = index // 12, index % 12 + 1
+    for last in (31, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def trailing_comparison(
+    store: Store,
+    digest: DigestConfig,
+    period: Period,
+    run_at: datetime,
+    keys: tuple[str, ...] | list[str],
+    chosen: set[str] | None,
+    leaders: list[dict[str, Any]],
+) -> Trailing | None:
+    """The average of the snapshots of `period`'s name taken before `run_at` whose period
+    starts within `digest.trailing_quarters` quarters before `period` does. `chosen` is a
+    filtered digest's partners (their rows are summed), None for the whole program."""
+    quarters = digest.trailing_quarters
+    if quarters <= 0:
+        return None
+    since = months_before(period.start, 3 * quarters)
+    leader_ids = {str(card["partner"]["id"]) for card in leaders}
+    wanted: set[str] | None = {PROGRAM_ID, *leader_ids}
+    if chosen is not None:
+        wanted = {PROGRAM_ID, *chosen, *leader_ids} if len(chosen) <= 1000 else None
+    history = [
+        snapshot
+        for snapshot in snapshots_since(store, period.name, since, run_at, wanted)
+        if snapshot.start < period.start.isoformat()  # never this run (or a later one)
+    ]
+    figures = [
+        found
+        for found in (_program_figures(snapshot, chosen) for snapshot in history)
+        if found is not None
+    ]
+    program: dict[str, float | None] = {key: _mean(f.get(key) for f in figures) for key in keys}
+    quality: dict[str, float] = {}
+    for pid in leader_ids:
+        average = _mean(snapshot.partners.get(pid, {}).get("quality_score") for snapshot in history)
+        if average is not None:
+            quality[pid] = average
+    first = min((date.fromisoformat(s.start) for s in history), default=None)
+    complete = first is not None and first < since + timedelta(days=period.days)
+    return Trailing(quarters, since, len(figures), first, complete, program, quality)
+
+
+def _program_figures(snapshot: Snapshot, chosen: set[str] | None) -> dict[str, Any] | None:
+    """One snapshot's program KPIs: the program row, or the chosen partners' rows summed."""
+    program = snapshot.partners.get(PROGRAM_ID)
+    if chosen is None:
+        return program
+    rows = [kpis for pid, kpis in snapshot.partners.items() if pid in chosen]
+    if not rows:
+        return None
+    revenue = sum(float(row.get("won_revenue") or 0) for row in rows)
+    total = (program or {}).get("partner_revenue")
+    return {
+        "partner_revenue": revenue,
+        "partner_revenue_share": revenue / total if total else None,
+        "deal_count": sum(int(row.get("deal_count") or 0) for row in rows),
+        "pipeline_value": sum(float(row.get("pipeline_value") or 0) for row in rows),
+    }
+
+
+def _mean(values: Any) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sum(numbers) / len(numbers) if numbers else None
 
 
 def _risks(
@@ -452,9 +556,12 @@ def post_digest(
     message: Message,
     chart: bytes | None,
     chart_fallback: Message | None,
+    key: str | None = None,
 ) -> Posted:
     """Posts the digest, then its chart into the message's thread. Raises ChannelUnavailable
-    when the bot cannot post in the channel; a failed chart upload falls back to text."""
+    when the bot cannot post in the channel; a failed chart upload falls back to text. `key`
+    (the send log's) goes into the message's metadata, where `find_posted` finds it again."""
+    metadata = {"event_type": DIGEST_EVENT, "event_payload": {"key": key}} if key else None
     try:
         response = client.chat_postMessage(
             channel=digest.channel,
@@ -462,15 +569,10 @@ def post_digest(
             blocks=message.blocks,
             unfurl_links=False,
             unfurl_media=False,
+            metadata=metadata,
         )
     except SlackApiError as error:
-        code = str(error.response.get("error", ""))
-        if code in CHANNEL_ERRORS:
-            raise ChannelUnavailable(
-                f"digest {digest.name} cannot be posted to {digest.channel}: {code}; "
-                "invite the bot there with `/invite @partner-kpi` (a private channel needs it "
-                "too), or fix the channel in app.yaml."
-            ) from None
+        _raise_for_channel(digest, error)
         raise
     channel, ts = str(response["channel"]), str(response["ts"])
     if chart is None:
@@ -500,6 +602,46 @@ def post_digest(
         log.warning("digest %s: chart text failed too: %s", digest.name, error)
         return Posted(channel, ts, "none")
     return Posted(channel, ts, "text")
+
+
+def _raise_for_channel(digest: DigestConfig, error: SlackApiError) -> None:
+    code = str(error.response.get("error", ""))
+    if code in CHANNEL_ERRORS:
+        raise ChannelUnavailable(
+            f"digest {digest.name} cannot be posted to {digest.channel}: {code}; "
+            "invite the bot there with `/invite @partner-kpi` (a private channel needs it "
+            "too), or fix the channel in app.yaml."
+        ) from None
+
+
+def find_posted(
+    client: WebClient, digest: DigestConfig, key: str, oldest: datetime, page_size: int = 200
+) -> str | None:
+    """The ts of the digest post carrying `key` in its metadata, posted in the digest's
+    channel after `oldest`, or None: conversations.history with include_all_metadata, newest
+    first, paged through next_cursor. Raises ChannelUnavailable when the bot cannot read the
+    channel, and SlackApiError otherwise (missing_scope without channels:history)."""
+    cursor: str | None = None
+    while True:
+        try:
+            response = client.conversations_history(
+                channel=digest.channel,
+                oldest=f"{oldest.timestamp():.6f}",
+                include_all_metadata=True,
+                limit=page_size,
+                cursor=cursor,
+            )
+        except SlackApiError as error:
+            _raise_for_channel(digest, error)
+            raise
+        for found in response.get("messages") or []:
+            metadata = found.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == DIGEST_EVENT and payload.get("key") == key:
+                return str(found["ts"])
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
 
 
 def utc_now() -> datetime:

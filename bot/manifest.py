@@ -14,6 +14,10 @@ BOT_SCOPES = [
     "chat:write",  # digests and survey DMs
     "chat:write.public",  # digests into public channels the bot has not joined
     "files:write",  # digest charts
+    # A stale digest claim's channel is read for the crashed replica's post (its metadata)
+    # before posting again: public and private channels.
+    "channels:history",
+    "groups:history",
     "im:write",  # opening survey DMs
     "users:read",  # who is asking: external or not
     "users:read.email",  # external users' partner by email domain; survey contacts

@@ -11,7 +11,11 @@ for every digest, at its latest scheduled time up to now:
   stores the KPI snapshot, posts, and records Slack's `ts` with `mark_sent`;
 - a claim that was never posted and is older than `stale_claim_minutes` (its claimer crashed
   between claim and post, or Slack refused the post) is taken over atomically by one replica and
-  retried, so a post is never lost and never made twice;
+  retried, so a post is never lost and never made twice. Each post carries its key in Slack
+  message metadata (event_type `partner_kpi_digest`), and the replica that takes a stale claim
+  over first reads the channel's history since the claim (conversations.history with
+  include_all_metadata): if the crashed claimer's post is there (it died after chat.postMessage,
+  before `mark_sent`), its ts is recorded and nothing is posted;
 - older than the grace time and never posted: skipped, with one log line.
 
 APScheduler's own misfire handling is not relied on: jobs run with coalesce and no misfire grace
@@ -35,6 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.digest import (
     ChannelUnavailable,
@@ -42,6 +47,7 @@ from bot.digest import (
     build_digest,
     chart_png,
     digest_period,
+    find_posted,
     post_digest,
     render_chart_fallback,
     render_digest,
@@ -56,6 +62,8 @@ Clock = Callable[[], datetime]
 SyncRunner = Callable[[], object]
 #: How far back a schedule's latest run is looked for, widening until one is found.
 LOOKBACK = (timedelta(days=8), timedelta(days=32), timedelta(days=367))
+#: Clock skew allowed between a replica's claim time and Slack's message ts.
+HISTORY_MARGIN = timedelta(minutes=5)
 
 
 def utc_now() -> datetime:
@@ -103,7 +111,9 @@ class Outcome:
 
     digest: str
     scheduled: datetime | None
-    action: str  # sent | already-sent | claimed-elsewhere | skipped | failed | not-due
+    # sent | found-posted (a stale claim's post found in the channel, recorded, not re-posted)
+    # | already-sent | claimed-elsewhere | skipped | failed | not-due
+    action: str
     key: str | None = None
     ts: str | None = None
     detail: str = ""
@@ -154,6 +164,7 @@ class DigestScheduler:
             else None
         )
         self._skipped: set[str] = set()
+        self._reported = False
         self._lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
 
@@ -192,19 +203,42 @@ class DigestScheduler:
             "channel": digest.channel,
             "scheduled": scheduled.isoformat(),
         }
-        claimed = self.store.claim(key, "digest", self.replica, detail) or (
-            state is not None and self.store.reclaim_stale(key, self.replica, self.stale)
-        )
-        if not claimed:
-            return Outcome(digest.name, scheduled, "claimed-elsewhere", key)
-        return self._send(digest, scheduled, key, now)
+        if self.store.claim(key, "digest", self.replica, detail):
+            return self._send(digest, scheduled, key, now)
+        if state is not None and self.store.reclaim_stale(key, self.replica, self.stale):
+            # The claimer may have posted and died before mark_sent: look before posting.
+            claimed_at = state["claimed_at"].replace(tzinfo=UTC)
+            since = min(claimed_at, scheduled) - HISTORY_MARGIN
+            return self._send(digest, scheduled, key, now, posted_since=since)
+        return Outcome(digest.name, scheduled, "claimed-elsewhere", key)
 
-    def _send(self, digest: DigestConfig, scheduled: datetime, key: str, now: datetime) -> Outcome:
+    def _send(
+        self,
+        digest: DigestConfig,
+        scheduled: datetime,
+        key: str,
+        now: datetime,
+        posted_since: datetime | None = None,
+    ) -> Outcome:
+        """Builds, snapshots and posts the run; with `posted_since` (a stale claim taken over)
+        first looks in the channel for a post of this key made since then."""
         try:
+            if posted_since is not None:
+                ts = self._already_posted(digest, key, posted_since)
+                if ts is not None:
+                    self.store.mark_sent(key, ts)
+                    log.warning(
+                        "digest %s: the run of %s was already posted (ts %s) by a replica that "
+                        "stopped before recording it; recorded it, not posted again",
+                        digest.name,
+                        scheduled.isoformat(),
+                        ts,
+                    )
+                    return Outcome(digest.name, scheduled, "found-posted", key, ts)
             self._sync_if_old(now)
             data = build_digest(self.store, self.app, digest, scheduled, now=now)
             save_snapshot(self.store, scheduled, data.period, data.cards, program=data.program_card)
-            ts = self.deliver(data)
+            ts = self.deliver(data, key)
         except ChannelUnavailable as error:
             log.error("%s It is retried in %s.", error, self.stale)
             return Outcome(digest.name, scheduled, "failed", key, detail=str(error))
@@ -215,8 +249,37 @@ class DigestScheduler:
         log.info("digest %s: posted to %s (ts %s)", digest.name, digest.channel, ts)
         return Outcome(digest.name, scheduled, "sent", key, ts)
 
-    def deliver(self, data: DigestData) -> str:
-        """Posts the digest (and its chart) and returns the message's ts."""
+    def _already_posted(self, digest: DigestConfig, key: str, since: datetime) -> str | None:
+        """The ts of this key's post in the channel's history since `since`, if any. Without
+        the history scope (an app installed before it was asked for) it cannot tell, says so
+        and answers None, so the digest is posted rather than lost."""
+        if self.client is None:
+            raise RuntimeError("the scheduler has no Slack client")
+        if digest.channel.startswith("#"):
+            log.warning(
+                "digest %s: cannot look for an unrecorded earlier post in %s, since "
+                "conversations.history needs the channel's ID; put the ID in app.yaml",
+                digest.name,
+                digest.channel,
+            )
+            return None
+        try:
+            return find_posted(self.client, digest, key, since)
+        except SlackApiError as error:
+            if error.response.get("error") != "missing_scope":
+                raise
+            log.warning(
+                "digest %s: cannot read %s's history (missing_scope %s), so a post made by a "
+                "replica that stopped before recording it may be repeated; reinstall the app "
+                "with channels:history and groups:history (`partner-kpi manifest`)",
+                digest.name,
+                digest.channel,
+                error.response.get("needed", ""),
+            )
+            return None
+
+    def deliver(self, data: DigestData, key: str | None = None) -> str:
+        """Posts the digest (and its chart) with `key` in its metadata; returns its ts."""
         if self.client is None:
             raise RuntimeError("the scheduler has no Slack client")
         currency = self.app.currency
@@ -227,6 +290,7 @@ class DigestScheduler:
             render_digest(data, currency),
             chart,
             render_chart_fallback(data, currency) if chart is not None else None,
+            key=key,
         )
         return posted.ts
 
@@ -329,12 +393,23 @@ class DigestScheduler:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+            log.info("scheduler stopped (%s)", self.replica)
 
     def _safe_tick(self) -> None:
         try:
-            self.tick()
+            outcomes = self.tick()
         except Exception:  # the database may be away for a while; the next tick tries again
             log.exception("scheduler tick failed")
+            return
+        if not self._reported:  # the catch-up at start: say what it found, once
+            self._reported = True
+            for outcome in outcomes:
+                log.info(
+                    "digest %s at start: %s%s",
+                    outcome.digest,
+                    outcome.action,
+                    f" (run of {outcome.scheduled.isoformat()})" if outcome.scheduled else "",
+                )
 
 
 def start_scheduler(

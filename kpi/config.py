@@ -453,6 +453,9 @@ class DigestConfig(Section):
     # Warn when the data is older than this; default: a day for a period of up to a week,
     # else a seventh of the period (a monthly digest accepts 4 days).
     max_data_age_hours: float | None = Field(default=None, gt=0)
+    # Program KPIs and leaders also compared with the average of the stored snapshots of the
+    # same period over this many trailing quarters (0: only with the previous period).
+    trailing_quarters: int = Field(default=4, ge=0, le=12)
 
     @field_validator("sections")
     @classmethod

@@ -3,8 +3,8 @@
 The CRM often keeps little history of its own (a deal's amount or a partner's tier is simply
 overwritten), so each scheduled run writes what it computed: one row per partner, plus one for
 the program as a whole under `PROGRAM_ID`. A digest compares with the latest earlier snapshot
-of the same period ("movers since last week"), and trailing snapshots give the product its own
-weekly history.
+of the same period ("movers since last week"), and the runs of the trailing quarters give the
+product its own history: the digest compares with their average (`snapshots_since`).
 
 A row holds the card's `kpis` with `quality_score` and `rank` added. `run_at` is the run's
 scheduled time (naive UTC), so every replica that computes the same run writes the same key, and
@@ -13,9 +13,9 @@ writing a run twice is harmless (the unique key (run_at, period, partner_id) kee
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -126,6 +126,39 @@ def trailing_snapshots(
         return []
     found: dict[datetime, Snapshot] = {}
     query = select(table).where(table.c.period == period_name, table.c.run_at.in_(runs))
+    with store.engine.connect() as connection:
+        for row in connection.execute(query):
+            snapshot = found.get(row.run_at)
+            if snapshot is None:
+                snapshot = found[row.run_at] = Snapshot(
+                    run_at=row.run_at.replace(tzinfo=UTC),
+                    period=row.period,
+                    start=row.period_start.isoformat(),
+                    end=row.period_end.isoformat(),
+                )
+            snapshot.partners[row.partner_id] = dict(row.kpis)
+    return [found[run] for run in sorted(found, reverse=True)]
+
+
+def snapshots_since(
+    store: Store,
+    period_name: str,
+    since: date,
+    before: datetime,
+    partner_ids: Collection[str] | None = None,
+) -> list[Snapshot]:
+    """Every run of `period_name` strictly before `before` whose period starts on or after
+    `since`, newest first; with `partner_ids`, each keeps only those rows (and the runs that
+    have none of them are left out). The trailing-quarter comparison's history."""
+    table = kpi_snapshots
+    query = select(table).where(
+        table.c.period == period_name,
+        table.c.run_at < _naive_utc(before),
+        table.c.period_start >= since,
+    )
+    if partner_ids is not None:
+        query = query.where(table.c.partner_id.in_(sorted(set(partner_ids))))
+    found: dict[datetime, Snapshot] = {}
     with store.engine.connect() as connection:
         for row in connection.execute(query):
             snapshot = found.get(row.run_at)

@@ -27,6 +27,7 @@ default response_url in the body helpers points at a closed loopback port, never
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -645,6 +646,7 @@ class FakeSlack:
         strict_channels: bool = False,
         blocks_json_limit: int = BLOCKS_JSON_MAX,
         response_url_max_uses: int = 5,
+        wall_clock_ts: bool = False,
     ) -> None:
         self.tokens: set[str] = set(tokens)
         self.team_id = team_id
@@ -657,6 +659,10 @@ class FakeSlack:
         self.strict_channels = strict_channels
         self.blocks_json_limit = blocks_json_limit
         self.response_url_max_uses = response_url_max_uses
+        # Message ts from the wall clock (as Slack's are), for code that reads history with
+        # `oldest`; by default they count up from FIRST_TS_SECONDS.
+        self.wall_clock_ts = wall_clock_ts
+        self._last_ts_micros = 0
 
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -686,6 +692,7 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
             "conversations.open": self._conversations_open,
@@ -1027,7 +1034,12 @@ class FakeSlack:
     # -- ids --------------------------------------------------------------------------------------
 
     def _next_ts(self) -> str:
-        """Unique, increasing, shaped like Slack's: "1700000000.000100", "1700000000.000200"…"""
+        """Unique, increasing, shaped like Slack's: "1700000000.000100", "1700000000.000200"…
+        (or the wall clock's time in microseconds, with `wall_clock_ts`)."""
+        if self.wall_clock_ts:
+            micros = max(time.time_ns() // 1000, self._last_ts_micros + 1)
+            self._last_ts_micros = micros
+            return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
         micros = next(self._ts) * 100
         return f"{FIRST_TS_SECONDS + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
@@ -1144,6 +1156,7 @@ class FakeSlack:
     def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = self._writable_channel(body.get("channel"))
         self._check_message_content(body)
+        _check_metadata(body)
         ts = self._next_ts()
         message = self._message(body, ts)
         self._messages[(channel.id, ts)] = message
@@ -1274,6 +1287,79 @@ class FakeSlack:
             answer.update({"no_op": True, "already_open": True})
         if _truthy(body.get("return_im")):
             answer["channel"] = channel.to_api()
+        return answer
+
+    def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages, newest first, in (oldest, latest) (inclusive on request),
+        paged by `limit` (default 100, at most 999) with an opaque next_cursor. Message
+        metadata is returned whole with include_all_metadata, else its event_type only."""
+        ref = body.get("channel")
+        if isinstance(ref, str) and ref.startswith("#"):
+            raise ApiError("channel_not_found")  # history wants the channel's ID, not its name
+        channel = self._find_channel(ref)
+        if not channel.is_member and not channel.is_im:
+            raise ApiError("not_in_channel")
+        inclusive = _truthy(body.get("inclusive"))
+        bounds: dict[str, float] = {}
+        for name in ("oldest", "latest"):
+            raw = body.get(name)
+            if raw in (None, ""):
+                continue
+            try:
+                bounds[name] = float(raw)
+            except (TypeError, ValueError):
+                raise ApiError(f"invalid_ts_{name}") from None
+        try:
+            limit = int(body.get("limit") or 100)
+        except (TypeError, ValueError):
+            raise ApiError("invalid_limit") from None
+        limit = min(max(limit, 1), 999)
+        before: float | None = None
+        cursor = body.get("cursor")
+        if cursor:
+            try:
+                decoded = base64.b64decode(str(cursor), validate=True).decode()
+                if not decoded.startswith("next_ts:"):
+                    raise ValueError(decoded)
+                before = float(decoded[len("next_ts:") :])
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError("invalid_cursor") from None
+
+        def wanted(message: dict[str, Any]) -> bool:
+            ts = float(message["ts"])
+            if message.get("thread_ts") not in (None, message["ts"]):
+                return False  # a reply lives in its thread (conversations.replies)
+            oldest, latest = bounds.get("oldest"), bounds.get("latest")
+            if oldest is not None and (ts < oldest or (ts == oldest and not inclusive)):
+                return False
+            if latest is not None and (ts > latest or (ts == latest and not inclusive)):
+                return False
+            return before is None or ts < before
+
+        found = sorted(
+            (m for (c, _), m in self._messages.items() if c == channel.id and wanted(m)),
+            key=lambda m: float(m["ts"]),
+            reverse=True,
+        )
+        page, more = found[:limit], len(found) > limit
+        full = _truthy(body.get("include_all_metadata"))
+        messages = []
+        for message in page:
+            shown = dict(message)
+            if "metadata" in shown and not full:
+                shown["metadata"] = {"event_type": shown["metadata"].get("event_type")}
+            messages.append(shown)
+        answer: dict[str, Any] = {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+        }
+        if more:
+            token = f"next_ts:{page[-1]['ts']}".encode()
+            answer["response_metadata"] = {"next_cursor": base64.b64encode(token).decode()}
         return answer
 
     def _conversations_info(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -1542,6 +1628,20 @@ _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 
 def _url_id(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _check_metadata(body: Mapping[str, Any]) -> None:
+    """Message metadata as chat.postMessage checks it: a JSON object (else
+    invalid_metadata_format) with a string event_type and an object event_payload (else
+    invalid_metadata_schema)."""
+    if "metadata" not in body or body["metadata"] in (None, ""):
+        return
+    metadata = body["metadata"]
+    if not isinstance(metadata, dict):
+        raise ApiError("invalid_metadata_format")
+    event_type, payload = metadata.get("event_type"), metadata.get("event_payload")
+    if not isinstance(event_type, str) or not event_type.strip() or not isinstance(payload, dict):
+        raise ApiError("invalid_metadata_schema")
 
 
 def _truthy(value: Any) -> bool:

@@ -16,7 +16,15 @@ from matplotlib import image
 
 from bot.blockkit import violations
 from bot.cli import main
-from bot.digest import build_digest, chart_png, post_digest, render_chart_fallback, render_digest
+from bot.digest import (
+    build_digest,
+    chart_png,
+    digest_period,
+    post_digest,
+    render_chart_fallback,
+    render_digest,
+)
+from bot.formatting import format_change
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
@@ -99,6 +107,7 @@ digests:
     period: last-week
     sections: [program, charts]
     partners: {tier: [Gold]}
+    trailing_quarters: 13
 scheduler:
   grace_hours: -1
 """
@@ -117,6 +126,7 @@ scheduler:
         for line in lines
     )
     assert any("scheduler.grace_hours:" in line for line in lines)
+    assert any(line.startswith("app.yaml: digests[1].trailing_quarters:") for line in lines)
     assert not any("digests[0]" in line for line in lines)
 
 
@@ -126,6 +136,7 @@ def test_digest_defaults_and_distinct_names(tmp_path: Path) -> None:
     ).app
     (digest,) = config.digests
     assert (digest.period, digest.timezone, digest.top) == ("last-7d", None, 10)
+    assert digest.trailing_quarters == 4
     assert digest.sections[0] == "program" and "chart" in digest.sections
     assert config.scheduler.grace_hours == 6 and config.scheduler.sync.schedule == "0 * * * *"
     with pytest.raises(ConfigError, match="two digests are named 'w'"):
@@ -221,6 +232,162 @@ def test_snapshots_keep_every_partner_and_read_back_newest_first(store: Store) -
     assert all(len(s.partners) == 13 and PROGRAM_ID in s.partners for s in found)
     assert set(found[0].partners["P0001"]) >= {"won_revenue", "quality_score", "rank"}
     assert trailing_snapshots(store, "last-7d", RUN_AT) == []
+
+
+# --- the trailing-quarter comparison ----------------------------------------------------------
+
+
+def store_snapshot(
+    store: Store,
+    run: datetime,
+    digest: DigestConfig,
+    program: dict[str, Any],
+    partners: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """A snapshot of `digest`'s period as the run at `run` would have stored it, with the
+    given program KPIs and partner rows (a partner's quality_score goes to its card)."""
+    period = digest_period(digest, APP, run)
+    cards = {
+        pid: {
+            "kpis": {k: v for k, v in row.items() if k != "quality_score"},
+            "quality_score": row.get("quality_score"),
+            "rank": None,
+        }
+        for pid, row in (partners or {}).items()
+    }
+    save_snapshot(
+        store, run, period, cards, program={"kpis": program, "quality_score": None, "rank": None}
+    )
+
+
+def section_text(message: Any, starts: str) -> str:
+    return next(
+        str(block["text"]["text"])
+        for block in message.blocks
+        if block.get("type") == "section" and block["text"]["text"].startswith(starts)
+    )
+
+
+def context_text(message: Any) -> str:
+    return "\n".join(
+        element["text"]
+        for block in message.blocks
+        if block.get("type") == "context"
+        for element in block["elements"]
+    )
+
+
+def test_program_and_leaders_compare_with_the_average_of_four_quarters(store: Store) -> None:
+    seed(store, 12)
+    digest = weekly()
+    leader = build_digest(store, APP, digest, RUN_AT).leaders[0]["partner"]["id"]
+    # Sixty weekly runs before this one; the last 52 lie within four quarters of this period.
+    for k in range(1, 61):
+        store_snapshot(
+            store,
+            RUN_AT - timedelta(days=7 * k),
+            digest,
+            {"partner_revenue": 100.0 * k, "deal_count": k % 4},
+            {leader: {"quality_score": 50.0 + 10 * (k % 2)}},
+        )
+    data = build_digest(store, APP, digest, RUN_AT)
+    trailing = data.trailing
+    assert trailing is not None and trailing.complete
+    assert (trailing.runs, trailing.since) == (52, date(2025, 11, 16))
+    assert trailing.first == date(2025, 11, 17)
+    assert trailing.program["partner_revenue"] == pytest.approx(100 * sum(range(1, 53)) / 52)
+    assert trailing.program["deal_count"] == pytest.approx(sum(k % 4 for k in range(1, 53)) / 52)
+    assert trailing.program["close_rate"] is None  # no snapshot kept it
+    assert trailing.quality == {leader: pytest.approx(55.0)}
+
+    message = render_digest(data, "USD")
+    program = section_text(message, "*Partner revenue*")
+    trend = format_change("partner_revenue", data.program["kpis"]["partner_revenue"], 2650.0)
+    assert program.splitlines()[0].endswith(f"· 4-quarter avg $2,650 ({trend})")
+    close_rate = next(line for line in program.splitlines() if line.startswith("*Close rate*"))
+    assert "avg" not in close_rate
+    first_leader = section_text(message, "*Top 10").splitlines()[1]
+    assert "· 4-quarter avg 55.0" in first_leader
+    assert "the average of 52 snapshots of last-7d over the last 4 quarters" in context_text(
+        message
+    )
+    assert validate_blocks(message.blocks) is None
+
+
+def test_too_little_history_is_said_plainly(store: Store) -> None:
+    seed(store, 8)
+    digest = weekly()
+    data = build_digest(store, APP, digest, RUN_AT)
+    assert data.trailing is not None and data.trailing.runs == 0
+    message = render_digest(data, "USD")
+    assert "No trailing-quarter comparison yet" in context_text(message)
+    assert "avg" not in section_text(message, "*Partner revenue*")
+
+    for k, revenue in ((1, 300.0), (2, 600.0), (3, 1200.0)):
+        store_snapshot(store, RUN_AT - timedelta(days=7 * k), digest, {"partner_revenue": revenue})
+    store_snapshot(store, RUN_AT + timedelta(days=7), digest, {"partner_revenue": 1e9})  # later
+    data = build_digest(store, APP, digest, RUN_AT)
+    trailing = data.trailing
+    assert trailing is not None and not trailing.complete and trailing.runs == 3
+    assert trailing.program["partner_revenue"] == pytest.approx(700.0)
+    message = render_digest(data, "USD")
+    assert "· avg of 3 runs $700" in section_text(message, "*Partner revenue*")
+    assert (
+        "not enough history yet for a 4-quarter average; this averages the 3 snapshots of "
+        "last-7d stored since 2026-10-26." in context_text(message)
+    )
+
+    off = build_digest(store, APP, weekly(trailing_quarters=0), RUN_AT)
+    assert off.trailing is None
+    rendered = json.dumps(render_digest(off, "USD").blocks)
+    assert "avg of" not in rendered and "trailing" not in rendered.lower()
+
+
+def test_a_quarterly_digest_averages_the_last_four_quarters(store: Store) -> None:
+    seed(store, 6)
+    quarterly = weekly(period="last-quarter")
+    run = datetime(2026, 10, 5, 7, 0, tzinfo=UTC)  # Monday 09:00 in Berlin: Q3 2026
+    # The runs on the first Monday of each quarter; the oldest is five quarters back.
+    runs = {
+        datetime(2025, 7, 7, 7, 0, tzinfo=UTC): 100_000.0,  # Q2 2025: outside the window
+        datetime(2025, 10, 6, 7, 0, tzinfo=UTC): 1000.0,  # Q3 2025
+        datetime(2026, 1, 5, 8, 0, tzinfo=UTC): 2000.0,  # Q4 2025
+        datetime(2026, 4, 6, 7, 0, tzinfo=UTC): 3000.0,  # Q1 2026
+        datetime(2026, 7, 6, 7, 0, tzinfo=UTC): 6000.0,  # Q2 2026
+    }
+    for when, revenue in runs.items():
+        store_snapshot(store, when, quarterly, {"partner_revenue": revenue})
+    data = build_digest(store, APP, quarterly, run)
+    assert (data.period.start, data.period.end) == (date(2026, 7, 1), date(2026, 10, 1))
+    trailing = data.trailing
+    assert trailing is not None and trailing.complete and trailing.runs == 4
+    assert trailing.program["partner_revenue"] == pytest.approx(3000.0)
+    two = build_digest(store, APP, weekly(period="last-quarter", trailing_quarters=2), run)
+    assert two.trailing is not None and two.trailing.program["partner_revenue"] == 4500.0
+
+
+def test_a_filtered_digest_sums_its_partners_rows_of_each_snapshot(store: Store) -> None:
+    seed(store, 6)
+    digest = weekly(partners={"ids": ["P0001", "P0002"]})
+    rows = [
+        ({"P0001": 100.0, "P0002": 200.0, "P0004": 5000.0}, 1000.0),
+        ({"P0001": 300.0, "P0002": 100.0, "P0004": 1.0}, 2000.0),
+    ]
+    for k, (revenues, program) in enumerate(rows, start=1):
+        store_snapshot(
+            store,
+            RUN_AT - timedelta(days=7 * k),
+            digest,
+            {"partner_revenue": program},
+            {pid: {"won_revenue": value, "deal_count": 2} for pid, value in revenues.items()},
+        )
+    data = build_digest(store, APP, digest, RUN_AT)
+    trailing = data.trailing
+    assert trailing is not None and trailing.runs == 2
+    assert trailing.program["partner_revenue"] == pytest.approx(350.0)  # (300 + 400) / 2
+    assert trailing.program["partner_revenue_share"] == pytest.approx(0.25)  # (.3 + .2) / 2
+    assert trailing.program["deal_count"] == pytest.approx(4.0)
+    assert trailing.program["active_partners"] is None
 
 
 # --- the chart --------------------------------------------------------------------------------

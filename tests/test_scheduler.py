@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
 from bot.scheduler import DigestScheduler, Outcome, latest_scheduled
@@ -87,7 +88,7 @@ def loaded(url: str, **scheduler: Any) -> LoadedConfig:
 
 @pytest.fixture
 def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
+    with FakeSlack(wall_clock_ts=True) as server:  # ts from the clock, as Slack's are
         yield server
 
 
@@ -330,3 +331,174 @@ def test_two_schedulers_on_postgresql_race_many_times(fake: FakeSlack) -> None:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+# --- a crash between the post and mark_sent ----------------------------------------------------
+
+KEY = f"digest:weekly:{CHANNEL}:2026-10-12..2026-10-19"
+
+
+def age_claim(store: Store, key: str, minutes: float = 16) -> None:
+    with store.transaction() as connection:
+        connection.execute(
+            update(schema.send_log)
+            .where(schema.send_log.c.key == key)
+            .values(claimed_at=datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=minutes))
+        )
+
+
+class KilledBeforeMarkSent(Store):
+    """A store whose process dies the moment it would record the post."""
+
+    def mark_sent(self, key: str, slack_ts: str | None) -> None:
+        raise KeyboardInterrupt("the process was killed before mark_sent")
+
+
+def crash_after_posting(store: Store, fake: FakeSlack, clock: Clock) -> str:
+    """A replica claims and posts the digest, then dies before mark_sent; returns the ts."""
+    doomed = scheduler_for(KilledBeforeMarkSent(store.engine), fake, clock, replica="doomed")
+    with pytest.raises(KeyboardInterrupt):
+        doomed.tick()
+    (posted,) = fake.messages_in(CHANNEL)
+    state = store.claim_state(KEY)
+    assert state is not None and state["posted_at"] is None and state["claimed_by"] == "doomed"
+    return str(posted["ts"])
+
+
+def test_a_post_made_before_a_crash_is_found_and_recorded_not_repeated(
+    store: Store, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(store)
+    clock = Clock(MONDAY_CEST + timedelta(minutes=1))
+    ts = crash_after_posting(store, fake, clock)
+    (posted,) = fake.messages_in(CHANNEL)
+    assert posted["metadata"] == {"event_type": "partner_kpi_digest", "event_payload": {"key": KEY}}
+    # Others talk in the channel meanwhile; the digest is no longer the newest message.
+    client = web_client("xoxb-test", fake.api_url)
+    for i in range(3):
+        client.chat_postMessage(channel=CHANNEL, text=f"chatter {i}")
+    claimed_at = store.claim_state(KEY)["claimed_at"]  # type: ignore[index]
+
+    survivor = scheduler_for(store, fake, clock, replica="survivor")
+    assert actions(survivor.tick()) == ["claimed-elsewhere"]  # the claim is not stale yet
+    age_claim(store, KEY)
+    with caplog.at_level(logging.WARNING, logger="partner_kpi.scheduler"):
+        (outcome,) = survivor.tick()
+    assert (outcome.action, outcome.ts) == ("found-posted", ts)
+    assert len(fake.calls_to("chat.postMessage")) == 4  # the digest once, and the chatter
+    (history,) = fake.calls_to("conversations.history")
+    assert history.body["channel"] == CHANNEL and history.body["include_all_metadata"] in (
+        True,
+        "1",
+        "true",
+    )
+    oldest = float(history.body["oldest"])
+    aged = claimed_at.replace(tzinfo=UTC) - timedelta(minutes=16)
+    assert oldest <= aged.timestamp() and oldest <= float(ts)
+    state = store.claim_state(KEY)
+    assert state is not None and state["slack_ts"] == ts and state["posted_at"] is not None
+    assert any("already posted" in r.getMessage() for r in caplog.records)
+    assert actions(survivor.tick()) == ["already-sent"]
+    assert len(fake.messages_in(CHANNEL)) == 4
+
+
+def test_a_crash_before_the_post_is_still_retried_once(store: Store, fake: FakeSlack) -> None:
+    seed(store)
+    clock = Clock(MONDAY_CEST + timedelta(minutes=1))
+    fake.fail_next("chat.postMessage", error="internal_error", status=500, times=1)
+    first = scheduler_for(store, fake, clock, replica="first")
+    assert actions(first.tick()) == ["failed"]
+    assert fake.messages_in(CHANNEL) == []
+    # Someone else's message carrying another week's key is not taken for this one.
+    client = web_client("xoxb-test", fake.api_url)
+    other_week = KEY.replace("2026-10-12..2026-10-19", "2026-10-05..2026-10-12")
+    client.chat_postMessage(
+        channel=CHANNEL,
+        text="last week's digest",
+        metadata={"event_type": "partner_kpi_digest", "event_payload": {"key": other_week}},
+    )
+    age_claim(store, KEY)
+    second = scheduler_for(store, fake, clock, replica="second")
+    (outcome,) = second.tick()
+    assert outcome.action == "sent"
+    assert len(fake.calls_to("conversations.history")) == 1
+    newest = fake.messages_in(CHANNEL)[-1]
+    assert newest["ts"] == outcome.ts and newest["metadata"]["event_payload"]["key"] == KEY
+
+
+def test_without_the_history_scope_a_stale_claim_is_posted_with_a_warning(
+    store: Store, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(store)
+    clock = Clock(MONDAY_CEST + timedelta(minutes=1))
+    assert store.claim(KEY, "digest", "crashed-replica")
+    age_claim(store, KEY)
+    fake.fail_next(
+        "conversations.history",
+        error="missing_scope",
+        extra={"needed": "channels:history", "provided": "chat:write,files:write"},
+    )
+    with caplog.at_level(logging.WARNING, logger="partner_kpi.scheduler"):
+        assert actions(scheduler_for(store, fake, clock).tick()) == ["sent"]
+    (line,) = [r.getMessage() for r in caplog.records if "missing_scope" in r.getMessage()]
+    assert "channels:history" in line and "reinstall" in line
+
+
+def test_a_history_the_bot_cannot_read_gets_the_invite_hint(store: Store, fake: FakeSlack) -> None:
+    seed(store)
+    clock = Clock(MONDAY_CEST + timedelta(minutes=1))
+    assert store.claim(KEY, "digest", "crashed-replica")
+    age_claim(store, KEY)
+    fake.add_channel(CHANNEL, "partners", is_member=False)
+    (outcome,) = scheduler_for(store, fake, clock).tick()
+    assert outcome.action == "failed" and "not_in_channel" in outcome.detail
+    assert "/invite @partner-kpi" in outcome.detail
+    assert fake.calls_to("chat.postMessage") == []
+
+
+def test_the_fake_pages_history_newest_first_with_metadata_as_slack_does(
+    fake: FakeSlack,
+) -> None:
+    client = web_client("xoxb-test", fake.api_url)
+    tagged = {"event_type": "partner_kpi_digest", "event_payload": {"key": "k"}}
+    posted = [
+        client.chat_postMessage(channel=CHANNEL, text=f"m{i}", metadata=tagged if i == 2 else None)[
+            "ts"
+        ]
+        for i in range(7)
+    ]
+    client.chat_postMessage(channel=CHANNEL, text="reply", thread_ts=posted[0])
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = client.conversations_history(
+            channel=CHANNEL, oldest=posted[0], limit=2, cursor=cursor, include_all_metadata=True
+        )
+        pages += 1
+        seen.extend(m["ts"] for m in page["messages"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        assert page["has_more"] is bool(cursor)
+        if not cursor:
+            break
+    assert seen == posted[:0:-1] and pages == 3  # newest first, oldest excluded, no reply
+    full = client.conversations_history(channel=CHANNEL, include_all_metadata=True)
+    assert [m.get("metadata") for m in full["messages"] if m["ts"] == posted[2]] == [tagged]
+    bare = client.conversations_history(channel=CHANNEL)
+    assert [m.get("metadata") for m in bare["messages"] if m["ts"] == posted[2]] == [
+        {"event_type": "partner_kpi_digest"}
+    ]
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="#partners")
+    assert raised.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel=CHANNEL, cursor="not-a-cursor")
+    assert raised.value.response["error"] == "invalid_cursor"
+    fake.add_channel("C0OTHER", is_member=False)
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="C0OTHER")
+    assert raised.value.response["error"] == "not_in_channel"
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_postMessage(channel=CHANNEL, text="x", metadata={"event_type": "only"})
+    assert raised.value.response["error"] == "invalid_metadata_schema"
+    assert float(posted[-1]) == pytest.approx(time.time(), abs=60)  # wall-clock ts
