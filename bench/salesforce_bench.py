@@ -23,20 +23,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import platform
-import resource
-import shlex
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from bench.harness import (
+    FakeProcess,
+    answer_commands,
+    machine,
+    mix,
+    peak_mb,
+    sync_twice,
+)
 
 OPPORTUNITIES_PER_PARTNER = 200
 CONTACTS_PER_PARTNER = 2
@@ -46,11 +50,6 @@ TOKEN = "00D000000000001!bench"
 STAGES = ["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
 TYPES = ["New Customer", "Existing Customer - Upgrade", "Renewal", None]
 SOURCES = ["Web", "Partner Referral", "Trade Show", "Advertisement", None]
-
-
-def _mix(n: int) -> int:
-    """A cheap deterministic hash of an index (Knuth's multiplicative)."""
-    return (n * 2654435761) & 0xFFFFFFFF
 
 
 class LargeOrg:
@@ -90,7 +89,7 @@ class LargeOrg:
     def opportunity(self, index: int) -> dict[str, Any]:
         from tests.fake_salesforce import sf_datetime
 
-        h = _mix(index)
+        h = mix(index)
         created = date(2023, 1, 1) + timedelta(days=h % 1000)
         changed = index in self.changed
         stage = STAGES[4] if changed else STAGES[h % len(STAGES)]
@@ -132,7 +131,7 @@ class LargeOrg:
             number = self.count * HISTORY_PER_OPPORTUNITY + index
             modified = at
         else:
-            h = _mix(index)
+            h = mix(index)
             final = STAGES[h % len(STAGES)]
             stage = STAGES[0] if row == 0 else (final if final != STAGES[0] else STAGES[1])
             at = created + timedelta(days=row * (5 + h % 15))
@@ -205,136 +204,56 @@ def serve(opportunities: int, folder: str, channel: Connection) -> None:
     org.generated["OpportunityHistory"] = _Generated(large.histories)
     with FakeSalesforce(org, Path(folder)) as running:
         channel.send((running.server.port, str(running.cert_file), len(partners)))
-        while True:
-            command, argument = channel.recv()
-            if command == "change":
-                with org.lock:
-                    org.now = datetime.now(UTC).replace(microsecond=0)
-                    channel.send(large.change(float(argument), org.now))
-            elif command == "used":
-                channel.send(org.api_used)
-            else:
-                channel.send(None)
-                return
+
+        def change(share: float) -> int:
+            with org.lock:
+                org.now = datetime.now(UTC).replace(microsecond=0)
+                return large.change(float(share), org.now)
+
+        answer_commands(channel, {"change": change, "used": lambda _: org.api_used})
 
 
 # --- the sync, in this process ----------------------------------------------------------
 
 
-def peak_mb() -> float:
-    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from connectors.normalize import Normalizer
     from connectors.salesforce import SalesforceSource
-    from connectors.sync import run_sync
     from kpi.config import AppConfig
     from kpi.store import open_store
 
     folder = tempfile.mkdtemp(prefix="sf-bench-")
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    fake = context.Process(target=serve, args=(args.opportunities, folder, child), daemon=True)
-    fake.start()
-    port, cert_file, partner_count = parent.recv()
-    os.environ["REQUESTS_CA_BUNDLE"] = cert_file
-    app = AppConfig.model_validate(
-        {
-            "source": "salesforce",
-            "salesforce": {"auth": "token", "instance_url": f"https://127.0.0.1:{port}"},
-            "stages": STAGES,
+    with FakeProcess(serve, args.opportunities, folder) as fake:
+        port, cert_file, partner_count = fake.greeting
+        os.environ["REQUESTS_CA_BUNDLE"] = cert_file
+        app = AppConfig.model_validate(
+            {
+                "source": "salesforce",
+                "salesforce": {"auth": "token", "instance_url": f"https://127.0.0.1:{port}"},
+                "stages": STAGES,
+            }
+        )
+        env = {"SALESFORCE_ACCESS_TOKEN": TOKEN}
+        db = Path(args.db) if args.db else Path(folder) / "store.db"
+        db.unlink(missing_ok=True)
+        store = open_store(f"sqlite:///{db}")
+        results: dict[str, Any] = {
+            "opportunities": args.opportunities,
+            "partners": partner_count,
+            "baseline_mb": round(peak_mb(), 1),
         }
-    )
-    env = {"SALESFORCE_ACCESS_TOKEN": TOKEN}
-    db = Path(args.db) if args.db else Path(folder) / "store.db"
-    db.unlink(missing_ok=True)
-    store = open_store(f"sqlite:///{db}")
-    progress = _Progress() if sys.stderr.isatty() else None
-    results: dict[str, Any] = {
-        "opportunities": args.opportunities,
-        "partners": partner_count,
-        "baseline_mb": round(peak_mb(), 1),
-    }
-    try:
-        started = time.perf_counter()
-        source = _Measured(SalesforceSource(app, Normalizer(app), env=env))
-        report = run_sync(store, source, True, progress)
-        wall = time.perf_counter() - started
-        if progress:
-            progress.done()
-        read = sum(o.new + o.updated + o.unchanged + o.skipped for o in report.objects.values())
-        results["full"] = {
-            "api_calls": report.api_calls,
-            "records": read,
-            "seconds": round(wall, 1),
-            "records_per_second": round(read / wall),
-            "peak_mb": round(peak_mb(), 1),
-            "connector_seconds": round(source.seconds, 1),
-            "connector_peak_mb": round(source.peak_mb, 1),
-            "calls_target": -(-read // 2000) + 10,
-            "stopped_early": report.stopped_early,
-            "objects": {name: vars(o) | {"skip_reasons": {}} for name, o in report.objects.items()},
-        }
-        parent.send(("change", args.change_share))
-        changed = parent.recv()
-        started = time.perf_counter()
-        report = run_sync(store, SalesforceSource(app, Normalizer(app), env=env), False, progress)
-        wall = time.perf_counter() - started
-        if progress:
-            progress.done()
-        results["incremental"] = {
-            "changed_opportunities": changed,
-            "api_calls": report.api_calls,
-            "seconds": round(wall, 1),
-            "updated": {name: o.updated + o.new for name, o in report.objects.items()},
-            "peak_mb": round(peak_mb(), 1),
-        }
-        results["store_counts"] = store.counts()
-    finally:
-        parent.send(("stop", None))
-        parent.recv()
-        fake.join(10)
-        store.engine.dispose()
-        shutil.rmtree(folder, ignore_errors=True)  # the certificate and the default store
-    return results
-
-
-class _Measured:
-    """The source, timed and its peak memory taken when it ends, before `run_sync` refreshes
-    the KPI rollups (store work, with its own SQLite cache, that every source pays)."""
-
-    def __init__(self, source: Any) -> None:
-        self.source = source
-        self.name = source.name
-        self.seconds = 0.0
-        self.peak_mb = 0.0
-
-    def sync(self, store: Any, report: Any, progress: Any) -> None:
-        started = time.perf_counter()
         try:
-            self.source.sync(store, report, progress)
+            results |= sync_twice(
+                store,
+                lambda: SalesforceSource(app, Normalizer(app), env=env),
+                fake,
+                args.change_share,
+            )
         finally:
-            self.seconds = time.perf_counter() - started
-            self.peak_mb = peak_mb()
-
-
-class _Progress:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.last: tuple[str, float] = ("", self.started)
-
-    def __call__(self, name: str, rows: int) -> None:
-        if name != self.last[0]:
-            self.last = (name, time.perf_counter())
-        rate = rows / max(time.perf_counter() - self.last[1], 1e-9)
-        sys.stderr.write(f"\r\033[K{name}: {rows:,} rows read, {rate:,.0f}/s")
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+            store.engine.dispose()
+            shutil.rmtree(folder, ignore_errors=True)  # the certificate and the default store
+    results["full"]["calls_target"] = -(-results["full"]["records"] // 2000) + 10
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,13 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()
     results = run(args)
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_average_before": [round(x, 2) for x in load],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "command": "python3 -m bench.salesforce_bench " + shlex.join(argv or sys.argv[1:]),
-    }
+    results["machine"] = machine("bench.salesforce_bench", argv, load)
     full, incremental = results["full"], results["incremental"]
     print(f"org: {args.opportunities:,} opportunities, {results['partners']:,} partners")
     print(
@@ -366,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{full['connector_peak_mb']} MB when it ended (the rest: the KPI rollups refresh)"
     )
     print(
-        f"incremental sync after {incremental['changed_opportunities']:,} opportunities changed: "
+        f"incremental sync after {incremental['changed']:,} opportunities changed: "
         f"{incremental['api_calls']} API calls, {incremental['seconds']} s"
     )
     print(f"machine: {results['machine']}")
