@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.config import AppConfig
-from kpi.formulas import channels_of, kpis_of, ratio, stages_of
+from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.periods import Period, previous_period
 from kpi.quality import Standing, standings
 from kpi.store import Store
@@ -47,7 +47,7 @@ class PeriodData:
     earlier: dict[PartnerKey, Totals]
     pipeline: list[str]
     all_entries: dict[str, int]
-    components: dict[str, dict[str, Any]]  # every active partner's KPIs, for the ranking
+    components: dict[str, dict[str, Any]]  # every active partner's quality components
     standings: dict[str, Standing]
     data_as_of: str | None
 
@@ -167,8 +167,9 @@ class KpiEngine:
             pipeline = self._pipeline(connection)
             all_entries = aggregator.stage_entries(period, pipeline)
         as_of = self.store.data_as_of()
+        nothing = Totals()
         components = {
-            partner.id: kpis_of(current.get(partner.id, Totals()))
+            partner.id: quality_components_of(current.get(partner.id, nothing))
             for partner in partners
             if partner.active_in(period)
         }

@@ -74,12 +74,7 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
         {
             "pipeline_count": totals.pipeline_count,
             "pipeline_value": float(totals.pipeline_value),
-            "sales_velocity": sales_velocity(
-                totals.pipeline_count,
-                values["close_rate"],
-                values["avg_deal_size"],
-                values["sales_cycle_days"],
-            ),
+            "sales_velocity": _velocity(totals, values),
             "registered_deals": totals.registered,
             "deal_success": ratio(closed.registered_won, closed.registered_closed),
             "upsell_rate": ratio(closed.upsell_won, closed.won),
@@ -91,6 +86,20 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
         }
     )
     return {key: values[key] for key in KPI_KEYS}
+
+
+def quality_components_of(totals: Totals) -> dict[str, Any]:
+    """Only the KPIs the quality score can weigh (the keys of `kpi.config.DEFAULT_WEIGHTS`): the
+    ranking computes them for every active partner on every scorecard, not all of `kpis_of`."""
+    values = closed_kpis(totals.closed)
+    return {
+        "won_revenue": values["won_revenue"],
+        "close_rate": values["close_rate"],
+        "avg_deal_size": values["avg_deal_size"],
+        "sales_velocity": _velocity(totals, values),
+        "partner_nps": _nps(totals),
+        "courses_completed": totals.courses,
+    }
 
 
 def channels_of(totals: Totals) -> dict[str, dict[str, Any]]:
@@ -120,6 +129,15 @@ def stages_of(
             }
         )
     return rows
+
+
+def _velocity(totals: Totals, closed: dict[str, Any]) -> float | None:
+    return sales_velocity(
+        totals.pipeline_count,
+        closed["close_rate"],
+        closed["avg_deal_size"],
+        closed["sales_cycle_days"],
+    )
 
 
 def _nps(totals: Totals) -> float | None:
