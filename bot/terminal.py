@@ -43,6 +43,7 @@ def sync_report(report: SyncReport) -> str:
     lines += ["", table(headers, rows, numeric={1, 2, 3, 4, 5})]
     if report.api_calls:
         lines.append(f"API calls: {report.api_calls}")
+        lines.append(f"Client-side rate-limit waits: {report.throttled_seconds:.1f} s")
     reasons = [
         f"  {name}: {count} × {reason}"
         for name, o in report.objects.items()

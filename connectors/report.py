@@ -36,6 +36,8 @@ class SyncReport:
     problems: list[str] = field(default_factory=list)  # every skipped row, with where it was
     warnings: list[str] = field(default_factory=list)
     api_calls: int = 0
+    # Seconds the source's client-side rate limiting made the sync wait (0 without one).
+    throttled_seconds: float = 0.0
     seconds: float = 0.0
     stopped_early: str | None = None  # why a sync stopped before the end, keeping its watermark
 
@@ -62,6 +64,7 @@ class SyncReport:
             "problem_count": len(self.problems),
             "warnings": self.warnings,
             "api_calls": self.api_calls,
+            "throttled_seconds": round(self.throttled_seconds, 3),
             "seconds": round(self.seconds, 3),
             "stopped_early": self.stopped_early,
         }
