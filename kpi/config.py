@@ -304,6 +304,10 @@ class HubSpotConfig(Section):
     portal_id: str | None = None
     partners: HubSpotPartnerProperties = Field(default_factory=HubSpotPartnerProperties)
     deals: HubSpotDealProperties = Field(default_factory=HubSpotDealProperties)
+    # Where a deal's stage changes come from: the `dealstage` property's history
+    # (propertiesWithHistory, every change), or the `hs_v2_date_entered_<stage id>` properties
+    # (the last time the deal entered each stage; fewer calls, but no repeated entries).
+    stage_history: Literal["properties_with_history", "date_entered"] = "properties_with_history"
     # Search results are eventually consistent: each incremental read starts this much early.
     lookback_minutes: float = Field(default=10.0, ge=0)
     # Client-side rate limits: 100 per 10 s for private apps (190 on Professional and

@@ -18,17 +18,20 @@ import json
 import operator
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from itertools import islice
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 SEARCH_CAP = 10_000
 DAILY_LIMIT = 500_000
+URL_MAX = 8192  # a longer request target gets 414, as from HubSpot's front servers
+DATE_ENTERED = "hs_v2_date_entered_"
 
 #: (from, to) -> the HUBSPOT_DEFINED unlabeled association type id, both ways.
 DEFAULT_TYPES = {
@@ -84,13 +87,27 @@ class Association:
     types: list[tuple[str, int, str | None]]  # (category, typeId, label)
 
 
+class GeneratedObjects(Protocol):
+    """An object type made on demand (a large portal for the benchmark), not held in memory."""
+
+    def get(self, object_id: int) -> Obj | None: ...
+
+    def scan(self, after: int, archived: bool) -> Iterator[Obj]:
+        """The objects with an id of at least `after`, in id order."""
+
+    def modified_since(self, moment_ms: int) -> Iterator[Obj]:
+        """At least every live object last modified at or after `moment_ms`."""
+
+
 class FakePortal:
     """The portal's data and the server's knobs."""
 
     def __init__(self, now: datetime | None = None) -> None:
         self.now = now or datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
         self.objects: dict[str, dict[int, Obj]] = {"companies": {}, "contacts": {}, "deals": {}}
-        self.links: dict[tuple[str, str], dict[int, list[Association]]] = {}
+        # Object types served from a generator instead of `objects`, with their links.
+        self.generated: dict[str, GeneratedObjects] = {}
+        self.links: dict[tuple[str, str], Mapping[int, list[Association]]] = {}
         self.pipelines: list[dict[str, Any]] = []
         self.properties: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens = {TOKEN}
@@ -145,7 +162,14 @@ class FakePortal:
     def pipeline(
         self, label: str, stages: list[tuple[str, str, bool, float]], order: int = 0
     ) -> None:
-        """A deal pipeline of (stage id, label, isClosed, probability)."""
+        """A deal pipeline of (stage id, label, isClosed, probability), with the
+        `hs_v2_date_entered_<stage id>` property HubSpot makes for each stage."""
+        for stage_id, stage_label, _, _ in stages:
+            name = f"{DATE_ENTERED}{stage_id}"
+            self.define("deals", name)
+            self.properties[("deals", name)].update(
+                label=f'Date entered "{stage_label} ({label})"', type="datetime", fieldType="date"
+            )
         self.pipelines.append(
             {
                 "id": "default" if not self.pipelines else f"pipeline{len(self.pipelines)}",
@@ -233,10 +257,40 @@ class FakePortal:
             types = [("HUBSPOT_DEFINED", DEFAULT_TYPES[(a, b)], None)]
             if label is not None:
                 types.append(("USER_DEFINED", label[0] + (0 if a == from_type else 1), label[1]))
-            self.links.setdefault((a, b), {}).setdefault(a_id, []).append(Association(b_id, types))
+            links = self.links.setdefault((a, b), {})
+            assert isinstance(links, dict), "generated links are read-only"
+            links.setdefault(a_id, []).append(Association(b_id, types))
 
     def live(self, object_type: str) -> list[Obj]:
         return [o for o in self.objects[object_type].values() if o.archived_at is None]
+
+    # --- reading, from `objects` or a generator -------------------------------------------
+
+    def lookup(self, object_type: str, object_id: int) -> Obj | None:
+        generated = self.generated.get(object_type)
+        if generated is not None:
+            return generated.get(object_id)
+        return self.objects[object_type].get(object_id)
+
+    def scan(self, object_type: str, after: int, archived: bool) -> Iterator[Obj]:
+        generated = self.generated.get(object_type)
+        if generated is not None:
+            return generated.scan(after, archived)
+        chosen = (
+            o
+            for o in self.objects[object_type].values()
+            if (o.archived_at is not None) == archived and o.id >= after
+        )
+        return iter(sorted(chosen, key=lambda o: o.id))
+
+    def candidates(self, object_type: str, modified_since: int | None) -> Iterator[Obj]:
+        """Live objects a search may match: those modified since a bound when it has one."""
+        generated = self.generated.get(object_type)
+        if generated is None:
+            return iter(self.live(object_type))
+        if modified_since is None:
+            return generated.scan(0, False)
+        return generated.modified_since(modified_since)
 
     def count(self, fragment: str, method: str | None = None) -> int:
         return sum(
@@ -319,6 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
                     fault = candidate
                     break
         try:
+            if len(self.path) > URL_MAX:
+                raise ApiError(414, error_body("URI Too Long", "URI_TOO_LONG"))
             if fault is not None:
                 if fault.status == 0:
                     self.close_connection = True
@@ -430,6 +486,16 @@ def _listed(query: dict[str, list[str]], name: str) -> list[str]:
     return [item for value in query.get(name, []) for item in value.split(",") if item]
 
 
+def _property(obj: Obj, name: str) -> str | None:
+    """A property's value; `hs_v2_date_entered_<stage id>` is when the deal last entered the
+    stage (ISO 8601 with milliseconds and Z, as HubSpot sends datetimes), or null."""
+    if name.startswith(DATE_ENTERED):
+        stage = name.removeprefix(DATE_ENTERED)
+        entered = [at for value, at in obj.history.get("dealstage", []) if value == stage]
+        return iso(max(entered)) if entered else None
+    return obj.properties.get(name)
+
+
 def _render(
     portal: FakePortal,
     object_type: str,
@@ -438,7 +504,7 @@ def _render(
     history: list[str] | None = None,
 ) -> dict[str, Any]:
     names = properties or ["createdate", MODIFIED.get(object_type, "hs_lastmodifieddate")]
-    props = {name: obj.properties.get(name) for name in names}
+    props = {name: _property(obj, name) for name in names}
     props["hs_object_id"] = str(obj.id)
     props.setdefault("createdate", obj.properties.get("createdate"))
     modified = MODIFIED.get(object_type, "hs_lastmodifieddate")
@@ -477,14 +543,7 @@ def _list(portal: FakePortal, object_type: str, query: dict[str, list[str]]) -> 
     history = _listed(query, "propertiesWithHistory")
     if history:
         limit = min(limit, 50)
-    chosen = sorted(
-        (
-            o
-            for o in portal.objects[object_type].values()
-            if (o.archived_at is not None) == archived and o.id >= after
-        ),
-        key=lambda o: o.id,
-    )
+    chosen = list(islice(portal.scan(object_type, after, archived), limit + 1))
     page = chosen[:limit]
     answer: dict[str, Any] = {
         "results": [_render(portal, object_type, o, properties, history) for o in page]
@@ -564,6 +623,22 @@ def _predicate(flt: dict[str, Any]) -> Callable[[Obj], bool]:
     return test
 
 
+def _modified_since(object_type: str, groups: list[dict[str, Any]]) -> int | None:
+    """The lowest last-modified bound every filter group sets, if they all set one."""
+    name = MODIFIED.get(object_type, "hs_lastmodifieddate")
+    bounds = []
+    for group in groups:
+        lows = [
+            int(float(f["value"]))
+            for f in group.get("filters", [])
+            if f.get("propertyName") == name and f.get("operator") in ("GT", "GTE")
+        ]
+        if not lows:
+            return None
+        bounds.append(max(lows))
+    return min(bounds) if bounds else None
+
+
 def _search(portal: FakePortal, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
     limit = int(body.get("limit") or 10)
     if limit > 200:
@@ -578,10 +653,11 @@ def _search(portal: FakePortal, object_type: str, body: dict[str, Any]) -> dict[
                 errors=[{"message": "Search results are limited to 10,000; narrow the search."}],
             ),
         )
-    groups = [[_predicate(f) for f in g.get("filters", [])] for g in body.get("filterGroups") or []]
+    filter_groups = body.get("filterGroups") or []
+    groups = [[_predicate(f) for f in g.get("filters", [])] for g in filter_groups]
     found = [
         o
-        for o in portal.live(object_type)
+        for o in portal.candidates(object_type, _modified_since(object_type, filter_groups))
         if not groups or any(all(test(o) for test in group) for group in groups)
     ]
     for sort in reversed(body.get("sorts") or [{"propertyName": "hs_object_id"}]):
@@ -619,7 +695,7 @@ def _batch_read(
     started = iso(portal.now)
     results, missing = [], []
     for item in inputs:
-        obj = portal.objects[object_type].get(int(item["id"]))
+        obj = portal.lookup(object_type, int(item["id"]))
         if obj is None or obj.archived_at is not None:
             missing.append(str(item["id"]))
             continue
@@ -658,7 +734,7 @@ def _associations(
         live = [
             a
             for a in links.get(from_id, [])
-            if (o := portal.objects[to_type].get(a.to_id)) is not None and o.archived_at is None
+            if (o := portal.lookup(to_type, a.to_id)) is not None and o.archived_at is None
         ]
         if not live:
             empty.append(str(from_id))

@@ -3,11 +3,31 @@ differ in the last bits), everything else exactly."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 import pytest
 
+from kpi.engine import KpiEngine
+from kpi.periods import parse_period
+
 REL = 1e-9
+PERIODS = ("last-365d", "2025", "last-quarter")
+
+
+def assert_same_partner_kpis(
+    engine: KpiEngine, wanted: KpiEngine, partner_ids: Iterable[str], as_of: date
+) -> None:
+    """Every partner's card from `engine` equals the one from `wanted`, over a few periods
+    (all but `data_as_of`)."""
+    for partner_id in partner_ids:
+        for period in PERIODS:
+            want = wanted.partner(partner_id, parse_period(period, as_of))
+            got = engine.partner(partner_id, parse_period(period, as_of))
+            want.pop("data_as_of")
+            got.pop("data_as_of")
+            assert_same(got, want, f"{period} {partner_id}")
 
 
 def assert_same(actual: Any, expected: Any, where: str) -> None:

@@ -43,6 +43,11 @@ def error_of(text: str) -> str:
             "app.yaml: digests[1]: ",
         ),
         ("database_url: 'not a url'", "app.yaml: database_url: not a database URL"),
+        (
+            "hubspot: {stage_history: dates}",
+            "app.yaml: hubspot.stage_history: Input should be 'properties_with_history' or "
+            "'date_entered', not 'dates'",
+        ),
         ("- a\n- b", "app.yaml: expected a mapping of settings at the top level."),
         ("source: files\n  bad: [", "app.yaml line 2: "),
     ],

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.terminal import sync_report
 from connectors.files import FilesSource, SourceError
 from connectors.hubspot import HubSpotSource
 from connectors.hubspot.client import TokenRefused
@@ -22,11 +23,10 @@ from kpi import schema
 from kpi.config import AppConfig, LoadedConfig
 from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
-from kpi.periods import parse_period
 from kpi.store import Store, open_store
 from tests.demo_folder import demo_slice
 from tests.fake_hubspot import TOKEN, FakeHubSpot, FakePortal, Fault, iso
-from tests.kpi_compare import assert_same
+from tests.kpi_compare import assert_same_partner_kpis
 
 PARTNERS = 8
 DIRECT_DEALS = 150
@@ -249,22 +249,26 @@ def test_full_sync_equals_the_files_source_kpi_for_kpi(
     run_sync(files_store, FilesSource(write_files(tmp_path / "csv"), Normalizer(files_app)))
 
     assert _partners(store) == _partners(files_store)
-    assert store.records(Deal) == files_store.records(Deal)
-    assert store.records(StageChange) == files_store.records(StageChange)
-    hs_engine, files_engine = KpiEngine(store, app_config(None)), KpiEngine(files_store, files_app)
-    for period in ("last-365d", "2025", "last-quarter"):
-        for partner in DATA["partners"]:
-            wanted = files_engine.partner(partner["id"], parse_period(period, AS_OF))
-            got = hs_engine.partner(partner["id"], parse_period(period, AS_OF))
-            wanted.pop("data_as_of")
-            got.pop("data_as_of")
-            assert_same(got, wanted, f"{period} {partner['id']}")
+    assert_same_records_and_kpis(store, app_config(None), files_store, files_app)
+    files_run = files_store.last_sync()
+    assert files_run is not None and files_run.report["throttled_seconds"] == 0
     with store.engine.connect() as connection:
         order = connection.execute(
             schema.pipeline_stages.select().order_by(schema.pipeline_stages.c.sort_order)
         ).all()
     assert [row.stage for row in order] == STAGES
     files_store.engine.dispose()
+
+
+def assert_same_records_and_kpis(
+    store: Store, app: AppConfig, wanted_store: Store, wanted_app: AppConfig
+) -> None:
+    """The two stores hold the same deals and stage changes, and give the same KPIs."""
+    assert store.records(Deal) == wanted_store.records(Deal)
+    assert store.records(StageChange) == wanted_store.records(StageChange)
+    partner_ids = [p["id"] for p in DATA["partners"]]
+    engine, wanted_engine = KpiEngine(store, app), KpiEngine(wanted_store, wanted_app)
+    assert_same_partner_kpis(engine, wanted_engine, partner_ids, AS_OF)
 
 
 def _partners(store: Store) -> list[Partner]:
@@ -441,8 +445,14 @@ def test_the_limiter_keeps_under_the_ten_second_budget(
 
     assert report.api_calls == len(sent) > 20
     assert all(b - a >= 10.0 for a, b in zip(sent, sent[20:], strict=False))
-    assert limiter.waited > 0
+    assert limiter.waited >= 10
+    assert report.throttled_seconds == pytest.approx(limiter.waited)
     assert any("limiter waited" in w for w in report.warnings)
+    stored = store.last_sync()
+    assert stored is not None
+    assert stored.report["throttled_seconds"] == pytest.approx(limiter.waited, abs=0.001)
+    shown = sync_report(report)
+    assert f"Client-side rate-limit waits: {limiter.waited:.1f} s" in shown
 
 
 def test_a_refused_token_is_one_sentence_with_the_category_and_scopes(
@@ -501,3 +511,70 @@ def test_an_unknown_property_stops_before_anything_is_written(
     with pytest.raises(SourceError, match=r"hubspot\.deals\.csat \(no_such_score\)"):
         sync(store, server, app=app)
     assert store.counts()["deals"] == 0
+
+
+def test_date_entered_history_gives_the_same_kpis_as_properties_with_history(
+    server: FakeHubSpot, portal: FakePortal, store: Store, tmp_path: Path
+) -> None:
+    load_portal(portal)
+    sync(store, server, full=True)
+    entered = open_store(f"sqlite:///{tmp_path / 'entered.db'}")
+    app = app_config(server, stage_history="date_entered")
+    history_reads = portal.count("/objects/deals/batch/read")
+
+    report = sync(entered, server, full=True, app=app)
+
+    assert report.objects["deals:stage_history"].new == len(DATA["stage_changes"])
+    # the entry dates come with the deals: no batch reads of their history
+    assert portal.count("/objects/deals/batch/read") == history_reads
+    assert_same_records_and_kpis(entered, app, store, app_config(None))
+
+    # incremental: a deal moves on; the search brings its new entry date
+    moving = next(int(d["id"]) for d in DATA["deals"] if d["status"] == "open")
+    moved_at = portal.tick(minutes=5)
+    portal.update("deals", moving, dealstage="closedwon", closedate="2026-11-20T10:00:00Z")
+    sync(store, server)
+    again = sync(entered, server, app=app)
+    assert again.objects["deals:stage_history"].new == 1
+    assert entered.records(StageChange) == store.records(StageChange)
+    latest = max(
+        (c for c in entered.records(StageChange) if c.deal_id == str(moving)),
+        key=lambda c: c.entered_at,
+    )
+    assert (latest.stage, latest.entered_at) == ("Closed Won", moved_at)
+    entered.engine.dispose()
+
+
+def test_date_entered_properties_of_many_pipelines_never_make_an_overlong_url(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    partner = _one_partner_portal(portal)
+    for n in range(40):  # 240 more stages: their property names alone pass 9 KB of URL
+        stages = [
+            (f"{n + 1}{k:08d}", f"P{n} stage {k}", k >= 4, 1.0 if k == 4 else 0.0) for k in range(6)
+        ]
+        portal.pipeline(f"Pipeline {n}", stages, order=n + 1)
+    entered_at = [_at("2026-03-02"), _at("2026-03-09"), _at("2026-04-01")]
+    steps = list(zip(["4000000000", "4000000001", "4000000004"], entered_at, strict=True))
+    deal = portal.create(
+        "deals",
+        {"dealname": "Far pipeline", "amount": "10", "dealstage": "4000000004"},
+        created=entered_at[0],
+        history={"dealstage": steps},
+    )
+    portal.associate("deals", deal, "companies", partner)
+    app = app_config(server, stage_history="date_entered")
+
+    report = sync(store, server, full=True, app=app)
+
+    assert report.stopped_early is None
+    changes = sorted(store.records(StageChange), key=lambda c: c.entered_at)
+    assert [(c.stage, c.entered_at) for c in changes] == [
+        ("P39 stage 0", entered_at[0]),
+        ("P39 stage 1", entered_at[1]),
+        ("P39 stage 4", entered_at[2]),
+    ]
+    (stored,) = store.records(Deal)
+    assert (stored.status, stored.closed_on) == ("won", date(2026, 4, 1))
+    # what did not fit the list's URL came by a batch read (a POST body) merged by id
+    assert portal.count("/objects/deals/batch/read", "POST") == 1

@@ -41,6 +41,7 @@ RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BATCH_READ_MAX = 100  # ids per batch read
 HISTORY_READ_MAX = 50  # ids per batch read with propertiesWithHistory
 ASSOCIATION_READ_MAX = 1000  # ids per v4 association batch read
+URL_PROPERTIES_MAX = 3000  # characters of `&properties=name` a list request puts in its URL
 
 JsonObject = dict[str, Any]
 
@@ -123,13 +124,25 @@ class HubSpotApi:
         limit: int,
         archived: bool = False,
     ) -> JsonObject:
-        """One page of GET /crm/v3/objects/{type} (`archived=true`: the archived ones)."""
+        """One page of GET /crm/v3/objects/{type} (`archived=true`: the archived ones).
+
+        Properties that would make the URL over-long are read by a batch read of the page's
+        ids (POST body) and merged into its results by id."""
+        in_url, rest = split_for_url(properties)
         options: dict[str, Any] = {"limit": limit, "archived": archived}
-        if properties:
-            options["properties"] = list(properties)
+        if in_url:
+            options["properties"] = in_url
         if after:
             options["after"] = after
-        return self.call(lambda: self._basic.get_page(object_type, **options, **_RAW))
+        page = self.call(lambda: self._basic.get_page(object_type, **options, **_RAW))
+        results = page.get("results") or []
+        if rest and results:
+            ids = [str(row["id"]) for row in results]
+            read = {str(r["id"]): r for r in self.batch_read(object_type, ids, rest)}
+            for row in results:
+                extra = (read.get(str(row["id"])) or {}).get("properties") or {}
+                row.setdefault("properties", {}).update({name: extra.get(name) for name in rest})
+        return page
 
     def list_pages(
         self, object_type: str, properties: Sequence[str], limit: int, archived: bool = False
@@ -275,6 +288,18 @@ class HubSpotApi:
 
 #: Keyword arguments that make an SDK call return the raw urllib3 response.
 _RAW: dict[str, Any] = {"_preload_content": False}
+
+
+def split_for_url(properties: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The properties that fit a list request's URL (in order), and the rest."""
+    in_url: list[str] = []
+    length = 0
+    for n, name in enumerate(properties):
+        length += len("&properties=") + len(name)
+        if length > URL_PROPERTIES_MAX:
+            return in_url, list(properties[n:])
+        in_url.append(name)
+    return in_url, []
 
 
 def next_after(result: Mapping[str, Any]) -> str | None:

@@ -27,6 +27,8 @@ from kpi.config import HubSpotConfig
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
 
 JsonObject = dict[str, Any]
+#: The prefix of the properties holding when a deal last entered each stage.
+DATE_ENTERED = "hs_v2_date_entered_"
 
 
 class Unmappable(ValueError):
@@ -113,6 +115,10 @@ class Pipelines:
                 )
                 self.order.append(label)
 
+    def date_entered_properties(self) -> dict[str, str]:
+        """`hs_v2_date_entered_<stage id>` of every stage, with the stage's label."""
+        return {f"{DATE_ENTERED}{stage.id}": stage.label for stage in self.stages.values()}
+
     def label(self, stage_id: str) -> str:
         stage = self.stages.get(stage_id)
         return stage.label if stage else stage_id
@@ -188,8 +194,11 @@ class DealMapper:
         self.normalizer = normalizer
         self.zone = zone
         self.pipelines = pipelines
+        self.by_date_entered = settings.stage_history == "date_entered"
+        self.entered = pipelines.date_entered_properties() if self.by_date_entered else {}
 
     def properties(self) -> list[str]:
+        """The deal properties to read (with date_entered, every stage's entry date last)."""
         f = self.fields
         fixed = ["dealstage", "pipeline", "closedate", "createdate", "hs_lastmodifieddate"]
         optional = [
@@ -203,18 +212,26 @@ class DealMapper:
             f.csat,
             f.partner_property,
         ]
-        return list(dict.fromkeys([*fixed, *[p for p in optional if p]]))
+        return list(dict.fromkeys([*fixed, *[p for p in optional if p], *self.entered]))
 
     def history(self, deal: Mapping[str, Any]) -> list[StageChange]:
-        """The deal's stage changes from its `dealstage` history: oldest first, a repeat of
-        the stage before it dropped."""
-        deal_id = str(deal["id"])
-        entries = (deal.get("propertiesWithHistory") or {}).get("dealstage") or []
+        """The deal's stage changes, oldest first, a repeat of the stage before it dropped:
+        from its `dealstage` history (propertiesWithHistory), or with date_entered one per
+        non-empty `hs_v2_date_entered_<stage id>` property."""
         dated = []
-        for entry in entries:
-            moment = parse_timestamp(entry.get("timestamp"))
-            if moment is not None and entry.get("value"):
-                dated.append((moment, self.pipelines.label(str(entry["value"]))))
+        if self.by_date_entered:
+            props = deal.get("properties") or {}
+            for name, label in self.entered.items():
+                moment = parse_timestamp(props.get(name))
+                if moment is not None:
+                    dated.append((moment, label))
+        else:
+            entries = (deal.get("propertiesWithHistory") or {}).get("dealstage") or []
+            for entry in entries:
+                moment = parse_timestamp(entry.get("timestamp"))
+                if moment is not None and entry.get("value"):
+                    dated.append((moment, self.pipelines.label(str(entry["value"]))))
+        deal_id = str(deal["id"])
         changes: list[StageChange] = []
         for moment, label in sorted(dated):
             if changes and changes[-1].stage == label:

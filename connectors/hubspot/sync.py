@@ -108,6 +108,7 @@ class HubSpotSource:
         finally:
             report.api_calls = budget.calls
             waited = limiter.waited - waited_before
+            report.throttled_seconds = waited
             retried = self.api.retried if self.api else 0
             if waited >= 1 or retried:
                 report.warnings.append(
@@ -336,9 +337,12 @@ class _Plan:
         page = DealPage(rows_read=len(rows))
         if not rows:
             return page
-        ids = [str(r["id"]) for r in rows]
         partner_of = self._deal_partners(rows)
-        with_history = self.api.batch_read("deals", ids, [], ["dealstage"])
+        if self.deals.by_date_entered:
+            with_history = rows  # the stages' entry dates came with the deals
+        else:
+            ids = [str(r["id"]) for r in rows]
+            with_history = self.api.batch_read("deals", ids, [], ["dealstage"])
         history = {str(d["id"]): self.deals.history(d) for d in with_history}
         for row in rows:
             deal_id = str(row["id"])
