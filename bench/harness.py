@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -112,6 +113,15 @@ def terminal_progress() -> Progress | None:
 def records_read(report: Any) -> int:
     """The rows a sync report counts as read, over every object."""
     return sum(o.new + o.updated + o.unchanged + o.skipped for o in report.objects.values())
+
+
+def fresh_store(db: str | None, folder: str) -> Any:
+    """An empty SQLite store at `db` (replacing what was there), else in `folder`."""
+    from kpi.store import open_store
+
+    path = Path(db) if db else Path(folder) / "store.db"
+    path.unlink(missing_ok=True)
+    return open_store(f"sqlite:///{path}")
 
 
 def sync_twice(

@@ -36,6 +36,7 @@ from typing import Any
 from bench.harness import (
     FakeProcess,
     answer_commands,
+    fresh_store,
     machine,
     mix,
     peak_mb,
@@ -220,7 +221,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from connectors.normalize import Normalizer
     from connectors.salesforce import SalesforceSource
     from kpi.config import AppConfig
-    from kpi.store import open_store
 
     folder = tempfile.mkdtemp(prefix="sf-bench-")
     with FakeProcess(serve, args.opportunities, folder) as fake:
@@ -234,9 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         env = {"SALESFORCE_ACCESS_TOKEN": TOKEN}
-        db = Path(args.db) if args.db else Path(folder) / "store.db"
-        db.unlink(missing_ok=True)
-        store = open_store(f"sqlite:///{db}")
+        store = fresh_store(args.db, folder)
         results: dict[str, Any] = {
             "opportunities": args.opportunities,
             "partners": partner_count,
