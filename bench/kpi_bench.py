@@ -119,6 +119,8 @@ def summarize_engine(result: dict[str, Any]) -> dict[str, Any]:
         "scorecard_p50_ms": percentile(times, 50),
         "scorecard_p95_ms": percentile(times, 95),
         "scorecard_max_ms": max(times),
+        "answer_p50_ms": percentile(result["answer_ms"], 50),
+        "answer_p95_ms": percentile(result["answer_ms"], 95),
         "scorecard_by_kind": {
             kind: {
                 "n": len(values),
@@ -181,6 +183,12 @@ def results_table(engine: dict[str, Any], pandas: dict[str, Any] | None) -> list
             _fmt(engine["scorecard_p95_ms"], "ms"),
             f"<= {TARGET_SCORECARD_P95_MS:.0f} ms",
             _verdict(engine["scorecard_p95_ms"] <= TARGET_SCORECARD_P95_MS),
+        ],
+        [
+            "Slack answer (+ tier lever, trust, baseline, Block Kit), p50 / p95",
+            f"{_fmt(engine['answer_p50_ms'], 'ms')} / {_fmt(engine['answer_p95_ms'], 'ms')}",
+            "(info)",
+            "",
         ],
         [
             f"every partner's scorecard, {PERIOD} (median of runs)",

@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.generate import AS_OF, FIRST_DAY, PIPELINE
+from bot.answers import Answers
 from bot.server import settle_heap
-from kpi.config import AppConfig
+from kpi.config import AppConfig, KpiConfig, TierConfig
 from kpi.engine import KpiEngine
 from kpi.periods import Period, parse_period
 from kpi.store import open_store
@@ -83,8 +84,22 @@ def random_period(rng: random.Random) -> tuple[str, Period]:
     return kind, parse_period(kind, as_of)
 
 
+#: The bench deployment's app.yaml: the generator's pipeline, and tiers, so that a Slack answer
+#: also works out the lever to the next tier.
+BENCH_APP = AppConfig(
+    stages=list(PIPELINE),
+    kpi=KpiConfig(
+        tiers=[
+            TierConfig(name="Registered", min_score=0),
+            TierConfig(name="Silver", min_score=60),
+            TierConfig(name="Gold", min_score=80),
+        ]
+    ),
+)
+
+
 def engine_for(db: str) -> KpiEngine:
-    return KpiEngine(open_store(f"sqlite:///{db}"), AppConfig(stages=list(PIPELINE)))
+    return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP)
 
 
 def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -112,6 +127,13 @@ def engine_phase(
         scorecards.append(
             {"partner": pid, "kind": kind, "period": period.name, "ms": seconds * 1000}
         )
+    # What `/partner-kpi NAME` computes once the name is found: the engine's scorecard with the
+    # tier lever, the data-trust counts and the direct baseline, rendered to Block Kit.
+    answers = Answers(engine.store, engine.app, lambda: AS_OF)
+    answer_ms = [
+        _timed(partial(answers.scorecard, pid, period))[0] * 1000
+        for pid, _kind, period in pairs[warmup:]
+    ]
 
     period = parse_period(period_text, AS_OF)
     all_seconds, program_seconds = [], []
@@ -134,6 +156,7 @@ def engine_phase(
     engine.store.engine.dispose()
     return {
         "scorecards": scorecards,
+        "answer_ms": answer_ms,
         "all_partners_seconds": all_seconds,
         "program_seconds": program_seconds,
         "cards": len(cards),
