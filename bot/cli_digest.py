@@ -121,11 +121,13 @@ def _send(obj: Any, chosen: DigestConfig, data: Any, message: Message, chart: by
 @click.command()
 @click.pass_obj
 def jobs(obj: Any) -> None:
-    """List the scheduled jobs (digests and syncs) with their next run times."""
+    """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
+    from bot.surveys.tick import survey_jobs
+
     scheduler = DigestScheduler(obj.store, obj.config, None)
-    found = scheduler.jobs()
+    found = scheduler.jobs() + survey_jobs(obj.config, scheduler.clock())
     if not found:
-        click.echo("No scheduled jobs: add digests (and scheduler.sync) to app.yaml.")
+        click.echo("No scheduled jobs: add digests, scheduler.sync or surveys to app.yaml.")
         return
     rows = []
     for job in found:

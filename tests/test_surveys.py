@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -620,3 +621,16 @@ def test_survey_send_dry_run_send_and_status_on_the_command_line(
     assert "unresolved: ghost@acme.example" in out
     status, _, err = run("survey", "status", "nope")
     assert status == 2 and "no survey campaign is named 'nope'; the campaigns are nps." in err
+    status, out, _ = run("jobs")
+    (line,) = [row for row in out.splitlines() if row.startswith("survey:nps")]
+    assert "C0RESULTS" in line and QUARTERLY in line and "Europe/Berlin" in line
+    assert f"{first_tuesday_of_a_quarter_from_now():%Y-%m-%d} 09:00 CE" in line
+
+
+def first_tuesday_of_a_quarter_from_now() -> date:
+    """The day of QUARTERLY's next 09:00 in Berlin, found by walking the calendar."""
+    now = datetime.now(ZoneInfo("Europe/Berlin"))
+    day = now.date() if now.hour < 9 else now.date() + timedelta(days=1)
+    while not (day.month in (1, 4, 7, 10) and day.day <= 7 and day.weekday() == 1):
+        day += timedelta(days=1)
+    return day

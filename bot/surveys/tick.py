@@ -10,12 +10,30 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
+from bot.scheduler import JobInfo, replica_id
 from bot.surveys.rounds import campaign_trigger
 from bot.surveys.sender import SurveySender
 from kpi.config import LoadedConfig
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.surveys")
+
+
+def survey_jobs(config: LoadedConfig, now: datetime) -> list[JobInfo]:
+    """Each campaign's job, with the start of its next round (for `partner-kpi jobs`)."""
+    found = []
+    for campaign in config.app.surveys:
+        trigger = campaign_trigger(campaign, config.app.timezone)
+        found.append(
+            JobInfo(
+                id=f"survey:{campaign.name}",
+                what=f"survey {campaign.name} round (results to {campaign.results_channel})",
+                schedule=campaign.schedule,
+                timezone=str(trigger.timezone),
+                next_run=trigger.get_next_fire_time(None, now),
+            )
+        )
+    return found
 
 
 def start_survey_jobs(
@@ -25,7 +43,6 @@ def start_survey_jobs(
     app = config.app
     if not app.surveys:
         return None
-    from bot.scheduler import replica_id
 
     sender = SurveySender(store, config, client, replica=replica or replica_id())
 
