@@ -8,7 +8,10 @@ HAS_PROPERTY, sorts, `after`, at most 200 a page, and the 10,000-result cap: pag
 history newest first, 207 with errors for missing ids), `GET /crm/v3/pipelines/deals`,
 `GET /crm/v3/properties/{type}/{name}`, and `POST /crm/v4/associations/{from}/{to}/batch/read`
 with each result's own paging. Every answer carries the X-HubSpot-RateLimit-* headers; a wrong
-token gets HubSpot's 401 body (category INVALID_AUTHENTICATION); injected faults give 429 bodies
+token gets HubSpot's 401 body (category INVALID_AUTHENTICATION); `POST /oauth/v1/token` grants
+OAuth access tokens for a refresh token (form-encoded; a bad one gets HubSpot's 400
+`BAD_REFRESH_TOKEN` body), and an issued token can be made to expire after some calls (401
+EXPIRED_AUTHENTICATION); over-long URLs get 414; injected faults give 429 bodies
 (policyName TEN_SECONDLY_ROLLING, with Retry-After), 502/503, or a dropped connection.
 """
 
@@ -28,6 +31,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+CLIENT_ID = "6f0a1c2e-0000-4000-8000-00000000c11d"
+CLIENT_SECRET = "8b1d2e3f-0000-4000-8000-0000005ec4e7"
+REFRESH_TOKEN = "na1-0000-1111-2222-3333-refresh0token"
 SEARCH_CAP = 10_000
 DAILY_LIMIT = 500_000
 URL_MAX = 8192  # a longer request target gets 414, as from HubSpot's front servers
@@ -111,6 +117,15 @@ class FakePortal:
         self.pipelines: list[dict[str, Any]] = []
         self.properties: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens = {TOKEN}
+        # The OAuth app: refresh tokens it accepts, tokens it issued, and how many calls each
+        # new token may make before it expires (an empty list: no limit).
+        self.oauth_client = (CLIENT_ID, CLIENT_SECRET)
+        self.refresh_tokens = {REFRESH_TOKEN}
+        self.token_lifetime = 1800  # expires_in, seconds
+        self.expiring_tokens: list[int] = []
+        self.token_calls: dict[str, int | None] = {}  # issued token -> calls left
+        self.token_grants: list[dict[str, str]] = []  # every POST /oauth/v1/token's form
+        self.expired_answers = 0
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self.association_page_size = 100
@@ -381,8 +396,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(2)
                     return
                 raise _fault_error(fault)
-            auth = self.headers.get("Authorization", "")
-            if auth.removeprefix("Bearer ") not in portal.tokens:
+            if method == "POST" and url.path == "/oauth/v1/token":
+                self._send(200, _grant(portal, raw.decode()))
+                return
+            auth = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            _check_expiry(portal, auth)
+            if auth not in portal.tokens:
                 raise ApiError(
                     401,
                     error_body(
@@ -415,6 +434,60 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _grant(portal: FakePortal, form: str) -> dict[str, Any]:
+    """POST /oauth/v1/token, grant_type=refresh_token, with HubSpot's answers and errors."""
+    fields = {name: values[0] for name, values in parse_qs(form).items()}
+    with portal.lock:
+        portal.token_grants.append(fields)
+        if fields.get("grant_type") != "refresh_token":
+            raise ApiError(400, _oauth_error("BAD_GRANT_TYPE", "missing or invalid grant type"))
+        if fields.get("client_id") != portal.oauth_client[0]:
+            raise ApiError(400, _oauth_error("BAD_CLIENT_ID", "missing or unknown client id"))
+        if fields.get("client_secret") != portal.oauth_client[1]:
+            raise ApiError(
+                400, _oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+            )
+        if fields.get("refresh_token") not in portal.refresh_tokens:
+            raise ApiError(
+                400, _oauth_error("BAD_REFRESH_TOKEN", "missing or invalid refresh token")
+            )
+        token = f"CN{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        portal.tokens.add(token)
+        portal.token_calls[token] = (
+            portal.expiring_tokens.pop(0) if portal.expiring_tokens else None
+        )
+        return {
+            "token_type": "bearer",
+            "refresh_token": fields["refresh_token"],
+            "access_token": token,
+            "expires_in": portal.token_lifetime,
+        }
+
+
+def _oauth_error(status: str, message: str) -> dict[str, Any]:
+    """The OAuth endpoint's error body: its own `status` code, no category."""
+    return {"status": status, "message": message, "correlationId": str(uuid.uuid4())}
+
+
+def _check_expiry(portal: FakePortal, token: str) -> None:
+    """An issued OAuth token past its calls answers HubSpot's EXPIRED_AUTHENTICATION 401."""
+    with portal.lock:
+        left = portal.token_calls.get(token)
+        if left is None:
+            return
+        if left > 0:
+            portal.token_calls[token] = left - 1
+            return
+        portal.expired_answers += 1
+    raise ApiError(
+        401,
+        error_body(
+            "The OAuth token used to make this call expired 0 minute(s) ago.",
+            "EXPIRED_AUTHENTICATION",
+        ),
+    )
 
 
 def _fault_error(fault: Fault) -> ApiError:

@@ -4,6 +4,7 @@ loopback fake of tests/fake_hubspot.py."""
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from bot.terminal import sync_report
 from connectors.files import FilesSource, SourceError
 from connectors.hubspot import HubSpotSource
+from connectors.hubspot.auth import credentials_from_env
 from connectors.hubspot.client import TokenRefused
 from connectors.hubspot.limiter import RateLimiter
 from connectors.incremental import RetryPolicy, read_watermark
@@ -25,7 +27,16 @@ from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.store import Store, open_store
 from tests.demo_folder import demo_slice
-from tests.fake_hubspot import TOKEN, FakeHubSpot, FakePortal, Fault, iso
+from tests.fake_hubspot import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    TOKEN,
+    FakeHubSpot,
+    FakePortal,
+    Fault,
+    iso,
+)
 from tests.kpi_compare import assert_same_partner_kpis
 
 PARTNERS = 8
@@ -578,3 +589,105 @@ def test_date_entered_properties_of_many_pipelines_never_make_an_overlong_url(
     assert (stored.status, stored.closed_on) == ("won", date(2026, 4, 1))
     # what did not fit the list's URL came by a batch read (a POST body) merged by id
     assert portal.count("/objects/deals/batch/read", "POST") == 1
+
+
+# --- OAuth ------------------------------------------------------------------------------
+
+OAUTH_ENV = {
+    "HUBSPOT_CLIENT_ID": CLIENT_ID,
+    "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
+    "HUBSPOT_REFRESH_TOKEN": REFRESH_TOKEN,
+}
+
+
+def _no_secret_in(texts: list[str], portal: FakePortal) -> None:
+    issued = [token for token in portal.tokens if token != TOKEN]
+    for secret in [CLIENT_SECRET, REFRESH_TOKEN, *issued]:
+        assert not any(secret in text for text in texts)
+
+
+def test_a_sync_with_an_oauth_app_renews_its_token_from_the_refresh_token(
+    server: FakeHubSpot, portal: FakePortal, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    load_portal(portal)
+    portal.tokens.discard(TOKEN)  # no private app token here
+    caplog.set_level(logging.DEBUG)
+
+    report = sync(store, server, full=True, env=OAUTH_ENV)
+
+    assert report.stopped_early is None
+    assert report.objects["deals"].new == len(DATA["deals"])
+    assert portal.token_grants == [
+        {
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": REFRESH_TOKEN,
+        }
+    ]
+    stored = store.last_sync()
+    assert stored is not None
+    texts = [sync_report(report), str(stored.report), caplog.text]
+    _no_secret_in(texts, portal)
+
+
+def test_a_token_that_expires_mid_sync_is_renewed_once_and_the_sync_completes(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    portal.expiring_tokens = [25]  # the first token answers 25 calls, then 401 EXPIRED_...
+
+    report = sync(store, server, full=True, env=OAUTH_ENV)
+
+    assert report.stopped_early is None
+    assert report.objects["deals"].new == len(DATA["deals"])
+    assert report.objects["deals:stage_history"].new == len(DATA["stage_changes"])
+    assert portal.expired_answers == 1
+    assert len(portal.token_grants) == 2
+
+
+def test_a_token_past_its_expires_in_is_renewed_before_it_is_used(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    portal.token_lifetime = 600
+    now = [0.0]
+
+    def clock() -> float:  # every look at the clock: 100 seconds later
+        now[0] += 100
+        return now[0]
+
+    source = hs_source(server, env=OAUTH_ENV)
+    source.clock = clock
+    report = run_sync(store, source, full=True)
+
+    assert report.stopped_early is None
+    assert portal.expired_answers == 0
+    # A token renewed at t (one look) is due again at t + 600 - 60: six calls a token.
+    calls = report.api_calls - len(portal.token_grants)
+    assert len(portal.token_grants) == -(-calls // 6)
+
+
+def test_a_refused_refresh_token_is_one_sentence_and_writes_nothing(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    wrong = {**OAUTH_ENV, "HUBSPOT_REFRESH_TOKEN": "na1-9999-wrong-refresh"}
+
+    with pytest.raises(SourceError) as caught:
+        sync(store, server, full=True, env=wrong)
+
+    message = str(caught.value)
+    assert message.startswith(
+        "HubSpot refused to renew the OAuth access token "
+        "(BAD_REFRESH_TOKEN: missing or invalid refresh token); authorize the app again"
+    )
+    assert "\n" not in message and "wrong-refresh" not in message
+    assert CLIENT_SECRET not in message
+    assert all(count == 0 for count in store.counts().values())
+    assert len(portal.token_grants) == 1  # a 400 is not retried
+
+
+def test_oauth_variables_must_come_together() -> None:
+    with pytest.raises(SourceError, match="set HUBSPOT_REFRESH_TOKEN as well"):
+        credentials_from_env({k: v for k, v in OAUTH_ENV.items() if "REFRESH" not in k})

@@ -1,7 +1,9 @@
 """HubSpot's CRM APIs as the sync uses them, through hubspot-api-client.
 
 The SDK's API classes are built once per run, pointed at app.yaml's `hubspot.base_url` (the
-SDK's `host` setting) and authenticated with the private app token of HUBSPOT_ACCESS_TOKEN.
+SDK's `host` setting) and authenticated with the private app token of HUBSPOT_ACCESS_TOKEN, or
+with the OAuth access token `connectors.hubspot.auth` renews (`tokens_api.create`), which is
+set on every API class's configuration when it changes.
 Responses are read as HubSpot's own JSON (`_preload_content=False`), which keeps the wire
 names (`paging.next.after`, `propertiesWithHistory`) and skips the SDK's model building.
 
@@ -25,18 +27,19 @@ from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
 from connectors.files import SourceError
+from connectors.hubspot.auth import (
+    REFRESH_TOKEN_ENV,
+    SCOPES,
+    TOKEN_ENV,
+    OAuthApp,
+    OAuthToken,
+    credentials_from_env,
+    refresh_refused,
+)
 from connectors.hubspot.limiter import RateLimiter
 from connectors.incremental import ApiBudget, RetryPolicy, StopSync
 from kpi.config import HubSpotConfig
 
-TOKEN_ENV = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - the variable's name, not a secret
-SCOPES = (
-    "crm.objects.companies.read",
-    "crm.objects.contacts.read",
-    "crm.objects.deals.read",
-    "crm.schemas.companies.read",
-    "crm.schemas.deals.read",
-)
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BATCH_READ_MAX = 100  # ids per batch read
 HISTORY_READ_MAX = 50  # ids per batch read with propertiesWithHistory
@@ -90,19 +93,15 @@ class HubSpotApi:
         budget: ApiBudget,
         limiter: RateLimiter,
         retry: RetryPolicy,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        token = (env.get(TOKEN_ENV) or "").strip()
-        if not token:
-            raise SourceError(
-                f"set {TOKEN_ENV} to the access token of a HubSpot private app with the "
-                f"scopes {', '.join(SCOPES)}."
-            )
+        credentials = credentials_from_env(env)
         self.budget = budget
         self.limiter = limiter
         self.retry = retry
         self.retried = 0  # answers and faults that were retried
         client = HubSpot(
-            access_token=token,
+            access_token=credentials if isinstance(credentials, str) else None,
             host=settings.base_url,
             retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False),
         )
@@ -113,6 +112,18 @@ class HubSpotApi:
         self._pipelines = crm.pipelines.pipelines_api
         self._properties = crm.properties.core_api
         self._associations = crm.associations.v4.batch_api
+        self._apis = (
+            self._basic,
+            self._search,
+            self._batch,
+            self._pipelines,
+            self._properties,
+            self._associations,
+        )
+        self.oauth: OAuthToken | None = None
+        if isinstance(credentials, OAuthApp):
+            self._tokens = client.oauth.tokens_api
+            self.oauth = OAuthToken(credentials, self._request_token, clock or limiter.clock)
 
     # --- resources ------------------------------------------------------------------------
 
@@ -216,11 +227,18 @@ class HubSpotApi:
     # --- calls ----------------------------------------------------------------------------
 
     def call(self, request: Callable[[], Any], search: bool = False) -> JsonObject:
-        """One request with the limiter, the budget, retries and clear errors."""
+        """One request with the limiter, the budget, retries and clear errors; with OAuth, a
+        token renewed when it is due, and once more when HubSpot answers 401 to it."""
         try:
-            return self.retry.run(
-                lambda: self._attempt(request, search), self._retryable, _retry_after
-            )
+            if self.oauth is not None and self.oauth.due:
+                self._use_token(self.oauth.refresh())
+            try:
+                return self._retrying(request, search)
+            except HttpFault as fault:
+                if fault.status != 401 or self.oauth is None:
+                    raise
+                self._use_token(self.oauth.refresh())
+                return self._retrying(request, search)
         except HttpFault as fault:
             raise self._translate(fault) from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
@@ -228,6 +246,31 @@ class HubSpotApi:
                 f"HubSpot did not answer after {self.retry.attempts} attempts "
                 f"({type(error).__name__}); the next sync resumes where this one stopped."
             ) from None
+
+    def _retrying(self, request: Callable[[], Any], search: bool) -> JsonObject:
+        return self.retry.run(lambda: self._attempt(request, search), self._retryable, _retry_after)
+
+    def _request_token(self, app: OAuthApp) -> JsonObject:
+        """POST /oauth/v1/token with the refresh token, form-encoded (its answer is never
+        logged: the SDK logs bodies only of responses it preloads)."""
+        create = partial(
+            self._tokens.create,
+            grant_type="refresh_token",
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            refresh_token=app.refresh_token,
+            **_RAW,
+        )
+        try:
+            return self._retrying(create, False)
+        except HttpFault as fault:
+            if fault.status in RETRIED_STATUSES:
+                raise
+            raise refresh_refused(fault.status, fault.body, app) from None
+
+    def _use_token(self, token: str) -> None:
+        for api in self._apis:
+            api.api_client.configuration.access_token = token
 
     def _retryable(self, error: BaseException) -> bool:
         transient = _is_transient(error)
@@ -259,16 +302,21 @@ class HubSpotApi:
     def _translate(self, fault: HttpFault) -> Exception:
         category = fault.category or f"HTTP {fault.status}"
         message = str(fault.body.get("message", "")).strip()
+        scopes = ", ".join(SCOPES)
+        if fault.status == 401 and self.oauth is not None:
+            return TokenRefused(
+                f"HubSpot refused the OAuth access token renewed from {REFRESH_TOKEN_ENV} "
+                f"({category}); authorize the app again with the scopes {scopes}."
+            )
         if fault.status == 401:
             return TokenRefused(
                 f"HubSpot refused the access token in {TOKEN_ENV} ({category}); set it to a "
-                f"private app's token with the scopes {', '.join(SCOPES)}."
+                f"private app's token with the scopes {scopes}."
             )
         if fault.status == 403:
             return TokenRefused(
                 f"HubSpot refused a request for lack of permission ({category}"
-                f"{': ' + message if message else ''}); give the private app the scopes "
-                f"{', '.join(SCOPES)}."
+                f"{': ' + message if message else ''}); give the app the scopes {scopes}."
             )
         if fault.status == 429:
             return StopSync(

@@ -84,6 +84,7 @@ class HubSpotSource:
         retry: RetryPolicy | None = None,
         limiter: RateLimiter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], float] | None = None,  # when OAuth tokens expire (the limiter's)
     ) -> None:
         self.app = app
         self.settings = app.hubspot
@@ -92,6 +93,7 @@ class HubSpotSource:
         self.retry = retry or RetryPolicy(attempts=8)
         self.limiter = limiter
         self.now = now
+        self.clock = clock
         self.api: HubSpotApi | None = None  # the last run's client, for its figures
 
     def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
@@ -101,7 +103,9 @@ class HubSpotSource:
         )
         waited_before = limiter.waited
         try:
-            api = self.api = HubSpotApi(self.settings, self.env, budget, limiter, self.retry)
+            api = self.api = HubSpotApi(
+                self.settings, self.env, budget, limiter, self.retry, self.clock
+            )
             self._sync(api, store, report, progress)
         except StopSync as stop:
             report.stopped_early = str(stop)
