@@ -233,12 +233,19 @@ def _matches(digest: DigestConfig, partner: Partner) -> bool:
     chosen = digest.partners
     if chosen.ids and partner.id not in chosen.ids:
         return False
-    if chosen.tiers and (partner.tier or "").casefold() not in {
-        tier.casefold() for tier in chosen.tiers
-    }:
-        return False
-    owners = {owner.casefold() for owner in chosen.owners}
-    return not owners or (partner.owner_email or "").casefold() in owners
+    return all(
+        _one_of(wanted, value)
+        for wanted, value in (
+            (chosen.tiers, partner.tier),
+            (chosen.owners, partner.owner_email),
+            (chosen.regions, partner.region),
+        )
+    )
+
+
+def _one_of(wanted: list[str], value: str | None) -> bool:
+    """No list, or the value is in it ignoring case."""
+    return not wanted or (value or "").casefold() in {item.casefold() for item in wanted}
 
 
 def _active_at(partner: Partner, day: date) -> bool:

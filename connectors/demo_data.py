@@ -286,6 +286,7 @@ _NO_AMOUNT_RATE = 0.02
 _UNDATED_REGISTRATION_RATE = 0.15  # registered deals without registered_on
 _CSAT_RATE = 0.5  # won deals with a csat
 _NO_OWNER_RATE = 0.04  # partners without a channel manager
+_REGIONS = ("AMER", "EMEA", "APAC")
 _SKIP_RATE = 0.2  # deals that skip _SKIPPABLE_STAGE
 _MIN_AMOUNT, _MAX_AMOUNT = 5_000, 250_000
 _COURSES = _Weighted(
@@ -330,6 +331,7 @@ class _Partner:
     left_on: date | None
     owner_email: str
     contact_emails: tuple[str, ...]
+    region: str
 
 
 class _Deal(NamedTuple):  # a NamedTuple: thousands are built, and it is quicker than a dataclass
@@ -457,9 +459,15 @@ def _partners(ctx: _Context) -> list[_Partner]:
                 left_on=left_on,
                 owner_email="" if rng.random() < _NO_OWNER_RATE else _choice(rng, _MANAGERS),
                 contact_emails=_contacts(rng, _domain(name)),
+                region=_region(name),
             )
         )
     return sorted(partners, key=lambda partner: (partner.joined_on, partner.id))
+
+
+def _region(name: str) -> str:
+    """A region fixed by the name (no draw from the generator, so every other value stays)."""
+    return _REGIONS[sum(name.encode()) % len(_REGIONS)]
 
 
 # --- deals --------------------------------------------------------------------------------
@@ -752,7 +760,7 @@ def _money(cents: int | None) -> str:
 def _partner_row(partner: _Partner) -> list[str]:
     return [
         partner.id, partner.name, partner.tier, _day(partner.joined_on), _day(partner.left_on),
-        partner.owner_email, ";".join(partner.contact_emails),
+        partner.owner_email, ";".join(partner.contact_emails), partner.region,
     ]  # fmt: skip
 
 
@@ -797,7 +805,9 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
     return count
 
 
-PARTNER_FIELDS = ("id", "name", "tier", "joined_on", "left_on", "owner_email", "contact_emails")
+PARTNER_FIELDS = (
+    "id", "name", "tier", "joined_on", "left_on", "owner_email", "contact_emails", "region",
+)  # fmt: skip
 DEAL_FIELDS = (
     "id", "partner_id", "name", "amount", "currency", "stage", "status", "created_on",
     "closed_on", "expected_close_on", "type", "lead_source", "channel", "registered",

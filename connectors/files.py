@@ -155,6 +155,7 @@ def _partner(row: Row, _: Normalizer) -> Partner:
         left_on=row.date("left_on"),
         owner_email=row.text("owner_email"),
         contact_emails=emails,
+        region=row.text("region"),
     )
 
 

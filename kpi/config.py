@@ -133,6 +133,7 @@ class SalesforcePartnerFields(Section):
     joined_on: SalesforceField = "CreatedDate"
     left_on: SalesforceField | None = None
     owner_email: SalesforceField | None = "Owner.Email"
+    region: SalesforceField | None = None  # e.g. BillingCountry or Partner_Region__c
 
     @field_validator("filter")
     @classmethod
@@ -270,6 +271,7 @@ class HubSpotPartnerProperties(Section):
     left_on: HubSpotProperty | None = None
     # A company property holding the channel manager's email (HubSpot owners are ids).
     owner_email: HubSpotProperty | None = None
+    region: HubSpotProperty | None = None  # e.g. country or a custom partner_region
 
 
 class HubSpotDealProperties(Section):
@@ -419,15 +421,16 @@ PeriodText = Annotated[str, AfterValidator(_period_text)]
 
 class DigestPartnerFilter(Section):
     """Which partners a digest covers; with several lists a partner must match each of them.
-    Tiers and owners match ignoring case; `ids` are CRM ids."""
+    Tiers, owners and regions match ignoring case; `ids` are CRM ids."""
 
     tiers: list[str] = Field(default_factory=list)
     owners: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
     ids: list[str] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.tiers or self.owners or self.ids)
+        return not (self.tiers or self.owners or self.regions or self.ids)
 
 
 class DigestRiskRules(Section):

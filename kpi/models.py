@@ -52,6 +52,7 @@ class Partner(Record):
     left_on: date | None = None
     owner_email: str | None = None
     contact_emails: tuple[str, ...] = ()
+    region: str | None = None  # beyond the spec's fields: what a digest may filter by
 
 
 class Deal(Record):

@@ -48,6 +48,7 @@ partners = Table(
     Column("left_on", Date),
     Column("owner_email", String(320)),
     Column("contact_emails", JSON, nullable=False),
+    Column("region", String(100)),
     *_record_columns(),
 )
 

@@ -59,6 +59,7 @@ STANDARD_FIELDS: dict[str, dict[str, tuple[str, str | None, str | None]]] = {
         "SystemModstamp": ("datetime", None, None),
         "IsDeleted": ("boolean", None, None),
         "OwnerId": ("reference", "Owner", "User"),
+        "BillingCountry": ("string", None, None),
     },
     "User": {
         "Id": ("id", None, None),

@@ -31,7 +31,7 @@ FILES = (
 )
 HEADERS = {
     "partners.csv": [
-        "id", "name", "tier", "joined_on", "left_on", "owner_email", "contact_emails",
+        "id", "name", "tier", "joined_on", "left_on", "owner_email", "contact_emails", "region",
     ],
     "deals.csv": [
         "id", "partner_id", "name", "amount", "currency", "stage", "status", "created_on",

@@ -54,6 +54,7 @@ def seed(store: Store, partners: int, deals_each: int = 4, long_names: bool = Fa
                 joined_on=date(2026, 11, 18) if i % 97 == 5 else date(2024, 1, 1),
                 left_on=date(2026, 11, 20) if i % 89 == 7 else None,
                 owner_email=f"owner{i % 4}@ourco.example",
+                region=("EMEA", "AMER", None)[i % 3 if i % 2 else 0],
             )
         )
         for j in range(deals_each):
@@ -122,7 +123,8 @@ scheduler:
     assert any('digests[1].period: "last-week" is not a period' in line for line in lines)
     assert any("digests[1].sections[1]:" in line for line in lines)
     assert any(
-        "digests[1].partners.tier: unknown field; expected one of tiers, owners, ids" in line
+        "digests[1].partners.tier: unknown field; expected one of tiers, owners, regions, ids"
+        in line
         for line in lines
     )
     assert any("scheduler.grace_hours:" in line for line in lines)
@@ -202,6 +204,8 @@ def test_a_partner_filter_narrows_everything(store: Store) -> None:
         RUN_AT,
     )
     assert set(owned.cards) == {"P0001"}
+    emea = build_digest(store, APP, weekly(partners={"regions": ["emea"]}), RUN_AT)
+    assert set(emea.cards) == {f"P{i:04d}" for i in range(30) if i % 2 == 0 or i % 3 == 0}
     assert "10 partners chosen" in json.dumps(render_digest(data, "USD").blocks)
 
 

@@ -159,7 +159,19 @@ def test_bom_column_order_and_extra_columns(store: Store, tmp_path: Path) -> Non
     )
     report = sync(store, folder)
     assert report.problems == []
-    assert [(p.id, p.name) for p in store.records(Partner)] == [("p1", "Acme Corp")]
+    assert [(p.id, p.name, p.region) for p in store.records(Partner)] == [
+        ("p1", "Acme Corp", None)
+    ]
+
+
+def test_an_optional_region_column_is_read(store: Store, tmp_path: Path) -> None:
+    folder = minimal_folder(tmp_path)
+    (folder / "partners.csv").write_text(
+        "id,name,joined_on,region\np1,Acme Corp,2024-01-15,EMEA\np2,Globex,2025-03-01,\n",
+        encoding="utf-8",
+    )
+    assert sync(store, folder).problems == []
+    assert {p.id: p.region for p in store.records(Partner)} == {"p1": "EMEA", "p2": None}
 
 
 def test_unknown_references_are_kept_and_counted(store: Store, tmp_path: Path) -> None:

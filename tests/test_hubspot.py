@@ -57,6 +57,7 @@ SETTINGS: dict[str, Any] = {
         "joined_on": "partner_since",
         "left_on": "partner_until",
         "owner_email": "channel_manager_email",
+        "region": "partner_region",
     },
     "deals": {
         "registered": "deal_registered",
@@ -105,7 +106,9 @@ def _at(day: str) -> datetime:
 
 def setup_portal(portal: FakePortal) -> None:
     portal.define("companies", "type", COMPANY_TYPES)
-    for name in ("partner_tier", "partner_since", "partner_until", "channel_manager_email"):
+    for name in (
+        "partner_tier", "partner_since", "partner_until", "channel_manager_email", "partner_region",
+    ):  # fmt: skip
         portal.define("companies", name)
     for name in ("deal_registered", "registration_date", "csat_score"):
         portal.define("deals", name)
@@ -136,6 +139,7 @@ def load_portal(portal: FakePortal) -> int:
                 "partner_since": p["joined_on"],
                 "partner_until": p["left_on"] or None,
                 "channel_manager_email": p["owner_email"] or None,
+                "partner_region": p["region"] or None,
             },
             created=_at(p["joined_on"]),
             object_id=int(p["id"]),

@@ -63,6 +63,7 @@ SETTINGS: dict[str, Any] = {
         "tier": "Partner_Tier__c",
         "joined_on": "Partner_Since__c",
         "left_on": "Partner_Until__c",
+        "region": "BillingCountry",
     },
     "deals": {
         "partner": "Partner__c",
@@ -111,6 +112,7 @@ def load_org(org: FakeOrg) -> None:
                 "Partner_Until__c": p["left_on"] or None,
                 "OwnerId": owner["Id"] if owner else None,
                 "Owner": owner,
+                "BillingCountry": p["region"] or None,
             },
             modified=datetime.fromisoformat(f"{p['joined_on']}T09:00:00+00:00"),
         )

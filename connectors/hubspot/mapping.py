@@ -150,7 +150,7 @@ class CompanyMapper:
 
     def properties(self) -> list[str]:
         f = self.fields
-        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, f.owner_email]
+        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, f.owner_email, f.region]
         return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
 
     def is_partner(self, company: Mapping[str, Any]) -> bool:
@@ -173,6 +173,7 @@ class CompanyMapper:
                 left_on=to_date(props.get(f.left_on), self.zone) if f.left_on else None,
                 owner_email=text(props, f.owner_email),
                 contact_emails=tuple(sorted({e.strip() for e in emails if e.strip()})),
+                region=text(props, f.region),
             )
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None

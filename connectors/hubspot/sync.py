@@ -206,6 +206,7 @@ class _Plan:
             ("companies", "hubspot.partners.tier", p.tier),
             ("companies", "hubspot.partners.left_on", p.left_on),
             ("companies", "hubspot.partners.owner_email", p.owner_email),
+            ("companies", "hubspot.partners.region", p.region),
             ("deals", "hubspot.deals.partner_property", d.partner_property),
             ("deals", "hubspot.deals.registered", d.registered),
             ("deals", "hubspot.deals.registered_on", d.registered_on),

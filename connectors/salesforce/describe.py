@@ -55,7 +55,7 @@ class OrgSchema:
 def configured_fields(settings: SalesforceConfig) -> Iterable[tuple[str, str, str]]:
     """(object, field path, where in app.yaml) for every field app.yaml names."""
     partners, deals = settings.partners, settings.deals
-    for key in ("name", "tier", "joined_on", "left_on", "owner_email"):
+    for key in ("name", "tier", "joined_on", "left_on", "owner_email", "region"):
         path = getattr(partners, key)
         if path:
             yield "Account", path, f"salesforce.partners.{key}"

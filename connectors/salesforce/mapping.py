@@ -74,7 +74,7 @@ class PartnerMapper:
 
     def select(self) -> list[str]:
         f = self.fields
-        optional = [f.tier, f.left_on, f.owner_email]
+        optional = [f.tier, f.left_on, f.owner_email, f.region]
         return [f.name, f.joined_on, *[name for name in optional if name]]
 
     def partner(self, row: Mapping[str, Any]) -> Partner:
@@ -93,6 +93,7 @@ class PartnerMapper:
                 left_on=to_date(value_at(row, f.left_on), self.zone) if f.left_on else None,
                 owner_email=text_at(row, f.owner_email),
                 contact_emails=tuple(emails),
+                region=text_at(row, f.region),
             )
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None
