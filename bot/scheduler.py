@@ -127,6 +127,11 @@ class JobInfo:
     timezone: str
     next_run: datetime | None
 
+    @classmethod
+    def of(cls, id: str, what: str, schedule: str, trigger: Any, now: datetime) -> JobInfo:
+        """A job run by an APScheduler trigger, with the trigger's next fire time after now."""
+        return cls(id, what, schedule, str(trigger.timezone), trigger.get_next_fire_time(None, now))
+
 
 class DigestScheduler:
     """Digests and syncs for one replica. `clock` is "now" (aware); `sync` runs a sync."""
@@ -333,26 +338,19 @@ class DigestScheduler:
         now = self.clock()
         found = []
         for digest in self.app.digests:
-            trigger = self.triggers[digest.name]
             found.append(
-                JobInfo(
-                    id=f"digest:{digest.name}",
-                    what=f"digest {digest.name} to {digest.channel} ({digest.period})",
-                    schedule=digest.schedule,
-                    timezone=str(trigger.timezone),
-                    next_run=trigger.get_next_fire_time(None, now),
+                JobInfo.of(
+                    f"digest:{digest.name}",
+                    f"digest {digest.name} to {digest.channel} ({digest.period})",
+                    digest.schedule,
+                    self.triggers[digest.name],
+                    now,
                 )
             )
         if self.sync_trigger is not None:
-            sync = self.app.scheduler.sync
+            schedule = self.app.scheduler.sync.schedule or ""
             found.append(
-                JobInfo(
-                    id="sync",
-                    what=f"sync {self.app.source}",
-                    schedule=sync.schedule or "",
-                    timezone=str(self.sync_trigger.timezone),
-                    next_run=self.sync_trigger.get_next_fire_time(None, now),
-                )
+                JobInfo.of("sync", f"sync {self.app.source}", schedule, self.sync_trigger, now)
             )
         return found
 

@@ -21,19 +21,16 @@ log = logging.getLogger("partner_kpi.surveys")
 
 def survey_jobs(config: LoadedConfig, now: datetime) -> list[JobInfo]:
     """Each campaign's job, with the start of its next round (for `partner-kpi jobs`)."""
-    found = []
-    for campaign in config.app.surveys:
-        trigger = campaign_trigger(campaign, config.app.timezone)
-        found.append(
-            JobInfo(
-                id=f"survey:{campaign.name}",
-                what=f"survey {campaign.name} round (results to {campaign.results_channel})",
-                schedule=campaign.schedule,
-                timezone=str(trigger.timezone),
-                next_run=trigger.get_next_fire_time(None, now),
-            )
+    return [
+        JobInfo.of(
+            f"survey:{campaign.name}",
+            f"survey {campaign.name} round (results to {campaign.results_channel})",
+            campaign.schedule,
+            campaign_trigger(campaign, config.app.timezone),
+            now,
         )
-    return found
+        for campaign in config.app.surveys
+    ]
 
 
 def start_survey_jobs(
