@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from bot.blockkit import Message
+from bot.console import render_text
 from bot.digest import (
     ChannelUnavailable,
     build_digest,
@@ -39,21 +40,6 @@ def _digest_named(obj: Any, name: str) -> DigestConfig:
             return digest
     known = ", ".join(d.name for d in digests) or "none: add one under digests: in app.yaml"
     raise _error(f"no digest is named {name!r}; the digests are {known}.")
-
-
-def message_as_text(message: Message) -> str:
-    """The message as a terminal shows it: headers, texts and fields, one block per paragraph."""
-    parts = []
-    for block in message.blocks:
-        if block.get("type") == "header":
-            parts.append(block["text"]["text"].upper())
-        elif block.get("type") == "section":
-            if "text" in block:
-                parts.append(block["text"]["text"])
-            parts.extend(item["text"] for item in block.get("fields", []))
-        elif block.get("type") == "context":
-            parts.append(" ".join(item.get("text", "") for item in block["elements"]))
-    return "\n\n".join(parts)
 
 
 @click.command()
@@ -89,7 +75,7 @@ def digest(
     if as_json:
         click.echo(json.dumps(message.payload(), indent=2, ensure_ascii=False))
     else:
-        click.echo(message_as_text(message))
+        click.echo(render_text(message))
     if chart_path is not None:
         click.echo(f"\nChart saved to {chart_path}.", err=as_json)
 

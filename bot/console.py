@@ -69,42 +69,49 @@ class Console:
         self.out.write("\n" + self.render(message) + "\n\n")
 
     def render(self, message: Message) -> str:
-        lines: list[str] = []
-        for block in message.blocks:
-            kind = block.get("type")
-            if kind == "header":
-                title = block["text"]["text"]
-                lines += [self._bold(title), "─" * min(len(title), 78)]
-            elif kind == "section":
-                if "text" in block:
-                    lines.append(self._text(block["text"]["text"]))
-                fields = [
-                    self._text(f["text"]).replace("\n", ": ", 1) for f in block.get("fields", [])
-                ]
-                lines += _two_columns(fields)
-            elif kind == "context":
-                lines.append(
-                    self._dim(" · ".join(self._text(e["text"]) for e in block["elements"]))
-                )
-            elif kind == "actions":
-                labels = []
-                for element in block["elements"]:
-                    self.buttons.append(element)
-                    labels.append(f"[{len(self.buttons)}] {element['text']['text']}")
-                lines.append("  ".join(labels))
-            lines.append("")
-        return "\n".join(lines).rstrip()
+        return render_text(message, self.color, self.buttons)
 
-    def _text(self, mrkdwn: str) -> str:
+
+def render_text(
+    message: Message, color: bool = False, buttons: list[dict[str, Any]] | None = None
+) -> str:
+    """A message as a terminal shows it: headers underlined, mrkdwn made readable (links
+    spelled out, entities unescaped), fields in two columns; each button numbered and, with
+    `buttons`, appended to it so that its number can press it."""
+
+    def bold(text: str) -> str:
+        return f"\033[1m{text}\033[0m" if color else text
+
+    def dim(text: str) -> str:
+        return f"\033[2m{text}\033[0m" if color else text
+
+    def readable(mrkdwn: str) -> str:
         text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", mrkdwn)
-        text = _BOLD.sub(lambda m: self._bold(m.group(1)), text)
+        text = _BOLD.sub(lambda m: bold(m.group(1)), text)
         return html.unescape(text.replace("`", ""))
 
-    def _bold(self, text: str) -> str:
-        return f"\033[1m{text}\033[0m" if self.color else text
-
-    def _dim(self, text: str) -> str:
-        return f"\033[2m{text}\033[0m" if self.color else text
+    pressable = [] if buttons is None else buttons
+    lines: list[str] = []
+    for block in message.blocks:
+        kind = block.get("type")
+        if kind == "header":
+            title = block["text"]["text"]
+            lines += [bold(title), "─" * min(len(title), 78)]
+        elif kind == "section":
+            if "text" in block:
+                lines.append(readable(block["text"]["text"]))
+            fields = [readable(f["text"]).replace("\n", ": ", 1) for f in block.get("fields", [])]
+            lines += _two_columns(fields)
+        elif kind == "context":
+            lines.append(dim(" · ".join(readable(e["text"]) for e in block["elements"])))
+        elif kind == "actions":
+            labels = []
+            for element in block["elements"]:
+                pressable.append(element)
+                labels.append(f"[{len(pressable)}] {element['text']['text']}")
+            lines.append("  ".join(labels))
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def _two_columns(cells: list[str], width: int = 38) -> list[str]:

@@ -506,7 +506,9 @@ def test_digest_dry_run_prints_json_and_saves_the_chart(
     assert payload["blocks"][0]["type"] == "header" and validate_blocks(payload["blocks"]) is None
     assert chart.read_bytes().startswith(b"\x89PNG")
     status, out, _ = run(capsys, "--config", str(app_yaml), "digest", "weekly")
-    assert status == 0 and "PARTNER DIGEST · WEEKLY" in out and "Top 10 by quality score" in out
+    assert status == 0 and "Partner digest · weekly · last-7d\n────" in out
+    assert "Top 10 by quality score" in out  # the console's rendering: mrkdwn made readable
+    assert "*Top 10" not in out and "&amp;" not in out and "&lt;" not in out
 
 
 def test_digest_errors_and_jobs(app_yaml: Path, capsys: pytest.CaptureFixture[str]) -> None:
