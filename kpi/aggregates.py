@@ -15,7 +15,19 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, case, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import rollups, schema
@@ -178,18 +190,22 @@ class Aggregator:
         self,
         totals: dict[PartnerKey, Totals],
         period: Period,
+        pipeline: Sequence[str],
         partner_ids: Sequence[str] | None = None,
     ) -> None:
-        """Adds stage entries and stays in the period to `totals`, per partner."""
+        """Adds the entries into each pipeline stage and the stays in it that ended in the
+        period to `totals`, per partner (stages outside the pipeline are never reported)."""
+        if not pipeline:
+            return
         window = Window.of(period, self.tz)
-        for row in self.connection.execute(self._stage_entries(window, partner_ids)):
-            stages = _totals_of(totals, row.partner_key or None).stages
-            stages.setdefault(row.stage, StageTotals()).entered = int(row.n)
-        for row in self.connection.execute(self._stage_stays(window, partner_ids)):
-            stages = _totals_of(totals, row.partner_key or None).stages
-            stage = stages.setdefault(row.stage, StageTotals())
-            stage.stay_days = float(row.days)
-            stage.stays = int(row.n)
+        for row in self.connection.execute(self._stage_counts(window, pipeline, partner_ids)):
+            if row.entered or row.stays:
+                stage = _totals_of(totals, row.partner_key or None).stages.setdefault(
+                    row.stage, StageTotals()
+                )
+                stage.entered = int(row.entered)
+                stage.stays = int(row.stays)
+                stage.stay_days = float(row.days or 0.0)
 
     def trust(
         self, period: Period, partner_ids: Sequence[str] | None = None
@@ -286,35 +302,46 @@ class Aggregator:
         )
 
     @staticmethod
-    def _stage_entries(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        changes = schema.stage_changes
-        return (
-            select(changes.c.partner_key, changes.c.stage, func.count().label("n"))
-            .where(
-                changes.c.entered_at >= window.start_at,
-                changes.c.entered_at < window.end_at,
-                *_of_known_deals(changes.c.partner_key, partner_ids),
-            )
-            .group_by(changes.c.partner_key, changes.c.stage)
-        )
+    def _stage_counts(
+        window: Window, pipeline: Sequence[str], partner_ids: Sequence[str] | None
+    ) -> Select[Any]:
+        """Per (partner key, pipeline stage): entries in the window, and the count and total
+        length of the stays that ended in it.
 
-    @staticmethod
-    def _stage_stays(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
+        Every pair drives index range seeks (`ix_stage_changes_partner_stage_*`), so nothing
+        is sorted: grouping the window's stage changes of every partner instead sorted ~460k
+        rows twice at a million deals (1.1 s of every partner's scorecards; 0.3 s this way).
+        The keys are the rollups' partner keys, which hold every known deal's ('' for a direct
+        deal); changes of unknown deals (partner key null) never count."""
         changes = schema.stage_changes
-        return (
-            select(
-                changes.c.partner_key,
-                changes.c.stage,
-                func.count().label("n"),
-                func.sum(elapsed_days(changes.c.entered_at, changes.c.left_at)).label("days"),
-            )
-            .where(
-                changes.c.left_at >= window.start_at,
-                changes.c.left_at < window.end_at,
-                *_of_known_deals(changes.c.partner_key, partner_ids),
-            )
-            .group_by(changes.c.partner_key, changes.c.stage)
+        keys = schema.kpi_partner_keys
+        stages = union_all(*(select(literal(name, String).label("stage")) for name in pipeline))
+        stage = stages.cte("pipeline")
+
+        def of_pair(*conditions: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+            return [
+                changes.c.partner_key == keys.c.partner_key,
+                changes.c.stage == stage.c.stage,
+                *conditions,
+            ]
+
+        entered = of_pair(
+            changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at
         )
+        left = of_pair(changes.c.left_at >= window.start_at, changes.c.left_at < window.end_at)
+        query = select(
+            keys.c.partner_key,
+            stage.c.stage,
+            select(func.count()).where(*entered).scalar_subquery().label("entered"),
+            select(func.count()).where(*left).scalar_subquery().label("stays"),
+            select(func.sum(elapsed_days(changes.c.entered_at, changes.c.left_at)))
+            .where(*left)
+            .scalar_subquery()
+            .label("days"),
+        ).select_from(keys.join(stage, true()))
+        if partner_ids is not None:
+            query = query.where(keys.c.partner_key.in_(list(partner_ids)))
+        return query
 
 
 def pipeline_order(connection: Connection, configured: list[str] | None, source: str) -> list[str]:
@@ -349,14 +376,6 @@ def _totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
 def _only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
     """The WHERE term that limits a query to some partners (none: every partner)."""
     return [] if partner_ids is None else [column.in_(list(partner_ids))]
-
-
-def _of_known_deals(partner_key: Any, partner_ids: Sequence[str] | None) -> list[Any]:
-    """Stage changes of known deals (their partner key is '' for a direct deal, null for an
-    unknown deal), optionally only some partners'."""
-    if partner_ids is None:
-        return [partner_key.is_not(None)]
-    return [partner_key.in_(list(partner_ids))]
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:

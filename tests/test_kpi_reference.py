@@ -650,6 +650,33 @@ def test_program_stages_pool_every_deal_with_a_partner() -> None:
     ]
 
 
+@scenario
+def stage_edges() -> Scenario:
+    """Entries and ends of stays exactly on March's first and end midnights (UTC)."""
+    data = Dataset(
+        partners=[partner("B")],
+        deals=[deal("b1", "B", "open", "2026-02-01"), deal("b2", "B", "open", "2026-02-01")],
+        stage_changes=[
+            change("b1", "Prospect", "2026-02-27T00:00:00+00:00"),
+            # at March's first midnight: a March entry, and the end of a 2-day March stay
+            change("b1", "Qualify", "2026-03-01T00:00:00+00:00"),
+            # at the end midnight: neither a March entry nor the end of a March stay
+            change("b1", "Propose", "2026-04-01T00:00:00+00:00"),
+            change("b2", "Prospect", "2026-03-31T23:59:59+00:00"),  # March's last second
+        ],
+    )
+    return Scenario(data, AppConfig(stages=["Prospect", "Qualify", "Propose"]), (MARCH,))
+
+
+def test_stage_entries_and_stays_at_the_period_edges() -> None:
+    sc = stage_edges()
+    assert reference_partner(sc.data, sc.app, "B", MARCH)["stages"] == [
+        {"stage": "Prospect", "entered": 1, "share": 1.0, "avg_days": 2.0},
+        {"stage": "Qualify", "entered": 1, "share": 1.0, "avg_days": None},
+        {"stage": "Propose", "entered": 0, "share": None, "avg_days": None},
+    ]
+
+
 FEBRUARY = parse_period("2026-02", AS_OF)  # [2026-02-01, 2026-03-01)
 
 
