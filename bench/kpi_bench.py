@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -382,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pandas: dict[str, Any] | None = None
     check: dict[str, Any] | None = None
+    if not args.no_pandas and importlib.util.find_spec("pandas") is None:
+        sys.exit("pandas is not installed: pip install -e '.[bench]' (or run with --no-pandas)")
     if not args.no_pandas:
         busiest = max(engine_raw["check"], key=lambda p: engine_raw["check"][p]["deal_count"] or 0)
         print("\npandas baseline (child process) ...", flush=True)
