@@ -337,6 +337,8 @@ def run_engine(db: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if not args.no_pandas and importlib.util.find_spec("pandas") is None:
+        sys.exit("pandas is not installed: pip install -e '.[bench]' (or run with --no-pandas)")
     command = "python3 -m bench.kpi_bench" + "".join(" " + shlex.quote(a) for a in argv)
     spec = BenchSpec(partners=args.partners, deals=args.deals, seed=args.seed, stays=args.stays)
     info = machine()
@@ -383,8 +385,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pandas: dict[str, Any] | None = None
     check: dict[str, Any] | None = None
-    if not args.no_pandas and importlib.util.find_spec("pandas") is None:
-        sys.exit("pandas is not installed: pip install -e '.[bench]' (or run with --no-pandas)")
     if not args.no_pandas:
         busiest = max(engine_raw["check"], key=lambda p: engine_raw["check"][p]["deal_count"] or 0)
         print("\npandas baseline (child process) ...", flush=True)
