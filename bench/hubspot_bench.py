@@ -190,7 +190,9 @@ def serve(deals: int, channel: Connection) -> None:
         )
         partners.append(company)
         for c in range(CONTACTS_PER_PARTNER):
-            contact = portal.create("contacts", {"email": f"c{c}@partner{n}.example"})
+            email = {"email": f"c{c}@partner{n}.example"}
+            # last modified long ago, as the companies: only the changed deals are new
+            contact = portal.create("contacts", email, created=joined, modified=joined)
             portal.associate("companies", company, "contacts", contact)
     customers = [
         portal.create("companies", {"name": f"Customer {n}", "type": "PROSPECT"}, modified=joined)
