@@ -11,7 +11,9 @@ then one stream per object, each page committed with its watermark:
 - `companies:archived`, `deals:archived`: the archived lists, whose entries archived since the
   watermark are deleted (archiving changes no `hs_lastmodifieddate` and search never shows it);
 - `deals`: changed deals with their partner (through associations or a property) and their
-  whole `dealstage` history, which replaces the stored one in the same transaction.
+  whole stage history (`dealstage`'s propertiesWithHistory, or with `stage_history:
+  date_entered` the deals' own `hs_v2_date_entered_<stage id>` properties), which replaces the
+  stored one in the same transaction.
 
 Changes come from the search API (`connectors.hubspot.search`); a full sync (`--full`), or an
 object with no watermark yet, reads the list endpoints instead and sweeps what it did not see
