@@ -58,6 +58,9 @@ DIRECT = ""  # the partner key of deals without a partner
 ALL = "*"  # the dirty mark that stands for every partner
 KEY_BATCH = 500
 QUICK_BUSY_MS = 250  # how long a question waits for a busy SQLite store before answering
+#: The advisory lock that serializes refreshes on PostgreSQL: one per schema, so stores that
+#: share a database in separate schemas never wait for each other's refreshes.
+PG_REFRESH_LOCK = "(7224011, hashtext(current_schema()))"
 
 #: Running totals kept per partner and day; the first eleven are ClosedTotals' fields.
 CLOSED_MEASURES = (
@@ -217,10 +220,12 @@ def _serialize(connection: Connection, wait: bool) -> bool:
     writer in at a time anyway; not waiting means a short busy timeout for this transaction.)"""
     if connection.dialect.name == "postgresql":
         if wait:
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock{PG_REFRESH_LOCK}")
             return True
         return bool(
-            connection.exec_driver_sql("SELECT pg_try_advisory_xact_lock(7224011)").scalar()
+            connection.exec_driver_sql(
+                f"SELECT pg_try_advisory_xact_lock{PG_REFRESH_LOCK}"
+            ).scalar()
         )
     if not wait:
         connection.exec_driver_sql(f"PRAGMA busy_timeout={QUICK_BUSY_MS}")

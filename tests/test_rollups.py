@@ -9,6 +9,7 @@ import time
 from datetime import date, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import delete, func, insert, select, update
 
@@ -207,7 +208,7 @@ def test_a_question_does_not_wait_for_a_refresh_that_holds_the_store(store: Stor
     try:
         holding = holder.begin()
         if store.engine.dialect.name == "postgresql":
-            holder.exec_driver_sql("SELECT pg_advisory_xact_lock(7224011)")
+            holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock{rollups.PG_REFRESH_LOCK}")
         else:  # another writer in the middle of a transaction
             holder.execute(
                 delete(schema.kpi_dirty_hours).where(schema.kpi_dirty_hours.c.version < 0)
@@ -220,3 +221,17 @@ def test_a_question_does_not_wait_for_a_refresh_that_holds_the_store(store: Stor
     finally:
         holder.close()
     assert won_revenue(store, "P1") == 2000.0  # the next refresh catches up
+
+
+def test_a_refresh_in_another_schema_does_not_hold_this_one(store: Store) -> None:
+    """Stores sharing a PostgreSQL database in separate schemas refresh independently."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with store.transaction() as connection:
+        store.upsert(connection, [deal("D1", "P1", date(2026, 2, 1))], "test")
+    with store.engine.connect() as holder, holder.begin():
+        # what a refresh of a store in the public schema holds
+        holder.exec_driver_sql("SET LOCAL search_path TO public")
+        holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock{rollups.PG_REFRESH_LOCK}")
+        assert rollups.refresh(store.engine, wait=False) is not None
+    assert won_revenue(store, "P1") == 1000.0
