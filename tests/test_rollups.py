@@ -51,6 +51,22 @@ def become(store: Store, data: Dataset) -> None:
         store.refresh_stays(connection)
 
 
+#: Columns added after 0003, which this version's Store writes but a 0003 schema lacks.
+LATER_COLUMNS = {"partners": {"region"}}
+
+
+def load_at_0003(store: Store, data: Dataset) -> None:
+    """Writes `data` into a store at revision 0003, as that version's Store did."""
+    with store.transaction() as connection:
+        for record in data.records():
+            kind = KINDS[type(record)]
+            row = kind.to_row(record, "test")
+            for column in LATER_COLUMNS.get(kind.table.name, ()):
+                del row[column]
+            connection.execute(insert(kind.table), row)  # the INSERT names row's columns
+        store.refresh_stays(connection)
+
+
 def store_examples(count: int) -> settings:
     """Hypothesis settings for a test that fills a store per example: slow, and no deadline."""
     return settings(
@@ -165,7 +181,7 @@ def test_a_store_with_data_upgraded_to_the_rollups_builds_them_at_the_first_ques
     built = SCENARIOS["spec_example"]()
     with fresh_store(database_url) as store:
         downgrade(store.engine, "0003")  # back to the schema before the rollups
-        load(store, built.data)  # written with no trigger to see it
+        load_at_0003(store, built.data)  # written with no trigger to see it
         upgrade(store.engine)
         assert marks(store)[0] == {rollups.ALL}
         for period in built.periods:
