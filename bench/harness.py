@@ -70,7 +70,7 @@ def answer_commands(channel: Connection, handlers: dict[str, Callable[[Any], Any
 
 class Measured:
     """The source, timed and its peak memory taken when it ends, before `run_sync` refreshes
-    the KPI rollups (store work, with its own SQLite cache, that every source pays)."""
+    the KPI rollups (store work that every source pays)."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
