@@ -57,8 +57,11 @@ class ClosedTotals:
     csat_count: int = 0
 
     def add(self, other: ClosedTotals) -> None:
-        for item in fields(self):
-            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+        for name in _CLOSED_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_CLOSED_FIELDS = tuple(item.name for item in fields(ClosedTotals))
 
 
 @dataclass
@@ -89,6 +92,14 @@ class Totals:
         if found is None:
             found = self.channels[name] = ClosedTotals()
         return found
+
+    def add_channel(self, name: str, closed: ClosedTotals) -> None:
+        """Adds one channel's closed deals (taken as they are when the channel is new)."""
+        mine = self.channels.get(name)
+        if mine is None:
+            self.channels[name] = closed
+        else:
+            mine.add(closed)
 
     def add(self, other: Totals) -> None:
         self.closed.add(other.closed)
@@ -184,7 +195,7 @@ class Aggregator:
         window = Window.of(period, self.tz)
         for row in self.connection.execute(self._closed(window, partner_ids)):
             closed = ClosedTotals(*(_number(value) for value in row[2:]))
-            _totals_of(totals, row.partner_id).channel(row.channel).add(closed)
+            _totals_of(totals, row.partner_id).add_channel(row.channel, closed)
 
     def add_stages(
         self,
