@@ -260,9 +260,7 @@ def classify(statement: str) -> str:
     if "kpi_stage_hours" in sql:
         return "rollups: stage entries of all deals"
     if "stage_changes" in sql:
-        if "left_at >=" in sql:
-            return "_stage_stays"
-        return "_stage_entries"
+        return "_stage_counts (entries and stays per partner and stage)"
     if "survey_responses" in sql:
         return "_surveys"
     if "won_with_amount" in sql:
