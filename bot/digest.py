@@ -45,6 +45,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot.blockkit import Message
+from bot.keyed_posts import find_keyed_post, keyed_metadata
 from bot.messages import age, render
 from kpi import schema
 from kpi.config import AppConfig, DigestConfig
@@ -568,7 +569,7 @@ def post_digest(
     """Posts the digest, then its chart into the message's thread. Raises ChannelUnavailable
     when the bot cannot post in the channel; a failed chart upload falls back to text. `key`
     (the send log's) goes into the message's metadata, where `find_posted` finds it again."""
-    metadata = {"event_type": DIGEST_EVENT, "event_payload": {"key": key}} if key else None
+    metadata = keyed_metadata(DIGEST_EVENT, key) if key else None
     try:
         response = client.chat_postMessage(
             channel=digest.channel,
@@ -625,30 +626,13 @@ def find_posted(
     client: WebClient, digest: DigestConfig, key: str, oldest: datetime, page_size: int = 200
 ) -> str | None:
     """The ts of the digest post carrying `key` in its metadata, posted in the digest's
-    channel after `oldest`, or None: conversations.history with include_all_metadata, newest
-    first, paged through next_cursor. Raises ChannelUnavailable when the bot cannot read the
+    channel after `oldest`, or None. Raises ChannelUnavailable when the bot cannot read the
     channel, and SlackApiError otherwise (missing_scope without channels:history)."""
-    cursor: str | None = None
-    while True:
-        try:
-            response = client.conversations_history(
-                channel=digest.channel,
-                oldest=f"{oldest.timestamp():.6f}",
-                include_all_metadata=True,
-                limit=page_size,
-                cursor=cursor,
-            )
-        except SlackApiError as error:
-            _raise_for_channel(digest, error)
-            raise
-        for found in response.get("messages") or []:
-            metadata = found.get("metadata") or {}
-            payload = metadata.get("event_payload") or {}
-            if metadata.get("event_type") == DIGEST_EVENT and payload.get("key") == key:
-                return str(found["ts"])
-        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-        if not cursor:
-            return None
+    try:
+        return find_keyed_post(client, digest.channel, DIGEST_EVENT, key, oldest, page_size)
+    except SlackApiError as error:
+        _raise_for_channel(digest, error)
+        raise
 
 
 def utc_now() -> datetime:
