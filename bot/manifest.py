@@ -19,6 +19,7 @@ BOT_SCOPES = [
     "channels:history",
     "groups:history",
     "im:write",  # opening survey DMs
+    "im:history",  # a stale survey DM claim: the crashed replica's DM is looked for first
     "users:read",  # who is asking: external or not
     "users:read.email",  # external users' partner by email domain; survey contacts
     "usergroups:read",  # access by user group

@@ -5,6 +5,7 @@ Web API client and the survey sender pointed at the loopback Slack stand-in, the
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ def make_world(store: Store, fake: FakeSlack, **overrides: Any) -> Iterator[Worl
 
 @pytest.fixture
 def fake() -> Iterator[FakeSlack]:
-    with FakeSlack() as server:
+    with FakeSlack(wall_clock_ts=True) as server:  # ts from the clock, as Slack's are
         server.add_user("UA", "ann", email="ann@acme.example")
         server.add_user("UB", "bob", email="bob@acme.example")
         server.add_user("UD", "dee", email="dee@acme.example")
@@ -428,6 +429,57 @@ def test_a_restart_in_the_middle_of_sending_finishes_without_duplicates(
     for user in ("UA", "UB", "UC", "UD"):
         state = world.store.claim_state(f"survey:nps:{ROUND_1}:{user}")
         assert state is not None and state["posted_at"] is not None
+
+
+def test_a_dm_slack_accepted_just_before_its_sender_died_is_not_sent_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = world.sender(replica="first")
+    real_delivered = db.delivered
+
+    def dies_after_slack_answered(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the process died")  # Slack has the DM; its ts is recorded nowhere
+
+    monkeypatch.setattr(db, "delivered", dies_after_slack_answered)
+    nps = first.campaign("nps")
+    assert nps is not None
+    times = first.current_round(nps, world.clock())
+    assert times is not None
+    with pytest.raises(RuntimeError):
+        first.send_round(nps, times)
+    monkeypatch.setattr(db, "delivered", real_delivered)
+    (asked,) = [u for u in ("UA", "UB", "UC", "UD") if world.dms_to(u)]
+    key = f"survey:nps:{ROUND_1}:{asked}"
+    unmarked = world.store.claim_state(key)
+    assert unmarked is not None and unmarked["posted_at"] is None
+    # a new replica, once the dead one's claim is stale: it finds the DM in the DM's history
+    second = world.sender(replica="second", stale=timedelta(microseconds=1))
+    second.tick()
+    for user in ("UA", "UB", "UC", "UD"):
+        assert len(world.dms_to(user)) == 1, user
+    (dm,) = world.dms_to(asked)
+    assert dm.body["metadata"]["event_payload"] == {"key": key}
+    state = world.store.claim_state(key)
+    assert state is not None and state["slack_ts"] == dm.response["ts"]
+    world.click(asked, "survey_score_9")  # the recorded DM can be answered
+    assert len(world.answers()) == 1
+
+
+def test_without_im_history_a_stale_claim_is_sent_and_the_missing_scope_said(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = f"survey:nps:{ROUND_1}:UA"
+    assert world.store.claim(key, "survey", "crashed-replica")  # died before its post
+    world.fake.fail_next(
+        "conversations.history",
+        error="missing_scope",
+        extra={"needed": "im:history", "provided": "chat:write,im:write"},
+    )
+    with caplog.at_level(logging.WARNING, logger="partner_kpi.surveys"):
+        world.sender(replica="second", stale=timedelta(microseconds=1)).tick()
+    assert len(world.dms_to("UA")) == 1
+    (line,) = [r.getMessage() for r in caplog.records if "missing_scope" in r.getMessage()]
+    assert "im:history" in line and "reinstall" in line
 
 
 def test_a_dm_slack_refuses_is_retried_at_the_next_tick(world: World) -> None:

@@ -6,8 +6,9 @@ key before it opens the DM and marks it sent with the message's ts afterwards, s
 replicas tick, and however often one restarts, nobody is asked twice in a round. A post Slack
 refused gives its claim back at once (nothing was posted); a claim left by a replica that died
 mid-send is taken over after `stale` — unless the DM's ts was already recorded, then it is only
-marked sent. (The one window left is a crash between Slack's answer to chat.postMessage and the
-next database write, a few milliseconds, as for digests.)
+marked sent. A replica that died after Slack accepted the DM but before recording it leaves no
+ts; each DM carries its key in message metadata, so the taker-over finds it in the DM's history
+(`bot.keyed_posts`, with im:history) and records it instead of asking again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.keyed_posts import find_keyed_post, keyed_metadata
 from bot.messages import render
 from bot.surveys.rounds import (
     RoundTimes,
@@ -41,6 +43,8 @@ log = logging.getLogger("partner_kpi.surveys")
 Clock = Callable[[], datetime]
 FOUND_FOR = timedelta(days=30)
 MISSING_FOR = timedelta(days=1)
+#: The event_type of the message metadata each survey DM carries, with its send-log key.
+SURVEY_EVENT = "partner_kpi_survey"
 
 
 def utc_now() -> datetime:
@@ -258,10 +262,11 @@ class SurveySender:
         if state is not None and state["posted_at"] is not None:
             return "already"
         detail = {"campaign": campaign.name, "round": the_round.round_id, "user": user_id}
-        claimed = self.store.claim(key, "survey", self.replica, detail) or (
+        claimed = self.store.claim(key, "survey", self.replica, detail)
+        taken_over = not claimed and (
             state is not None and self.store.reclaim_stale(key, self.replica, self.stale)
         )
-        if not claimed:
+        if not (claimed or taken_over):
             return "elsewhere"
         db.add_delivery(
             self.store,
@@ -280,7 +285,18 @@ class SurveySender:
         message = self.dm_message(campaign, the_round, contact.partner_name, user_id, "ask")
         try:
             channel = self.client.conversations_open(users=user_id)["channel"]["id"]
-            posted = self.client.chat_postMessage(channel=channel, **message.payload())
+            if taken_over and state is not None:  # did the crashed claimer post it after all?
+                since = state["claimed_at"].replace(tzinfo=UTC)
+                found = self._posted_before(channel, key, since, campaign.name)
+                if found is not None:
+                    db.delivered(
+                        self.store, campaign.name, the_round.round_id, user_id, channel, found, now
+                    )
+                    self.store.mark_sent(key, found)
+                    return "already"
+            posted = self.client.chat_postMessage(
+                channel=channel, metadata=keyed_metadata(SURVEY_EVENT, key), **message.payload()
+            )
         except SlackApiError as error:
             code = error.response.get("error")
             self._rate_limited = code == "ratelimited"
@@ -293,6 +309,25 @@ class SurveySender:
         )
         self.store.mark_sent(key, ts)
         return "sent"
+
+    def _posted_before(self, channel: str, key: str, since: datetime, campaign: str) -> str | None:
+        """The ts of the DM a crashed claimer posted for `key` (Slack answered, the claimer died
+        before recording it), from the DM's history; None when there is none, or when the app
+        lacks im:history (then it is said, and the DM is sent rather than lost)."""
+        assert self.client is not None
+        try:
+            return find_keyed_post(self.client, channel, SURVEY_EVENT, key, since)
+        except SlackApiError as error:
+            if error.response.get("error") != "missing_scope":
+                raise
+            log.warning(
+                "survey %s: cannot read the DM's history (missing_scope %s), so a DM sent by a "
+                "replica that stopped before recording it may be repeated; reinstall the app "
+                "with im:history (`partner-kpi manifest`)",
+                campaign,
+                error.response.get("needed", ""),
+            )
+            return None
 
     def dm_message(
         self,
