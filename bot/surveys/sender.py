@@ -285,9 +285,8 @@ class SurveySender:
         message = self.dm_message(campaign, the_round, contact.partner_name, user_id, "ask")
         try:
             channel = self.client.conversations_open(users=user_id)["channel"]["id"]
-            if taken_over and state is not None:  # did the crashed claimer post it after all?
-                since = state["claimed_at"].replace(tzinfo=UTC)
-                found = self._posted_before(channel, key, since, campaign.name)
+            if taken_over:  # did a crashed claimer post it after all? (any since the start)
+                found = self._posted_before(channel, key, the_round.started_at, campaign.name)
                 if found is not None:
                     db.delivered(
                         self.store, campaign.name, the_round.round_id, user_id, channel, found, now
