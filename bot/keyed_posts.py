@@ -9,10 +9,14 @@ it finds instead of posting a second time.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+
+#: How far before the earliest moment a post could have been made its history is read (our
+#: clock and Slack's may differ a little).
+HISTORY_MARGIN = timedelta(minutes=5)
 
 
 def keyed_metadata(event_type: str, key: str) -> dict[str, Any]:

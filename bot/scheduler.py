@@ -52,6 +52,7 @@ from bot.digest import (
     render_chart_fallback,
     render_digest,
 )
+from bot.keyed_posts import HISTORY_MARGIN
 from kpi.config import DigestConfig, LoadedConfig
 from kpi.snapshots import save_snapshot
 from kpi.store import Store
@@ -62,8 +63,6 @@ Clock = Callable[[], datetime]
 SyncRunner = Callable[[], object]
 #: How far back a schedule's latest run is looked for, widening until one is found.
 LOOKBACK = (timedelta(days=8), timedelta(days=32), timedelta(days=367))
-#: Clock skew allowed between a replica's claim time and Slack's message ts.
-HISTORY_MARGIN = timedelta(minutes=5)
 
 
 def utc_now() -> datetime:

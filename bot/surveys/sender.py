@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.keyed_posts import find_keyed_post, keyed_metadata
+from bot.keyed_posts import HISTORY_MARGIN, find_keyed_post, keyed_metadata
 from bot.messages import render
 from bot.surveys.rounds import (
     RoundTimes,
@@ -286,7 +286,8 @@ class SurveySender:
         try:
             channel = self.client.conversations_open(users=user_id)["channel"]["id"]
             if taken_over:  # did a crashed claimer post it after all? (any since the start)
-                found = self._posted_before(channel, key, the_round.started_at, campaign.name)
+                since = the_round.started_at - HISTORY_MARGIN
+                found = self._posted_before(channel, key, since, campaign.name)
                 if found is not None:
                     db.delivered(
                         self.store, campaign.name, the_round.round_id, user_id, channel, found, now
