@@ -9,10 +9,12 @@ it finds instead of posting a second time.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 #: How far before the earliest moment a post could have been made its history is read (our
 #: clock and Slack's may differ a little).
@@ -52,3 +54,22 @@ def find_keyed_post(
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not cursor:
             return None
+
+
+def history_unreadable(
+    error: SlackApiError, log: logging.Logger, subject: str, scopes: str
+) -> bool:
+    """True when `error` is Slack's missing_scope for reading a history, and then said in the
+    log: an app installed before the scope was asked for cannot tell, so the post is made (a
+    possible repeat) rather than lost."""
+    if error.response.get("error") != "missing_scope":
+        return False
+    log.warning(
+        "%s: cannot read the history (missing_scope %s), so a post made by a replica that "
+        "stopped before recording it may be repeated; reinstall the app with %s "
+        "(`partner-kpi manifest`)",
+        subject,
+        error.response.get("needed", ""),
+        scopes,
+    )
+    return True

@@ -52,7 +52,7 @@ from bot.digest import (
     render_chart_fallback,
     render_digest,
 )
-from bot.keyed_posts import HISTORY_MARGIN
+from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
 from kpi.config import DigestConfig, LoadedConfig
 from kpi.snapshots import save_snapshot
 from kpi.store import Store
@@ -270,17 +270,10 @@ class DigestScheduler:
         try:
             return find_posted(self.client, digest, key, since)
         except SlackApiError as error:
-            if error.response.get("error") != "missing_scope":
-                raise
-            log.warning(
-                "digest %s: cannot read %s's history (missing_scope %s), so a post made by a "
-                "replica that stopped before recording it may be repeated; reinstall the app "
-                "with channels:history and groups:history (`partner-kpi manifest`)",
-                digest.name,
-                digest.channel,
-                error.response.get("needed", ""),
-            )
-            return None
+            subject = f"digest {digest.name} in {digest.channel}"
+            if history_unreadable(error, log, subject, "channels:history and groups:history"):
+                return None
+            raise
 
     def deliver(self, data: DigestData, key: str | None = None) -> str:
         """Posts the digest (and its chart) with `key` in its metadata; returns its ts."""

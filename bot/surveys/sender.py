@@ -23,7 +23,12 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.keyed_posts import HISTORY_MARGIN, find_keyed_post, keyed_metadata
+from bot.keyed_posts import (
+    HISTORY_MARGIN,
+    find_keyed_post,
+    history_unreadable,
+    keyed_metadata,
+)
 from bot.messages import render
 from bot.surveys.rounds import (
     RoundTimes,
@@ -318,16 +323,9 @@ class SurveySender:
         try:
             return find_keyed_post(self.client, channel, SURVEY_EVENT, key, since)
         except SlackApiError as error:
-            if error.response.get("error") != "missing_scope":
-                raise
-            log.warning(
-                "survey %s: cannot read the DM's history (missing_scope %s), so a DM sent by a "
-                "replica that stopped before recording it may be repeated; reinstall the app "
-                "with im:history (`partner-kpi manifest`)",
-                campaign,
-                error.response.get("needed", ""),
-            )
-            return None
+            if history_unreadable(error, log, f"survey {campaign}, the DM", "im:history"):
+                return None
+            raise
 
     def dm_message(
         self,
