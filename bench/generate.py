@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
 import sqlite3
 import time
 from bisect import bisect
@@ -34,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, text
 
+from bench.harness import peak_mb
 from kpi import rollups, schema
 from kpi.store import natural_key, open_store
 
@@ -598,5 +598,5 @@ def build_database(spec: BenchSpec, path: Path) -> LoadReport:
         phases=phases,
         counts=counts,
         file_mb=path.stat().st_size / 1e6,
-        loader_peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        loader_peak_rss_mb=peak_mb(),
     )

@@ -8,7 +8,6 @@ Each phase takes plain arguments and returns plain data (it crosses a process bo
 from __future__ import annotations
 
 import random
-import resource
 import statistics
 import subprocess
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bench.generate import AS_OF, FIRST_DAY, PIPELINE
+from bench.harness import peak_mb
 from bot.answers import Answers
 from bot.server import settle_heap
 from kpi.config import AppConfig, KpiConfig, TierConfig
@@ -59,10 +59,6 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" (kpi/ has uncommitted changes)" if dirty else "")
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
 def _day(rng: random.Random, first: date, last: date) -> date:
@@ -113,7 +109,7 @@ def engine_phase(
 ) -> dict[str, Any]:
     """(1) one partner's scorecard over random (partner, period) pairs, (2) every partner's
     scorecard for one period, (3) the program; with the values the pandas check compares."""
-    rss_start = peak_rss_mb()
+    rss_start = peak_mb()
     engine = engine_for(db)
     settle_heap()  # as `partner-kpi serve` does once started
     partner_ids = sorted(p.id for p in engine.partners())
@@ -165,7 +161,7 @@ def engine_phase(
         "cards": len(cards),
         "check": check,
         "rss_after_imports_mb": rss_start,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_mb(),
         "code": code_version(),
     }
 
@@ -175,7 +171,7 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
     and one partner's scorecard."""
     from bench import pandas_baseline as pb  # pandas is imported in this child only
 
-    rss_start = peak_rss_mb()
+    rss_start = peak_mb()
     period = parse_period(period_text, AS_OF)
     stages = list(PIPELINE)
     load_seconds, frames = _timed(lambda: pb.load(db))
@@ -206,7 +202,7 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
         "one_scorecard_seconds": one_seconds,
         "check": pb.check_values(cards, partner_ids),
         "rss_after_imports_mb": rss_start,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_mb(),
         "code": code_version(),
     }
 
