@@ -12,7 +12,7 @@
 2. In this process, a full `run_sync` of that portal (the real hubspot-api-client, the source's
    own client-side limiter at `--requests-per-10s`, HubSpot's 5 searches a second) into a fresh
    SQLite store: API calls, records read, records per second, wall time, the time the limiter
-   made the sync wait, and this process's peak memory (ru_maxrss), also as it was when the
+   made the sync wait, and this process's peak memory (`harness.peak_mb`), also as it was when the
    connector ended, before the KPI rollups refresh.
 3. Changes `--change-share` of the deals in the fake (a new stage, amount, last-modified date
    and history entry each) and runs an incremental sync: API calls, time, limiter waits.

@@ -199,7 +199,7 @@ def results_table(engine: dict[str, Any], pandas: dict[str, Any] | None) -> list
         ],
         [f"program, {PERIOD}", _fmt(engine["program_s"], "s"), "", ""],
         [
-            "peak memory, engine process (ru_maxrss)",
+            "peak memory, engine process (VmHWM)",
             _fmt(engine["peak_rss_mb"], "MB"),
             f"<= {TARGET_PEAK_MB:.0f} MB",
             _verdict(engine["peak_rss_mb"] <= TARGET_PEAK_MB),

@@ -1,6 +1,6 @@
 """The benchmark's measured phases, each run in a fresh child process by `bench.kpi_bench` so that
-its peak memory (`ru_maxrss`) is its own: the engine timings, the pandas baseline, and the SQL
-profile (every statement the engine issues, timed alone and explained).
+its peak memory (VmHWM, `bench.harness.peak_mb`) is its own: the engine timings, the pandas
+baseline, and the SQL profile (every statement the engine issues, timed alone and explained).
 
 Each phase takes plain arguments and returns plain data (it crosses a process boundary).
 """

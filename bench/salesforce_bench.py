@@ -10,7 +10,7 @@
    holds no million dicts either.
 2. In this process, a full `partner-kpi sync` of that org (`run_sync` with the Salesforce source,
    access-token login, TLS with the fake's certificate) into a fresh SQLite store: API calls,
-   records read, records per second, wall time, and this process's peak memory (ru_maxrss:
+   records read, records per second, wall time, and this process's peak memory (`harness.peak_mb`:
    everything, the interpreter, SQLAlchemy and the sync's buffers).
 3. Changes `--change-share` of the opportunities in the fake (a new stage, amount, modstamp and
    a stage-history row each) and runs an incremental sync: API calls and time.
