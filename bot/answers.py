@@ -1,7 +1,9 @@
 """The one message pipeline: a question (an intent, or a button's value) in, a message out.
 
 Slack and the local console both call it, so they show the same messages. Access decisions
-are made before (bot/access.py); an asker limited to some partners is enforced here.
+are made before (bot/access.py); an asker limited to some partners is enforced here, where a
+question outside the asker's set raises `Refused` (so the audit log records it as refused), and
+the partner view leaves out what belongs to the vendor or to other partners.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from bot.access import Refused
 from bot.blockkit import Message
 from bot.intents import (
     BadRequest,
@@ -43,12 +46,16 @@ class Answers:
         app: AppConfig,
         today: Callable[[], date],
         partner_ids: frozenset[str] | None = None,
+        partner_view: bool = False,
     ) -> None:
         self.store = store
         self.app = app
         self.engine = KpiEngine(store, app)
         self.today = today
         self.partner_ids = partner_ids
+        # What a partner's own people see: their figures and the program's published rules,
+        # no direct-deal baseline, no other partner's value, the rank only if configured.
+        self.partner_view = partner_view
 
     def answer(self, intent: Intent) -> Message:
         try:
@@ -72,7 +79,8 @@ class Answers:
         if isinstance(intent, ShowScorecard):
             return self.scorecard_for(intent.partner, intent.period)
         if self.partner_ids is not None:
-            return render("refused", reason="limited", command=self.app.slack.command)
+            name = type(intent).__name__.removeprefix("Show").lower()
+            raise Refused("limited", f"{name} asked by a user limited to their own partner")
         if isinstance(intent, ShowTop):
             return self.top(intent)
         if isinstance(intent, ShowCompare):
@@ -91,17 +99,24 @@ class Answers:
         return self.scorecard(found.id, period)
 
     def scorecard(self, partner_id: str, period: Period) -> Message:
-        if not self._may_see(partner_id):
-            return render("refused", reason="other_partner", command=self.app.slack.command)
+        self._require_may_see(partner_id)
         details = self.engine.scorecard(partner_id, period)
-        return render("scorecard", card=details.card, details=details, currency=self.app.currency)
+        return render(
+            "scorecard",
+            card=details.card,
+            details=details,
+            currency=self.app.currency,
+            partner_view=self.partner_view,
+            show_rank=not self.partner_view or self.app.access.external.show_rank,
+        )
 
     def scorecard_by_id(self, partner_id: str, period_text: str) -> Message:
         return self.scorecard(partner_id, self._period(period_text))
 
     def compare_with_direct(self, partner_id: str, period_text: str) -> Message:
-        if not self._may_see(partner_id):
-            return render("refused", reason="other_partner", command=self.app.slack.command)
+        self._require_may_see(partner_id)
+        if self.partner_view:
+            raise Refused("limited", "direct-deal comparison asked in the partner view")
         details = self.engine.scorecard(partner_id, self._period(period_text))
         return render(
             "compare",
@@ -112,8 +127,7 @@ class Answers:
     def why(
         self, partner_id: str, period_text: str, deal_url: Callable[[str], str | None]
     ) -> Message:
-        if not self._may_see(partner_id):
-            return render("refused", reason="other_partner", command=self.app.slack.command)
+        self._require_may_see(partner_id)
         period = self._period(period_text)
         partner = next((p for p in self.engine.partners() if p.id == partner_id), None)
         if partner is None:
@@ -191,8 +205,9 @@ class Answers:
     def _period(self, text: str) -> Period:
         return parse_period(text, self.today())
 
-    def _may_see(self, partner_id: str) -> bool:
-        return self.partner_ids is None or partner_id in self.partner_ids
+    def _require_may_see(self, partner_id: str) -> None:
+        if self.partner_ids is not None and partner_id not in self.partner_ids:
+            raise Refused("other_partner", f"partner {partner_id} is outside the asker's set")
 
     def _find(self, query: str, period_text: str) -> Partner | Message:
         partners = self.store.partners()

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from slack_sdk import WebClient
 
 from bot.blockkit import Message
+from bot.channel_audience import SharedChannelRefused, audience_or_refusal
 from bot.console import render_text
 from bot.digest import (
     ChannelUnavailable,
     build_digest,
     chart_png,
+    partner_only,
     post_digest,
     render_chart_fallback,
     render_digest,
@@ -63,14 +66,25 @@ def digest(
     run_at = datetime.now(UTC)
     if as_of is not None:
         run_at = datetime.combine(as_of.date(), time(hour=run_at.hour), tzinfo=UTC)
-    data = build_digest(obj.store, app, chosen, run_at)
+    client = _client() if mode == "send" else None
+    partner = None
+    if client is not None:
+        try:
+            partner = audience_or_refusal(
+                obj.store, client, app.access, chosen.channel, f"digest {chosen.name}"
+            )
+        except SharedChannelRefused as error:
+            raise _error(f"Digest {chosen.name} was not posted: {error}.") from None
+    if partner is not None:
+        chosen = partner_only(chosen, partner)
+    data = build_digest(obj.store, app, chosen, run_at, partner_view=partner is not None)
     message = render_digest(data, app.currency)
     wants_chart = chart_path is not None or (mode == "send" and data.shows("chart"))
     chart = chart_png(data, app.currency) if wants_chart else None
     if chart_path is not None and chart is not None:
         Path(chart_path).write_bytes(chart)
-    if mode == "send":
-        _send(obj, chosen, data, message, chart)
+    if client is not None:
+        _send(obj, client, chosen, data, message, chart)
         return
     if as_json:
         click.echo(json.dumps(message.payload(), indent=2, ensure_ascii=False))
@@ -80,14 +94,24 @@ def digest(
         click.echo(f"\nChart saved to {chart_path}.", err=as_json)
 
 
-def _send(obj: Any, chosen: DigestConfig, data: Any, message: Message, chart: bytes | None) -> None:
+def _client() -> WebClient:
     from bot.slack_app import MissingSecret, secret, web_client
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        client = web_client(secret("SLACK_BOT_TOKEN"))
+        return web_client(secret("SLACK_BOT_TOKEN"))
     except MissingSecret as error:
         raise _error(str(error)) from None
+
+
+def _send(
+    obj: Any,
+    client: WebClient,
+    chosen: DigestConfig,
+    data: Any,
+    message: Message,
+    chart: bytes | None,
+) -> None:
     app = obj.config.app
     key = f"digest-manual:{chosen.name}:{chosen.channel}:{data.run_at.isoformat()}"
     obj.store.claim(key, "digest", "cli", {"digest": chosen.name, "channel": chosen.channel})

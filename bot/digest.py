@@ -48,7 +48,7 @@ from bot.blockkit import Message
 from bot.keyed_posts import find_keyed_post, keyed_metadata
 from bot.messages import age, render
 from kpi import schema
-from kpi.config import AppConfig, DigestConfig
+from kpi.config import AppConfig, DigestConfig, DigestPartnerFilter
 from kpi.engine import KpiEngine
 from kpi.leaders import leaderboard
 from kpi.models import Partner
@@ -154,8 +154,11 @@ def build_digest(
     digest: DigestConfig,
     run_at: datetime,
     now: datetime | None = None,
+    partner_view: bool = False,
 ) -> DigestData:
-    """The digest for a run at `run_at` (aware); `now` (default: `run_at`) dates the data's age."""
+    """The digest for a run at `run_at` (aware); `now` (default: `run_at`) dates the data's age.
+    `partner_view`: for a partner's own people (a shared channel), no figure of the whole
+    program (the partner revenue share is one)."""
     now = now or run_at
     period = digest_period(digest, app, run_at)
     engine = KpiEngine(store, app)
@@ -166,7 +169,10 @@ def build_digest(
     program_card = engine.program(period)
     filtered = not digest.partners.empty
     program, keys = (
-        (_subset_program(program_card, cards, partners, period), SUBSET_KEYS)
+        (
+            _subset_program(program_card, cards, partners, period),
+            PARTNER_KEYS if partner_view else SUBSET_KEYS,
+        )
         if filtered
         else (program_card, PROGRAM_KEYS)
     )
@@ -228,6 +234,20 @@ SUBSET_KEYS = (
     "pipeline_value",
     "active_partners",
 )
+
+#: A partner's own digest (a shared channel): nothing of the program's whole.
+PARTNER_KEYS = tuple(key for key in SUBSET_KEYS if key != "partner_revenue_share")
+
+
+def partner_only(digest: DigestConfig, partner_id: str) -> DigestConfig:
+    """`digest` narrowed to one partner, for a channel shared with that partner: its filter is
+    that partner alone, and the chart (which shows direct deals) is left out."""
+    return digest.model_copy(
+        update={
+            "partners": DigestPartnerFilter(ids=[partner_id]),
+            "sections": [section for section in digest.sections if section != "chart"],
+        }
+    )
 
 
 def _matches(digest: DigestConfig, partner: Partner) -> bool:

@@ -22,7 +22,23 @@ BOT_SCOPES = [
     "im:history",  # a stale survey DM claim: the crashed replica's DM is looked for first
     "users:read",  # who is asking: external or not
     "users:read.email",  # external users' partner by email domain; survey contacts
-    "usergroups:read",  # access by user group
+    "usergroups:read",  # access by user group; subteam_* events drop a cached member list
+    # Whether a channel is shared with another organisation (conversations.info), before a
+    # share, a digest or survey results are posted there; channel_shared/unshared events.
+    "channels:read",
+    "groups:read",
+    "mpim:read",
+]
+
+#: Events that drop what the bot learned about people, groups and channels (bot/listeners/
+#: events.py), so that access removed in Slack ends within seconds, not at the cache's expiry.
+BOT_EVENTS = [
+    "user_change",
+    "team_join",
+    "subteam_members_changed",
+    "subteam_updated",
+    "channel_shared",
+    "channel_unshared",
 ]
 
 
@@ -41,9 +57,11 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
         "should_escape": False,
     }
     interactivity: dict[str, Any] = {"is_enabled": True}
+    events: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
     if request_url:
         command["url"] = request_url
         interactivity["request_url"] = request_url
+        events["request_url"] = request_url
     return {
         "display_information": {
             "name": slack.app_name,
@@ -55,6 +73,7 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
         },
         "oauth_config": {"scopes": {"bot": BOT_SCOPES}},
         "settings": {
+            "event_subscriptions": events,
             "interactivity": interactivity,
             "org_deploy_enabled": False,
             "socket_mode_enabled": socket_mode,

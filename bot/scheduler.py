@@ -41,6 +41,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.channel_audience import SharedChannelRefused, audience_or_refusal
 from bot.digest import (
     ChannelUnavailable,
     DigestData,
@@ -48,6 +49,7 @@ from bot.digest import (
     chart_png,
     digest_period,
     find_posted,
+    partner_only,
     post_digest,
     render_chart_fallback,
     render_digest,
@@ -239,13 +241,19 @@ class DigestScheduler:
                         ts,
                     )
                     return Outcome(digest.name, scheduled, "found-posted", key, ts)
+            partner = self._audience(digest)
             self._sync_if_old(now)
-            data = build_digest(self.store, self.app, digest, scheduled, now=now)
+            chosen = partner_only(digest, partner) if partner else digest
+            data = build_digest(
+                self.store, self.app, chosen, scheduled, now=now, partner_view=partner is not None
+            )
             save_snapshot(self.store, scheduled, data.period, data.cards, program=data.program_card)
             ts = self.deliver(data, key)
         except ChannelUnavailable as error:
             log.error("%s It is retried in %s.", error, self.stale)
             return Outcome(digest.name, scheduled, "failed", key, detail=str(error))
+        except SharedChannelRefused as error:
+            return Outcome(digest.name, scheduled, "refused", key, detail=str(error))
         except Exception as error:  # one digest's failure never stops the scheduler
             log.exception("digest %s: sending the run of %s failed", digest.name, scheduled)
             return Outcome(digest.name, scheduled, "failed", key, detail=repr(error))
@@ -274,6 +282,15 @@ class DigestScheduler:
             if history_unreadable(error, log, subject, "channels:history and groups:history"):
                 return None
             raise
+
+    def _audience(self, digest: DigestConfig) -> str | None:
+        """The partner a shared channel is mapped to (None: an internal channel); raises
+        SharedChannelRefused, audited, when the digest may not be posted there."""
+        if self.client is None:
+            raise RuntimeError("the scheduler has no Slack client")
+        return audience_or_refusal(
+            self.store, self.client, self.app.access, digest.channel, f"digest {digest.name}"
+        )
 
     def deliver(self, data: DigestData, key: str | None = None) -> str:
         """Posts the digest (and its chart) with `key` in its metadata; returns its ts."""

@@ -6,20 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
-from urllib.parse import quote
+from datetime import date
 
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
-from bot.access import Asker, Decision, decide
-from bot.answers import Answers
+from bot.access import FactUnavailable
+from bot.services import BotServices
+from bot.slack_facts import SlackFacts, TokenRefused
 from kpi.config import LoadedConfig
 from kpi.periods import today_in
 from kpi.store import Store
@@ -28,7 +24,10 @@ log = logging.getLogger("partner_kpi.slack")
 
 SLACK_API_URL_ENV = "SLACK_API_URL"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-CACHE_SECONDS = 600
+#: auth.test retries while the workspace is unknown: 1 s, doubling up to a minute.
+WORKSPACE_RETRY_FIRST, WORKSPACE_RETRY_MAX = 1.0, 60.0
+
+__all__ = ["BotServices", "MissingSecret", "TokenRefused", "build_app", "secret", "web_client"]
 
 
 class MissingSecret(Exception):
@@ -42,111 +41,48 @@ def secret(name: str) -> str:
     return value
 
 
-@dataclass
-class _Cached:
-    value: Any
-    at: float
-
-
-@dataclass
-class BotServices:
-    """What every listener needs: the store, the configuration and who is asking."""
-
-    store: Store
-    config: LoadedConfig
-    client: WebClient
-    today: Callable[[], date]
-    team_id: str | None = None
-    now: Callable[[], datetime] | None = None  # survey rounds' clock; None: the real UTC time
-    _cache: dict[str, _Cached] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answers(self, decision: Decision) -> Answers:
-        return Answers(self.store, self.config.app, self.today, decision.partner_ids)
-
-    def asker(self, user_id: str, channel_id: str | None, user_name: str | None) -> Asker:
-        """Who is asking, with what users.info says: external (Slack Connect, guest) and email."""
-        user = self._cached(f"user:{user_id}", lambda: self._user_info(user_id))
-        profile = user.get("profile", {}) if user else {}
-        external = bool(
-            user
-            and (
-                user.get("is_restricted")
-                or user.get("is_ultra_restricted")
-                or user.get("is_stranger")
-                or (self.team_id and user.get("team_id") and user.get("team_id") != self.team_id)
-            )
-        )
-        return Asker(
-            user_id=user_id,
-            channel_id=channel_id,
-            email=profile.get("email"),
-            external=external,
-            user_name=user_name,
-        )
-
-    def decide(self, asker: Asker, request: str) -> Decision:
-        """The access decision, written to the audit log whatever it is."""
-        decision = decide(self.config.app.access, asker, self._group_members)
-        self.store.audit(
-            asker.user_id,
-            request,
-            decision.allowed,
-            decision.reason,
-            user_name=asker.user_name,
-            channel_id=asker.channel_id,
-        )
-        return decision
-
-    def deal_url(self, deal_id: str) -> str | None:
-        """A link to the deal in the CRM, where the source has one."""
-        app = self.config.app
-        safe = quote(deal_id, safe="")
-        if app.source == "salesforce" and app.salesforce.instance_url:
-            return f"{app.salesforce.instance_url.rstrip('/')}/lightning/r/Opportunity/{safe}/view"
-        if app.source == "hubspot" and app.hubspot.portal_id:
-            return f"https://app.hubspot.com/contacts/{app.hubspot.portal_id}/record/0-3/{safe}"
-        return None
-
-    def _user_info(self, user_id: str) -> dict[str, Any] | None:
-        try:
-            user: dict[str, Any] = self.client.users_info(user=user_id)["user"]
-            return user
-        except SlackApiError as error:
-            log.error("users.info for %s failed: %s", user_id, error.response.get("error"))
-            return None
-
-    def _group_members(self, group: str) -> set[str]:
-        def fetch() -> set[str]:
-            try:
-                return set(self.client.usergroups_users_list(usergroup=group)["users"])
-            except SlackApiError as error:
-                log.error("usergroups.users.list %s failed: %s", group, error.response.get("error"))
-                return set()
-
-        members: set[str] = self._cached(f"group:{group}", fetch)
-        return members
-
-    def _cached(self, key: str, fetch: Callable[[], Any]) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit and now - hit.at < CACHE_SECONDS:
-                return hit.value
-        value = fetch()
-        with self._lock:
-            self._cache[key] = _Cached(value, now)
-        return value
-
-
-def web_client(token: str, api_url: str | None = None) -> WebClient:
+def web_client(token: str, api_url: str | None = None, timeout: int = 30) -> WebClient:
     """A Web API client that retries after Slack's Retry-After on 429."""
     client = WebClient(
         token=token,
         base_url=api_url or os.environ.get(SLACK_API_URL_ENV) or DEFAULT_SLACK_API_URL,
+        timeout=timeout,
     )
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
     return client
+
+
+def learn_workspace_until_known(
+    facts: SlackFacts,
+    first_wait: float = WORKSPACE_RETRY_FIRST,
+    stop: threading.Event | None = None,
+) -> threading.Thread | None:
+    """Asks auth.test now; if Slack does not answer, keeps asking in the background with
+    back-off (requests are refused meanwhile). Raises TokenRefused when the token is refused
+    at start; returns the background thread, if one was needed."""
+    try:
+        facts.learn_workspace()
+        return None
+    except FactUnavailable as error:
+        log.warning("Slack did not say which workspace this is (%s); retrying", error.cause)
+    halt = stop or threading.Event()
+
+    def retry() -> None:
+        wait = first_wait
+        while not halt.wait(wait):
+            try:
+                facts.learn_workspace()
+                return
+            except FactUnavailable as error:
+                log.warning("auth.test still failing (%s); retrying in %.0f s", error.cause, wait)
+            except TokenRefused as error:
+                log.error("%s Every request is refused until it is fixed.", error)
+                return
+            wait = min(wait * 2, WORKSPACE_RETRY_MAX)
+
+    thread = threading.Thread(target=retry, name="auth-test", daemon=True)
+    thread.start()
+    return thread
 
 
 def build_app(
@@ -156,31 +92,31 @@ def build_app(
     signing_secret: str | None = None,
     api_url: str | None = None,
     today: Callable[[], date] | None = None,
+    workspace_retry: float = WORKSPACE_RETRY_FIRST,
 ) -> tuple[App, BotServices]:
-    """The Bolt app with every listener registered. Request signatures are always verified."""
+    """The Bolt app with every listener registered. Request signatures are always verified.
+    Raises TokenRefused when Slack refuses the bot token."""
     from bot.listeners import register_listeners
 
-    client = web_client(token or secret("SLACK_BOT_TOKEN"), api_url)
+    slack = config.app.slack
+    client = web_client(token or secret("SLACK_BOT_TOKEN"), api_url, slack.api_timeout_seconds)
     app = App(
         token=client.token,
         signing_secret=signing_secret or secret("SLACK_SIGNING_SECRET"),
         client=client,
         request_verification_enabled=True,
-        token_verification_enabled=False,  # auth.test below, logged rather than fatal
+        token_verification_enabled=False,  # auth.test below, with retries
         process_before_response=False,  # ack at once; answer through response_url after
         logger=log,
     )
-    team_id = None
-    try:
-        team_id = client.auth_test().get("team_id")
-    except SlackApiError as error:
-        log.error("auth.test failed: %s", error.response.get("error"))
+    facts = SlackFacts(client)
+    learn_workspace_until_known(facts, workspace_retry)
     services = BotServices(
         store=store,
         config=config,
         client=client,
         today=today or (lambda: today_in(config.app.tz)),
-        team_id=team_id,
+        facts=facts,
     )
     register_listeners(app, services)
     return app, services

@@ -209,6 +209,8 @@ class SlackConfig(Section):
     path: str = "/slack/events"
     # The public URL Slack sends requests to (HTTP mode), for the app manifest.
     request_url: str | None = None
+    # How long one Web API call may take before it counts as failed (a refusal, for access).
+    api_timeout_seconds: int = Field(default=10, ge=1, le=120)
 
     @field_validator("command")
     @classmethod
@@ -225,6 +227,11 @@ class ExternalAccessConfig(Section):
     domains: dict[str, str] = Field(default_factory=dict)
     # Slack user id or email -> partner CRM id
     users: dict[str, str] = Field(default_factory=dict)
+    # Slack channel id shared with a partner's organisation (Slack Connect) -> that partner's
+    # CRM id: the only partner whose data may be posted there (shares, digests, results).
+    channels: dict[str, str] = Field(default_factory=dict)
+    # Whether a partner's people see their rank among the program's partners.
+    show_rank: bool = False
 
 
 class AccessConfig(Section):

@@ -29,6 +29,7 @@ class TierStatus:
     next_tier: str | None
     gap: float | None  # quality-score points to the next tier
     lever: Lever | None
+    next_min_score: float | None = None  # the published threshold of `next_tier`
 
     @property
     def differs(self) -> bool:
@@ -57,7 +58,12 @@ def tier_status(
     target = above[0]
     lever = _lever(partner_id, score, target.min_score, components, weights)
     return TierStatus(
-        earned.name if earned else None, recorded, target.name, target.min_score - score, lever
+        earned.name if earned else None,
+        recorded,
+        target.name,
+        target.min_score - score,
+        lever,
+        target.min_score,
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands
-from bot.slack_app import BotServices
+from bot.listeners import actions, commands, events
+from bot.services import BotServices
 
 
 def register_listeners(app: App, services: BotServices) -> None:
     commands.register(app, services)
     actions.register(app, services)
+    events.register(app, services)
     from bot.surveys import listeners as surveys  # survey DMs: action ids survey_*
 
     surveys.register(app, services)

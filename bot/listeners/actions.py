@@ -8,10 +8,12 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.answers import Answers, button_target
+from bot.access import Decision, FactUnavailable, Refused
+from bot.answers import button_target
+from bot.blockkit import Message
+from bot.gate import SlackRequest, answer_request
 from bot.listeners.replies import reply
-from bot.messages import render
-from bot.slack_app import BotServices
+from bot.services import BotServices
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -23,20 +25,16 @@ def handle_action(ack: Any, body: dict[str, Any], respond: Any, services: BotSer
     ack()
     action = body["actions"][0]
     action_id = action["action_id"]
-    user = body["user"]
-    channel_id = (body.get("channel") or {}).get("id")
-    asker = services.asker(user["id"], channel_id, user.get("username") or user.get("name"))
-    decision = services.decide(asker, f"button {action_id} {action.get('value', '')}")
-    command = services.config.app.slack.command
-    if not decision.allowed:
-        reply(respond, render("refused", reason="not_allowed", command=command))
+    value = action.get("value", "")
+    request = SlackRequest.of_action(body)
+    if action_id == "scorecard_share" and button_target(value) is not None:
+        _share(body, action, respond, services, request)
         return
-    answers = services.answers(decision)
-    target = button_target(action.get("value", ""))
-    if action_id == "scorecard_share" and target is not None:
-        _share(body, action, respond, services, answers, *target)
-        return
-    message = answers.press(action_id, action.get("value", ""), services.deal_url)
+
+    def produce(decision: Decision) -> Message:
+        return services.answers(decision).press(action_id, value, services.deal_url)
+
+    message = answer_request(services, request, produce)
     # A pick from a list replaces the list; other buttons add a message under the scorecard.
     reply(respond, message, replace_original=bool(CHOOSE.match(action_id)))
 
@@ -46,19 +44,53 @@ def _share(
     action: dict[str, Any],
     respond: Any,
     services: BotServices,
-    answers: Answers,
-    partner_id: str,
-    period: str,
+    request: SlackRequest,
 ) -> None:
     """Posts the scorecard for the whole channel, once per click even if Slack delivers the
-    click again."""
+    click again. A channel shared with another organisation takes only the partner it is
+    mapped to (access.external.channels), in the partner view."""
+    target = button_target(action.get("value", ""))
+    assert target is not None
+    partner_id, period = target
+    posted: list[Message] = []
+
+    def produce(decision: Decision) -> Message:
+        view = _channel_view(services, request.channel_id, partner_id)
+        answers = services.answers(decision)
+        answers.partner_view = answers.partner_view or view
+        message = answers.scorecard_by_id(partner_id, period)
+        posted.append(message)
+        return message
+
+    message = answer_request(services, request, produce)
+    if not posted:
+        reply(respond, message)  # a refusal, to the asker only
+        return
     key = f"share:{body['user']['id']}:{action.get('action_ts', '')}:{partner_id}:{period}"
     if not services.store.claim(key, "share", claimed_by=body["user"]["id"]):
         log.info("click %s delivered again; shared already", key)
         return
-    message = answers.scorecard_by_id(partner_id, period)
     if reply(respond, message, response_type="in_channel", replace_original=False):
         services.store.mark_sent(key, None)
+
+
+def _channel_view(services: BotServices, channel_id: str | None, partner_id: str) -> bool:
+    """Whether a post of `partner_id`'s scorecard into the channel must take the partner view;
+    raises Refused when the channel may not have it at all."""
+    if not channel_id:
+        raise Refused("channel_check_failed", "share without a channel")
+    try:
+        sharing = services.facts.channel_sharing(channel_id)
+    except FactUnavailable as error:
+        raise Refused("channel_check_failed", f"channel lookup failed: {error.cause}") from None
+    if not sharing.external:
+        return False
+    mapped = services.config.app.access.external.channels.get(sharing.channel_id)
+    if mapped != partner_id:
+        raise Refused(
+            "shared_channel", f"share of {partner_id} into {sharing.channel_id}, shared externally"
+        )
+    return True
 
 
 def register(app: App, services: BotServices) -> None:

@@ -18,7 +18,7 @@ from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
 from bot.messages import render
-from bot.slack_app import BotServices
+from bot.services import BotServices
 from bot.surveys.sender import SurveySender, parse_value
 from kpi import surveys as db
 

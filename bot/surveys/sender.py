@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.channel_audience import SharedChannelRefused, audience_or_refusal
 from bot.keyed_posts import (
     HISTORY_MARGIN,
     find_keyed_post,
@@ -394,13 +395,22 @@ class SurveySender:
             self.store.mark_sent(marker, None)
         return sent
 
-    def results(self, campaign: SurveyCampaign | None, the_round: db.Round) -> dict[str, Any]:
-        """The round's numbers: sent, answered, NPS per partner and overall, comments."""
+    def results(
+        self, campaign: SurveyCampaign | None, the_round: db.Round, only: str | None = None
+    ) -> dict[str, Any]:
+        """The round's numbers: sent, answered, NPS per partner and overall, comments; with
+        `only`, those of that partner alone (for a channel shared with it)."""
         name = the_round.campaign
         delivered = [
-            d for d in db.deliveries(self.store, name, the_round.round_id) if d.sent_at is not None
+            d
+            for d in db.deliveries(self.store, name, the_round.round_id)
+            if d.sent_at is not None and only in (None, d.partner_id)
         ]
-        answers = db.round_answers(self.store, name, the_round.round_id)
+        answers = [
+            a
+            for a in db.round_answers(self.store, name, the_round.round_id)
+            if only in (None, a.partner_id)
+        ]
         names = {p.id: p.name for p in self.store.partners()}
         by_partner: dict[str, list[int]] = {}
         for answer in answers:
@@ -439,11 +449,22 @@ class SurveySender:
             or (state is not None and self.store.reclaim_stale(key, self.replica, self.stale))
         ):
             return None
+        try:
+            only = audience_or_refusal(
+                self.store,
+                self.client,  # type: ignore[arg-type]
+                self.app.access,
+                campaign.results_channel,
+                f"survey {campaign.name} results",
+            )
+        except SharedChannelRefused:
+            db.release_claim(self.store, key, self.replica)
+            return None
         if the_round.anonymous:
             db.erase_salt(self.store, campaign.name, the_round.round_id)
-        unresolved = len(self.audience(campaign, now, lookup=False).unresolved)
+        unresolved = 0 if only else len(self.audience(campaign, now, lookup=False).unresolved)
         message = render(
-            "survey_results", unresolved=unresolved, **self.results(campaign, the_round)
+            "survey_results", unresolved=unresolved, **self.results(campaign, the_round, only)
         )
         try:
             posted = self.client.chat_postMessage(  # type: ignore[union-attr]

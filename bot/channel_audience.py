@@ -1,0 +1,62 @@
+"""Who reads a channel the bot posts into: only our own organisation, or also another one.
+
+Before a digest or survey results are posted (a share checks the same in bot/listeners/
+actions.py), the channel is looked up: a channel shared with another organisation (Slack
+Connect) may carry only the partner it is mapped to in `access.external.channels`, and then that
+partner alone; unmapped, or when Slack cannot say, nothing is posted and the refusal is audited.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+
+from bot.access import FactUnavailable
+from bot.slack_facts import SlackFacts
+from kpi.config import AccessConfig
+from kpi.store import Store
+
+log = logging.getLogger("partner_kpi.slack")
+
+#: The audit log's user id for posts the bot makes on its own (digests, survey results).
+SCHEDULER = "(scheduler)"
+
+
+class SharedChannelRefused(Exception):
+    """A post refused because the channel is, or may be, shared with another organisation."""
+
+
+def channel_partner(facts: SlackFacts, access: AccessConfig, channel: str) -> str | None:
+    """None for a channel of our organisation only; the mapped partner's id for a channel
+    shared with that partner. Raises SharedChannelRefused (one sentence) otherwise."""
+    try:
+        sharing = facts.channel_sharing(channel)
+    except FactUnavailable as error:
+        raise SharedChannelRefused(
+            f"could not check whether {channel} is shared with another organisation "
+            f"({error.cause}), so nothing was posted there; it is tried again later"
+        ) from None
+    if not sharing.external:
+        return None
+    mapped = access.external.channels
+    partner = mapped.get(sharing.channel_id) or mapped.get(channel)
+    if partner is None:
+        raise SharedChannelRefused(
+            f"{channel} is shared with another organisation, so partner-kpi posts nothing there "
+            f"unless app.yaml maps it to that partner (access.external.channels: "
+            f"{{{sharing.channel_id}: <partner id>}})"
+        )
+    return partner
+
+
+def audience_or_refusal(
+    store: Store, client: WebClient, access: AccessConfig, channel: str, what: str
+) -> str | None:
+    """`channel_partner` with the refusal audited and logged, then raised again."""
+    try:
+        return channel_partner(SlackFacts(client), access, channel)
+    except SharedChannelRefused as error:
+        log.error("%s: %s.", what, error)
+        store.audit(SCHEDULER, f"{what} to {channel}", False, str(error), channel_id=channel)
+        raise
