@@ -253,6 +253,11 @@ class FakeChannel:
     members: set[str] | None = None
     user: str | None = None  # the other person, for an IM
     team_id: str = ""
+    # Slack Connect: the other organisations' team ids, shared or with a share pending.
+    # `org_shared` is a share across one Enterprise Grid org's workspaces (not external).
+    connected_teams: list[str] = field(default_factory=list)
+    pending_teams: list[str] = field(default_factory=list)
+    org_shared: bool = False
 
     def to_api(self) -> dict[str, Any]:
         if self.is_im:
@@ -282,17 +287,17 @@ class FakeChannel:
             "is_general": False,
             "unlinked": 0,
             "name_normalized": name,
-            "is_shared": False,
-            "is_org_shared": False,
-            "is_pending_ext_shared": False,
-            "pending_shared": [],
+            "is_shared": bool(self.connected_teams) or self.org_shared,
+            "is_org_shared": self.org_shared,
+            "is_pending_ext_shared": bool(self.pending_teams),
+            "pending_shared": list(self.pending_teams),
             "context_team_id": self.team_id,
             "updated": FIRST_TS_SECONDS * 1000,
             "parent_conversation": None,
             "creator": "U0CREATOR",
-            "is_ext_shared": False,
-            "shared_team_ids": [self.team_id],
-            "pending_connected_team_ids": [],
+            "is_ext_shared": bool(self.connected_teams),
+            "shared_team_ids": [self.team_id, *self.connected_teams],
+            "pending_connected_team_ids": list(self.pending_teams),
             "is_member": self.is_member,
             "topic": {"value": "", "creator": "", "last_set": 0},
             "purpose": {"value": "", "creator": "", "last_set": 0},
@@ -673,6 +678,7 @@ class FakeSlack:
         self._responses: list[ResponsePost] = []
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._failures: list[_Failure] = []
+        self._stalls: dict[str, list[float]] = {}
         self._users: dict[str, FakeUser] = {}
         self._channels: dict[str, FakeChannel] = {}
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
@@ -695,6 +701,7 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "conversations.join": self._conversations_join,
+            "conversations.list": self._conversations_list,
             "conversations.open": self._conversations_open,
             "files.completeUploadExternal": self._files_complete_upload_external,
             "files.getUploadURLExternal": self._files_get_upload_url_external,
@@ -787,7 +794,12 @@ class FakeSlack:
         is_archived: bool = False,
         is_member: bool = True,
         members: Iterable[str] | None = None,
+        connected_teams: Iterable[str] = (),
+        pending_teams: Iterable[str] = (),
+        org_shared: bool = False,
     ) -> FakeChannel:
+        """A channel; `connected_teams` shares it with other organisations (Slack Connect),
+        `pending_teams` invites them, `org_shared` shares it inside an Enterprise Grid org."""
         channel = FakeChannel(
             channel_id,
             name or channel_id.lower(),
@@ -796,6 +808,9 @@ class FakeSlack:
             is_member=is_member,
             members=set(members) if members is not None else None,
             team_id=self.team_id,
+            connected_teams=list(connected_teams),
+            pending_teams=list(pending_teams),
+            org_shared=org_shared,
         )
         with self._lock:
             self._channels[channel_id] = channel
@@ -834,6 +849,12 @@ class FakeSlack:
             self._failures.append(
                 _Failure(method, error, status, retry_after, times, dict(extra or {}))
             )
+
+    def stall_next(self, method: str, seconds: float, times: int = 1) -> None:
+        """Makes the next `times` requests to `method` wait `seconds` before answering, as a
+        Slack that accepted the connection but is slow or stuck would (for client timeouts)."""
+        with self._lock:
+            self._stalls.setdefault(method, []).extend([seconds] * times)
 
     def new_response_url(self) -> str:
         """A fresh response_url on this server; posts to it are kept for `responses()`."""
@@ -996,6 +1017,11 @@ class FakeSlack:
 
     def _api(self, method: str, raw: bytes, headers: dict[str, str], query: str) -> Reply:
         extra: dict[str, str] = {}
+        with self._lock:
+            stalls = self._stalls.get(method)
+            stall = stalls.pop(0) if stalls else 0.0
+        if stall:
+            time.sleep(stall)  # outside the lock: other requests are answered meanwhile
         try:
             body = _parse_params(raw, headers.get("content-type", ""), query)
         except ValueError:
@@ -1363,8 +1389,39 @@ class FakeSlack:
         return answer
 
     def _conversations_info(self, body: dict[str, Any]) -> dict[str, Any]:
-        channel = self._find_channel(body.get("channel"))
+        ref = body.get("channel")
+        if not isinstance(ref, str) or ref.startswith("#"):  # Slack wants an id here
+            raise ApiError("channel_not_found")
+        channel = self._find_channel(ref)
         return {"ok": True, "channel": channel.to_api()}
+
+    def _conversations_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Public channels by default; `types` as Slack takes it; paged by `limit`/`cursor`."""
+        types = set(str(body.get("types") or "public_channel").split(","))
+        exclude_archived = _truthy(body.get("exclude_archived"))
+
+        def kind(channel: FakeChannel) -> str:
+            if channel.is_im:
+                return "im"
+            if channel.is_mpim:
+                return "mpim"
+            return "private_channel" if channel.is_private else "public_channel"
+
+        found = [
+            c
+            for c in self._channels.values()
+            if kind(c) in types and not (exclude_archived and c.is_archived)
+        ]
+        limit = max(1, min(int(body.get("limit") or 100), 1000))
+        start = int(base64.b64decode(body["cursor"]).decode()) if body.get("cursor") else 0
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        cursor = base64.b64encode(str(start + limit).encode()).decode() if more else ""
+        return {
+            "ok": True,
+            "channels": [c.to_api() for c in page],
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _conversations_join(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = self._find_channel(body.get("channel"))

@@ -25,6 +25,7 @@ from bot.digest import (
     render_digest,
 )
 from bot.formatting import format_change
+from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
@@ -533,3 +534,33 @@ def test_digest_send_posts_now(
         fake.add_channel("C0DIGEST", is_member=False)
         status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
         assert status == 2 and "not_in_channel" in err and "/invite @partner-kpi" in err
+
+
+def test_a_digest_into_a_shared_channel_is_refused_unless_mapped(
+    app_yaml: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeSlack() as fake:
+        fake.add_channel("C0DIGEST", "partners", connected_teams=["T9"])  # Slack Connect
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+        status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
+        assert status == 2 and "shared with another organisation" in err
+        assert "access.external.channels" in err and "Traceback" not in err
+        assert fake.messages_in("C0DIGEST") == [] and fake.files == []
+        store = open_store(f"sqlite:///{app_yaml.parent / 'store.db'}")
+        entry = store.audit_entries(limit=1)[0]
+        assert (entry["user_id"], entry["allowed"]) == ("(scheduler)", False)
+        assert entry["request"] == "digest weekly to C0DIGEST"
+        # Mapped to one partner, the channel gets that partner alone: no other partner's
+        # name, no chart (it shows direct deals), no share of the whole program's revenue.
+        with app_yaml.open("a") as config:
+            config.write("access: {external: {channels: {C0DIGEST: P0001}}}\n")
+        status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
+        assert status == 0, err
+        (posted,) = fake.messages_in("C0DIGEST")
+        raw = json.dumps(posted, ensure_ascii=False)
+        assert "Partner 0001" in raw and "1 partners chosen" in raw
+        others = [p.name for p in store.partners() if p.id != "P0001"]
+        assert not [name for name in others if name in raw or escape_mrkdwn(name) in raw]
+        assert "revenue share" not in raw.lower() and fake.files == []
+        store.engine.dispose()

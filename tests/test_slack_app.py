@@ -4,30 +4,20 @@ them, and its Web API client and response_url answers going to a loopback stand-
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 import bot.answers
-from bot.server import http_server
-from bot.slack_app import build_app
-from kpi.config import AppConfig, LoadedConfig
+from kpi.config import AppConfig
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
-from tests.fake_slack import (
-    FakeSlack,
-    block_action_body,
-    post_to_bot,
-    slash_command_body,
-)
+from tests.fake_slack import FakeSlack, post_to_bot, slash_command_body
+from tests.slack_bot import SECRET, Bot, start_bot
 
-SECRET = "test-signing-secret"
-TODAY = date(2026, 11, 22)
 EVIL = "<!channel> & <https://evil.example|click>"
 
 
@@ -53,48 +43,6 @@ def seed(store: Store) -> None:
         store.upsert(connection, [*partners, *deals], "test")
     run = store.start_sync("test", full=True)
     store.finish_sync(run, "ok", {})
-
-
-class Bot:
-    def __init__(self, url: str, fake: FakeSlack, store: Store) -> None:
-        self.url, self.fake, self.store = url, fake, store
-
-    def command(self, text: str, user: str = "U1", channel: str = "C1", **headers: str):  # type: ignore[no-untyped-def]
-        response_url = self.fake.new_response_url()
-        body = slash_command_body(
-            text=text, user_id=user, channel_id=channel, response_url=response_url
-        )
-        return post_to_bot(self.url, body, SECRET, headers=headers or None), response_url
-
-    def click(
-        self,
-        action_id: str,
-        value: str,
-        user: str = "U1",
-        retry_num: int | None = None,
-        action_ts: str = "1700000001.000001",
-    ):  # type: ignore[no-untyped-def]
-        response_url = self.fake.new_response_url()
-        body = block_action_body(
-            action_id, value, user_id=user, response_url=response_url, action_ts=action_ts
-        )
-        return post_to_bot(self.url, body, SECRET, retry_num=retry_num), response_url
-
-
-def start_bot(store: Store, fake: FakeSlack, app_config: AppConfig) -> Iterator[Bot]:
-    config = LoadedConfig(app_config, None, Path("."), "unused")
-    app, _ = build_app(
-        store, config, token="xoxb-test", signing_secret=SECRET, api_url=fake.api_url,
-        today=lambda: TODAY,
-    )  # fmt: skip
-    server = http_server(app, store, "127.0.0.1", 0, "/slack/events")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Bot(f"http://127.0.0.1:{server.server_port}/slack/events", fake, store)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

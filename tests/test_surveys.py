@@ -173,9 +173,11 @@ class World:
         ]
 
 
-def make_world(store: Store, fake: FakeSlack, **overrides: Any) -> Iterator[World]:
+def make_world(
+    store: Store, fake: FakeSlack, app_extra: dict[str, Any] | None = None, **overrides: Any
+) -> Iterator[World]:
     seed(store)
-    app = AppConfig.model_validate({"surveys": [campaign(**overrides)]})
+    app = AppConfig.model_validate({"surveys": [campaign(**overrides)], **(app_extra or {})})
     config = LoadedConfig(app, None, Path("."), "unused")
     clock = Clock(IN_ROUND_1)
     bolt, services = build_app(
@@ -686,3 +688,28 @@ def first_tuesday_of_a_quarter_from_now() -> date:
     while not (day.month in (1, 4, 7, 10) and day.day <= 7 and day.weekday() == 1):
         day += timedelta(days=1)
     return day
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_results_into_a_shared_channel_show_its_partner_alone_or_nothing(
+    store: Store, fake: FakeSlack, mapped: bool
+) -> None:
+    fake.add_channel("CSHARED", "northwind-connect", connected_teams=["T9"])
+    access = {"external": {"channels": {"CSHARED": "P2"}}} if mapped else {}
+    for world in make_world(store, fake, {"access": access}, results_channel="CSHARED"):
+        world.sender().tick()
+        world.click("UA", "survey_score_10")  # Acme's contact (P1)
+        world.click("UC", "survey_score_6")  # Northwind's (P2)
+        world.clock.now = IN_ROUND_1 + timedelta(hours=169)
+        world.sender().tick()
+        results = world.fake.messages_in("CSHARED")
+        if not mapped:
+            assert results == []
+            entry = store.audit_entries(limit=1)[0]
+            assert (entry["allowed"], entry["request"]) == (False, "survey nps results to CSHARED")
+            assert "shared with another organisation" in entry["reason"]
+            continue
+        (posted,) = results
+        raw = json.dumps(posted["blocks"], ensure_ascii=False)
+        assert "Northwind" in raw and "1 of 1 answered" in raw
+        assert "!channel" not in raw and "2 answered" not in raw  # nothing of Acme (P1)
