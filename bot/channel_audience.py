@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 
 from bot.access import FactUnavailable
 from bot.slack_facts import SlackFacts
-from kpi.config import AccessConfig
+from kpi.config import AccessConfig, AppConfig
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.slack")
@@ -60,3 +60,17 @@ def audience_or_refusal(
         log.error("%s: %s.", what, error)
         store.audit(SCHEDULER, f"{what} to {channel}", False, str(error), channel_id=channel)
         raise
+
+
+def check_post_channels(facts: SlackFacts, app: AppConfig) -> list[str]:
+    """At start: one sentence for each digest or survey results channel that is shared with
+    another organisation and not mapped to a partner (or that Slack cannot describe now)."""
+    posts = [(f"digest {d.name}", d.channel) for d in app.digests]
+    posts += [(f"survey {c.name} results", c.results_channel) for c in app.surveys]
+    problems = []
+    for what, channel in posts:
+        try:
+            channel_partner(facts, app.access, channel)
+        except SharedChannelRefused as error:
+            problems.append(f"{what}: {error}.")
+    return problems

@@ -17,11 +17,12 @@ from typing import Any
 import click
 
 from bot.answers import Answers
+from bot.channel_audience import check_post_channels
 from bot.console import Console, run_console
 from bot.formatting import KPI_LABELS, format_value
 from bot.manifest import manifest_yaml
 from bot.server import serve as serve_forever
-from bot.slack_app import MissingSecret, build_app
+from bot.slack_app import MissingSecret, TokenRefused, build_app
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
@@ -34,6 +35,8 @@ from kpi.migrate import upgrade
 from kpi.models import Partner
 from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from kpi.store import Store, StoreError, open_store
+
+log = logging.getLogger("partner_kpi")
 
 USAGE_ERROR = 2
 DEMO_TIERS = (("Registered", 0.0), ("Silver", 60.0), ("Gold", 80.0))
@@ -200,8 +203,11 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     slack = obj.config.app.slack
     try:
         app, services = build_app(obj.store, obj.config)
-    except MissingSecret as error:
+    except (MissingSecret, TokenRefused) as error:
         raise UserError(str(error)) from None
+    if services.facts.workspace is not None:
+        for problem in check_post_channels(services.facts, obj.config.app):
+            log.error("%s", problem)
     # issue 7: this replica's own scheduler (digests, syncs), exactly once via the send log
     from bot.scheduler import start_scheduler
 

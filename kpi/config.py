@@ -233,6 +233,17 @@ class ExternalAccessConfig(Section):
     # Whether a partner's people see their rank among the program's partners.
     show_rank: bool = False
 
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for channel in value:
+            if not (channel[:1] in ("C", "G") and channel.isalnum() and channel.isupper()):
+                raise ValueError(
+                    f"{channel!r} is not a channel id such as C0123ABCDEF (Slack shows it in "
+                    "the channel's details)"
+                )
+        return value
+
 
 class AccessConfig(Section):
     """Who may use the command. With no users, user groups or channels, every member of the

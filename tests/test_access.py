@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from bot.access import Asker, Workspace, identify, split_email
+from bot.channel_audience import check_post_channels
 from bot.formatting import format_value
+from bot.slack_app import web_client
 from bot.slack_facts import SlackFacts
-from kpi.config import AppConfig
+from kpi.config import AppConfig, ConfigError, parse_config
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
 from kpi.periods import parse_period
@@ -235,13 +237,34 @@ def test_a_user_change_event_ends_access_at_once(
     assert "No partner matches" in body["text"] and "Globex Industries" not in text_of(body)
 
 
-def test_a_subteam_event_ends_a_group_members_access(slack_bot: Bot, fake: FakeSlack) -> None:
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "subteam_members_changed", "subteam_id": "S1", "team_id": "T1",
+         "removed_users": ["UG"], "removed_users_count": "1", "added_users": []},
+        {"type": "subteam_updated", "subteam": {"id": "S1", "team_id": "T1", "users": [],
+         "user_count": 0, "is_usergroup": True, "handle": "partner-team"}},
+    ],
+    ids=["subteam_members_changed", "subteam_updated"],
+)  # fmt: skip
+def test_a_subteam_event_ends_a_group_members_access(
+    slack_bot: Bot, fake: FakeSlack, event: dict[str, Any]
+) -> None:
     assert "Acme Corp" in slack_bot.answer("acme", user="UG")["text"]
     fake.add_usergroup("S1", [])
-    event = {"type": "subteam_members_changed", "subteam_id": "S1", "team_id": "T1",
-             "removed_users": ["UG"], "removed_users_count": 1, "added_users": []}  # fmt: skip
     assert slack_bot.event(event).status == 200
     assert "isn't open to you" in slack_bot.answer("acme", user="UG")["text"]
+
+
+def test_a_channel_shared_event_stops_shares_at_once(slack_bot: Bot, fake: FakeSlack) -> None:
+    fake.add_channel("CTEAM", "partner-team")
+    assert share(slack_bot, "P2", "CTEAM")[0]["response_type"] == "in_channel"
+    fake.add_channel("CTEAM", "partner-team", connected_teams=["T9"])  # now Slack Connect
+    event = {"type": "channel_shared", "connected_team_id": "T9", "channel": "CTEAM",
+             "event_ts": "1561064063.001100"}  # fmt: skip
+    assert slack_bot.event(event).status == 200
+    (refused,) = share(slack_bot, "P2", "CTEAM")
+    assert refused["response_type"] == "ephemeral" and "shared with another" in refused["text"]
 
 
 # --- the bot's own workspace -----------------------------------------------------------------
@@ -488,3 +511,31 @@ def _mentions(answer: str, word: str) -> bool:
             return True
         start = answer.find(word, start + 1)
     return False
+
+
+def test_start_up_names_each_post_channel_shared_without_a_mapping(fake: FakeSlack) -> None:
+    schedule = {"schedule": "0 9 * * 1", "timezone": "UTC"}
+    app = app_config(
+        digests=[
+            {"name": "unmapped", "channel": "CEXT", **schedule},
+            {"name": "mapped", "channel": "CSHARED", **schedule},
+            {"name": "by-name", "channel": "#org-wide", **schedule},  # shared inside our org
+        ],
+        surveys=[{"name": "nps", "results_channel": "CPENDING", **schedule}],
+    )
+    facts = SlackFacts(web_client("xoxb-test", fake.api_url))
+    problems = check_post_channels(facts, app)
+    assert len(problems) == 2
+    assert problems[0].startswith("digest unmapped: CEXT is shared with another organisation")
+    assert problems[1].startswith("survey nps results: CPENDING is shared")
+    assert "access.external.channels: {CPENDING: <partner id>}" in problems[1]
+    fake.fail_next("conversations.list", error="missing_scope", extra={"needed": "channels:read"})
+    (problem,) = [p for p in check_post_channels(SlackFacts(facts.client), app) if "by-name" in p]
+    assert "could not check whether #org-wide is shared" in problem and "missing_scope" in problem
+
+
+def test_a_shared_channel_mapping_names_a_channel_id(tmp_path: Path) -> None:
+    text = "access:\n  external:\n    channels: {'#acme': P1}\n"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, tmp_path / "app.yaml")
+    assert "access.external.channels: '#acme' is not a channel id" in str(raised.value)

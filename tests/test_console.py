@@ -84,7 +84,17 @@ def test_manifest_for_http_and_socket_mode() -> None:
     assert {"commands", "users:read", "users:read.email"} <= set(
         http["oauth_config"]["scopes"]["bot"]
     )
+    # Access control's change events, and the scopes they and conversations.info need.
+    events = http["settings"]["event_subscriptions"]
+    assert events["request_url"] == command["url"]
+    assert {"user_change", "team_join", "subteam_members_changed", "channel_shared"} <= set(
+        events["bot_events"]
+    )
+    assert {"usergroups:read", "channels:read", "groups:read"} <= set(
+        http["oauth_config"]["scopes"]["bot"]
+    )
     socket = manifest(app, socket_mode=True)
     assert socket["settings"]["socket_mode_enabled"] is True
     assert "url" not in socket["features"]["slash_commands"][0]
+    assert "request_url" not in socket["settings"]["event_subscriptions"]
     assert yaml.safe_load(yaml.safe_dump(socket)) == socket
