@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,6 +23,8 @@ from bot.formatting import KPI_LABELS, format_value
 from bot.manifest import manifest_yaml
 from bot.server import serve as serve_forever
 from bot.slack_app import MissingSecret, build_app
+from bot.socket_health import SocketHealth
+from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
@@ -198,9 +201,15 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     slack = obj.config.app.slack
+    app_token = os.environ.get(APP_TOKEN_ENV, "").strip() or None
     try:
-        app, services = build_app(obj.store, obj.config)
-    except MissingSecret as error:
+        # Socket Mode never receives a signed request: no signing secret needed there.
+        app, services = build_app(obj.store, obj.config, signing_secret="" if app_token else None)
+        socket = None
+        if app_token:
+            socket = SocketModeRunner(app, app_token, SocketHealth(slack.socket_down_seconds))
+            socket.start()
+    except (MissingSecret, AppTokenError) as error:
         raise UserError(str(error)) from None
     # issue 7: this replica's own scheduler (digests, syncs), exactly once via the send log
     from bot.scheduler import start_scheduler
@@ -216,7 +225,7 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         # `docker stop`, Kubernetes: SIGTERM ends serve cleanly (exit 0), schedulers stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve_forever(app, obj.store, host, port or slack.port, slack.path)
+        serve_forever(app, obj.store, host, port or slack.port, slack.path, socket)
     finally:
         scheduler.shutdown()
         if survey_jobs is not None:

@@ -162,8 +162,8 @@ def build_app(
 
     client = web_client(token or secret("SLACK_BOT_TOKEN"), api_url)
     app = App(
-        token=client.token,
-        signing_secret=signing_secret or secret("SLACK_SIGNING_SECRET"),
+        # signing_secret "": Socket Mode, which never receives a signed request
+        signing_secret=secret("SLACK_SIGNING_SECRET") if signing_secret is None else signing_secret,
         client=client,
         request_verification_enabled=True,
         token_verification_enabled=False,  # auth.test below, logged rather than fatal

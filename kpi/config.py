@@ -209,6 +209,8 @@ class SlackConfig(Section):
     path: str = "/slack/events"
     # The public URL Slack sends requests to (HTTP mode), for the app manifest.
     request_url: str | None = None
+    # Socket Mode: /health answers 503 once no connection has been open for this long.
+    socket_down_seconds: float = Field(default=60, gt=0)
 
     @field_validator("command")
     @classmethod

@@ -1,0 +1,197 @@
+"""Socket Mode on the wire: the bot's runner against a loopback websocket server that behaves as
+Slack's Socket Mode (tests/fake_socket_mode.py), its Web API calls and response_url answers going
+to the loopback FakeSlack."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import urlopen
+
+import pytest
+
+from bot.server import http_server
+from bot.slack_app import build_app
+from bot.socket_health import SocketHealth
+from bot.socket_mode import AppTokenError, SocketModeRunner
+from kpi.config import AppConfig, LoadedConfig
+from kpi.store import Store
+from tests.fake_slack import (
+    DEFAULT_APP_TOKEN,
+    DEFAULT_TOKEN,
+    FakeSlack,
+    block_action_body,
+    event_callback_body,
+    slash_command_body,
+)
+from tests.fake_socket_mode import FakeSocketMode
+from tests.test_slack_app import TODAY, seed
+
+
+@dataclass
+class SocketBot:
+    slack: FakeSlack
+    socket: FakeSocketMode
+    runner: SocketModeRunner
+    health: SocketHealth
+    health_url: str
+
+    def command(self, text: str, **options: object) -> tuple[str, str]:
+        """A slash command on the newest connection: (envelope_id, response_url)."""
+        response_url = self.slack.new_response_url()
+        body = slash_command_body(text=text, response_url=response_url)
+        return self.socket.send(body, **options), response_url  # type: ignore[arg-type]
+
+    def wait_for_health(self, status: int, timeout: float = 10) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while (answer := self.get_health())[0] != status and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert answer[0] == status, answer
+        return answer[1]
+
+    def get_health(self) -> tuple[int, dict[str, object]]:
+        try:
+            with urlopen(self.health_url, timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except HTTPError as error:
+            return error.code, json.loads(error.read())
+
+
+def runner_for(
+    store: Store, slack: FakeSlack, app_token: str, health: SocketHealth
+) -> SocketModeRunner:
+    config = LoadedConfig(
+        AppConfig.model_validate({"access": {"users": ["U1"]}}), None, Path("."), ""
+    )
+    app, _ = build_app(
+        store, config, token=DEFAULT_TOKEN, signing_secret="", api_url=slack.api_url,
+        today=lambda: TODAY,
+    )  # fmt: skip
+    return SocketModeRunner(app, app_token, health, api_url=slack.api_url)
+
+
+@pytest.fixture
+def bot(store: Store) -> Iterator[SocketBot]:
+    seed(store)
+    with FakeSlack() as slack, FakeSocketMode(slack) as socket:
+        slack.add_user("U1", "ann", email="ann@ourco.example")
+        health = SocketHealth(down_after=1.0)
+        runner = runner_for(store, slack, DEFAULT_APP_TOKEN, health)
+        runner.start()
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        server = http_server(runner._app, store, "127.0.0.1", 0, None, health)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}/health"
+        try:
+            yield SocketBot(slack, socket, runner, health, url)
+        finally:
+            runner.close(drain_seconds=5)
+            thread.join(timeout=5)
+            server.shutdown()
+            server.server_close()
+
+
+def test_command_click_and_event_are_acked_at_once_and_answered_once(bot: SocketBot) -> None:
+    link = bot.socket.wait_for_link()
+    assert link.number == 1
+    envelope_id, response_url = bot.command("acme")
+    ack = bot.socket.wait_for_ack(envelope_id)
+    assert ack.latency < 3
+    post = bot.slack.wait_for_response(response_url)
+    assert "Acme" in json.dumps(post.body)
+
+    value = json.dumps({"partner_id": "P1", "period": "last-90d"})
+    shared = bot.slack.new_response_url()
+    click = bot.socket.send(block_action_body("scorecard_share", value, response_url=shared))
+    assert bot.socket.wait_for_ack(click).latency < 3
+    assert bot.slack.wait_for_response(shared).body["response_type"] == "in_channel"
+
+    event = bot.socket.send(event_callback_body({"type": "app_home_opened", "user": "U1"}))
+    assert bot.socket.wait_for_ack(event).latency < 3
+
+    time.sleep(0.5)  # nothing answered twice
+    for envelope in (envelope_id, click, event):
+        assert len(bot.socket.acks(envelope)) == 1
+    assert len(bot.slack.responses(response_url)) == 1 and len(bot.slack.responses(shared)) == 1
+
+
+def test_refresh_opens_the_new_connection_first_and_reads_it_at_once(bot: SocketBot) -> None:
+    old = bot.socket.wait_for_link()
+    bot.socket.disconnect("refresh_requested")
+    new = bot.socket.wait_for_link(2)
+    assert old.open  # the new connection came up while the old one was still there
+    envelope_id, _ = bot.command("acme")  # the moment the new connection said hello
+    ack = bot.socket.wait_for_ack(envelope_id)
+    assert ack.link == new.number and ack.latency < 1
+    closed = bot.socket.wait_for_close(old)
+    assert closed.close_code == 1000  # closed with a close frame, not dropped
+    assert bot.health.report()[1]["connections_lost"] == 0
+
+
+@pytest.mark.parametrize("how", ["eof", "reset", "blackhole"])
+def test_a_broken_connection_is_replaced_within_15s_without_burning_cpu(
+    bot: SocketBot, how: str
+) -> None:
+    bot.socket.wait_for_link()
+    cpu, started = time.process_time(), time.monotonic()
+    bot.socket.drop(how)  # type: ignore[arg-type]
+    bot.socket.wait_for_link(2, timeout=15)
+    waited = time.monotonic() - started
+    spent = time.process_time() - cpu
+    assert waited < 15 and spent < 2, f"{how}: back after {waited:.1f}s, {spent:.2f}s of CPU"
+    envelope_id, response_url = bot.command("acme")
+    assert bot.socket.wait_for_ack(envelope_id).latency < 3
+    bot.slack.wait_for_response(response_url)
+    assert bot.health.report()[1]["connections_lost"] == 1
+
+
+def test_health_goes_503_while_no_connection_opens_and_back_to_200(bot: SocketBot) -> None:
+    bot.socket.wait_for_link()
+    status, body = bot.get_health()
+    assert status == 200 and body["socket_mode"]["connected"] is True  # type: ignore[index]
+    assert body["store"] == "ok"
+
+    opener, bot.slack.socket_url = bot.slack.socket_url, None  # Slack refuses new connections
+    bot.socket.drop("reset")
+    body = bot.wait_for_health(503)
+    assert body["status"] == "error"
+    assert body["socket_mode"]["connected"] is False  # type: ignore[index]
+    assert body["store"] == "ok" and "data_as_of" in body  # the store's fields stay
+
+    bot.slack.socket_url = opener
+    body = bot.wait_for_health(200, timeout=15)
+    assert body["socket_mode"]["connections_lost"] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("xapp-1-A1-1-wrong", "SLACK_APP_TOKEN was refused by Slack (invalid_auth)"),
+        ("", "SLACK_APP_TOKEN was refused by Slack (not_authed)"),
+        (DEFAULT_TOKEN, "SLACK_APP_TOKEN is not an app-level token"),
+    ],
+)
+def test_a_wrong_app_token_is_one_sentence_naming_the_variable(
+    store: Store, token: str, expected: str
+) -> None:
+    with FakeSlack() as slack, FakeSocketMode(slack):
+        runner = runner_for(store, slack, token, SocketHealth())
+        with pytest.raises(AppTokenError) as error:
+            runner.start()
+    message = str(error.value)
+    assert message.startswith(expected)
+    assert "(xapp-…) with the connections:write scope" in message and "\n" not in message
+    assert token not in message or not token
+
+
+def test_socket_mode_off_for_the_app_is_one_sentence(store: Store) -> None:
+    with FakeSlack() as slack:  # no FakeSocketMode: apps.connections.open answers an error
+        runner = runner_for(store, slack, DEFAULT_APP_TOKEN, SocketHealth())
+        with pytest.raises(AppTokenError, match="check that Socket Mode is on for the app"):
+            runner.start()
