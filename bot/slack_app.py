@@ -31,6 +31,17 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 CACHE_SECONDS = 600
 
 
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns, at every start, that the client's token is
+    used instead: it is the same token, so the warning is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+log.addFilter(_SameToken())
+
+
 class MissingSecret(Exception):
     """A secret the app needs is not in the environment."""
 

@@ -138,7 +138,7 @@ class SocketModeRunner:
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
     ) -> None:
-        self._app = app
+        self.app = app
         self._token = app_token
         self._api = WebClient(base_url=api_url or app.client.base_url)
         self.health = health
@@ -197,7 +197,7 @@ class SocketModeRunner:
         if link is not None:
             link.ws.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        listeners = self._app.listener_runner.listener_executor
+        listeners = self.app.listener_runner.listener_executor
         finisher = threading.Thread(target=listeners.shutdown, name="socket-drain", daemon=True)
         finisher.start()
         finisher.join(max(0.0, deadline - time.monotonic()))
@@ -293,7 +293,7 @@ class SocketModeRunner:
             request = SocketModeRequest.from_dict(message)
             if request is None:
                 return
-            text = json.dumps(ack_message(request, run_bolt_app(self._app, request)))
+            text = json.dumps(ack_message(request, run_bolt_app(self.app, request)))
             current = self._current
             if not link.send(text) and not (current is not None and current.send(text)):
                 log.warning("Socket Mode: an ack found no open connection")

@@ -30,6 +30,7 @@ from tests.fake_slack import (
     slash_command_body,
 )
 from tests.fake_socket_mode import FakeSocketMode
+from tests.test_digest_processes import Serving, free_port, serve_process, wait_healthy
 from tests.test_slack_app import TODAY, seed
 
 
@@ -85,7 +86,7 @@ def bot(store: Store) -> Iterator[SocketBot]:
         runner.start()
         thread = threading.Thread(target=runner.run, daemon=True)
         thread.start()
-        server = http_server(runner._app, store, "127.0.0.1", 0, None, health)
+        server = http_server(runner.app, store, "127.0.0.1", 0, None, health)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_port}/health"
         try:
@@ -195,3 +196,101 @@ def test_socket_mode_off_for_the_app_is_one_sentence(store: Store) -> None:
         runner = runner_for(store, slack, DEFAULT_APP_TOKEN, SocketHealth())
         with pytest.raises(AppTokenError, match="check that Socket Mode is on for the app"):
             runner.start()
+
+
+# -- `partner-kpi serve` as a user runs it ---------------------------------------------------------
+
+SOCKET_ENV: dict[str, str | None] = {
+    "SLACK_APP_TOKEN": DEFAULT_APP_TOKEN,
+    "SLACK_SIGNING_SECRET": None,  # Socket Mode never needs it
+}
+
+
+def app_yaml(tmp_path: Path) -> Path:
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        f"database_url: sqlite:///{tmp_path / 'store.db'}\nslack: {{socket_down_seconds: 2}}\n"
+    )
+    return config
+
+
+def test_serve_in_socket_mode_answers_and_stops_with_a_close_frame(tmp_path: Path) -> None:
+    config = app_yaml(tmp_path)
+    with FakeSlack() as slack, FakeSocketMode(slack) as socket:
+        slack.add_user("U1", "ann")
+        port = free_port()
+        serving = Serving(config, slack, port, SOCKET_ENV)
+        try:
+            wait_healthy(port, serving.process)
+            link = socket.wait_for_link()
+            response_url = slack.new_response_url()
+            envelope_id = socket.send(slash_command_body(text="help", response_url=response_url))
+            assert socket.wait_for_ack(envelope_id).latency < 3
+            slack.wait_for_response(response_url)
+            with urlopen(f"http://127.0.0.1:{port}/slack/events", timeout=5) as answer:
+                raise AssertionError(f"Socket Mode serves Slack's HTTP path: {answer.status}")
+        except HTTPError as error:
+            assert error.code == 404  # no signed requests in Socket Mode: no endpoint for them
+        finally:
+            status, log = serving.stop()
+        assert status == 0, log
+        assert socket.wait_for_close(link).close_code == 1000, log
+    assert "Traceback" not in log and "WARNING" not in log, log
+    assert "Socket Mode: connection 1 open" in log
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SLACK_APP_TOKEN": "xapp-1-A1-1-revoked"}, "(invalid_auth)"),
+        ({"SLACK_APP_TOKEN": DEFAULT_TOKEN}, "not an app-level token"),
+    ],
+)
+def test_serve_with_a_wrong_app_token_exits_2_with_one_sentence(
+    tmp_path: Path, env: dict[str, str | None], expected: str
+) -> None:
+    config = app_yaml(tmp_path)
+    with FakeSlack() as slack, FakeSocketMode(slack):
+        process = serve_process(config, slack, free_port(), {**SOCKET_ENV, **env})
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err
+    (line,) = [line for line in err.splitlines() if line.startswith("partner-kpi:")]
+    assert expected in line and "SLACK_APP_TOKEN" in line
+    assert "Traceback" not in err
+
+
+def test_close_lets_a_running_listener_finish_then_sends_a_close_frame(bot: SocketBot) -> None:
+    link = bot.socket.wait_for_link()
+    finished = threading.Event()
+
+    @bot.runner.app.command("/slow")
+    def slow(ack, respond) -> None:  # type: ignore[no-untyped-def]
+        ack()
+        time.sleep(1.0)
+        respond("done")
+        finished.set()
+
+    response_url = bot.slack.new_response_url()
+    body = slash_command_body(command="/slow", response_url=response_url)
+    bot.socket.wait_for_ack(bot.socket.send(body))
+    started = time.monotonic()
+    bot.runner.close(drain_seconds=5)
+    assert finished.is_set() and 0.5 < time.monotonic() - started < 5
+    assert bot.slack.wait_for_response(response_url).body["text"] == "done"
+    assert bot.socket.wait_for_close(link).close_code == 1000
+
+
+def test_close_waits_for_a_stuck_listener_no_longer_than_its_bound(bot: SocketBot) -> None:
+    bot.socket.wait_for_link()
+    release = threading.Event()
+
+    @bot.runner.app.command("/stuck")
+    def stuck(ack) -> None:  # type: ignore[no-untyped-def]
+        ack()
+        release.wait(30)
+
+    bot.socket.wait_for_ack(bot.socket.send(slash_command_body(command="/stuck")))
+    started = time.monotonic()
+    bot.runner.close(drain_seconds=1)
+    assert time.monotonic() - started < 2
+    release.set()
