@@ -33,10 +33,10 @@ log = logging.getLogger("partner_kpi.socket_mode")
 
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105 (a variable's name)
 EXPECTED = "an app-level token (xapp-…) with the connections:write scope"
-PING_INTERVAL = 5.0
-PING_TIMEOUT = 5.0
+PING_INTERVAL = 4.0
+PING_TIMEOUT = 4.0
 OPEN_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 1.0
 BACKOFF_MAX = 30.0
 HANDOVER_SECONDS = 3.0  # how long a refreshed connection may finish its envelopes' acks
 ACK_DRAIN_SECONDS = 3.0  # at shutdown, for envelopes being dispatched to get their ack out
