@@ -230,6 +230,11 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         scheduler.shutdown()
         if survey_jobs is not None:
             survey_jobs.shutdown(wait=False)
+        if socket is not None and socket.unfinished:
+            # Python would wait for the stuck listeners' threads at exit: the stop is bounded.
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(0)
 
 
 @cli.command()

@@ -150,6 +150,7 @@ class SocketModeRunner:
         self._numbers = iter(range(1, 2**62))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.unfinished = False  # after `close`: listeners were still running at its deadline
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -201,7 +202,8 @@ class SocketModeRunner:
         finisher = threading.Thread(target=listeners.shutdown, name="socket-drain", daemon=True)
         finisher.start()
         finisher.join(max(0.0, deadline - time.monotonic()))
-        if finisher.is_alive():
+        self.unfinished = finisher.is_alive()
+        if self.unfinished:
             log.warning("Socket Mode: stopped with listeners still running")
 
     # -- connections ----------------------------------------------------------------------------
@@ -243,7 +245,10 @@ class SocketModeRunner:
         except (OSError, InvalidHandshake, TimeoutError) as error:
             raise Unreachable(f"the websocket did not open: {error}") from None
         link = _Link(ws, next(self._numbers))
-        threading.Thread(target=self._read, args=(link,), name=f"socket-{link.number}").start()
+        reader = threading.Thread(
+            target=self._read, args=(link,), name=f"socket-{link.number}", daemon=True
+        )
+        reader.start()
         if not link.hello.wait(OPEN_TIMEOUT):
             ws.close()
             raise Unreachable("no hello from Slack")

@@ -5,6 +5,7 @@ to the loopback FakeSlack."""
 from __future__ import annotations
 
 import json
+import socket as stdlib_socket
 import threading
 import time
 from collections.abc import Iterator
@@ -276,6 +277,7 @@ def test_close_lets_a_running_listener_finish_then_sends_a_close_frame(bot: Sock
     started = time.monotonic()
     bot.runner.close(drain_seconds=5)
     assert finished.is_set() and 0.5 < time.monotonic() - started < 5
+    assert not bot.runner.unfinished
     assert bot.slack.wait_for_response(response_url).body["text"] == "done"
     assert bot.socket.wait_for_close(link).close_code == 1000
 
@@ -292,5 +294,31 @@ def test_close_waits_for_a_stuck_listener_no_longer_than_its_bound(bot: SocketBo
     bot.socket.wait_for_ack(bot.socket.send(slash_command_body(command="/stuck")))
     started = time.monotonic()
     bot.runner.close(drain_seconds=1)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 2 and bot.runner.unfinished
     release.set()
+
+
+def test_sigterm_with_a_hung_listener_still_exits_0_within_its_bound(tmp_path: Path) -> None:
+    config = app_yaml(tmp_path)
+    # A response_url whose server never answers: the listener answering through it hangs for
+    # slack_sdk's 30 s timeout, longer than serve's 10 s drain.
+    with (
+        FakeSlack() as slack,
+        FakeSocketMode(slack) as socket,
+        stdlib_socket.create_server(("127.0.0.1", 0)) as silent,
+    ):
+        slack.add_user("U1", "ann")
+        port = free_port()
+        serving = Serving(config, slack, port, SOCKET_ENV)
+        try:
+            wait_healthy(port, serving.process)
+            link = socket.wait_for_link()
+            hung = f"http://127.0.0.1:{silent.getsockname()[1]}/response/hung"
+            socket.wait_for_ack(socket.send(slash_command_body(text="help", response_url=hung)))
+            time.sleep(0.5)
+        finally:
+            started = time.monotonic()
+            status, log = serving.stop()
+        assert status == 0 and time.monotonic() - started < 14, log
+        assert socket.wait_for_close(link).close_code == 1000
+    assert "stopped with listeners still running" in log and "Traceback" not in log
