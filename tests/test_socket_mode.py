@@ -9,6 +9,7 @@ import socket as stdlib_socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError
@@ -30,7 +31,7 @@ from tests.fake_slack import (
     event_callback_body,
     slash_command_body,
 )
-from tests.fake_socket_mode import FakeSocketMode
+from tests.fake_socket_mode import FakeSocketMode, Link
 from tests.test_digest_processes import Serving, free_port, serve_process, wait_healthy
 from tests.test_slack_app import TODAY, seed
 
@@ -215,29 +216,54 @@ def app_yaml(tmp_path: Path) -> Path:
     return config
 
 
-def test_serve_in_socket_mode_answers_and_stops_with_a_close_frame(tmp_path: Path) -> None:
-    config = app_yaml(tmp_path)
+@dataclass
+class RunningServe:
+    """`partner-kpi serve` in Socket Mode, connected to the fakes; `stop` sends SIGTERM."""
+
+    slack: FakeSlack
+    socket: FakeSocketMode
+    port: int
+    serving: Serving
+    link: Link
+    stopped_in: float = 0.0
+    status: int | None = None
+    log: str = ""
+
+    def stop(self) -> None:
+        started = time.monotonic()
+        self.status, self.log = self.serving.stop()
+        self.stopped_in = time.monotonic() - started
+
+
+@contextmanager
+def serve_socket_mode(tmp_path: Path) -> Iterator[RunningServe]:
     with FakeSlack() as slack, FakeSocketMode(slack) as socket:
         slack.add_user("U1", "ann")
         port = free_port()
-        serving = Serving(config, slack, port, SOCKET_ENV)
+        serving = Serving(app_yaml(tmp_path), slack, port, SOCKET_ENV)
         try:
             wait_healthy(port, serving.process)
-            link = socket.wait_for_link()
-            response_url = slack.new_response_url()
-            envelope_id = socket.send(slash_command_body(text="help", response_url=response_url))
-            assert socket.wait_for_ack(envelope_id).latency < 3
-            slack.wait_for_response(response_url)
-            with urlopen(f"http://127.0.0.1:{port}/slack/events", timeout=5) as answer:
-                raise AssertionError(f"Socket Mode serves Slack's HTTP path: {answer.status}")
-        except HTTPError as error:
-            assert error.code == 404  # no signed requests in Socket Mode: no endpoint for them
+            served = RunningServe(slack, socket, port, serving, socket.wait_for_link())
+            yield served
         finally:
-            status, log = serving.stop()
-        assert status == 0, log
-        assert socket.wait_for_close(link).close_code == 1000, log
-    assert "Traceback" not in log and "WARNING" not in log, log
-    assert "Socket Mode: connection 1 open" in log
+            if serving.process.returncode is None:
+                serving.stop()
+
+
+def test_serve_in_socket_mode_answers_and_stops_with_a_close_frame(tmp_path: Path) -> None:
+    with serve_socket_mode(tmp_path) as served:
+        response_url = served.slack.new_response_url()
+        body = slash_command_body(text="help", response_url=response_url)
+        assert served.socket.wait_for_ack(served.socket.send(body)).latency < 3
+        served.slack.wait_for_response(response_url)
+        with pytest.raises(HTTPError) as refused:  # no signed requests in Socket Mode
+            urlopen(f"http://127.0.0.1:{served.port}/slack/events", timeout=5)
+        assert refused.value.code == 404
+        served.stop()
+        assert served.status == 0, served.log
+        assert served.socket.wait_for_close(served.link).close_code == 1000, served.log
+    assert "Traceback" not in served.log and "WARNING" not in served.log, served.log
+    assert "Socket Mode: connection 1 open" in served.log
 
 
 @pytest.mark.parametrize(
@@ -299,26 +325,18 @@ def test_close_waits_for_a_stuck_listener_no_longer_than_its_bound(bot: SocketBo
 
 
 def test_sigterm_with_a_hung_listener_still_exits_0_within_its_bound(tmp_path: Path) -> None:
-    config = app_yaml(tmp_path)
     # A response_url whose server never answers: the listener answering through it hangs for
     # slack_sdk's 30 s timeout, longer than serve's 10 s drain.
     with (
-        FakeSlack() as slack,
-        FakeSocketMode(slack) as socket,
         stdlib_socket.create_server(("127.0.0.1", 0)) as silent,
+        serve_socket_mode(tmp_path) as served,
     ):
-        slack.add_user("U1", "ann")
-        port = free_port()
-        serving = Serving(config, slack, port, SOCKET_ENV)
-        try:
-            wait_healthy(port, serving.process)
-            link = socket.wait_for_link()
-            hung = f"http://127.0.0.1:{silent.getsockname()[1]}/response/hung"
-            socket.wait_for_ack(socket.send(slash_command_body(text="help", response_url=hung)))
-            time.sleep(0.5)
-        finally:
-            started = time.monotonic()
-            status, log = serving.stop()
-        assert status == 0 and time.monotonic() - started < 14, log
-        assert socket.wait_for_close(link).close_code == 1000
-    assert "stopped with listeners still running" in log and "Traceback" not in log
+        hung = f"http://127.0.0.1:{silent.getsockname()[1]}/response/hung"
+        body = slash_command_body(text="help", response_url=hung)
+        served.socket.wait_for_ack(served.socket.send(body))
+        time.sleep(0.5)
+        served.stop()
+        assert served.status == 0 and served.stopped_in < 14, served.log
+        assert served.socket.wait_for_close(served.link).close_code == 1000
+    assert "stopped with listeners still running" in served.log
+    assert "Traceback" not in served.log
