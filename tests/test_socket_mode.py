@@ -124,9 +124,12 @@ def test_command_click_and_event_are_acked_at_once_and_answered_once(bot: Socket
     assert len(bot.slack.responses(response_url)) == 1 and len(bot.slack.responses(shared)) == 1
 
 
-def test_refresh_opens_the_new_connection_first_and_reads_it_at_once(bot: SocketBot) -> None:
+@pytest.mark.parametrize("reason", ["refresh_requested", "warning"])
+def test_refresh_opens_the_new_connection_first_and_reads_it_at_once(
+    bot: SocketBot, reason: str
+) -> None:
     old = bot.socket.wait_for_link()
-    bot.socket.disconnect("refresh_requested")
+    bot.socket.disconnect(reason)
     new = bot.socket.wait_for_link(2)
     assert old.open  # the new connection came up while the old one was still there
     envelope_id, _ = bot.command("acme")  # the moment the new connection said hello
