@@ -41,6 +41,7 @@ BACKOFF_MAX = 30.0
 HANDOVER_SECONDS = 3.0  # how long a refreshed connection may finish its envelopes' acks
 ACK_DRAIN_SECONDS = 3.0  # at shutdown, for envelopes being dispatched to get their ack out
 MAX_MESSAGE = 16 * 2**20
+TOKEN_KINDS = {"xoxb-": "the bot token (xoxb-…)", "xoxp-": "a user token (xoxp-…)"}
 BAD_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 
 
@@ -60,9 +61,10 @@ def token_problem(error: str, token: str) -> str:
             "app's Basic Information page."
         )
     if error == "not_allowed_token_type":
+        kind = TOKEN_KINDS.get(token[:5], "another kind of token")
         return (
             f"{APP_TOKEN_ENV} is not an app-level token (Slack says not_allowed_token_type; it "
-            f"starts with {token[:5]!r}): set it to {EXPECTED}, not the bot token."
+            f"looks like {kind}): set it to {EXPECTED}."
         )
     if error == "missing_scope":
         return f"{APP_TOKEN_ENV} lacks the connections:write scope: set it to {EXPECTED}."

@@ -180,7 +180,11 @@ def test_health_goes_503_while_no_connection_opens_and_back_to_200(bot: SocketBo
     [
         ("xapp-1-A1-1-wrong", "SLACK_APP_TOKEN was refused by Slack (invalid_auth)"),
         ("", "SLACK_APP_TOKEN was refused by Slack (not_authed)"),
-        (DEFAULT_TOKEN, "SLACK_APP_TOKEN is not an app-level token"),
+        (
+            DEFAULT_TOKEN,
+            "SLACK_APP_TOKEN is not an app-level token (Slack says "
+            "not_allowed_token_type; it looks like the bot token (xoxb-…))",
+        ),
     ],
 )
 def test_a_wrong_app_token_is_one_sentence_naming_the_variable(
