@@ -175,12 +175,13 @@ class SocketModeRunner:
             if what == "lost":
                 self.health.lost()
                 self._current = None
-                self._current = self._open_with_backoff()
-            elif what == "refresh" and link is not None:
-                fresh = self._open_with_backoff()
-                if fresh is None:
-                    return
-                self._current = fresh
+            fresh = self._open_with_backoff()
+            if fresh is None or self._stopping.is_set():
+                if fresh is not None:
+                    fresh.ws.close()
+                return
+            self._current = fresh
+            if what == "refresh" and link is not None:
                 log.info("Socket Mode: connection %d replaces %d", fresh.number, link.number)
                 threading.Thread(
                     target=link.retire, args=(HANDOVER_SECONDS,), name="socket-retire"
@@ -229,8 +230,8 @@ class SocketModeRunner:
             url = self._api.apps_connections_open(app_token=self._token)["url"]
         except SlackApiError as error:
             code = str(error.response.get("error", "unknown_error"))
-            if code == "ratelimited":
-                raise Unreachable("apps.connections.open is rate limited") from None
+            if code == "ratelimited" or error.response.status_code >= 500:
+                raise Unreachable(f"apps.connections.open answered {code}") from None
             raise AppTokenError(token_problem(code, self._token)) from None
         except OSError as error:
             raise Unreachable(f"apps.connections.open failed: {error}") from None

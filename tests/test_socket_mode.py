@@ -347,3 +347,19 @@ def test_sigterm_with_a_hung_listener_still_exits_0_within_its_bound(tmp_path: P
         assert served.socket.wait_for_close(served.link).close_code == 1000
     assert "stopped with listeners still running" in served.log
     assert "Traceback" not in served.log
+
+
+@pytest.mark.parametrize(("error", "status"), [("fatal_error", 500), ("ratelimited", 429)])
+def test_slack_failing_at_start_is_retried_not_fatal(store: Store, error: str, status: int) -> None:
+    with FakeSlack() as slack, FakeSocketMode(slack) as socket:
+        slack.fail_next("apps.connections.open", error, status=status)
+        runner = runner_for(store, slack, DEFAULT_APP_TOKEN, SocketHealth())
+        runner.start()  # no AppTokenError: Slack's trouble, not the token's
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        try:
+            socket.wait_for_link(timeout=10)
+            assert len(slack.calls_to("apps.connections.open")) == 2
+        finally:
+            runner.close(drain_seconds=1)
+            thread.join(timeout=5)
