@@ -268,6 +268,8 @@ class SocketModeRunner:
         except (ConnectionClosed, OSError) as error:
             log.warning("Socket Mode: connection %d lost (%s)", link.number, error)
         finally:
+            if link is self._current and not self._stopping.is_set():
+                self.health.lost()  # at once, even while `run` is busy opening a refresh
             self._events.put(("lost", link))
 
     def _receive(self, link: _Link, raw: str | bytes) -> None:

@@ -363,3 +363,17 @@ def test_slack_failing_at_start_is_retried_not_fatal(store: Store, error: str, s
         finally:
             runner.close(drain_seconds=1)
             thread.join(timeout=5)
+
+
+def test_a_refresh_that_cannot_open_yet_still_reports_the_old_connection_lost(
+    bot: SocketBot,
+) -> None:
+    bot.socket.wait_for_link()
+    opener, bot.slack.socket_url = bot.slack.socket_url, None
+    bot.socket.disconnect("refresh_requested")
+    bot.slack.wait_for_call("apps.connections.open", where=lambda call: not call.ok)
+    bot.socket.drop("reset")  # Slack ends the old connection before a new one could open
+    assert bot.wait_for_health(503)["socket_mode"]["connected"] is False  # type: ignore[index]
+    bot.slack.socket_url = opener
+    bot.wait_for_health(200, timeout=15)
+    bot.socket.wait_for_link(2)
