@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,6 +24,8 @@ from bot.formatting import KPI_LABELS, format_value
 from bot.manifest import manifest_yaml
 from bot.server import serve as serve_forever
 from bot.slack_app import MissingSecret, TokenRefused, build_app
+from bot.socket_health import SocketHealth
+from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
@@ -201,9 +204,15 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     slack = obj.config.app.slack
+    app_token = os.environ.get(APP_TOKEN_ENV, "").strip() or None
     try:
-        app, services = build_app(obj.store, obj.config)
-    except (MissingSecret, TokenRefused) as error:
+        # Socket Mode never receives a signed request: no signing secret needed there.
+        app, services = build_app(obj.store, obj.config, signing_secret="" if app_token else None)
+        socket = None
+        if app_token:
+            socket = SocketModeRunner(app, app_token, SocketHealth(slack.socket_down_seconds))
+            socket.start()
+    except (MissingSecret, TokenRefused, AppTokenError) as error:
         raise UserError(str(error)) from None
     if services.facts.workspace is not None:
         for problem in check_post_channels(services.facts, obj.config.app):
@@ -222,11 +231,16 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         # `docker stop`, Kubernetes: SIGTERM ends serve cleanly (exit 0), schedulers stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve_forever(app, obj.store, host, port or slack.port, slack.path)
+        serve_forever(app, obj.store, host, port or slack.port, slack.path, socket)
     finally:
         scheduler.shutdown()
         if survey_jobs is not None:
             survey_jobs.shutdown(wait=False)
+        if socket is not None and socket.unfinished:
+            # Python would wait for the stuck listeners' threads at exit: the stop is bounded.
+            logging.shutdown()
+            sys.stdout.flush()
+            os._exit(0)
 
 
 @cli.command()

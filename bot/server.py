@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -18,6 +17,8 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.socket_health import SocketHealth
+from bot.socket_mode import SocketModeRunner
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.server")
@@ -36,8 +37,18 @@ class QuietHandler(WSGIRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-def health(store: Store) -> tuple[int, dict[str, Any]]:
-    """200 with the data's age when the store answers; 503 when it does not."""
+def health(store: Store, socket: SocketHealth | None = None) -> tuple[int, dict[str, Any]]:
+    """200 with the data's age when the store answers; 503 when it does not. In Socket Mode
+    (`socket`) also the connection, and 503 when it has been down too long."""
+    status, body = _store_health(store)
+    if socket is not None:
+        healthy, body["socket_mode"] = socket.report()
+        if not healthy:
+            status, body["status"] = 503, "error"
+    return status, body
+
+
+def _store_health(store: Store) -> tuple[int, dict[str, Any]]:
     try:
         last = store.last_sync(status=None)
         good = store.data_as_of()
@@ -53,16 +64,19 @@ def health(store: Store) -> tuple[int, dict[str, Any]]:
     }
 
 
-def wsgi_app(app: App, store: Store, path: str) -> WsgiApp:
-    """Slack's requests on `path`, `/health` beside them, 404 elsewhere."""
+def wsgi_app(
+    app: App, store: Store, path: str | None, socket: SocketHealth | None = None
+) -> WsgiApp:
+    """Slack's requests on `path` (HTTP mode; None in Socket Mode, where no signed request
+    comes), `/health` beside them, 404 elsewhere."""
     slack = SlackRequestHandler(app)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         route = environ.get("PATH_INFO", "")
-        if route == path:
+        if path is not None and route == path:
             return slack(environ, start_response)
         if route == "/health":
-            status, body = health(store)
+            status, body = health(store, socket)
             text = json.dumps(body).encode()
             reason = "OK" if status == 200 else "Service Unavailable"
             start_response(f"{status} {reason}", [("Content-Type", "application/json")])
@@ -73,11 +87,18 @@ def wsgi_app(app: App, store: Store, path: str) -> WsgiApp:
     return application
 
 
-def http_server(app: App, store: Store, host: str, port: int, path: str) -> ThreadingServer:
+def http_server(
+    app: App,
+    store: Store,
+    host: str,
+    port: int,
+    path: str | None,
+    socket: SocketHealth | None = None,
+) -> ThreadingServer:
     server = make_server(
         host,
         port,
-        wsgi_app(app, store, path),
+        wsgi_app(app, store, path, socket),
         server_class=ThreadingServer,
         handler_class=QuietHandler,
     )
@@ -93,17 +114,29 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def serve(app: App, store: Store, host: str, port: int, path: str) -> None:
-    """Runs until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP."""
-    server = http_server(app, store, host, port, path)
+def serve(
+    app: App,
+    store: Store,
+    host: str,
+    port: int,
+    path: str,
+    socket: SocketModeRunner | None = None,
+) -> None:
+    """Runs until interrupted: HTTP mode, or Socket Mode over `socket` (already started, so its
+    token is known good) with only `/health` on HTTP. Leaving Socket Mode (SIGTERM's SystemExit)
+    closes the connection with a close frame and lets the listeners finish, within bounds."""
     settle_heap()
-    app_token = os.environ.get("SLACK_APP_TOKEN")
-    if app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-        log.info("Socket Mode; /health on http://%s:%s/health", host, port)
-        SocketModeHandler(app, app_token).start()  # type: ignore[no-untyped-call]
+    if socket is None:
+        server = http_server(app, store, host, port, path)
+        log.info("listening on http://%s:%s%s (and /health)", host, port, path)
+        server.serve_forever()
         return
-    log.info("listening on http://%s:%s%s (and /health)", host, port, path)
-    server.serve_forever()
+    server = http_server(app, store, host, port, None, socket.health)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    log.info("Socket Mode; /health on http://%s:%s/health", host, port)
+    try:
+        socket.run()
+    finally:
+        socket.close()
+        server.shutdown()
+        server.server_close()

@@ -30,6 +30,17 @@ WORKSPACE_RETRY_FIRST, WORKSPACE_RETRY_MAX = 1.0, 60.0
 __all__ = ["BotServices", "MissingSecret", "TokenRefused", "build_app", "secret", "web_client"]
 
 
+class _SameToken(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns, at every start, that the client's token is
+    used instead: it is the same token, so the warning is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+log.addFilter(_SameToken())
+
+
 class MissingSecret(Exception):
     """A secret the app needs is not in the environment."""
 
@@ -101,8 +112,8 @@ def build_app(
     slack = config.app.slack
     client = web_client(token or secret("SLACK_BOT_TOKEN"), api_url, slack.api_timeout_seconds)
     app = App(
-        token=client.token,
-        signing_secret=signing_secret or secret("SLACK_SIGNING_SECRET"),
+        # signing_secret "": Socket Mode, which never receives a signed request
+        signing_secret=secret("SLACK_SIGNING_SECRET") if signing_secret is None else signing_secret,
         client=client,
         request_verification_enabled=True,
         token_verification_enabled=False,  # auth.test below, with retries

@@ -211,6 +211,8 @@ class SlackConfig(Section):
     request_url: str | None = None
     # How long one Web API call may take before it counts as failed (a refusal, for access).
     api_timeout_seconds: int = Field(default=10, ge=1, le=120)
+    # Socket Mode: /health answers 503 once no connection has been open for this long.
+    socket_down_seconds: float = Field(default=60, gt=0)
 
     @field_validator("command")
     @classmethod

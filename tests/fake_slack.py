@@ -103,6 +103,7 @@ KNOWN_BLOCK_TYPES = frozenset(
 
 FIRST_TS_SECONDS = 1_700_000_000
 DEFAULT_TOKEN = "xoxb-test"
+DEFAULT_APP_TOKEN = "xapp-1-A1-1-test"  # an app-level token (Socket Mode), see fake_socket_mode
 DEFAULT_VERIFICATION_TOKEN = "fake-verification-token"
 # A closed port on loopback: a bot that answers a body built without a real response_url fails
 # fast and locally instead of reaching for hooks.slack.com.
@@ -625,7 +626,28 @@ Reply = tuple[int, dict[str, str], bytes]
 MethodHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class FakeSlack:
+class Served:
+    """`with Fake() as fake:` for a loopback fake: `start` on entry, `stop` on exit."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class FakeSlack(Served):
     """Slack's Web API, response_urls and file uploads on 127.0.0.1, with a record of calls.
 
     Channels are lenient by default: posting to a channel nobody configured works, as if the
@@ -634,13 +656,16 @@ class FakeSlack:
     strict: users.info, users.lookupByEmail and conversations.open know only the users added
     with `add_user` (and the bot itself).
 
-    Missing tokens answer not_authed and unknown ones invalid_auth, as Slack does.
+    Missing tokens answer not_authed and unknown ones invalid_auth, as Slack does. App-level
+    tokens (`app_tokens`, xapp-…) are good only for apps.connections.open, and bot tokens are not
+    good there: either way Slack answers not_allowed_token_type.
     """
 
     def __init__(
         self,
         *,
         tokens: Iterable[str] = (DEFAULT_TOKEN,),
+        app_tokens: Iterable[str] = (DEFAULT_APP_TOKEN,),
         team_id: str = "T1",
         team_name: str = "Fake Workspace",
         team_domain: str = "fake-workspace",
@@ -654,6 +679,10 @@ class FakeSlack:
         wall_clock_ts: bool = False,
     ) -> None:
         self.tokens: set[str] = set(tokens)
+        self.app_tokens: set[str] = set(app_tokens)
+        # Where apps.connections.open sends the app: set by FakeSocketMode (None: Socket Mode is
+        # off for the app, and Slack answers an error).
+        self.socket_url: Callable[[], str] | None = None
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -692,6 +721,7 @@ class FakeSlack:
         self.add_user(bot_user_id, bot_name, is_bot=True, bot_id=bot_id, app_id=app_id)
         self._methods: dict[str, MethodHandler] = {
             "api.test": self._api_test,
+            "apps.connections.open": self._apps_connections_open,
             "auth.test": self._auth_test,
             "chat.delete": self._chat_delete,
             "chat.getPermalink": self._chat_get_permalink,
@@ -740,17 +770,6 @@ class FakeSlack:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -1050,7 +1069,10 @@ class FakeSlack:
         token = _token_from(headers, body)
         if not token:
             return 200, {}, {"ok": False, "error": "not_authed"}
-        if token not in self.tokens:
+        app_level = method == "apps.connections.open"
+        if token in (self.tokens if app_level else self.app_tokens):
+            return 200, {}, {"ok": False, "error": "not_allowed_token_type"}
+        if token not in (self.app_tokens if app_level else self.tokens):
             return 200, {}, {"ok": False, "error": "invalid_auth"}
         try:
             return 200, {}, handler(body)
@@ -1166,6 +1188,13 @@ class FakeSlack:
         if "error" in args:
             raise ApiError(str(args["error"]), args=args)
         return {"ok": True, "args": args}
+
+    def _apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A one-use websocket URL. With Socket Mode off for the app there is no documented code:
+        the fake answers `socket_mode_disabled`, which the bot must report like any other."""
+        if self.socket_url is None:
+            raise ApiError("socket_mode_disabled")
+        return {"ok": True, "url": self.socket_url()}
 
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return {

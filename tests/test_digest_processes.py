@@ -113,9 +113,11 @@ def free_port() -> int:
 class Serving:
     """A `partner-kpi serve` process, its stderr (the log) read line by line as it comes."""
 
-    def __init__(self, config: Path, fake: FakeSlack, port: int) -> None:
+    def __init__(
+        self, config: Path, fake: FakeSlack, port: int, env: dict[str, str | None] | None = None
+    ) -> None:
         self.port = port
-        self.process = serve_process(config, fake, port)
+        self.process = serve_process(config, fake, port, env)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -149,7 +151,10 @@ class Serving:
         return status, "".join(self.lines)
 
 
-def serve_process(config: Path, fake: FakeSlack, port: int) -> subprocess.Popen[str]:
+def serve_process(
+    config: Path, fake: FakeSlack, port: int, extra: dict[str, str | None] | None = None
+) -> subprocess.Popen[str]:
+    """`partner-kpi serve` in HTTP mode, or as `extra` changes its environment (None: unset)."""
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -157,6 +162,11 @@ def serve_process(config: Path, fake: FakeSlack, port: int) -> subprocess.Popen[
         "SLACK_API_URL": fake.api_url,
     }
     env.pop("SLACK_APP_TOKEN", None)  # HTTP mode
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return subprocess.Popen(
         [
             sys.executable,
