@@ -38,7 +38,7 @@ from tests.fake_slack import (
 SECRET = "survey-signing-secret"
 EVIL = "<!channel> Acme & <https://evil.example|co>"
 # The first Tuesday of each quarter, 09:00 in Berlin: 2026-10-06 07:00 UTC, 2027-01-05 08:00 UTC.
-QUARTERLY = "0 9 1-7 1,4,7,10 tue"
+QUARTERLY = "0 9 * 1,4,7,10 tue#1"
 ROUND_1 = "20261006T0700Z"
 ROUND_2 = "20270105T0800Z"
 IN_ROUND_1 = datetime(2026, 10, 6, 7, 30, tzinfo=UTC)
