@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App
 
 from bot.answers import Answers, button_target
+from bot.listeners.once import claim_click
 from bot.listeners.replies import reply
 from bot.messages import render
 from bot.slack_app import BotServices
@@ -21,6 +22,10 @@ CHOOSE = re.compile(r"^choose_partner_\d+$")
 def handle_action(ack: Any, body: dict[str, Any], respond: Any, services: BotServices) -> None:
     """Answers one button click; a plain function so tests can call it with fakes."""
     ack()
+    click = claim_click(services.store, body, respond)  # a redelivered click posts nothing
+    if click is None:
+        return
+    respond = click.respond
     action = body["actions"][0]
     action_id = action["action_id"]
     user = body["user"]
@@ -34,31 +39,17 @@ def handle_action(ack: Any, body: dict[str, Any], respond: Any, services: BotSer
     answers = services.answers(decision)
     target = button_target(action.get("value", ""))
     if action_id == "scorecard_share" and target is not None:
-        _share(body, action, respond, services, answers, *target)
+        _share(respond, answers, *target)
         return
     message = answers.press(action_id, action.get("value", ""), services.deal_url)
     # A pick from a list replaces the list; other buttons add a message under the scorecard.
     reply(respond, message, replace_original=bool(CHOOSE.match(action_id)))
 
 
-def _share(
-    body: dict[str, Any],
-    action: dict[str, Any],
-    respond: Any,
-    services: BotServices,
-    answers: Answers,
-    partner_id: str,
-    period: str,
-) -> None:
-    """Posts the scorecard for the whole channel, once per click even if Slack delivers the
-    click again."""
-    key = f"share:{body['user']['id']}:{action.get('action_ts', '')}:{partner_id}:{period}"
-    if not services.store.claim(key, "share", claimed_by=body["user"]["id"]):
-        log.info("click %s delivered again; shared already", key)
-        return
+def _share(respond: Any, answers: Answers, partner_id: str, period: str) -> None:
+    """Posts the scorecard for the whole channel (once: the click is keyed in handle_action)."""
     message = answers.scorecard_by_id(partner_id, period)
-    if reply(respond, message, response_type="in_channel", replace_original=False):
-        services.store.mark_sent(key, None)
+    reply(respond, message, response_type="in_channel", replace_original=False)
 
 
 def register(app: App, services: BotServices) -> None:
