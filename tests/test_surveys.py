@@ -693,3 +693,57 @@ def first_tuesday_of_a_quarter_from_now() -> date:
     while not (day.month in (1, 4, 7, 10) and day.day <= 7 and day.weekday() == 1):
         day += timedelta(days=1)
     return day
+
+
+def test_a_round_sent_from_the_command_line_is_the_round(
+    tmp_path: Path,
+    fake: FakeSlack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.cli import main
+    from kpi.store import open_store
+
+    database = tmp_path / "kpi.db"
+    config_file = tmp_path / "app.yaml"
+    config_file.write_text(
+        json.dumps({"database_url": f"sqlite:///{database}", "surveys": [campaign()]})
+    )
+    store = open_store(f"sqlite:///{database}")
+    seed(store)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+    started = datetime(2026, 11, 10, 10, 0, 20, tzinfo=UTC)  # between two scheduled rounds
+    clock = Clock(started)
+    monkeypatch.setattr("bot.cli_survey.utc_now", clock)
+
+    def send() -> str:
+        try:
+            main(["--config", str(config_file), "survey", "send", "nps", "--send"])
+        except SystemExit as done:
+            assert not done.code
+        return capsys.readouterr().out
+
+    assert "Round 20261110T1000Z of nps: 4 sent" in send()
+    clock.now = started + timedelta(minutes=1)
+    assert "Round 20261110T1000Z of nps: 0 sent, 4 asked before" in send()
+    dms = [
+        c.response["channel"]
+        for c in fake.calls_to("chat.postMessage")
+        if c.ok and not c.body.get("thread_ts")
+    ]
+    assert len(dms) == 4 and len(set(dms)) == 4  # one DM per person
+
+    config = LoadedConfig(
+        AppConfig.model_validate({"surveys": [campaign()]}), None, Path("."), "unused"
+    )
+    client = web_client("xoxb-test", fake.api_url)
+    for hours in (73, 74, 169, 170):  # the reminder is due at 72 h, the close at 168 h
+        clock.now = started + timedelta(hours=hours)
+        SurveySender(store, config, client, clock=clock).tick()
+        SurveySender(store, config, client, clock=clock, replica="other").tick()
+    reminders = [c for c in fake.calls_to("chat.postMessage") if c.ok and c.body.get("thread_ts")]
+    assert sorted(c.response["channel"] for c in reminders) == sorted(dms)
+    (results,) = fake.messages_in("C0RESULTS")
+    assert "0 of 4 answered" in json.dumps(results["blocks"])
+    store.engine.dispose()
