@@ -45,8 +45,9 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot.blockkit import Message
+from bot.formatting import age
 from bot.keyed_posts import find_keyed_post, keyed_metadata
-from bot.messages import age, render
+from bot.messages import render
 from kpi import schema
 from kpi.config import AppConfig, DigestConfig
 from kpi.engine import KpiEngine

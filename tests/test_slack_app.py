@@ -129,6 +129,10 @@ def test_scorecard_arrives_through_response_url(slack_bot: Bot, fake: FakeSlack)
     assert body["response_type"] == "ephemeral"
     assert body["blocks"][0]["text"]["text"].startswith("Acme Corp")
     assert "won revenue $4,000" in body["text"]  # deals 0 and 2: 1,000 + 3,000
+    synced = slack_bot.store.data_as_of()
+    assert synced is not None
+    footer = json.dumps(body["blocks"], ensure_ascii=False)
+    assert f"Data as of {synced:%Y-%m-%d %H:%M} UTC (just now)" in footer
 
 
 def test_ack_is_fast_even_when_the_answer_is_slow(
