@@ -19,7 +19,7 @@ import click
 from bot.answers import Answers
 from bot.console import Console, run_console
 from bot.formatting import KPI_LABELS, format_value
-from bot.manifest import manifest_yaml
+from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
 from bot.slack_app import MissingSecret, build_app
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
@@ -230,7 +230,10 @@ def serve(obj: Context, host: str, port: int | None) -> None:
 @click.pass_obj
 def manifest(obj: Context, socket_mode: bool | None) -> None:
     """Print a Slack app manifest (YAML) for this deployment."""
-    click.echo(manifest_yaml(obj.config.app, socket_mode), nl=False)
+    try:
+        click.echo(manifest_yaml(obj.config.app, socket_mode), nl=False)
+    except NoRequestUrl as error:
+        raise UserError(str(error)) from None
 
 
 def _showcase(obj: Context, day: date) -> None:
@@ -303,7 +306,14 @@ def _period(obj: Context, text: str, as_of: Any) -> Period:
 
 
 def _partner(obj: Context, name: str) -> Partner:
-    result = find_partner(name, obj.store.partners())
+    partners = obj.store.partners()
+    if not partners:
+        raise UserError(
+            "the store is empty: no partner has been synced into it yet. "
+            "Run `partner-kpi sync` (the source set in app.yaml), or `partner-kpi demo` to try "
+            "it with generated data."
+        )
+    result = find_partner(name, partners)
     if isinstance(result, Found):
         return result.partner
     raise UserError(describe(result))
@@ -414,6 +424,18 @@ cli.add_command(jobs)
 from bot.cli_survey import survey  # noqa: E402 - issue 8
 
 cli.add_command(survey)
+
+
+def _with_version(command: click.Command) -> None:
+    """`--version` on every command and subcommand, as on the group."""
+    if command is not cli:
+        click.version_option(_package_version(), prog_name="partner-kpi")(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_version(sub)
+
+
+_with_version(cli)
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,16 @@ from bot.terminal import table
 from kpi import surveys as db
 from kpi.survey_config import SurveyCampaign
 
+NO_CAMPAIGNS = """No survey campaigns yet. Add one to app.yaml, e.g.:
+
+surveys:
+  - name: quarterly-nps
+    schedule: "0 9 * 1,4,7,10 tue#1"   # the first Tuesday of each quarter, 09:00
+    results_channel: C0123456789       # where the results go
+
+then `partner-kpi survey send quarterly-nps` shows who it would ask (the README's Surveys
+section lists every setting)."""
+
 
 def _error(message: str) -> click.ClickException:
     from bot.cli import UserError
@@ -83,6 +93,9 @@ def status_lines(sender: SurveySender, campaign: SurveyCampaign, now: datetime) 
 @click.pass_obj
 def status(obj: Any, campaign: str | None) -> None:
     """Sent, answered, unresolved contacts and response rate of each campaign's latest round."""
+    if campaign is None and not obj.config.app.surveys:
+        click.echo(NO_CAMPAIGNS)
+        return
     sender = SurveySender(obj.store, obj.config, None)
     now = utc_now()
     blocks = ["\n".join(status_lines(sender, chosen, now)) for chosen in _campaigns(obj, campaign)]
