@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 import pytest
 
 from bot.cli import main
+from bot.console import PROMPT
 from bot.terminal import LineProgress
 from kpi.config import parse_config
 from tests.csv_folder import minimal_folder
@@ -291,3 +293,28 @@ def test_kpi_on_an_empty_store_says_how_to_fill_it(
     assert status == 2 and out == ""
     assert "the store is empty" in err and "partner-kpi sync" in err and "partner-kpi demo" in err
     assert "No partner" not in err
+
+
+AS_OF_LINE = re.compile(r"Data as of \d{4}-\d\d-\d\d \d\d:\d\d UTC \([^)]*\)")
+
+
+def test_the_readme_sample_is_the_demo_s_best_partner(in_demo: Path) -> None:
+    """The scorecard at the top of the README is the console's answer for the demo's best
+    partner last quarter (only the sync's time and age differ from run to run)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```\n/partner-kpi ") + 4
+    sample = readme[start : readme.index("```", start)].strip("\n")
+    question, _, shown = sample.partition("\n")
+    done = subprocess.run(
+        [*command(), "console", "--as-of", AS_OF],
+        input=f"top 1 last-quarter\n{question}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    _, top, answer = done.stdout.split(PROMPT)
+    best = re.search(r"\n1\. (.+) · ", top)
+    assert best is not None and question == f"/partner-kpi {best[1]} last-quarter"
+    real = answer.partition("\n")[2].strip("\n")
+    assert AS_OF_LINE.sub("Data as of …", shown.strip("\n")) == AS_OF_LINE.sub("Data as of …", real)
