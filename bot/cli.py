@@ -21,7 +21,7 @@ from bot.answers import Answers
 from bot.channel_audience import check_post_channels
 from bot.console import Console, run_console
 from bot.formatting import KPI_LABELS, format_value
-from bot.manifest import manifest_yaml
+from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
 from bot.slack_app import MissingSecret, TokenRefused, build_app
 from bot.socket_health import SocketHealth
@@ -250,7 +250,10 @@ def serve(obj: Context, host: str, port: int | None) -> None:
 @click.pass_obj
 def manifest(obj: Context, socket_mode: bool | None) -> None:
     """Print a Slack app manifest (YAML) for this deployment."""
-    click.echo(manifest_yaml(obj.config.app, socket_mode), nl=False)
+    try:
+        click.echo(manifest_yaml(obj.config.app, socket_mode), nl=False)
+    except NoRequestUrl as error:
+        raise UserError(str(error)) from None
 
 
 def _showcase(obj: Context, day: date) -> None:
@@ -323,7 +326,14 @@ def _period(obj: Context, text: str, as_of: Any) -> Period:
 
 
 def _partner(obj: Context, name: str) -> Partner:
-    result = find_partner(name, obj.store.partners())
+    partners = obj.store.partners()
+    if not partners:
+        raise UserError(
+            "the store is empty: no partner has been synced into it yet. "
+            "Run `partner-kpi sync` (the source set in app.yaml), or `partner-kpi demo` to try "
+            "it with generated data."
+        )
+    result = find_partner(name, partners)
     if isinstance(result, Found):
         return result.partner
     raise UserError(describe(result))
@@ -434,6 +444,18 @@ cli.add_command(jobs)
 from bot.cli_survey import survey  # noqa: E402 - issue 8
 
 cli.add_command(survey)
+
+
+def _with_version(command: click.Command) -> None:
+    """`--version` on every command and subcommand, as on the group."""
+    if command is not cli:
+        click.version_option(_package_version(), prog_name="partner-kpi")(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _with_version(sub)
+
+
+_with_version(cli)
 
 if __name__ == "__main__":
     main()

@@ -141,6 +141,6 @@ def jobs(obj: Any) -> None:
         return
     rows = []
     for job in found:
-        local = job.next_run.strftime("%Y-%m-%d %H:%M %Z") if job.next_run else "never"
-        rows.append((job.id, job.what, job.schedule, job.timezone, local))
-    click.echo(table(("job", "what", "schedule", "timezone", "next run"), rows, numeric=set()))
+        runs = ", ".join(run.strftime("%a %Y-%m-%d %H:%M %Z") for run in job.next_runs)
+        rows.append((job.id, job.what, job.schedule, job.timezone, runs or "never"))
+    click.echo(table(("job", "what", "schedule", "timezone", "next runs"), rows, numeric=set()))

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 
-from bot.surveys.rounds import round_times
-from bot.surveys.sender import SurveySender
+from bot.surveys.sender import SurveySender, utc_now
 from bot.terminal import table
 from kpi import surveys as db
 from kpi.survey_config import SurveyCampaign
+
+NO_CAMPAIGNS = """No survey campaigns yet. Add one to app.yaml, e.g.:
+
+surveys:
+  - name: quarterly-nps
+    schedule: "0 9 * 1,4,7,10 tue#1"   # the first Tuesday of each quarter, 09:00
+    results_channel: C0123456789       # where the results go
+
+then `partner-kpi survey send quarterly-nps` shows who it would ask (the README's Surveys
+section lists every setting)."""
 
 
 def _error(message: str) -> click.ClickException:
@@ -84,8 +93,11 @@ def status_lines(sender: SurveySender, campaign: SurveyCampaign, now: datetime) 
 @click.pass_obj
 def status(obj: Any, campaign: str | None) -> None:
     """Sent, answered, unresolved contacts and response rate of each campaign's latest round."""
+    if campaign is None and not obj.config.app.surveys:
+        click.echo(NO_CAMPAIGNS)
+        return
     sender = SurveySender(obj.store, obj.config, None)
-    now = datetime.now(UTC)
+    now = utc_now()
     blocks = ["\n".join(status_lines(sender, chosen, now)) for chosen in _campaigns(obj, campaign)]
     click.echo("\n\n".join(blocks))
 
@@ -96,8 +108,10 @@ def status(obj: Any, campaign: str | None) -> None:
 @click.option("--send", "mode", flag_value="send", help="Send the round now.")
 @click.pass_obj
 def send(obj: Any, campaign: str, mode: str) -> None:
-    """Show who the round of CAMPAIGN asks (--dry-run), or send it now (--send): the open round,
-    or else a round that starts now. Nobody already asked in the round is asked again."""
+    """Show who the round of CAMPAIGN asks (--dry-run), or send it now (--send): the open round
+    (scheduled, or the ad-hoc round an earlier send started), or else an ad-hoc round that starts
+    now and gets its reminder and results like a scheduled one. Nobody is asked twice in a
+    round."""
     chosen = _campaigns(obj, campaign)[0]
     client = _client()
     if mode == "send" and client is None:
@@ -105,10 +119,8 @@ def send(obj: Any, campaign: str, mode: str) -> None:
             "SLACK_BOT_TOKEN is not set; export it in the environment (never in app.yaml)."
         )
     sender = SurveySender(obj.store, obj.config, client, replica="cli")
-    now = datetime.now(UTC)
-    times = sender.current_round(chosen, now)
-    if times is None or not times.open_at(now):
-        times = round_times(chosen, now.replace(second=0, microsecond=0))
+    now = utc_now()
+    times = sender.round_to_send(chosen, now)
     if mode == "send":
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         report = sender.send_round(chosen, times, now)

@@ -19,12 +19,14 @@ from bot.blockkit import Message
 from bot.intents import parse
 
 PROMPT = "partner-kpi> "
+#: What leaves the console (before anything is read as a partner name).
+QUIT = ("quit", "exit", "q", r"\q", ":q")
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
 HELP = (
     "Type what you would type in Slack, e.g. `/partner-kpi Acme`, `top 5`, `compare A vs B`, "
     "`program`, `at-risk`, `help`. A button's number presses it; `json` shows the last "
-    "message's Block Kit JSON; `quit` leaves."
+    "message's Block Kit JSON; `quit`, `exit` or `q` leaves."
 )
 
 
@@ -41,7 +43,7 @@ class Console:
     def handle(self, line: str) -> bool:
         """Answers one line; False when the user wants to leave."""
         text = line.strip()
-        if text in ("quit", "exit", r"\q"):
+        if text.lower() in QUIT:
             return False
         if not text:
             return True

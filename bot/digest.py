@@ -45,8 +45,9 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select
 
 from bot.blockkit import Message
+from bot.formatting import age
 from bot.keyed_posts import find_keyed_post, keyed_metadata
-from bot.messages import age, render
+from bot.messages import render
 from kpi import schema
 from kpi.config import AppConfig, DigestConfig, DigestPartnerFilter
 from kpi.engine import KpiEngine
@@ -117,8 +118,8 @@ class DigestData:
     program_keys: list[str]
     filtered: bool
     partner_count: int
-    leaders: list[dict[str, Any]]
-    ranked: int
+    leaders: list[dict[str, Any]]  # numbered by their rank among all partners
+    ranked: int  # the spec's ranked_partners: every "of N"
     movers: dict[str, tuple[list[Mover], list[Mover]]]  # key -> (up, down)
     movers_basis: str
     risks: list[AtRisk]
@@ -133,6 +134,11 @@ class DigestData:
 
     def shows(self, section: str) -> bool:
         return section in self.digest.sections
+
+
+def ranked_partners(cards: dict[str, dict[str, Any]]) -> int:
+    """The spec's `ranked_partners` (every card carries it), 0 without partners."""
+    return next((int(card["ranked_partners"]) for card in cards.values()), 0)
 
 
 def digest_as_of(digest: DigestConfig, app: AppConfig, run_at: datetime) -> date:
@@ -198,7 +204,7 @@ def build_digest(
         filtered=filtered,
         partner_count=len(cards),
         leaders=leaders,
-        ranked=len(ranked_cards),
+        ranked=ranked_partners(all_cards),
         movers=movers,
         movers_basis=basis,
         risks=risks,

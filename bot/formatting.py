@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from kpi.formulas import LOWER_IS_BETTER
@@ -72,27 +73,41 @@ def format_value(key: str, value: Any, currency: str = "USD") -> str:
     return f"{value:,}"
 
 
+#: The decimals each kind of value is shown with (a rate in percentage points).
+SHOWN_DECIMALS = {
+    "money": 0, "money_per_day": 0, "rate": 0, "days": 0, "nps": 0, "score5": 1, "score100": 1,
+}  # fmt: skip
+
+
+def shown(key: str, value: float) -> float:
+    """`value` as it reads once formatted (a rate in points): trends are worked out from these,
+    so `62% vs 72%` reads `-10 pts` and `50 days vs 50 days` reads `no change`."""
+    kind = KPI_LABELS.get(key, ("", "number"))[1]
+    scaled = 100 * value if kind == "rate" else value
+    if isinstance(value, int) and kind != "rate":
+        return value
+    return float(f"{scaled:.{SHOWN_DECIMALS.get(kind, 1)}f}")
+
+
 def format_change(key: str, current: Any, previous: Any, currency: str = "USD") -> str:
-    """The trend `current - previous` with an arrow that points the way the number moved;
-    empty when either side is n/a."""
+    """The trend from `previous` to `current` as both read, with an arrow that points the way
+    the number moved (a sales cycle reads faster or slower); empty when either side is n/a."""
     if current is None or previous is None:
         return ""
-    change = current - previous
+    change = shown(key, current) - shown(key, previous)
     if change == 0:
         return "= no change"
     arrow = "▲" if change > 0 else "▼"
     kind = KPI_LABELS.get(key, ("", "number"))[1]
     if kind == "rate":
-        text = f"{100 * change:+.0f} pts"
+        text = f"{change:+.0f} pts"
     elif kind in ("money", "money_per_day"):
         text = ("+" if change > 0 else "") + money(change, currency)
     elif kind == "days":
-        text = f"{change:+.0f} days"
-    elif kind in ("nps", "score100"):
-        text = f"{change:+.1f}"
-    elif kind == "score5":
-        text = f"{change:+.2f}"
-    elif isinstance(change, float):
+        text = f"{abs(change):.0f} days {'slower' if change > 0 else 'faster'}"
+    elif kind == "nps":
+        text = f"{change:+.0f}"
+    elif kind in ("score100", "score5") or isinstance(change, float):
         text = f"{change:+,.1f}"
     else:
         text = f"{change:+,}"
@@ -110,3 +125,25 @@ def is_improvement(key: str, current: Any, previous: Any) -> bool | None:
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def age(moment: str | datetime | None, now: datetime | None = None) -> str:
+    """How old the data is, as a person says it: `12 minutes ago`, `3 days ago`."""
+    if moment is None:
+        return "never synced"
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def as_of(moment: str | datetime | None, now: datetime | None = None) -> str:
+    """When the data was last synced, in every front end alike:
+    `2026-12-02 20:37 UTC (8 minutes ago)`."""
+    if moment is None:
+        return "never: no sync has finished yet (run partner-kpi sync)"
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({age(when, now)})"

@@ -1,8 +1,10 @@
 """What a person asked for with `/partner-kpi ...`, parsed from the command's text.
 
 `help`, `top [N] [by KPI] [period]`, `compare A vs B [period]`, `program [period]`,
-`at-risk [period]`, else `<partner> [period]`. A trailing word that reads as a period is the
-period; unknown subcommand words are taken as a partner name, and an empty text is help.
+`at-risk [period]`, else `<partner> [period]`. The trailing words that read as a period (up to
+three: `last quarter`, `Q3 2026`) are the period, and trailing words meant as a period that
+read as none (`last-quater`) are answered with the accepted forms; unknown subcommand words are
+taken as a partner name, and an empty text is help.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ _BY_ALIASES = {"score": "quality_score", "quality": "quality_score", "revenue": 
 
 
 def parse(text: str, as_of: date) -> Intent:
+    try:
+        return _intent(text, as_of)
+    except UnreadablePeriod as error:
+        return BadRequest(str(error))
+
+
+def _intent(text: str, as_of: date) -> Intent:
     words = text.split()
     if not words or words[0].lower() in ("help", "?", "-h", "--help"):
         return Help()
@@ -104,12 +113,39 @@ def _top(rest: list[str], period: str) -> Intent:
     return ShowTop(count, by, period)
 
 
+#: The most words a period takes (`last 30 days`).
+PERIOD_WORDS = 3
+#: Trailing words that were meant as a period (`last-quater`, `Q5`, `2026-13`, `last fortnight`).
+_PERIODISH = re.compile(r"(?:last|this|past)-.*|\d{4}-.*|q\d+|.*\.\..*|[yqm]td", re.IGNORECASE)
+_SPOKEN = re.compile(
+    r"(?:last|this|past) (?:\d+\w*|weeks?|fortnight|days?|months?|quarters?|years?|q\d+)",
+    re.IGNORECASE,
+)
+
+
+class UnreadablePeriod(Exception):
+    """The text ends in something meant as a period that is none; the message says so."""
+
+
 def _split_period(words: list[str], as_of: date) -> tuple[list[str], str]:
-    """Takes a trailing period (one word, e.g. `last-quarter` or `2026-01-01..2026-03-31`)."""
-    if words:
+    """Takes a trailing period of up to three words (`last-quarter`, `last quarter`,
+    `Q3 2026`, `2026-01-01..2026-03-31`), the longest that reads as one. Raises
+    UnreadablePeriod when the last words look like a period but are none."""
+    for size in range(min(PERIOD_WORDS, len(words)), 0, -1):
+        text = " ".join(words[-size:])
         try:
-            parse_period(words[-1], as_of)
+            parse_period(text, as_of)
         except PeriodError:
-            return words, DEFAULT_PERIOD
-        return words[:-1], words[-1]
+            continue
+        return words[:-size], text
+    tail = _periodish_tail(words)
+    if tail:
+        raise UnreadablePeriod(str(PeriodError(" ".join(tail))))
     return words, DEFAULT_PERIOD
+
+
+def _periodish_tail(words: list[str]) -> list[str]:
+    """The last words when they were meant as a period (`last-quater`, `last fortnight`)."""
+    if len(words) >= 2 and _SPOKEN.fullmatch(" ".join(words[-2:])):
+        return words[-2:]
+    return words[-1:] if words and _PERIODISH.fullmatch(words[-1]) else []

@@ -42,13 +42,22 @@ BOT_EVENTS = [
 ]
 
 
+class NoRequestUrl(ValueError):
+    """HTTP mode without the app's public URL; the message says which setting to fill."""
+
+
 def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
     slack = app.slack
     if socket_mode is None:
         socket_mode = bool(os.environ.get("SLACK_APP_TOKEN"))
     request_url = None
     if not socket_mode:
-        base = (slack.request_url or "https://partner-kpi.example.com").rstrip("/")
+        if not slack.request_url:
+            raise NoRequestUrl(
+                "a manifest for HTTP mode needs the app's public URL: set slack.request_url in "
+                "app.yaml (e.g. https://kpi.example.com), or ask for --socket-mode."
+            )
+        base = slack.request_url.rstrip("/")
         request_url = base if base.endswith(slack.path) else base + slack.path
     command: dict[str, Any] = {
         "command": slack.command,

@@ -8,14 +8,22 @@ from the CRM or from a user goes through the `mrkdwn` filter before it reaches a
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
 from bot.blockkit import Message, fit, truncate
-from bot.formatting import KPI_LABELS, format_change, format_value, is_improvement, ordinal
+from bot.formatting import (
+    KPI_LABELS,
+    age,
+    as_of,
+    format_change,
+    format_value,
+    is_improvement,
+    ordinal,
+)
 
 _MARKER = "\x00partner-kpi-message\x00"
 
@@ -46,19 +54,6 @@ def _span(period: dict[str, str]) -> str:
     return f"{period['start']} – {last.isoformat()}"
 
 
-def age(moment: str | datetime | None, now: datetime | None = None) -> str:
-    """How old the data is, as a person says it: `12 minutes ago`, `3 days ago`."""
-    if moment is None:
-        return "never synced"
-    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
-
-
 def _json_value(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
@@ -84,6 +79,7 @@ def _environment() -> Environment:
         ordinal=ordinal,
         span=_span,
         age=age,
+        as_of=as_of,
         value_json=_json_value,
         truncate_to=truncate,
     )

@@ -33,10 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -55,6 +53,7 @@ from bot.digest import (
     render_digest,
 )
 from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
+from bot.schedule import CronSchedule, cron_schedule
 from kpi.config import DigestConfig, LoadedConfig
 from kpi.snapshots import save_snapshot
 from kpi.store import Store
@@ -75,13 +74,11 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def digest_trigger(digest: DigestConfig, default_zone: str) -> CronTrigger:
-    return CronTrigger.from_crontab(
-        digest.schedule, timezone=ZoneInfo(digest.timezone or default_zone)
-    )
+def digest_trigger(digest: DigestConfig, default_zone: str) -> CronSchedule:
+    return cron_schedule(digest.schedule, digest.timezone or default_zone)
 
 
-def latest_fire(trigger: CronTrigger, now: datetime, window: timedelta) -> datetime | None:
+def latest_fire(trigger: CronSchedule, now: datetime, window: timedelta) -> datetime | None:
     """The trigger's latest time in (now - window, now], or None."""
     start = now - window
     fire: datetime | None = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
@@ -92,7 +89,7 @@ def latest_fire(trigger: CronTrigger, now: datetime, window: timedelta) -> datet
     return latest.astimezone(UTC) if latest is not None else None
 
 
-def latest_scheduled(trigger: CronTrigger, now: datetime, grace: timedelta) -> datetime | None:
+def latest_scheduled(trigger: CronSchedule, now: datetime, grace: timedelta) -> datetime | None:
     """The latest scheduled time up to `now`: looked for in the grace window first (cheap for
     frequent schedules), then in ever wider windows."""
     for window in (max(grace, timedelta(minutes=1)), *LOOKBACK):
@@ -126,12 +123,16 @@ class JobInfo:
     what: str
     schedule: str
     timezone: str
-    next_run: datetime | None
+    next_runs: tuple[datetime, ...]  # in the schedule's timezone
+
+    @property
+    def next_run(self) -> datetime | None:
+        return self.next_runs[0] if self.next_runs else None
 
     @classmethod
-    def of(cls, id: str, what: str, schedule: str, trigger: Any, now: datetime) -> JobInfo:
-        """A job run by an APScheduler trigger, with the trigger's next fire time after now."""
-        return cls(id, what, schedule, str(trigger.timezone), trigger.get_next_fire_time(None, now))
+    def of(cls, id: str, what: str, schedule: str, trigger: CronSchedule, now: datetime) -> JobInfo:
+        """A job run by a cron schedule, with its next three runs from now."""
+        return cls(id, what, schedule, str(trigger.timezone), tuple(trigger.next_runs(now)))
 
 
 class DigestScheduler:
@@ -162,10 +163,7 @@ class DigestScheduler:
         self.triggers = {d.name: digest_trigger(d, self.app.timezone) for d in self.app.digests}
         sync_settings = settings.sync
         self.sync_trigger = (
-            CronTrigger.from_crontab(
-                sync_settings.schedule,
-                timezone=ZoneInfo(sync_settings.timezone or self.app.timezone),
-            )
+            cron_schedule(sync_settings.schedule, sync_settings.timezone or self.app.timezone)
             if sync_settings.schedule
             else None
         )

@@ -8,7 +8,14 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any, TextIO
 
-from bot.formatting import KPI_LABELS, NOT_AVAILABLE, format_change, format_value, ordinal
+from bot.formatting import (
+    KPI_LABELS,
+    NOT_AVAILABLE,
+    as_of,
+    format_change,
+    format_value,
+    ordinal,
+)
 from connectors.report import SyncReport
 from kpi.engine import Scorecard
 
@@ -145,7 +152,7 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
             )
     else:
         lines.append(f"{card['ranked_partners']} partners ranked by quality score")
-    lines.append(f"Data as of {card['data_as_of'] or 'never (run partner-kpi sync)'}")
+    lines.append(f"Data as of {as_of(card['data_as_of'])}")
     return "\n".join(lines)
 
 

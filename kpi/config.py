@@ -388,20 +388,10 @@ DIGEST_SECTIONS: tuple[DigestSection, ...] = typing.get_args(DigestSection)
 
 
 def _crontab(value: str) -> str:
-    """A five-field cron expression (minute hour day month weekday), as APScheduler reads it."""
-    from apscheduler.triggers.cron import CronTrigger
+    """A five-field cron expression (minute hour day month weekday), as crontab(5) reads it."""
+    from kpi.cron import parse_cron
 
-    text = " ".join(value.split())
-    if len(text.split(" ")) != 5:
-        raise ValueError(
-            f"{value!r} is not a cron schedule; use five fields (minute hour day month "
-            "weekday), e.g. '0 9 * * mon' for Mondays at 09:00"
-        )
-    try:
-        CronTrigger.from_crontab(text, timezone="UTC")
-    except ValueError as error:
-        raise ValueError(f"{value!r} is not a cron schedule: {error}") from None
-    return text
+    return parse_cron(value).text
 
 
 def _iana_timezone(value: str) -> str:

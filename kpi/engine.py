@@ -173,6 +173,7 @@ class KpiEngine:
             for partner in partners
             if partner.active_in(period)
         }
+        ranks = any(_has_activity(current.get(pid, nothing)) for pid in components)
         return PeriodData(
             period=period,
             previous=previous,
@@ -181,7 +182,8 @@ class KpiEngine:
             pipeline=pipeline,
             all_entries=all_entries,
             components=components,
-            standings=standings(components, self.app.weights),
+            # An empty period ranks nobody: equal zeros would tie everyone at "1st".
+            standings=standings(components, self.app.weights) if ranks else {},
             data_as_of=as_of.isoformat() if as_of else None,
         )
 
@@ -259,3 +261,9 @@ def _pooled(totals: dict[PartnerKey, Totals]) -> Totals:
         if key is not None:
             pooled.add(partner_totals)
     return pooled
+
+
+def _has_activity(totals: Totals) -> bool:
+    """A deal closed (won or lost), a survey answer or a course in the period."""
+    closed = totals.closed
+    return bool(closed.won or closed.lost or totals.survey_responses or totals.courses)

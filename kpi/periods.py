@@ -6,7 +6,12 @@ Accepted forms, case-insensitive with surrounding spaces ignored, relative to an
 - ``this-month``, ``this-quarter``, ``this-year``: from the first day of D's unit to ``D+1``;
 - ``last-month``, ``last-quarter``, ``last-year``: the whole calendar unit before D's;
 - ``2026-Q3``, ``2026-09``, ``2026``: that whole quarter, month or year (never clipped at D);
-- ``2026-01-01..2026-03-31``: both dates inclusive; the first must not be after the second.
+- ``2026-01-01..2026-03-31``: both dates inclusive; the first must not be after the second;
+- what people type, read as one of the above: ``last quarter``, ``this year`` (a space for the
+  hyphen), ``last 30 days``, ``ytd`` / ``qtd`` / ``mtd`` (this year, quarter, month), ``Q3 2026``
+  and ``2026 Q3``, ``Q3`` alone (the latest third quarter that has begun by D), and a month's
+  name with its year, ``Sept 2026`` or ``September 2026`` (a month name alone is not a period, so
+  a partner name ending in "May" keeps it).
 
 The previous period of a whole calendar unit (``last-month/quarter/year``, ``YYYY-MM``,
 ``YYYY-Qn``, ``YYYY``) is the unit before it; of any other period, the range of the same length
@@ -35,8 +40,9 @@ MAX_LAST_DAYS = 3660
 
 _MONTHS: dict[Unit, int] = {"month": 1, "quarter": 3, "year": 12}
 _FORMS = (
-    "last-30d, last-90d, last-365d (any last-Nd), this-month, this-quarter, this-year, "
-    "last-month, last-quarter, last-year, 2026-Q3, 2026-09, 2026, or 2026-01-01..2026-03-31"
+    "last-30d, last-90d, last-365d (any last-Nd, or last 30 days), this-month, this-quarter, "
+    "this-year (or this year, ytd), last-month, last-quarter, last-year (or last quarter), "
+    "2026-Q3 (or Q3 2026, Q3), 2026-09 (or Sept 2026), 2026, or 2026-01-01..2026-03-31"
 )
 _DATE = r"(\d{4}-\d{2}-\d{2})"
 _LAST_DAYS = re.compile(r"last-(\d+)d", re.ASCII)
@@ -45,6 +51,16 @@ _QUARTER = re.compile(r"(\d{4})-q(\d)", re.ASCII)
 _MONTH = re.compile(r"(\d{4})-(\d{2})", re.ASCII)
 _YEAR = re.compile(r"(\d{4})", re.ASCII)
 _RANGE = re.compile(_DATE + r"\s*\.\.\s*" + _DATE, re.ASCII)
+_TO_DATE = {"ytd": "this-year", "qtd": "this-quarter", "mtd": "this-month"}
+_SPOKEN_RELATIVE = re.compile(r"(this|last) (month|quarter|year)", re.ASCII)
+_SPOKEN_DAYS = re.compile(r"last (\d+) ?(?:d|days?)", re.ASCII)
+_BARE_QUARTER = re.compile(r"q([1-4])", re.ASCII)
+_QUARTER_YEAR = re.compile(r"q([1-4])[ /-](\d{4})|(\d{4}) q([1-4])", re.ASCII)
+_MONTH_YEAR = re.compile(r"([a-z]{3,9})\.? (\d{4})", re.ASCII)
+_MONTH_NAMES = (
+    "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december",
+)  # fmt: skip
 
 
 class PeriodError(ValueError):
@@ -99,8 +115,32 @@ def _whole(unit: Unit, start: date, name: str | None = None) -> Period:
     return Period(name or _unit_name(unit, start), start, end, unit)
 
 
+def _spoken(lowered: str, as_of: date) -> str:
+    """What people type (``last quarter``, ``Q3 2026``, ``Sept 2026``, ``ytd``) in the
+    canonical form; any other text unchanged."""
+    text = " ".join(lowered.split())
+    if text in _TO_DATE:
+        return _TO_DATE[text]
+    if m := _SPOKEN_RELATIVE.fullmatch(text):
+        return f"{m[1]}-{m[2]}"
+    if m := _SPOKEN_DAYS.fullmatch(text):
+        return f"last-{m[1]}d"
+    if m := _BARE_QUARTER.fullmatch(text):
+        quarter = int(m[1])
+        year = as_of.year if as_of.month >= quarter * 3 - 2 else as_of.year - 1
+        return f"{year}-q{quarter}"
+    if m := _QUARTER_YEAR.fullmatch(text):
+        return f"{m[2] or m[3]}-q{m[1] or m[4]}"
+    if m := _MONTH_YEAR.fullmatch(text):
+        word = "sep" if m[1] == "sept" else m[1]
+        months = [i for i, name in enumerate(_MONTH_NAMES, 1) if name.startswith(word)]
+        if len(months) == 1:  # a name or its unique start: jan, sept, august
+            return f"{m[2]}-{months[0]:02d}"
+    return text
+
+
 def _parse(text: str, as_of: date) -> Period:
-    lowered, tomorrow = text.lower(), as_of + timedelta(days=1)
+    lowered, tomorrow = _spoken(text.lower(), as_of), as_of + timedelta(days=1)
     if m := _LAST_DAYS.fullmatch(lowered):
         n = int(m[1])
         if not 1 <= n <= MAX_LAST_DAYS:

@@ -52,7 +52,7 @@ class SurveyAudience(_Section):
 
 class SurveyCampaign(_Section):
     """One survey campaign, e.g. the quarterly partner NPS on the first Tuesday of a quarter:
-    `schedule: "0 9 1-7 1,4,7,10 tue"` (day and weekday must both match)."""
+    `schedule: "0 9 * 1,4,7,10 tue#1"` (`tue#1`: the month's first Tuesday)."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     schedule: Annotated[str, AfterValidator(_crontab)]

@@ -626,6 +626,11 @@ Reply = tuple[int, dict[str, str], bytes]
 MethodHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+#: What Slack's response_url answers to a post it accepted (see FakeSlack).
+RESPONSE_URL_OK = '{"ok":true}'
+RESPONSE_URL_OK_PLAIN = "ok"
+
+
 class Served:
     """`with Fake() as fake:` for a loopback fake: `start` on entry, `stop` on exit."""
 
@@ -676,6 +681,7 @@ class FakeSlack(Served):
         strict_channels: bool = False,
         blocks_json_limit: int = BLOCKS_JSON_MAX,
         response_url_max_uses: int = 5,
+        response_url_accepts_with: str = RESPONSE_URL_OK,
         wall_clock_ts: bool = False,
     ) -> None:
         self.tokens: set[str] = set(tokens)
@@ -693,6 +699,9 @@ class FakeSlack(Served):
         self.strict_channels = strict_channels
         self.blocks_json_limit = blocks_json_limit
         self.response_url_max_uses = response_url_max_uses
+        # The body of an accepted response_url post: Slack answers `{"ok":true}` (JSON) today,
+        # plain `ok` in older answers; a client must take any 2xx as success either way.
+        self.response_url_accepts_with = response_url_accepts_with
         # Message ts from the wall clock (as Slack's are), for code that reads history with
         # `oldest`; by default they count up from FIRST_TS_SECONDS.
         self.wall_clock_ts = wall_clock_ts
@@ -1661,8 +1670,8 @@ class FakeSlack(Served):
     # -- response_url -----------------------------------------------------------------------------
 
     def _response_post(self, url_id: str, raw: bytes, headers: dict[str, str]) -> Reply:
-        """Answers like Slack's response_url (an incoming-webhook cousin): 200 "ok", or a 4xx
-        with the error as plain text."""
+        """Answers like Slack's response_url: 200 with `{"ok":true}` (or the plain `ok` of
+        `response_url_accepts_with`), or a 4xx with the error as plain text."""
         url = f"{self.base_url}/response/{url_id}"
         body: dict[str, Any]
         try:
@@ -1690,7 +1699,10 @@ class FakeSlack(Served):
                     state["uses"] += 1
             self._responses.append(ResponsePost(url_id, url, body, headers, status, reply))
             self._notify()
-        return status, _TEXT, reply.encode()
+        if status == 200:
+            reply = self.response_url_accepts_with
+        content_type = _JSON if reply.startswith("{") else _TEXT
+        return status, content_type, reply.encode()
 
     def _check_response_body(self, body: dict[str, Any]) -> tuple[int, str]:
         if _truthy(body.get("delete_original")):

@@ -46,6 +46,8 @@ Readings of the spec where it is silent or could be read two ways (the engine mu
    pool every answer and completion, whatever partner id they name.
 9. The quality score is computed for the current period only; `previous` has no score.
    `ranked_partners` counts known partners with a score; a partner without a score has rank null.
+   An empty period ranks nobody (issue 14, beyond the spec's text): when no active partner has
+   a deal closed (won or lost), a survey answer or a course in it, every score is null.
 10. A date is taken from a timestamp in `app.timezone`; `closed_on`, `created_on`,
     `registered_on`, `completed_on`, `joined_on` and `left_on` are dates already.
 """
@@ -369,6 +371,11 @@ def quality_scores(data: Dataset, app: AppConfig, period: Period) -> dict[str, F
     """Every known partner's exact quality score in the period (None: no score)."""
     active = [p for p in data.partners if is_active_in(p, period)]
     kpis = {p.id: partner_kpis(data, app, p.id, period) for p in active}
+    if not any(  # an empty period ranks nobody (note 9)
+        k["close_rate"] is not None or k["survey_responses"] or k["courses_completed"]
+        for k in kpis.values()
+    ):
+        return dict.fromkeys((p.id for p in data.partners), None)
     component_percentiles = {}
     for component in COMPONENTS:
         values = {pid: k[component] for pid, k in kpis.items() if k[component] is not None}

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from bot.cli import main
+from bot.console import PROMPT
 from bot.terminal import LineProgress
+from kpi.config import parse_config
 from tests.csv_folder import minimal_folder
 
 AS_OF = "2026-11-22"
@@ -231,3 +235,86 @@ def test_sync_progress_shows_rows_and_their_rate_per_object() -> None:
     assert progress.line("Opportunity", 8_000) == "Opportunity: 8,000 rows read, 4,000/s"
     assert progress.line("Contact", 500) == "Contact: 500 rows read"  # its own start
     assert progress.line("Contact", 900) == "Contact: 900 rows read"
+
+
+def _commands(command: click.Command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [path]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += _commands(sub, (*path, name))
+    return found
+
+
+def test_version_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.cli import cli
+
+    paths = _commands(cli)
+    assert ("survey", "status") in paths and ("db", "upgrade") in paths and len(paths) > 12
+    for path in paths:
+        status, out, _ = run(capsys, *path, "--version")
+        assert status == 0 and out.startswith("partner-kpi, version"), path
+
+
+@pytest.fixture
+def empty_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An app.yaml with nothing but its store (empty), in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    monkeypatch.delenv("SLACK_APP_TOKEN", raising=False)
+    (tmp_path / "app.yaml").write_text(f"database_url: sqlite:///{tmp_path / 'kpi.db'}\n")
+    return tmp_path / "app.yaml"
+
+
+def test_survey_status_without_campaigns_says_how_to_add_one(
+    empty_deployment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "survey", "status")
+    assert status == 0 and err == ""
+    assert out.startswith("No survey campaigns yet. Add one to app.yaml")
+    example = out[out.index("surveys:") : out.index("\n\nthen")]
+    config = parse_config(example, empty_deployment)  # the example is a valid campaign
+    assert [c.name for c in config.app.surveys] == ["quarterly-nps"]
+
+
+def test_an_http_manifest_without_a_public_url_names_the_setting(
+    empty_deployment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "manifest", "--http")
+    assert status == 2 and out == ""
+    assert "set slack.request_url in app.yaml" in err and "Traceback" not in err
+    status, out, _ = run(capsys, "manifest", "--socket-mode")
+    assert status == 0 and "socket_mode_enabled: true" in out
+
+
+def test_kpi_on_an_empty_store_says_how_to_fill_it(
+    empty_deployment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(capsys, "kpi", "Acme")
+    assert status == 2 and out == ""
+    assert "the store is empty" in err and "partner-kpi sync" in err and "partner-kpi demo" in err
+    assert "No partner" not in err
+
+
+AS_OF_LINE = re.compile(r"Data as of \d{4}-\d\d-\d\d \d\d:\d\d UTC \([^)]*\)")
+
+
+def test_the_readme_sample_is_the_demo_s_best_partner(in_demo: Path) -> None:
+    """The scorecard at the top of the README is the console's answer for the demo's best
+    partner last quarter (only the sync's time and age differ from run to run)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```\n/partner-kpi ") + 4
+    sample = readme[start : readme.index("```", start)].strip("\n")
+    question, _, shown = sample.partition("\n")
+    done = subprocess.run(
+        [*command(), "console", "--as-of", AS_OF],
+        input=f"top 1 last-quarter\n{question}\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    _, top, answer = done.stdout.split(PROMPT)
+    best = re.search(r"\n1\. (.+) · ", top)
+    assert best is not None and question == f"/partner-kpi {best[1]} last-quarter"
+    real = answer.partition("\n")[2].strip("\n")
+    assert AS_OF_LINE.sub("Data as of …", shown.strip("\n")) == AS_OF_LINE.sub("Data as of …", real)

@@ -53,6 +53,30 @@ def test_console_buttons_and_lists(store: Store) -> None:
     assert "compare Acme vs Globex" in text
 
 
+def test_q_exit_and_quit_leave_the_console(store: Store) -> None:
+    seed(store)
+    for word in ("q", "Q", "exit", "quit"):
+        text = console_session(store, [word, "acme"])  # "acme" is never read
+        assert "No partner" not in text and "Acme Corp" not in text
+
+
+def test_a_text_ending_in_an_unreadable_period_says_so(store: Store) -> None:
+    seed(store)
+    text = console_session(store, ["acme last-quater", "acme Q5", "top 3 last fortnight", "q"])
+    assert text.count("is not a period. Use one of: last-30d") == 3
+    assert '"last-quater" is not a period' in text and '"Q5" is not a period' in text
+    assert "No partner" not in text
+
+
+def test_the_periods_people_type_answer(store: Store) -> None:
+    seed(store)
+    text = console_session(
+        store, ["acme last quarter", "acme Q3 2026", "acme Sept 2026", "top 2 ytd", "quit"]
+    )
+    assert "Acme Corp · last-quarter" in text and "Acme Corp · 2026-Q3" in text
+    assert "Acme Corp · 2026-09" in text and "Top 2 by quality score · this-year" in text
+
+
 def test_console_renders_escaped_names_readably(store: Store) -> None:
     seed(store)
     text = console_session(store, ["P4", "quit"])

@@ -29,6 +29,7 @@ from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
+from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
 from kpi.snapshots import PROGRAM_ID, save_snapshot, trailing_snapshots
 from kpi.store import Store, open_store
@@ -208,6 +209,23 @@ def test_a_partner_filter_narrows_everything(store: Store) -> None:
     emea = build_digest(store, APP, weekly(partners={"regions": ["emea"]}), RUN_AT)
     assert set(emea.cards) == {f"P{i:04d}" for i in range(30) if i % 2 == 0 or i % 3 == 0}
     assert "10 partners chosen" in json.dumps(render_digest(data, "USD").blocks)
+
+
+def test_every_of_n_is_ranked_partners_and_leaders_carry_their_rank(store: Store) -> None:
+    seed(store, 30)
+    data = build_digest(store, APP, weekly(partners={"tiers": ["gold"]}, top=3), RUN_AT)
+    everyone = KpiEngine(store, APP).all_partners(data.period).values()
+    scored = sorted((c for c in everyone if c["quality_score"] is not None), key=score_of)
+    assert len(scored) > data.partner_count  # all partners are ranked, not the 10 chosen
+    text = render_digest(data, "USD").text + json.dumps(render_digest(data, "USD").blocks)
+    assert f"by quality score* (of {len(scored)})" in text
+    for card in data.leaders:  # numbered as the scorecards rank them, among every partner
+        better = sum(1 for other in scored if score_of(other) > score_of(card))
+        assert card["rank"] == better + 1 and f"{better + 1}. " in text
+
+
+def score_of(card: dict[str, Any]) -> float:
+    return float(card["quality_score"])
 
 
 def test_stale_or_failed_syncs_are_warned_about(store: Store) -> None:
@@ -506,7 +524,10 @@ def test_digest_dry_run_prints_json_and_saves_the_chart(
     payload = json.loads(out)
     assert payload["blocks"][0]["type"] == "header" and validate_blocks(payload["blocks"]) is None
     assert chart.read_bytes().startswith(b"\x89PNG")
-    status, out, _ = run(capsys, "--config", str(app_yaml), "digest", "weekly")
+    # A day in the seeded data's weeks (today's last 7 days may have no deal: nobody ranked).
+    status, out, _ = run(
+        capsys, "--config", str(app_yaml), "digest", "weekly", "--as-of", "2026-11-23"
+    )
     assert status == 0 and "Partner digest · weekly · last-7d\n────" in out
     assert "Top 10 by quality score" in out  # the console's rendering: mrkdwn made readable
     assert "*Top 10" not in out and "&amp;" not in out and "&lt;" not in out

@@ -30,6 +30,7 @@ from slack_sdk.webhook import WebhookClient
 
 from tests.fake_slack import (
     BLOCKS_JSON_MAX,
+    RESPONSE_URL_OK,
     FakeSlack,
     block_action_body,
     event_callback_body,
@@ -451,8 +452,10 @@ def test_response_url_records_what_is_posted(fake: FakeSlack) -> None:
         "replace_original": False,
     }
 
-    assert post_json(url, payload) == (200, "ok")
-    assert WebhookClient(other).send(text="shared", response_type="in_channel").body == "ok"
+    assert post_json(url, payload) == (200, RESPONSE_URL_OK)  # {"ok":true}, as Slack answers
+    assert WebhookClient(other).send(text="shared", response_type="in_channel").body == (
+        RESPONSE_URL_OK
+    )
 
     (post,) = fake.responses(url)
     assert post.body == payload and post.ok
@@ -470,7 +473,7 @@ def test_response_url_refusals(fake: FakeSlack) -> None:
     )
     assert post_json(f"{fake.base_url}/response/nope", {"text": "t"}) == (404, "no_service")
     for _ in range(5):
-        assert post_json(url, {"text": "t"}) == (200, "ok")
+        assert post_json(url, {"text": "t"}) == (200, RESPONSE_URL_OK)
     assert post_json(url, {"text": "t"}) == (404, "used_url")
     fresh = fake.new_response_url()
     fake.expire_response_url(fresh)

@@ -360,3 +360,16 @@ def test_engine_equals_reference_on_random_programs(
         load(store, data)
         cards = assert_engine_equals_reference(KpiEngine(store, app), data, app, period)
     check_invariants(data, period, cards)
+
+
+def test_an_empty_period_ranks_nobody(store: Store) -> None:
+    """No deal closed, no survey answer and no course in the period: every partner's score is
+    null and nobody is ranked (won revenue 0 for all would otherwise tie everyone at 1st)."""
+    partners = [Partner(id=f"E{i}", name=f"Idle {i}", joined_on=date(2024, 1, 1)) for i in range(3)]
+    with store.transaction() as connection:
+        store.upsert(connection, partners, "test")
+    engine = KpiEngine(store, AppConfig())
+    cards = engine.all_partners(parse_period("2025-Q1", date(2026, 11, 22))).values()
+    assert [(c["quality_score"], c["rank"], c["ranked_partners"]) for c in cards] == [
+        (None, None, 0)
+    ] * 3

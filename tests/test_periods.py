@@ -18,9 +18,9 @@ from kpi.periods import (
 
 D = date(2026, 11, 22)
 FORMS = (
-    "Use one of: last-30d, last-90d, last-365d (any last-Nd), this-month, this-quarter, "
-    "this-year, last-month, last-quarter, last-year, 2026-Q3, 2026-09, 2026, or "
-    "2026-01-01..2026-03-31."
+    "Use one of: last-30d, last-90d, last-365d (any last-Nd, or last 30 days), this-month, "
+    "this-quarter, this-year (or this year, ytd), last-month, last-quarter, last-year (or last "
+    "quarter), 2026-Q3 (or Q3 2026, Q3), 2026-09 (or Sept 2026), 2026, or 2026-01-01..2026-03-31."
 )
 
 
@@ -184,6 +184,41 @@ def test_error_message() -> None:
     assert str(caught.value) == (
         f'"2026-03-31..2026-01-01" is not a period: its first date is after its last. {FORMS}'
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "as_of", "name", "start", "end"),
+    [
+        ("last quarter", "2026-11-22", "last-quarter", "2026-07-01", "2026-10-01"),
+        ("  This   Year ", "2026-11-22", "this-year", "2026-01-01", "2026-11-23"),
+        ("ytd", "2026-11-22", "this-year", "2026-01-01", "2026-11-23"),
+        ("QTD", "2026-11-22", "this-quarter", "2026-10-01", "2026-11-23"),
+        ("mtd", "2026-11-22", "this-month", "2026-11-01", "2026-11-23"),
+        ("last month", "2026-01-15", "last-month", "2025-12-01", "2026-01-01"),
+        ("last 30 days", "2026-11-22", "last-30d", "2026-10-24", "2026-11-23"),
+        ("last 7d", "2026-11-22", "last-7d", "2026-11-16", "2026-11-23"),
+        ("Q3 2026", "2026-11-22", "2026-Q3", "2026-07-01", "2026-10-01"),
+        ("q1-2025", "2026-11-22", "2025-Q1", "2025-01-01", "2025-04-01"),
+        ("2026 Q2", "2026-11-22", "2026-Q2", "2026-04-01", "2026-07-01"),
+        ("Q3", "2026-11-22", "2026-Q3", "2026-07-01", "2026-10-01"),  # this year's: begun
+        ("Q4", "2026-11-22", "2026-Q4", "2026-10-01", "2027-01-01"),  # the quarter under way
+        ("Q3", "2026-02-10", "2025-Q3", "2025-07-01", "2025-10-01"),  # not begun: last year's
+        ("Sept 2026", "2026-11-22", "2026-09", "2026-09-01", "2026-10-01"),
+        ("sep. 2026", "2026-11-22", "2026-09", "2026-09-01", "2026-10-01"),
+        ("September 2026", "2026-11-22", "2026-09", "2026-09-01", "2026-10-01"),
+        ("Feb 2024", "2026-11-22", "2024-02", "2024-02-01", "2024-03-01"),
+        ("may 2026", "2026-11-22", "2026-05", "2026-05-01", "2026-06-01"),
+    ],
+)
+def test_what_people_type(text: str, as_of: str, name: str, start: str, end: str) -> None:
+    period = parse_period(text, d(as_of))
+    assert (period.name, period.start, period.end) == (name, d(start), d(end))
+
+
+@pytest.mark.parametrize("text", ["Sept", "ju 2026", "Q5 2026", "last fortnight", "next quarter"])
+def test_what_people_type_that_is_no_period(text: str) -> None:
+    with pytest.raises(PeriodError):
+        parse_period(text, D)
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,24 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 import bot.answers
+from kpi import schema
 from kpi.config import AppConfig
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
-from tests.fake_slack import FakeSlack, post_to_bot, slash_command_body
+from tests.fake_slack import (
+    RESPONSE_URL_OK,
+    RESPONSE_URL_OK_PLAIN,
+    FakeSlack,
+    block_action_body,
+    post_to_bot,
+    slash_command_body,
+)
 from tests.slack_bot import SECRET, Bot, start_bot
 
 EVIL = "<!channel> & <https://evil.example|click>"
@@ -72,6 +82,10 @@ def test_scorecard_arrives_through_response_url(slack_bot: Bot, fake: FakeSlack)
     assert body["response_type"] == "ephemeral"
     assert body["blocks"][0]["text"]["text"].startswith("Acme Corp")
     assert "won revenue $4,000" in body["text"]  # deals 0 and 2: 1,000 + 3,000
+    synced = slack_bot.store.data_as_of()
+    assert synced is not None
+    footer = json.dumps(body["blocks"], ensure_ascii=False)
+    assert f"Data as of {synced:%Y-%m-%d %H:%M} UTC (just now)" in footer
 
 
 def test_ack_is_fast_even_when_the_answer_is_slow(
@@ -148,15 +162,88 @@ def test_ambiguity_buttons_pick_a_partner(slack_bot: Bot, fake: FakeSlack) -> No
     assert posted["blocks"][0]["text"]["text"].startswith("Northwind Traders")
 
 
-def test_a_retried_share_click_posts_once(slack_bot: Bot, fake: FakeSlack) -> None:
-    value = json.dumps({"partner_id": "P1", "period": "last-90d"})
-    _, first = slack_bot.click("scorecard_share", value)
-    assert fake.wait_for_response(first).body["response_type"] == "in_channel"
-    _, again = slack_bot.click("scorecard_share", value, retry_num=1)
-    time.sleep(1.0)
-    assert fake.responses(again) == []
-    shared = [r for r in fake.responses() if r.body.get("response_type") == "in_channel"]
-    assert len(shared) == 1
+def redeliver(bot: Bot, action_id: str, value: str) -> tuple[str, str]:
+    """One click delivered twice, as Slack redelivers it: the same payload (action_ts,
+    trigger_id, response_url), the second time with X-Slack-Retry-Num. Returns the
+    response_url and the click's trigger_id."""
+    response_url = bot.fake.new_response_url()
+    trigger_id = "1337.42.redelivered"
+    body = block_action_body(
+        action_id,
+        value,
+        response_url=response_url,
+        action_ts="1700000002.000002",
+        trigger_id=trigger_id,
+    )
+    assert post_to_bot(bot.url, body, SECRET).status == 200
+    bot.fake.wait_for_response(response_url)
+    assert post_to_bot(bot.url, body, SECRET, retry_num=1).status == 200
+    time.sleep(0.5)  # time for a second answer, were there one
+    return response_url, trigger_id
+
+
+SCORECARD_BUTTON = json.dumps({"partner_id": "P1", "period": "last-90d"})
+
+
+@pytest.mark.parametrize(
+    "action_id",
+    ["scorecard_share", "scorecard_previous", "scorecard_compare", "scorecard_why"],
+)
+def test_a_redelivered_click_posts_once_and_is_marked_posted(
+    slack_bot: Bot, fake: FakeSlack, action_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response_url, trigger_id = redeliver(slack_bot, action_id, SCORECARD_BUTTON)
+    assert len(fake.responses(response_url)) == 1
+    state = slack_bot.store.claim_state(f"click:U1:1700000002.000002:{trigger_id}")
+    assert state is not None and state["posted_at"] is not None
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_redelivered_pick_from_a_list_answers_once(slack_bot: Bot, fake: FakeSlack) -> None:
+    _, url = slack_bot.command("northwind")
+    buttons = fake.wait_for_response(url).body["blocks"][-1]["elements"]
+    response_url, _ = redeliver(slack_bot, buttons[0]["action_id"], buttons[0]["value"])
+    assert len(fake.responses(response_url)) == 1
+
+
+def test_two_clicks_of_one_button_both_answer(slack_bot: Bot, fake: FakeSlack) -> None:
+    _, first = slack_bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000003.1")
+    _, second = slack_bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000004.1")
+    assert fake.wait_for_response(first).ok and fake.wait_for_response(second).ok
+
+
+@pytest.mark.parametrize("accepted_with", [RESPONSE_URL_OK, RESPONSE_URL_OK_PLAIN])
+def test_any_2xx_from_response_url_is_a_posted_share(
+    store: Store, accepted_with: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(store)
+    app_config = AppConfig.model_validate({"access": {"users": ["U1"]}})
+    with FakeSlack(response_url_accepts_with=accepted_with) as fake:
+        fake.add_user("U1", "ann", email="ann@ourco.example")
+        for bot in start_bot(store, fake, app_config):
+            _, url = bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000005.1")
+            assert fake.wait_for_response(url).body["response_type"] == "in_channel"
+            time.sleep(0.3)  # the bot records the post after Slack's answer
+    (row,) = [r for r in store_rows(store) if r["key"].startswith("click:U1:1700000005.1:")]
+    assert row["posted_at"] is not None
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_refused_reply_is_logged_and_not_marked_posted(
+    slack_bot: Bot, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next("response_url", "expired_url", status=404)
+    _, url = slack_bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000006.1")
+    assert fake.wait_for_response(url).status == 404
+    time.sleep(0.3)
+    (row,) = [r for r in store_rows(slack_bot.store) if "1700000006.1" in r["key"]]
+    assert row["posted_at"] is None
+    assert any("Slack refused a reply (HTTP 404): expired_url" in r.message for r in caplog.records)
+
+
+def store_rows(store: Store) -> list[dict[str, Any]]:
+    with store.engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(select(schema.send_log))]
 
 
 def test_unknown_words_get_help_or_suggestions(slack_bot: Bot, fake: FakeSlack) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,7 +39,7 @@ from tests.fake_slack import (
 SECRET = "survey-signing-secret"
 EVIL = "<!channel> Acme & <https://evil.example|co>"
 # The first Tuesday of each quarter, 09:00 in Berlin: 2026-10-06 07:00 UTC, 2027-01-05 08:00 UTC.
-QUARTERLY = "0 9 1-7 1,4,7,10 tue"
+QUARTERLY = "0 9 * 1,4,7,10 tue#1"
 ROUND_1 = "20261006T0700Z"
 ROUND_2 = "20270105T0800Z"
 IN_ROUND_1 = datetime(2026, 10, 6, 7, 30, tzinfo=UTC)
@@ -156,8 +157,8 @@ class World:
             assert reply.status == 200, reply
         if expect_update is None:
             expect_update = (by or recipient) == recipient and action_id != "survey_comment"
-        if expect_update:  # the DM is updated after the ack
-            self.fake.wait_for(lambda: len(self.fake.calls_to("chat.update")) >= updates + times)
+        if expect_update:  # the DM is updated after the ack, once however often delivered
+            self.fake.wait_for(lambda: len(self.fake.calls_to("chat.update")) >= updates + 1)
         return response_url
 
     def answers(self) -> list[SurveyResponse]:
@@ -297,6 +298,12 @@ def test_a_duplicated_delivery_of_a_click_gives_one_answer(world: World) -> None
     world.sender().tick()
     world.click("UB", "survey_score_8", action_ts="1759737600.000001", times=3)
     assert scores_of(world) == {"bob@acme.example": 8}
+    time.sleep(0.3)  # time for more updates, were there any
+    assert len(world.fake.calls_to("chat.update")) == 1  # the DM shows the answer once
+    world.click("UB", "survey_comment", action_ts="1759737600.000003", times=2)
+    world.fake.wait_for(lambda: world.fake.calls_to("views.open"))
+    time.sleep(0.3)
+    assert len(world.fake.calls_to("views.open")) == 1
     # and deliveries that arrive at the same time
     channel, message = world.dm("UC")
     value = f"nps|{ROUND_1}|UC"
@@ -713,3 +720,57 @@ def test_results_into_a_shared_channel_show_its_partner_alone_or_nothing(
         raw = json.dumps(posted["blocks"], ensure_ascii=False)
         assert "Northwind" in raw and "1 of 1 answered" in raw
         assert "!channel" not in raw and "2 answered" not in raw  # nothing of Acme (P1)
+
+
+def test_a_round_sent_from_the_command_line_is_the_round(
+    tmp_path: Path,
+    fake: FakeSlack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.cli import main
+    from kpi.store import open_store
+
+    database = tmp_path / "kpi.db"
+    config_file = tmp_path / "app.yaml"
+    config_file.write_text(
+        json.dumps({"database_url": f"sqlite:///{database}", "surveys": [campaign()]})
+    )
+    store = open_store(f"sqlite:///{database}")
+    seed(store)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+    started = datetime(2026, 11, 10, 10, 0, 20, tzinfo=UTC)  # between two scheduled rounds
+    clock = Clock(started)
+    monkeypatch.setattr("bot.cli_survey.utc_now", clock)
+
+    def send() -> str:
+        try:
+            main(["--config", str(config_file), "survey", "send", "nps", "--send"])
+        except SystemExit as done:
+            assert not done.code
+        return capsys.readouterr().out
+
+    assert "Round 20261110T1000Z of nps: 4 sent" in send()
+    clock.now = started + timedelta(minutes=1)
+    assert "Round 20261110T1000Z of nps: 0 sent, 4 asked before" in send()
+    dms = [
+        c.response["channel"]
+        for c in fake.calls_to("chat.postMessage")
+        if c.ok and not c.body.get("thread_ts")
+    ]
+    assert len(dms) == 4 and len(set(dms)) == 4  # one DM per person
+
+    config = LoadedConfig(
+        AppConfig.model_validate({"surveys": [campaign()]}), None, Path("."), "unused"
+    )
+    client = web_client("xoxb-test", fake.api_url)
+    for hours in (73, 74, 169, 170):  # the reminder is due at 72 h, the close at 168 h
+        clock.now = started + timedelta(hours=hours)
+        SurveySender(store, config, client, clock=clock).tick()
+        SurveySender(store, config, client, clock=clock, replica="other").tick()
+    reminders = [c for c in fake.calls_to("chat.postMessage") if c.ok and c.body.get("thread_ts")]
+    assert sorted(c.response["channel"] for c in reminders) == sorted(dms)
+    (results,) = fake.messages_in("C0RESULTS")
+    assert "0 of 4 answered" in json.dumps(results["blocks"])
+    store.engine.dispose()

@@ -12,6 +12,7 @@ from bot.access import Decision, FactUnavailable, Refused
 from bot.answers import button_target
 from bot.blockkit import Message
 from bot.gate import SlackRequest, answer_request
+from bot.listeners.once import claim_click
 from bot.listeners.replies import reply
 from bot.services import BotServices
 
@@ -23,12 +24,16 @@ CHOOSE = re.compile(r"^choose_partner_\d+$")
 def handle_action(ack: Any, body: dict[str, Any], respond: Any, services: BotServices) -> None:
     """Answers one button click; a plain function so tests can call it with fakes."""
     ack()
+    click = claim_click(services.store, body, respond)  # a redelivered click posts nothing
+    if click is None:
+        return
+    respond = click.respond
     action = body["actions"][0]
     action_id = action["action_id"]
     value = action.get("value", "")
     request = SlackRequest.of_action(body)
     if action_id == "scorecard_share" and button_target(value) is not None:
-        _share(body, action, respond, services, request)
+        _share(action, respond, services, request)
         return
 
     def produce(decision: Decision) -> Message:
@@ -40,14 +45,13 @@ def handle_action(ack: Any, body: dict[str, Any], respond: Any, services: BotSer
 
 
 def _share(
-    body: dict[str, Any],
     action: dict[str, Any],
     respond: Any,
     services: BotServices,
     request: SlackRequest,
 ) -> None:
-    """Posts the scorecard for the whole channel, once per click even if Slack delivers the
-    click again. A channel shared with another organisation takes only the partner it is
+    """Posts the scorecard for the whole channel (once: the click is keyed in handle_action).
+    A channel shared with another organisation takes only the partner it is
     mapped to (access.external.channels), in the partner view."""
     target = button_target(action.get("value", ""))
     assert target is not None
@@ -66,12 +70,7 @@ def _share(
     if not posted:
         reply(respond, message)  # a refusal, to the asker only
         return
-    key = f"share:{body['user']['id']}:{action.get('action_ts', '')}:{partner_id}:{period}"
-    if not services.store.claim(key, "share", claimed_by=body["user"]["id"]):
-        log.info("click %s delivered again; shared already", key)
-        return
-    if reply(respond, message, response_type="in_channel", replace_original=False):
-        services.store.mark_sent(key, None)
+    reply(respond, message, response_type="in_channel", replace_original=False)
 
 
 def _channel_view(services: BotServices, channel_id: str | None, partner_id: str) -> bool:

@@ -6,17 +6,21 @@ import logging
 from typing import Any
 
 from bot.blockkit import Message
+from bot.listeners.once import accepted
 
 log = logging.getLogger("partner_kpi.slack")
 
 
 def reply(respond: Any, message: Message, **options: Any) -> bool:
-    """Posts `message` (ephemeral unless `response_type` says otherwise); False if Slack refused."""
+    """Posts `message` (ephemeral unless `response_type` says otherwise); False if Slack refused.
+    Slack accepts with any 2xx, and its body (`ok` or `{"ok":true}`) says nothing more."""
     options.setdefault("response_type", "ephemeral")
     response = respond(text=message.text, blocks=message.blocks, **options)
-    status = getattr(response, "status_code", 200)
-    body = getattr(response, "body", "ok")
-    if status != 200 or (isinstance(body, str) and body not in ("ok", "")):
-        log.error("Slack refused a reply (HTTP %s): %s", status, body)
+    if not accepted(response):
+        log.error(
+            "Slack refused a reply (HTTP %s): %s",
+            getattr(response, "status_code", "?"),
+            getattr(response, "body", ""),
+        )
         return False
     return True

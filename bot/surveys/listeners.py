@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk.errors import SlackApiError
 
+from bot.listeners.once import claim_click
 from bot.messages import render
 from bot.services import BotServices
 from bot.surveys.sender import SurveySender, parse_value
@@ -44,6 +45,8 @@ def handle_survey_action(
     action = body["actions"][0]
     action_id: str = action["action_id"]
     clicked_by = body["user"]["id"]
+    # A redelivered click still records its answer (idempotent) but posts nothing again.
+    click = claim_click(services.store, body, respond)
     sender = _sender(services)
     parsed = parse_value(action.get("value", ""))
     if parsed is None:
@@ -55,14 +58,22 @@ def handle_survey_action(
     now = sender.clock()
 
     def notice(reason: str) -> None:
+        if click is None:
+            return
         closes = sender.when(the_round.closes_at, campaign) if the_round else ""
         message = render("survey_notice", reason=reason, closes=closes)
-        respond(
+        click.respond(
             text=message.text,
             blocks=message.blocks,
             response_type="ephemeral",
             replace_original=False,
         )
+
+    def show(state: str, score: int | None = None) -> None:
+        if click is None:
+            return
+        if _show(services, sender, campaign, the_round, recipient, state, score):
+            click.mark_posted()
 
     if action_id.startswith("survey_score_"):
         score = int(action_id.removeprefix("survey_score_"))
@@ -73,7 +84,7 @@ def handle_survey_action(
         if result != db.AnswerResult.RECORDED:
             notice(result)
             return
-        _show(services, sender, campaign, the_round, recipient, "answered", score)
+        show("answered", score)
         return
     if clicked_by != recipient:
         ack()
@@ -84,7 +95,7 @@ def handle_survey_action(
         email = delivery.email if delivery else None
         db.opt_out(services.store, campaign_name, recipient, email, now)
         ack()
-        _show(services, sender, campaign, the_round, recipient, "stopped")
+        show("stopped")
         return
     ack()
     if the_round is None:
@@ -93,8 +104,10 @@ def handle_survey_action(
     if the_round.is_closed(now):
         notice(db.AnswerResult.CLOSED)
         return
+    if click is None:
+        return
     if action_id == "survey_change":
-        _show(services, sender, campaign, the_round, recipient, "ask")
+        show("ask")
     elif action_id == "survey_comment" and campaign is not None and campaign.comment:
         delivery = db.get_delivery(services.store, campaign_name, round_id, recipient)
         blocks = render(
@@ -115,6 +128,8 @@ def handle_survey_action(
             services.client.views_open(trigger_id=body["trigger_id"], view=view)
         except SlackApiError as error:
             log.error("survey comment modal failed: %s", error.response.get("error"))
+            return
+        click.mark_posted()
 
 
 def _show(
@@ -125,14 +140,15 @@ def _show(
     recipient: str,
     state: str,
     score: int | None = None,
-) -> None:
+) -> bool:
     """Updates the DM (chat.update) to show the answer, the scale again, or the opt-out. An
-    anonymous round keeps no score by person: the DM shows the `score` just clicked."""
+    anonymous round keeps no score by person: the DM shows the `score` just clicked. True
+    when Slack took the update."""
     if the_round is None:
-        return
+        return False
     delivery = db.get_delivery(services.store, the_round.campaign, the_round.round_id, recipient)
     if delivery is None or not delivery.channel_id or not delivery.message_ts:
-        return
+        return False
     message = sender.dm_message(
         campaign,
         the_round,
@@ -148,6 +164,8 @@ def _show(
         )
     except SlackApiError as error:
         log.error("survey DM update failed: %s", error.response.get("error"))
+        return False
+    return True
 
 
 def handle_comment_submission(ack: Any, body: dict[str, Any], services: BotServices) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
+from bot.schedule import CronSchedule, cron_schedule
 from kpi.survey_config import SurveyCampaign
 
 #: How far back a schedule's latest round is looked for, widening until one is found.
@@ -27,10 +25,8 @@ class RoundTimes:
         return self.started_at <= now < self.closes_at
 
 
-def campaign_trigger(campaign: SurveyCampaign, default_zone: str) -> CronTrigger:
-    return CronTrigger.from_crontab(
-        campaign.schedule, timezone=ZoneInfo(campaign.timezone or default_zone)
-    )
+def campaign_trigger(campaign: SurveyCampaign, default_zone: str) -> CronSchedule:
+    return cron_schedule(campaign.schedule, campaign.timezone or default_zone)
 
 
 def round_id_of(start: datetime) -> str:
@@ -53,7 +49,7 @@ def round_times(campaign: SurveyCampaign, start: datetime) -> RoundTimes:
     )
 
 
-def recent_starts(trigger: CronTrigger, now: datetime, count: int = 2) -> list[datetime]:
+def recent_starts(trigger: CronSchedule, now: datetime, count: int = 2) -> list[datetime]:
     """The schedule's latest `count` times up to `now`, newest first."""
     for window in LOOKBACK:
         fires: list[datetime] = []
@@ -66,6 +62,6 @@ def recent_starts(trigger: CronTrigger, now: datetime, count: int = 2) -> list[d
     return []
 
 
-def next_start(trigger: CronTrigger, now: datetime) -> datetime | None:
+def next_start(trigger: CronSchedule, now: datetime) -> datetime | None:
     fire = trigger.get_next_fire_time(None, now)
     return fire.astimezone(UTC) if fire is not None else None

@@ -49,6 +49,9 @@ log = logging.getLogger("partner_kpi.surveys")
 Clock = Callable[[], datetime]
 FOUND_FOR = timedelta(days=30)
 MISSING_FOR = timedelta(days=1)
+#: How long after its close an ad-hoc round (from `survey send`) is still looked after by the
+#: tick, so its results are posted even when no replica ran at the close itself.
+FOLLOW_CLOSED = timedelta(days=30)
 #: The event_type of the message metadata each survey DM carries, with its send-log key.
 SURVEY_EVENT = "partner_kpi_survey"
 
@@ -211,6 +214,23 @@ class SurveySender:
     def current_round(self, campaign: SurveyCampaign, now: datetime) -> RoundTimes | None:
         starts = recent_starts(campaign_trigger(campaign, self.app.timezone), now, 1)
         return round_times(campaign, starts[0]) if starts else None
+
+    def round_to_send(self, campaign: SurveyCampaign, now: datetime) -> RoundTimes:
+        """The round a send now belongs to: the scheduled round open now, else the open round
+        an earlier send started (one ad-hoc round until it closes), else one starting now."""
+        scheduled = self.current_round(campaign, now)
+        if scheduled is not None and scheduled.open_at(now):
+            return scheduled
+        for stored in reversed(db.rounds(self.store, campaign.name)):
+            if stored.started_at <= now < stored.closes_at:
+                return RoundTimes(
+                    campaign.name,
+                    stored.round_id,
+                    stored.started_at,
+                    stored.remind_at,
+                    stored.closes_at,
+                )
+        return round_times(campaign, now.replace(second=0, microsecond=0))
 
     def send_round(
         self, campaign: SurveyCampaign, times: RoundTimes, now: datetime | None = None
@@ -500,23 +520,30 @@ class SurveySender:
     def _campaign_tick(self, campaign: SurveyCampaign, now: datetime) -> list[str]:
         done = []
         trigger = campaign_trigger(campaign, self.app.timezone)
-        for index, start in enumerate(recent_starts(trigger, now, 2)):
-            times = round_times(campaign, start)
-            if index == 0 and times.open_at(now):
-                marker = f"survey-round:{campaign.name}:{times.round_id}"
-                if (self.store.claim_state(marker) or {}).get("posted_at") is None:
-                    report = self.send_round(campaign, times, now)
-                    done.append(f"send {campaign.name} {times.round_id}: {report.sent} sent")
-                the_round = db.get_round(self.store, campaign.name, times.round_id)
-                if the_round and the_round.remind_at and now >= the_round.remind_at:
+        scheduled = [round_times(campaign, start) for start in recent_starts(trigger, now, 2)]
+        if scheduled and scheduled[0].open_at(now):
+            times = scheduled[0]
+            marker = f"survey-round:{campaign.name}:{times.round_id}"
+            if (self.store.claim_state(marker) or {}).get("posted_at") is None:
+                report = self.send_round(campaign, times, now)
+                done.append(f"send {campaign.name} {times.round_id}: {report.sent} sent")
+        for the_round in self._rounds_to_follow(campaign, now, [t.round_id for t in scheduled]):
+            if not the_round.is_closed(now):
+                if the_round.remind_at and now >= the_round.remind_at:
                     count = self.remind(campaign, the_round, now)
                     if count:
-                        done.append(f"remind {campaign.name} {times.round_id}: {count}")
-            existing = db.get_round(self.store, campaign.name, times.round_id)
-            closing = existing is not None and existing.is_closed(now)
-            if closing and existing is not None and self.close(campaign, existing, now):
-                done.append(f"close {campaign.name} {times.round_id}")
+                        done.append(f"remind {campaign.name} {the_round.round_id}: {count}")
+            elif self.close(campaign, the_round, now):
+                done.append(f"close {campaign.name} {the_round.round_id}")
         return done
+
+    def _rounds_to_follow(
+        self, campaign: SurveyCampaign, now: datetime, scheduled: list[str]
+    ) -> list[db.Round]:
+        """The stored rounds whose reminder or close may be due: the schedule's latest two and
+        any other (ad-hoc, from `survey send`) open or closed within FOLLOW_CLOSED."""
+        stored = db.rounds(self.store, campaign.name)
+        return [r for r in stored if r.round_id in scheduled or r.closes_at >= now - FOLLOW_CLOSED]
 
     def next_round(self, campaign: SurveyCampaign, now: datetime) -> datetime | None:
         return next_start(campaign_trigger(campaign, self.app.timezone), now)
