@@ -25,6 +25,7 @@ from bot.slack_app import MissingSecret, build_app
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
+from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config
 from kpi.engine import KpiEngine
@@ -256,17 +257,24 @@ def _showcase(obj: Context, day: date) -> None:
 
 @cli.command()
 @click.option("--full", is_flag=True, help="Re-read everything instead of what changed.")
+@click.option(
+    "--accept-deletes",
+    is_flag=True,
+    help="Let this sync delete more than sync.max_delete_share of a table (or all of it).",
+)
 @click.pass_obj
-def sync(obj: Context, full: bool) -> None:
+def sync(obj: Context, full: bool, accept_deletes: bool) -> None:
     """Bring the configured source's partner data into the store."""
-    click.echo(sync_report(_sync(obj, full)))
+    click.echo(sync_report(_sync(obj, full, accept_deletes)))
 
 
-def _sync(obj: Context, full: bool) -> Any:
+def _sync(obj: Context, full: bool, accept_deletes: bool = False) -> Any:
     source = source_for(obj.config)
     progress = LineProgress()
     try:
-        return run_sync(obj.store, source, full=full, progress=progress)
+        return run_sync(
+            obj.store, source, full=full, progress=progress, accept_deletes=accept_deletes
+        )
     finally:
         progress.done()
 
@@ -399,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except (ConfigError, StoreError, SourceError) as error:
+    except (ConfigError, StoreError, SourceError, DeletionRefused) as error:
         UserError(str(error)).show()
         sys.exit(USAGE_ERROR)
     except click.exceptions.Exit as done:

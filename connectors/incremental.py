@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, func, select
 
+from connectors.guard import DeleteGuard
 from connectors.report import ObjectReport, SyncReport
 from connectors.seen import SeenIds
 from kpi import schema
@@ -125,7 +126,9 @@ class StreamWriter:
         report: SyncReport,
         progress: Progress | None,
         started_at: datetime,
+        guard: DeleteGuard | None = None,
     ) -> None:
+        self.guard = guard or DeleteGuard()
         self.store = store
         self.source = source
         self.report = report
@@ -145,6 +148,7 @@ class StreamWriter:
             start = Cursor(start.rewound(lookback), "")
         object_report = self.report.object(stream.name)
         seen = SeenIds() if full else None
+        before = self._stored_count(stream.model) if full else None
         key = KINDS[stream.model].key
         rows = 0
         for page in stream.pages(start):
@@ -157,10 +161,15 @@ class StreamWriter:
         if seen is not None:
             with self.store.transaction() as connection:
                 object_report.deleted += self.store.delete_missing(
-                    connection, stream.model, self.source, seen
+                    connection, stream.model, self.source, seen, self.guard.allows, before
                 )
                 if stream.model is StageChange:
                     self.store.refresh_stays(connection)
+
+    def _stored_count(self, model: type[Record]) -> int:
+        """The stored rows a full sync's sweep is measured against (the guard's share)."""
+        with self.store.engine.connect() as connection:
+            return self.store.stored_count(connection, model, self.source)
 
     def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
         with self.store.transaction() as connection:

@@ -6,6 +6,7 @@ Secrets never live here; they come from the environment (see `kpi.secrets`). Rel
 
 from __future__ import annotations
 
+import codecs
 import os
 import types
 import typing
@@ -92,6 +93,26 @@ class Section(BaseModel):
 
 class FilesSourceConfig(Section):
     path: Path = Path("demo-data")
+    # The CSV files' text encoding, e.g. cp1252 for Excel exports on Windows.
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use a Python codec name such as utf-8 or cp1252"
+            ) from None
+        return value
+
+
+class SyncConfig(Section):
+    """Safeguards of every sync: a sweep that would delete more than `max_delete_share` of a
+    table's stored rows, or all of them, is refused (`partner-kpi sync --accept-deletes`)."""
+
+    max_delete_share: float = Field(default=0.2, ge=0, le=1)
 
 
 def _salesforce_field(value: str) -> str:
@@ -498,6 +519,7 @@ class AppConfig(Section):
     files: FilesSourceConfig = Field(default_factory=FilesSourceConfig)
     salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
     hubspot: HubSpotConfig = Field(default_factory=HubSpotConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     database_url: str = f"sqlite:///{DEFAULT_DATABASE_FILE}"
     timezone: str = "UTC"
     currency: str = "USD"

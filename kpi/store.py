@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -88,6 +88,15 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
 def natural_key(*parts: str) -> str:
     """The id of a record the CRM gives none (stage changes, training completions)."""
     return "|".join(parts)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a full snapshot would delete from one table: the ids gone, of `stored` rows."""
+
+    table: str
+    gone: list[str]
+    stored: int
 
 
 @dataclass
@@ -182,21 +191,57 @@ class Store:
                 update(changes).where(changes.c.deal_id.in_(batch)).values(left_at=next_start)
             )
 
-    def delete_missing(
-        self, connection: Connection, model: type[Record], source: str, keep: Container[str]
-    ) -> int:
-        """Deletes `source`'s rows of this kind whose id is not in `keep` (a full snapshot).
-
-        Survey responses exist only in the store and are never deleted this way.
-        """
-        if model is SurveyResponse:
-            return 0
+    def stored_count(self, connection: Connection, model: type[Record], source: str) -> int:
+        """How many rows of this kind `source` has stored."""
         table = KINDS[model].table
+        query = select(func.count()).select_from(table).where(table.c.source == source)
+        return int(connection.execute(query).scalar_one())
+
+    def missing(
+        self,
+        connection: Connection,
+        model: type[Record],
+        source: str,
+        keep: Container[str],
+        stored_before: int | None = None,
+    ) -> Sweep:
+        """`source`'s stored rows of this kind whose id is not in `keep` (a full snapshot's
+        sweep), of how many it stored before the sync (`stored_before`, default: now).
+        Survey responses exist only in the store and are never swept."""
+        table = KINDS[model].table
+        if model is SurveyResponse:
+            return Sweep(table.name, [], 0)
         stored = connection.execute(select(table.c.id).where(table.c.source == source)).scalars()
-        gone = [key for key in stored if key not in keep]
-        for batch in _batches(gone, BATCH_SIZE):
+        count = 0
+        gone = []
+        for key in stored:
+            count += 1
+            if key not in keep:
+                gone.append(key)
+        return Sweep(table.name, gone, count if stored_before is None else stored_before)
+
+    def delete_missing(
+        self,
+        connection: Connection,
+        model: type[Record],
+        source: str,
+        keep: Container[str],
+        allow: Callable[[Sweep], bool] | None = None,
+        stored_before: int | None = None,
+    ) -> int:
+        """Deletes `source`'s rows of this kind whose id is not in `keep`, unless `allow`
+        (the deletion guard) refuses the sweep; returns how many were deleted."""
+        sweep = self.missing(connection, model, source, keep, stored_before)
+        if allow is not None and not allow(sweep):
+            return 0
+        return self.delete_swept(connection, model, sweep)
+
+    def delete_swept(self, connection: Connection, model: type[Record], sweep: Sweep) -> int:
+        """Deletes the rows a sweep found gone; returns how many."""
+        table = KINDS[model].table
+        for batch in _batches(sweep.gone, BATCH_SIZE):
             connection.execute(delete(table).where(table.c.id.in_(batch)))
-        return len(gone)
+        return len(sweep.gone)
 
     def unknown_reference_warnings(self, connection: Connection) -> list[str]:
         """Records that name a partner or deal the store does not have: kept, but worth a word."""

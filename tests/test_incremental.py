@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from connectors.guard import DeleteGuard, DeletionRefused
 from connectors.incremental import (
     ApiBudget,
     Cursor,
@@ -79,13 +80,30 @@ def test_a_watermark_never_moves_back(store: Store) -> None:
 def test_a_full_sync_sweeps_what_it_did_not_see(store: Store) -> None:
     report = SyncReport(SOURCE, True)
     writer(store, report).run(
-        Stream("Account", Partner, lambda s: pages_of([1, 2, 3])), False, timedelta()
+        Stream("Account", Partner, lambda s: pages_of([1, 2, 3, 4, 5, 6])), False, timedelta()
     )
     writer(store, report).run(
-        Stream("Account", Partner, lambda s: pages_of([1, 3])), True, timedelta()
+        Stream("Account", Partner, lambda s: pages_of([1, 3, 4, 5, 6])), True, timedelta()
     )
-    assert [p.id for p in store.records(Partner)] == ["p1", "p3"]
-    assert report.objects["Account"].deleted == 1
+    assert [p.id for p in store.records(Partner)] == ["p1", "p3", "p4", "p5", "p6"]
+    assert report.objects["Account"].deleted == 1  # 1 of 6: within the guard's 20%
+
+
+def test_a_full_sync_sweep_over_the_guard_share_deletes_nothing(store: Store) -> None:
+    report = SyncReport(SOURCE, True)
+    writer(store, report).run(
+        Stream("Account", Partner, lambda s: pages_of([1, 2, 3, 4, 5])), False, timedelta()
+    )
+    guard = DeleteGuard(max_share=0.2)
+    StreamWriter(store, SOURCE, report, None, T0, guard).run(
+        Stream("Account", Partner, lambda s: pages_of([1, 3, 5])), True, timedelta()
+    )
+    assert len(store.records(Partner)) == 5
+    assert [(s.table, sorted(s.gone), s.stored) for s in guard.refused] == [
+        ("partners", ["p2", "p4"], 5)
+    ]
+    with pytest.raises(DeletionRefused, match=r"2 of the 5 stored partners, more than"):
+        guard.raise_if_refused("none of them were deleted")
 
 
 def test_a_changes_only_stream_without_watermark_is_seeded_not_read(store: Store) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from connectors.files import SourceError
+from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
 from connectors.hubspot.mapping import (
@@ -98,7 +99,14 @@ class HubSpotSource:
         self.clock = clock
         self.api: HubSpotApi | None = None  # the last run's client, for its figures
 
-    def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
+    def sync(
+        self,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None = None,
+        accept_deletes: bool = False,
+    ) -> None:
+        guard = DeleteGuard(self.app.sync.max_delete_share, accept_deletes)
         budget = ApiBudget(self.settings.max_api_share)
         limiter = self.limiter or RateLimiter(
             self.settings.requests_per_10_seconds, self.settings.searches_per_second
@@ -108,7 +116,7 @@ class HubSpotSource:
             api = self.api = HubSpotApi(
                 self.settings, self.env, budget, limiter, self.retry, self.clock
             )
-            self._sync(api, store, report, progress)
+            self._sync(api, store, report, progress, guard)
         except StopSync as stop:
             report.stopped_early = str(stop)
         finally:
@@ -124,15 +132,21 @@ class HubSpotSource:
         with store.transaction() as connection:
             report.warnings.extend(store.unknown_reference_warnings(connection))
         report.warnings.extend(self.normalizer.warnings())
+        guard.raise_if_refused(SWEEP_REFUSED)
 
     def _sync(
-        self, api: HubSpotApi, store: Store, report: SyncReport, progress: Progress | None
+        self,
+        api: HubSpotApi,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None,
+        guard: DeleteGuard,
     ) -> None:
         started_at = self.now()
         plan = _Plan(self, api, store, report, started_at)
         with store.transaction() as connection:
             replace_pipeline(connection, SOURCE, plan.pipelines.order)
-        writer = StreamWriter(store, SOURCE, report, progress, started_at)
+        writer = StreamWriter(store, SOURCE, report, progress, started_at, guard)
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
