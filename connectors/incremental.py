@@ -114,6 +114,9 @@ class Stream:
     # touch a parent). With no watermark, or in a full sync, the main streams read everything
     # current, so it is not read: its watermark is set to the sync's start.
     changes_only: bool = False
+    # A changes-only stream of the deletions the CRM reports (getDeleted, archived): a full
+    # sync reads it too, from its watermark, so they apply even when the guard refuses the sweep.
+    explicit_deletions: bool = False
 
 
 class StreamWriter:
@@ -136,8 +139,15 @@ class StreamWriter:
         self.started_at = started_at
 
     def run(self, stream: Stream, full: bool, lookback: timedelta) -> None:
-        """Syncs one stream. A full sync reads from the beginning and sweeps what it never saw."""
-        start = None if full else read_watermark(self.store, self.source, stream.name)
+        """Syncs one stream. A full sync reads from the beginning and sweeps what it never saw,
+        as far as the deletion guard allows; a stream of explicit deletions it reads from its
+        watermark."""
+        reads_in_full = stream.changes_only and stream.explicit_deletions
+        start = (
+            None
+            if full and not reads_in_full
+            else read_watermark(self.store, self.source, stream.name)
+        )
         if stream.changes_only and start is None:
             with self.store.transaction() as connection:
                 advance_watermark(
@@ -147,8 +157,9 @@ class StreamWriter:
         if start is not None and lookback:
             start = Cursor(start.rewound(lookback), "")
         object_report = self.report.object(stream.name)
-        seen = SeenIds() if full else None
-        before = self._stored_count(stream.model) if full else None
+        sweeps = full and not stream.changes_only
+        seen = SeenIds() if sweeps else None
+        before = self._stored_count(stream.model) if sweeps else None
         key = KINDS[stream.model].key
         rows = 0
         for page in stream.pages(start):

@@ -241,6 +241,16 @@ class _Plan:
     # --- streams --------------------------------------------------------------------------
 
     def streams(self) -> Iterator[Stream]:
+        # Archived objects first: the sweep of a full sync then counts only what nobody
+        # reported deleted.
+        for object_type, model in (("companies", Partner), ("deals", Deal)):
+            yield Stream(
+                f"{object_type}:archived",
+                model,
+                self._archived(object_type),
+                changes_only=True,
+                explicit_deletions=True,
+            )
         yield Stream(
             "companies",
             Partner,
@@ -252,14 +262,12 @@ class _Plan:
             self._pages("contacts", ["email"], self._contact_page),
             changes_only=True,
         )
-        yield Stream("companies:archived", Partner, self._archived("companies"), changes_only=True)
         yield Stream(
             "deals",
             Deal,
             self._pages("deals", self.deals.properties(), self._deal_page),
             after_write=self._replace_history,
         )
-        yield Stream("deals:archived", Deal, self._archived("deals"), changes_only=True)
 
     def _pages(
         self,

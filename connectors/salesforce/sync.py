@@ -203,6 +203,16 @@ class _Plan:
     # --- streams --------------------------------------------------------------------------
 
     def streams(self) -> Iterator[Stream]:
+        # Deletions first: the sweep of a full sync then counts only what nobody reported
+        # deleted, and a record restored from the recycle bin is read again after its deletion.
+        for sobject, model in (("Account", Partner), ("Opportunity", Deal)):
+            yield Stream(
+                f"{sobject}:deleted",
+                model,
+                self._deleted_pages(sobject),
+                changes_only=True,
+                explicit_deletions=True,
+            )
         yield Stream("Account", Partner, self._pages(self.account_query(), self._partner_page))
         left = Query("Account", [], [f"NOT ({self.partner_filter()})"])
         yield Stream(
@@ -227,10 +237,6 @@ class _Plan:
                 Deal,
                 self._pages(links, self._opportunity_partner_page),
                 changes_only=True,
-            )
-        for sobject, model in (("Account", Partner), ("Opportunity", Deal)):
-            yield Stream(
-                f"{sobject}:deleted", model, self._deleted_pages(sobject), changes_only=True
             )
 
     def _pages(
