@@ -37,6 +37,7 @@ from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today
 from kpi.store import Store, StoreError, open_store
 
 USAGE_ERROR = 2
+SYNC_STOPPED = 3  # a sync stopped early: partial data, for cron and monitoring to notice
 DEMO_TIERS = (("Registered", 0.0), ("Silver", 60.0), ("Gold", 80.0))
 
 
@@ -264,8 +265,15 @@ def _showcase(obj: Context, day: date) -> None:
 )
 @click.pass_obj
 def sync(obj: Context, full: bool, accept_deletes: bool) -> None:
-    """Bring the configured source's partner data into the store."""
-    click.echo(sync_report(_sync(obj, full, accept_deletes)))
+    """Bring the configured source's partner data into the store.
+
+    Exit status: 0 done; 2 a fault to fix or deletions refused (one sentence says which);
+    3 stopped early at an API allowance (partial data, resumed by the next sync).
+    """
+    report = _sync(obj, full, accept_deletes)
+    click.echo(sync_report(report))
+    if report.stopped_early:
+        sys.exit(SYNC_STOPPED)
 
 
 def _sync(obj: Context, full: bool, accept_deletes: bool = False) -> Any:

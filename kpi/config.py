@@ -207,6 +207,10 @@ class SalesforceConfig(Section):
     # The longest query URL sent; a longer field list is split into several queries merged by
     # Id. Salesforce refuses URIs over 16,384 bytes (with the headers), proxies may refuse less.
     max_url_length: int = Field(default=15_000, ge=1000, le=16_384)
+    # Every request gives up when the connection takes longer, or the answer stops coming for
+    # longer (Salesforce itself times a query out at 120 s); it is then retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=130.0, gt=0)
 
     @field_validator("api_version")
     @classmethod
@@ -340,6 +344,9 @@ class HubSpotConfig(Section):
     page_size: int = Field(default=100, ge=10, le=100)
     # Stop before the sync itself uses more than this share of the portal's daily allowance.
     max_api_share: float = Field(default=0.5, gt=0, le=1)
+    # Every request gives up when the connection or the answer takes longer; it is retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -26,6 +26,9 @@ from kpi.migrate import upgrade
 from kpi.models import Deal, Partner, Record, StageChange, SurveyResponse, TrainingCompletion
 
 BATCH_SIZE = 1000
+#: The status of a sync run whose process ended before it finished.
+INTERRUPTED = "interrupted"
+INTERRUPTED_REASON = "the process ended before this sync finished (noticed by the next sync)"
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 R = TypeVar("R", bound=Record)
@@ -275,7 +278,15 @@ class Store:
     # --- sync bookkeeping ----------------------------------------------------------------
 
     def start_sync(self, source: str, full: bool) -> int:
+        """Records a new run; an earlier run still `running` was killed mid-way (a run that
+        ends records its outcome, and a concurrent one that is alive overwrites this mark)."""
+        runs = schema.sync_runs
         with self.transaction() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.status == "running")
+                .values(status=INTERRUPTED, error=INTERRUPTED_REASON)
+            )
             result = connection.execute(
                 schema.sync_runs.insert().values(
                     source=source, full=full, status="running", started_at=_now()

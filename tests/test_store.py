@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
+from kpi import schema
 from kpi.config import AppConfig
 from kpi.migrate import current_revision, head_revision
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
@@ -181,3 +182,18 @@ def test_the_audit_log_keeps_every_question(store: Store) -> None:
     entries = store.audit_entries()
     assert [(e["user_id"], e["allowed"]) for e in entries] == [("U2", False), ("U1", True)]
     assert entries[1]["request"] == "/partner-kpi acme" and entries[1]["channel_id"] == "C1"
+
+
+def test_a_run_killed_mid_way_is_marked_interrupted_by_the_next(store: Store) -> None:
+    killed = store.start_sync("files", full=False)  # its process never finishes it
+    running = store.start_sync("files", full=False)
+    store.finish_sync(running, "ok", {})
+    with store.engine.connect() as connection:
+        rows = {
+            row.id: (row.status, row.error) for row in connection.execute(schema.sync_runs.select())
+        }
+    assert rows[killed] == (
+        "interrupted",
+        "the process ended before this sync finished (noticed by the next sync)",
+    )
+    assert rows[running] == ("ok", None)
