@@ -18,6 +18,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.verification import check_signatures_quietly
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.server")
@@ -55,6 +56,7 @@ def health(store: Store) -> tuple[int, dict[str, Any]]:
 
 def wsgi_app(app: App, store: Store, path: str) -> WsgiApp:
     """Slack's requests on `path`, `/health` beside them, 404 elsewhere."""
+    check_signatures_quietly(app)  # a refused request's body is never logged
     slack = SlackRequestHandler(app)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
