@@ -32,9 +32,7 @@ class SignatureCheck(RequestVerification):
         problem = refusal(self.verifier, req.raw_body, timestamp, signature)
         if problem is None:
             return next()
-        log.warning(
-            "refused a request: %s (headers: %s)", problem, ", ".join(sorted(req.headers))
-        )
+        log.warning("refused a request: %s (headers: %s)", problem, ", ".join(sorted(req.headers)))
         response: BoltResponse = self._build_error_response()
         return response
 

@@ -22,7 +22,11 @@ class SourceError(Exception):
 def csv_rows(path: Path, encoding: str) -> Iterator[CsvReader]:
     """A csv.reader over `path` decoded with `encoding` (a UTF-8 byte-order mark is skipped);
     undecodable bytes and binary data raise SourceError while the rows are read."""
-    with path.open("rb") as handle:
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise SourceError(f"{path} cannot be read ({error.strerror}).") from None
+    with handle:
         reader = csv.reader(_decoded_lines(path, handle, encoding))
         yield CsvReader(path, reader)
 

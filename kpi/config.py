@@ -27,6 +27,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from kpi.models import Channel, DealType
+from kpi.store_faults import SUPPORTED_DATABASES, supported_list
 from kpi.survey_config import SurveyCampaign, distinct_campaigns
 
 CONFIG_ENV = "PARTNER_KPI_CONFIG"
@@ -372,9 +373,20 @@ class TierConfig(Section):
     min_score: float = Field(ge=0, le=100)
 
 
+def _some_weight(weights: KpiWeights) -> KpiWeights:
+    if sum(weights.model_dump().values()) <= 0:
+        raise ValueError(
+            "the weights sum to 0, so no quality score can be computed; give at least one "
+            "KPI a weight above 0"
+        )
+    return weights
+
+
 class KpiConfig(Section):
     # Given weights replace the defaults as a whole: a KPI left out weighs 0.
-    weights: KpiWeights = Field(default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS))
+    weights: Annotated[KpiWeights, AfterValidator(_some_weight)] = Field(
+        default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS)
+    )
     # Program tiers earned by quality score, e.g. Gold >= 80, Silver >= 60, Registered >= 0.
     tiers: list[TierConfig] = Field(default_factory=list)
 
@@ -528,6 +540,8 @@ class AppConfig(Section):
     hubspot: HubSpotConfig = Field(default_factory=HubSpotConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     database_url: str = f"sqlite:///{DEFAULT_DATABASE_FILE}"
+    # How long a writer waits for another one that holds the store before giving up.
+    database_lock_timeout_seconds: float = Field(default=30.0, gt=0)
     timezone: str = "UTC"
     currency: str = "USD"
     currency_rates: dict[str, float] = Field(default_factory=dict)
@@ -581,11 +595,13 @@ class AppConfig(Section):
     @classmethod
     def _parsable_url(cls, value: str) -> str:
         try:
-            make_url(value)
+            backend = make_url(value).get_backend_name()
         except Exception:
+            raise ValueError(f"not a database URL; use {supported_list()}") from None
+        if backend not in SUPPORTED_DATABASES:
             raise ValueError(
-                "not a database URL; use sqlite:///file.db or postgresql+psycopg://..."
-            ) from None
+                f"partner-kpi does not run on {backend} databases; use {supported_list()}"
+            )
         return value
 
     @property
@@ -642,7 +658,21 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
                 f"{path}: no such file; pass --config with the path of your app.yaml."
             )
         return resolve(AppConfig(), None, Path.cwd())
-    return parse_config(path.read_text(encoding="utf-8"), path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder; pass --config (or {CONFIG_ENV}) the path of the app.yaml "
+            f"file, such as {path / DEFAULT_CONFIG_NAME}."
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path.name} line {line} is not UTF-8 text (byte 0x{data[error.start]:02X} at "
+            f"offset {error.start}); save app.yaml as UTF-8."
+        ) from None
+    return parse_config(text, path)
 
 
 def parse_config(text: str, path: Path) -> LoadedConfig:
@@ -670,6 +700,7 @@ def resolve(app: AppConfig, path: Path | None, base_dir: Path) -> LoadedConfig:
     url = make_url(app.database_url)
     database = url.database
     on_disk = url.get_backend_name() == "sqlite" and database and database != ":memory:"
+    on_disk = on_disk and not str(database).startswith("file:")  # a URI names its own path
     if on_disk and not Path(str(database)).is_absolute():
         url = url.set(database=str(base_dir / str(database)))
     return LoadedConfig(app, path, files_path, url.render_as_string(hide_password=False))
