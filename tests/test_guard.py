@@ -8,19 +8,22 @@ import hashlib
 import random
 import subprocess
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select
 
+from bot.answers import Answers
+from bot.blockkit import Message
 from bot.cli import main
+from bot.digest import build_digest
 from kpi import schema
-from kpi.config import AppConfig
+from kpi.config import AppConfig, DigestConfig
 from kpi.engine import KpiEngine
 from kpi.models import Deal
-from kpi.periods import parse_period
+from kpi.periods import Period, parse_period
 from kpi.store import Store
 from tests.csv_folder import DEAL_HEADER, PARTNER_HEADER, STAGE_HEADER
 from tests.test_cli import command
@@ -224,3 +227,32 @@ def test_the_installed_command_refuses_with_one_sentence_and_no_traceback(
     )
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert "stored partners, more than sync.max_delete_share" in done.stderr
+
+
+def test_a_refusal_shows_in_the_scorecard_footer_and_the_next_digest(
+    program: tuple[Path, Path], store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, folder = program
+    header_only(folder / "deals.csv")
+    assert cli(capsys, config)[0] == 2
+    refusal = "the sync would delete 400 of the 400 stored deals, more than"
+    period = parse_period("2026", date(2026, 12, 1))
+    message = render_scorecard(store, period)
+    footer = message.blocks[-2]["elements"][0]["text"]
+    assert footer.startswith("Data as of ")
+    assert f":warning: The last sync was refused ({refusal}" in footer
+    digest = DigestConfig.model_validate(
+        {"name": "weekly", "channel": "C1", "schedule": "0 9 * * 1"}
+    )
+    data = build_digest(store, AppConfig(), digest, datetime.now(UTC))
+    assert data.warning is not None
+    assert data.warning.startswith(f"The last sync was refused just now ({refusal}")
+    assert data.warning.endswith("these numbers are from the sync of just now.")
+    assert cli(capsys, config, "--accept-deletes")[0] == 0  # a good sync clears both
+    assert build_digest(store, AppConfig(), digest, datetime.now(UTC)).warning is None
+    assert "refused" not in render_scorecard(store, period).blocks[-2]["elements"][0]["text"]
+
+
+def render_scorecard(store: Store, period: Period) -> Message:
+    answers = Answers(store, AppConfig(), lambda: date(2026, 12, 1))
+    return answers.scorecard("p0", period)
