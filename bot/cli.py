@@ -164,7 +164,8 @@ def demo(obj: Context, as_of: Any) -> None:
         f"Demo data for a program of {summary.partners} partners and {summary.deals:,} deals "
         f"written to {folder}."
     )
-    report = _sync(obj, full=True)
+    # The demo's own data replaces the last demo's (its dates move with --as-of): not a loss.
+    report = _sync(obj, full=True, accept_deletes=True)
     click.echo(sync_report(report))
     _showcase(obj, day)
     click.echo(f"\nStore: {config.database_url}")
