@@ -16,6 +16,7 @@ import pytest
 
 from bot.terminal import sync_report
 from connectors.files import FilesSource, SourceError
+from connectors.guard import DeletionRefused
 from connectors.hubspot import HubSpotSource
 from connectors.hubspot.auth import credentials_from_env
 from connectors.hubspot.client import TokenRefused
@@ -740,3 +741,25 @@ def test_a_stopped_sync_exits_with_its_own_status(
     assert done.returncode == 3, done.stderr
     assert "daily API limit (policyName DAILY)" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_full_sync_that_would_sweep_half_the_deals_is_refused_but_archived_ones_go(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    sync(store, server, full=True)
+    deal_ids = sorted(portal.objects["deals"])
+    portal.tick(minutes=5)
+    archived = deal_ids[1]
+    portal.archive("deals", archived)  # reported: always applies
+    for gone in deal_ids[::2]:  # purged past the archive's 90 days, or out of the app's sight
+        del portal.objects["deals"][gone]
+    with pytest.raises(DeletionRefused) as refused:
+        sync(store, server, full=True)
+    hidden = len(deal_ids[::2])
+    assert f"would delete {hidden:,} of the {len(deal_ids) - 1:,} stored deals," in str(
+        refused.value
+    )
+    assert {d.id for d in store.records(Deal)} == {str(i) for i in deal_ids} - {str(archived)}
+    run = store.last_sync(status=None)
+    assert run is not None and run.status == "refused"
