@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -249,20 +249,11 @@ class Store:
         return Sweep(table.name, gone, count if stored_before is None else stored_before)
 
     def delete_missing(
-        self,
-        connection: Connection,
-        model: type[Record],
-        source: str,
-        keep: Container[str],
-        allow: Callable[[Sweep], bool] | None = None,
-        stored_before: int | None = None,
+        self, connection: Connection, model: type[Record], source: str, keep: Container[str]
     ) -> int:
-        """Deletes `source`'s rows of this kind whose id is not in `keep`, unless `allow`
-        (the deletion guard) refuses the sweep; returns how many were deleted."""
-        sweep = self.missing(connection, model, source, keep, stored_before)
-        if allow is not None and not allow(sweep):
-            return 0
-        return self.delete_swept(connection, model, sweep)
+        """Deletes `source`'s rows of this kind whose id is not in `keep`, unguarded (the
+        syncs sweep through `missing`, the deletion guard and `delete_swept`)."""
+        return self.delete_swept(connection, model, self.missing(connection, model, source, keep))
 
     def delete_swept(self, connection: Connection, model: type[Record], sweep: Sweep) -> int:
         """Deletes the rows a sweep found gone; returns how many."""

@@ -150,6 +150,7 @@ class HubSpotSource:
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
+        writer.sweep()
         if report.full:
             with store.transaction() as connection:
                 report.object("deals").deleted += _drop_orphan_history(connection)

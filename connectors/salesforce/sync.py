@@ -117,6 +117,7 @@ class SalesforceSource:
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
+        writer.sweep()
 
 
 class _Plan:
