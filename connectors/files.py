@@ -1,10 +1,12 @@
 """The files source: a folder of CSV files in the format of kpi-spec.md section 1.
 
-Files are read row by row (never whole), each bad row is reported as `deals.csv:14: ...` and
-skipped, and the rest loads. A sync of this source is a snapshot: rows that disappeared from
-the files are deleted from the store, except survey answers, which the store never drops. A
-file that cannot be read at all (missing, or missing a required column) stops the sync before
-anything changes.
+Files are read row by row (never whole) in `files.encoding`, each bad row is reported as
+`deals.csv:14: ...` and skipped, and the rest loads; a skipped row keeps its id's stored copy.
+A sync of this source is a snapshot, in one transaction: rows that disappeared from the files
+are deleted from the store, except survey answers, which the store never drops, and except when
+an unreadable row's id cannot be told (that table keeps its rows) or the deletion guard refuses
+(then nothing changes). A file that cannot be read at all (missing, missing a required column,
+not text in the encoding) stops the sync before anything changes.
 """
 
 from __future__ import annotations
