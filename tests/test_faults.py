@@ -194,3 +194,20 @@ def test_an_unexpected_error_is_one_sentence_and_a_traceback_file(synced: Path) 
     )
     traceback = written[0].read_text()
     assert traceback.startswith("Traceback") and "in broken" in traceback
+
+
+def test_a_csv_in_another_encoding_is_one_sentence_until_files_encoding_names_it(
+    synced: Path,
+) -> None:
+    partners = synced / "data" / "partners.csv"
+    partners.write_bytes(partners.read_text().replace("Acme Corp", "Acmé Corp").encode("cp1252"))
+    offset = partners.read_bytes().index(b"\xe9")
+    sentence = one_sentence(partner_kpi(synced, "sync"))
+    assert sentence == (
+        f"partners.csv line 2 is not utf-8 text (byte 0xE9 at offset {offset}); set "
+        "files.encoding in app.yaml to the file's encoding (cp1252 for most Excel exports) or "
+        "export it as UTF-8 CSV."
+    )
+    config(synced, "files:\n  path: data\n  encoding: cp1252\n")
+    assert partner_kpi(synced, "sync").returncode == 0
+    assert "Acmé Corp" in partner_kpi(synced, "partners").stdout
