@@ -16,10 +16,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from bot.answers import Answers
 from bot.channel_audience import check_post_channels
 from bot.console import Console, run_console
+from bot.crash import last_resort
 from bot.formatting import KPI_LABELS, format_value
 from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
@@ -29,6 +31,7 @@ from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
 from connectors.files import SourceError
+from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config
 from kpi.engine import KpiEngine
@@ -38,10 +41,13 @@ from kpi.migrate import upgrade
 from kpi.models import Partner
 from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from kpi.store import Store, StoreError, open_store
+from kpi.store_faults import first_line
 
 log = logging.getLogger("partner_kpi")
 
 USAGE_ERROR = 2
+UNEXPECTED_ERROR = 1  # a bug: the sentence says where the traceback was written
+SYNC_STOPPED = 3  # a sync stopped early: partial data, for cron and monitoring to notice
 DEMO_TIERS = (("Registered", 0.0), ("Silver", 60.0), ("Gold", 80.0))
 
 
@@ -69,8 +75,17 @@ class Context:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.config.database_url)
+            self._store = open_store(self.config.database_url, **self.store_options())
         return self._store
+
+    def store_options(self) -> dict[str, Any]:
+        """The lock wait of app.yaml, and a session name that says which command holds it."""
+        current = click.get_current_context(silent=True)
+        command = f"partner-kpi {current.info_name}" if current else "partner-kpi"
+        return {
+            "lock_timeout": self.config.app.database_lock_timeout_seconds,
+            "name": command,
+        }
 
 
 def _demo_defaults(config: LoadedConfig) -> LoadedConfig:
@@ -122,7 +137,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the JS
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """partner-kpi: channel-partner KPIs from your CRM, in Slack."""
-    ctx.obj = Context(config_path)
+    if isinstance(ctx.obj, Context):  # main's, so a fault can be told with its store
+        ctx.obj.config_option = config_path
+    else:
+        ctx.obj = Context(config_path)
 
 
 @cli.command()
@@ -152,7 +170,8 @@ def demo(obj: Context, as_of: Any) -> None:
         f"Demo data for a program of {summary.partners} partners and {summary.deals:,} deals "
         f"written to {folder}."
     )
-    report = _sync(obj, full=True)
+    # The demo's own data replaces the last demo's (its dates move with --as-of): not a loss.
+    report = _sync(obj, full=True, accept_deletes=True)
     click.echo(sync_report(report))
     _showcase(obj, day)
     click.echo(f"\nStore: {config.database_url}")
@@ -279,17 +298,31 @@ def _showcase(obj: Context, day: date) -> None:
 
 @cli.command()
 @click.option("--full", is_flag=True, help="Re-read everything instead of what changed.")
+@click.option(
+    "--accept-deletes",
+    is_flag=True,
+    help="Let this sync delete more than sync.max_delete_share of a table (or all of it).",
+)
 @click.pass_obj
-def sync(obj: Context, full: bool) -> None:
-    """Bring the configured source's partner data into the store."""
-    click.echo(sync_report(_sync(obj, full)))
+def sync(obj: Context, full: bool, accept_deletes: bool) -> None:
+    """Bring the configured source's partner data into the store.
+
+    Exit status: 0 done; 2 a fault to fix or deletions refused (one sentence says which);
+    3 stopped early at an API allowance (partial data, resumed by the next sync).
+    """
+    report = _sync(obj, full, accept_deletes)
+    click.echo(sync_report(report))
+    if report.stopped_early:
+        sys.exit(SYNC_STOPPED)
 
 
-def _sync(obj: Context, full: bool) -> Any:
+def _sync(obj: Context, full: bool, accept_deletes: bool = False) -> Any:
     source = source_for(obj.config)
     progress = LineProgress()
     try:
-        return run_sync(obj.store, source, full=full, progress=progress)
+        return run_sync(
+            obj.store, source, full=full, progress=progress, accept_deletes=accept_deletes
+        )
     finally:
         progress.done()
 
@@ -411,7 +444,7 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(obj: Context) -> None:
     """Create the schema or bring it to the newest version."""
-    store = open_store(obj.config.database_url, migrate=False)
+    store = open_store(obj.config.database_url, migrate=False, **obj.store_options())
     before, after = upgrade(store.engine)
     if before == after:
         click.echo(f"The database is up to date (revision {after}).")
@@ -420,20 +453,29 @@ def db_upgrade(obj: Context) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the command line, turning user errors into one sentence each."""
+    """Entry point: runs the command line, turning user errors into one sentence each, and
+    any other error into one sentence that says where its traceback was written."""
+    state = Context(None)
     try:
-        cli.main(args=argv, prog_name="partner-kpi", standalone_mode=False)
+        cli.main(args=argv, prog_name="partner-kpi", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except (ConfigError, StoreError, SourceError) as error:
+    except (ConfigError, StoreError, SourceError, DeletionRefused) as error:
         UserError(str(error)).show()
+        sys.exit(USAGE_ERROR)
+    except DBAPIError as error:  # the store failed mid-command: locked, read-only, gone
+        fault = state._store.fault(error) if state._store else StoreError(first_line(error))
+        UserError(str(fault)).show()
         sys.exit(USAGE_ERROR)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    except Exception as error:
+        click.echo(f"partner-kpi: {last_resort(error)}", err=True)
+        sys.exit(UNEXPECTED_ERROR)
 
 
 from bot.cli_digest import digest, jobs  # noqa: E402 - registered after the group exists

@@ -57,6 +57,7 @@ from kpi.periods import Period, parse_period, previous_period
 from kpi.risk import AtRisk, RiskRules, partners_at_risk
 from kpi.snapshots import PROGRAM_ID, Snapshot, latest_snapshot, snapshots_since
 from kpi.store import Store
+from kpi.sync_status import last_sync_problem
 
 log = logging.getLogger("partner_kpi.digest")
 
@@ -471,14 +472,13 @@ def allowed_age(digest: DigestConfig, period: Period) -> timedelta:
 def _freshness_warning(
     store: Store, digest: DigestConfig, period: Period, now: datetime
 ) -> str | None:
-    last = store.last_sync(status=None)
+    problem = last_sync_problem(store)
     good = store.data_as_of()
     if good is None:
         return "No sync has finished yet, so these numbers may be empty; run `partner-kpi sync`."
-    if last is not None and last.status == "failed":
-        reason = (last.error or "no reason given").strip().splitlines()[0][:200]
+    if problem is not None:
         return (
-            f"The last sync failed {age(last.finished_at, now)} ({reason}); "
+            f"The last sync {problem.verb} {age(problem.finished_at, now)} ({problem.reason}); "
             f"these numbers are from the sync of {age(good, now)}."
         )
     limit = allowed_age(digest, period)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.socket_health import SocketHealth
 from bot.socket_mode import SocketModeRunner
+from bot.verification import check_signatures_quietly
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.server")
@@ -69,6 +70,7 @@ def wsgi_app(
 ) -> WsgiApp:
     """Slack's requests on `path` (HTTP mode; None in Socket Mode, where no signed request
     comes), `/health` beside them, 404 elsewhere."""
+    check_signatures_quietly(app)  # a refused request's body is never logged
     slack = SlackRequestHandler(app)
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -195,6 +195,8 @@ def scorecard_notes(details: Scorecard, currency: str) -> str:
     ]
     shown = [f"{count} {what}" for count, what in doubts if count]
     lines.append("Data trust: " + ("; ".join(shown) if shown else "no deals skipped or doubted"))
+    if details.sync_problem:
+        lines.append(details.sync_problem)
     return "\n".join(lines)
 
 

@@ -1,19 +1,20 @@
 """The files source: a folder of CSV files in the format of kpi-spec.md section 1.
 
-Files are read row by row (never whole), each bad row is reported as `deals.csv:14: ...` and
-skipped, and the rest loads. A sync of this source is a snapshot: rows that disappeared from
-the files are deleted from the store, except survey answers, which the store never drops. A
-file that cannot be read at all (missing, or missing a required column) stops the sync before
-anything changes.
+Files are read row by row (never whole) in `files.encoding`, each bad row is reported as
+`deals.csv:14: ...` and skipped, and the rest loads; a skipped row keeps its id's stored copy.
+A sync of this source is a snapshot, in one transaction: rows that disappeared from the files
+are deleted from the store, except survey answers, which the store never drops, and except when
+an unreadable row's id cannot be told (that table keeps its rows) or the deletion guard refuses
+(then nothing changes). A file that cannot be read at all (missing, missing a required column,
+not text in the encoding) stops the sync before anything changes.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -22,6 +23,9 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from connectors.csv_text import SourceError as SourceError  # re-exported: every source's error
+from connectors.csv_text import csv_rows
+from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
 from kpi.models import (
@@ -40,10 +44,6 @@ from kpi.store import KINDS, Store
 SOURCE = "files"
 PROGRESS_EVERY = 5000  # rows between progress reports
 E = TypeVar("E", bound=StrEnum)
-
-
-class SourceError(Exception):
-    """The source as a whole cannot be read; nothing was changed."""
 
 
 class BadCell(ValueError):
@@ -143,6 +143,7 @@ class CsvFile:
     required_columns: tuple[str, ...]
     build: Callable[[Row, Normalizer], Record]
     optional: bool = False  # an absent optional file leaves the store's rows of that kind alone
+    keyed_by_id: bool = False  # its `id` column is the stored row's id
 
 
 def _partner(row: Row, _: Normalizer) -> Partner:
@@ -227,8 +228,8 @@ def _survey_response(row: Row, _: Normalizer) -> SurveyResponse:
 
 
 FILES = (
-    CsvFile("partners.csv", Partner, ("id", "name", "joined_on"), _partner),
-    CsvFile("deals.csv", Deal, ("id", "status", "created_on"), _deal),
+    CsvFile("partners.csv", Partner, ("id", "name", "joined_on"), _partner, keyed_by_id=True),
+    CsvFile("deals.csv", Deal, ("id", "status", "created_on"), _deal, keyed_by_id=True),
     CsvFile("stage_changes.csv", StageChange, ("deal_id", "stage", "entered_at"), _stage_change),
     CsvFile(
         "trainings.csv",
@@ -247,14 +248,35 @@ FILES = (
 )
 
 
+@dataclass
+class _FileRead:
+    """What one file's read established: the ids loaded, the ids of rows that could not be
+    read (their stored copy stays), and how many unreadable rows had no id to keep."""
+
+    loaded: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)
+    unidentified: int = 0
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.loaded or key in self.kept
+
+
 class FilesSource:
     """Reads a folder of CSV files into the store as one snapshot, in one transaction."""
 
     name = SOURCE
 
-    def __init__(self, folder: Path, normalizer: Normalizer) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        normalizer: Normalizer,
+        encoding: str = "utf-8",
+        max_delete_share: float = 0.2,
+    ) -> None:
         self.folder = folder
         self.normalizer = normalizer
+        self.encoding = encoding
+        self.max_delete_share = max_delete_share
 
     def check(self) -> list[CsvFile]:
         """The files to read; raises SourceError when the folder or a file is unusable."""
@@ -270,8 +292,8 @@ class FilesSource:
                 if spec.optional:
                     continue
                 raise SourceError(f"{path}: missing; the files source needs {spec.name}.")
-            with path.open(encoding="utf-8-sig", newline="") as handle:
-                header = next(csv.reader(handle), [])
+            with csv_rows(path, self.encoding) as rows:
+                header = next(rows, [])
             missing = [c for c in spec.required_columns if c not in {h.strip() for h in header}]
             if missing:
                 raise SourceError(f"{path}: the header lacks the column(s) {', '.join(missing)}.")
@@ -283,15 +305,30 @@ class FilesSource:
         store: Store,
         report: SyncReport,
         progress: Callable[[str, int], None] | None = None,
+        accept_deletes: bool = False,
     ) -> None:
         files = self.check()
+        guard = DeleteGuard(self.max_delete_share, accept_deletes)
         with store.transaction() as connection:
             for spec in files:
-                kind_report = report.object(spec.name.removesuffix(".csv"))
-                seen: set[str] = set()
-                records = self._records(spec, report, seen, KINDS[spec.model].key, progress)
-                kind_report.count(store.upsert(connection, records, SOURCE))
-                kind_report.deleted = store.delete_missing(connection, spec.model, SOURCE, seen)
+                kind = spec.name.removesuffix(".csv")
+                read = _FileRead()
+                before = store.stored_count(connection, spec.model, SOURCE)
+                records = self._records(spec, report, read, KINDS[spec.model].key, progress)
+                report.object(kind).count(store.upsert(connection, records, SOURCE))
+                sweep = store.missing(connection, spec.model, SOURCE, read, before)
+                if not guard.allows(sweep):
+                    continue
+                if read.unidentified and sweep.gone:
+                    report.warnings.append(
+                        f"{spec.name}: {read.unidentified} unreadable row(s) have no id, so "
+                        f"none of the {len(sweep.gone):,} stored {kind.replace('_', ' ')} "
+                        "missing from the file were deleted in this sync"
+                    )
+                    continue
+                report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
+            # Raised inside the transaction, so a refused sync changes nothing at all.
+            guard.raise_if_refused("it changed nothing")
             store.refresh_stays(connection)
             report.warnings.extend(store.unknown_reference_warnings(connection))
         report.warnings.extend(self.normalizer.warnings())
@@ -300,14 +337,12 @@ class FilesSource:
         self,
         spec: CsvFile,
         report: SyncReport,
-        seen: set[str],
+        read: _FileRead,
         key_of: Callable[[Record], str],
         progress: Callable[[str, int], None] | None,
     ) -> Iterator[Record]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
-        path = self.folder / spec.name
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+        with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
             for count, cells in enumerate(reader, 1):
                 if progress is not None and count % PROGRESS_EVERY == 0:
@@ -318,24 +353,35 @@ class FilesSource:
                 if len(cells) != len(header):
                     problem = f"has {len(cells)} cells, the header has {len(header)}"
                     reason = "wrong number of cells"
+                    read.unidentified += 1
                 else:
+                    row = Row(dict(zip(header, cells, strict=True)))
                     try:
-                        record = spec.build(
-                            Row(dict(zip(header, cells, strict=True))), self.normalizer
+                        record = spec.build(row, self.normalizer)
+                    except (BadCell, ValidationError) as error:
+                        problem = reason = (
+                            str(error) if isinstance(error, BadCell) else validation_reason(error)
                         )
-                    except BadCell as error:
-                        problem = reason = str(error)
-                    except ValidationError as error:
-                        problem = reason = validation_reason(error)
+                        _keep_stored_copy(spec, row, read)
                     else:
                         key = key_of(record)
-                        if key not in seen:
-                            seen.add(key)
+                        if key not in read.loaded:
+                            read.loaded.add(key)
                             yield record
                             continue
                         problem, reason = f"repeats the id {key!r} of an earlier row", "repeated id"
                 report.problems.append(f"{where}: {problem}")
                 kind_report.skip(_reason_category(reason))
+
+
+def _keep_stored_copy(spec: CsvFile, row: Row, read: _FileRead) -> None:
+    """An unreadable row keeps its id's stored copy: by its id when the file has ids,
+    otherwise (an empty id, or records keyed by their content) the table is not swept."""
+    key = row.text("id") if spec.keyed_by_id else None
+    if key is None:
+        read.unidentified += 1
+    elif key not in read.loaded:
+        read.kept.add(key)
 
 
 def _reason_category(reason: str) -> str:

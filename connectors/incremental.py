@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, delete, func, select
 
+from connectors.guard import DeleteGuard
 from connectors.report import ObjectReport, SyncReport
 from connectors.seen import SeenIds
 from kpi import schema
@@ -113,10 +114,26 @@ class Stream:
     # touch a parent). With no watermark, or in a full sync, the main streams read everything
     # current, so it is not read: its watermark is set to the sync's start.
     changes_only: bool = False
+    # A changes-only stream of the deletions the CRM reports (getDeleted, archived): a full
+    # sync reads it too, from its watermark, so they apply even when the guard refuses the sweep.
+    explicit_deletions: bool = False
+
+
+@dataclass
+class _PendingSweep:
+    """A full sync's stream that ran to its end: the ids it saw, of how many stored before."""
+
+    stream: Stream
+    seen: SeenIds
+    stored_before: int
 
 
 class StreamWriter:
-    """Commits a stream's pages, each with its watermark, and keeps the report's figures."""
+    """Commits a stream's pages, each with its watermark, and keeps the report's figures.
+
+    A full sync's sweeps wait until every stream has run (`sweep`), and then apply all or none:
+    a permission change that hides deals hides their history too, and deleting the one without
+    the other would change the KPIs of deals that stay."""
 
     def __init__(
         self,
@@ -125,16 +142,25 @@ class StreamWriter:
         report: SyncReport,
         progress: Progress | None,
         started_at: datetime,
+        guard: DeleteGuard | None = None,
     ) -> None:
+        self.guard = guard or DeleteGuard()
         self.store = store
         self.source = source
         self.report = report
         self.progress = progress
         self.started_at = started_at
+        self.pending: list[_PendingSweep] = []
 
     def run(self, stream: Stream, full: bool, lookback: timedelta) -> None:
-        """Syncs one stream. A full sync reads from the beginning and sweeps what it never saw."""
-        start = None if full else read_watermark(self.store, self.source, stream.name)
+        """Syncs one stream. A full sync reads from the beginning and remembers what it saw for
+        the sweep; a stream of explicit deletions it reads from its watermark."""
+        reads_in_full = stream.changes_only and stream.explicit_deletions
+        start = (
+            None
+            if full and not reads_in_full
+            else read_watermark(self.store, self.source, stream.name)
+        )
         if stream.changes_only and start is None:
             with self.store.transaction() as connection:
                 advance_watermark(
@@ -144,7 +170,9 @@ class StreamWriter:
         if start is not None and lookback:
             start = Cursor(start.rewound(lookback), "")
         object_report = self.report.object(stream.name)
-        seen = SeenIds() if full else None
+        sweeps = full and not stream.changes_only
+        seen = SeenIds() if sweeps else None
+        before = self._stored_count(stream.model) if sweeps else None
         key = KINDS[stream.model].key
         rows = 0
         for page in stream.pages(start):
@@ -154,13 +182,35 @@ class StreamWriter:
             rows += page.rows_read
             if self.progress is not None:
                 self.progress(stream.name, rows)
-        if seen is not None:
-            with self.store.transaction() as connection:
-                object_report.deleted += self.store.delete_missing(
-                    connection, stream.model, self.source, seen
+        if seen is not None and before is not None:
+            self.pending.append(_PendingSweep(stream, seen, before))
+
+    def sweep(self) -> None:
+        """Deletes what the full sync's streams never saw, in one transaction, unless the
+        deletion guard refuses one of the sweeps: then none is applied (the guard names each)."""
+        with self.store.transaction() as connection:
+            found = [
+                (
+                    p.stream,
+                    self.store.missing(
+                        connection, p.stream.model, self.source, p.seen, p.stored_before
+                    ),
                 )
-                if stream.model is StageChange:
-                    self.store.refresh_stays(connection)
+                for p in self.pending
+            ]
+            allowed = [self.guard.allows(sweep) for _, sweep in found]  # every one, to name all
+            if all(allowed):
+                for stream, sweep in found:
+                    deleted = self.store.delete_swept(connection, stream.model, sweep)
+                    self.report.object(stream.name).deleted += deleted
+            if any(stream.model is StageChange for stream, _ in found):
+                self.store.refresh_stays(connection)
+        self.pending.clear()
+
+    def _stored_count(self, model: type[Record]) -> int:
+        """The stored rows a full sync's sweep is measured against (the guard's share)."""
+        with self.store.engine.connect() as connection:
+            return self.store.stored_count(connection, model, self.source)
 
     def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
         with self.store.transaction() as connection:

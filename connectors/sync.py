@@ -7,11 +7,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from connectors.files import FilesSource, SourceError
+from connectors.guard import DeletionRefused
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from kpi import rollups
 from kpi.config import LoadedConfig
 from kpi.store import Store
+
+#: The status of a sync run whose sweep the deletion guard refused.
+REFUSED = "refused"
 
 #: Called as rows stream in: (object name, rows read so far for it).
 Progress = Callable[[str, int], None]
@@ -20,15 +24,26 @@ Progress = Callable[[str, int], None]
 class Source(Protocol):
     name: str
 
-    def sync(self, store: Store, report: SyncReport, progress: Progress | None) -> None:
-        """Brings the source's records into the store, filling in `report` as it goes."""
+    def sync(
+        self,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None,
+        accept_deletes: bool = False,
+    ) -> None:
+        """Brings the source's records into the store, filling in `report` as it goes.
+
+        A full snapshot's sweep goes through the deletion guard (`connectors.guard`), which
+        `accept_deletes` overrides; a refused sweep raises DeletionRefused."""
 
 
 def source_for(config: LoadedConfig) -> Source:
     """The source app.yaml names, built with its settings."""
     app = config.app
     if app.source == "files":
-        return FilesSource(config.files_path, Normalizer(app))
+        return FilesSource(
+            config.files_path, Normalizer(app), app.files.encoding, app.sync.max_delete_share
+        )
     if app.source == "salesforce":
         from connectors.salesforce import SalesforceSource  # the SDK loads only when used
 
@@ -44,16 +59,27 @@ def source_for(config: LoadedConfig) -> Source:
 
 
 def run_sync(
-    store: Store, source: Source, full: bool = False, progress: Progress | None = None
+    store: Store,
+    source: Source,
+    full: bool = False,
+    progress: Progress | None = None,
+    accept_deletes: bool = False,
 ) -> SyncReport:
-    """Syncs and records the run (ok, stopped or failed) with its report in the store."""
+    """Syncs and records the run (ok, stopped, refused or failed) with its report in the store.
+
+    Scheduled syncs never pass `accept_deletes`: a refused sweep waits for a person."""
     report = SyncReport(source=source.name, full=full)
     run_id = store.start_sync(source.name, full)
     started = time.monotonic()
     try:
-        source.sync(store, report, progress)
+        source.sync(store, report, progress, accept_deletes)
         # Now rather than at the first question after the sync: the KPI rollups of what changed.
         rollups.refresh(store.engine)
+    except DeletionRefused as refusal:
+        rollups.refresh(store.engine)  # a CRM's pages read before the sweep are committed
+        report.seconds = time.monotonic() - started
+        store.finish_sync(run_id, REFUSED, report.to_json(), error=str(refusal))
+        raise
     except BaseException as error:
         report.seconds = time.monotonic() - started
         store.finish_sync(run_id, "failed", report.to_json(), error=str(error) or repr(error))

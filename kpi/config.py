@@ -6,6 +6,7 @@ Secrets never live here; they come from the environment (see `kpi.secrets`). Rel
 
 from __future__ import annotations
 
+import codecs
 import os
 import types
 import typing
@@ -26,6 +27,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 
 from kpi.models import Channel, DealType
+from kpi.store_faults import SUPPORTED_DATABASES, supported_list
 from kpi.survey_config import SurveyCampaign, distinct_campaigns
 
 CONFIG_ENV = "PARTNER_KPI_CONFIG"
@@ -92,6 +94,26 @@ class Section(BaseModel):
 
 class FilesSourceConfig(Section):
     path: Path = Path("demo-data")
+    # The CSV files' text encoding, e.g. cp1252 for Excel exports on Windows.
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use a Python codec name such as utf-8 or cp1252"
+            ) from None
+        return value
+
+
+class SyncConfig(Section):
+    """Safeguards of every sync: a sweep that would delete more than `max_delete_share` of a
+    table's stored rows, or all of them, is refused (`partner-kpi sync --accept-deletes`)."""
+
+    max_delete_share: float = Field(default=0.2, ge=0, le=1)
 
 
 def _salesforce_field(value: str) -> str:
@@ -186,6 +208,10 @@ class SalesforceConfig(Section):
     # The longest query URL sent; a longer field list is split into several queries merged by
     # Id. Salesforce refuses URIs over 16,384 bytes (with the headers), proxies may refuse less.
     max_url_length: int = Field(default=15_000, ge=1000, le=16_384)
+    # Every request gives up when the connection takes longer, or the answer stops coming for
+    # longer (Salesforce itself times a query out at 120 s); it is then retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=130.0, gt=0)
 
     @field_validator("api_version")
     @classmethod
@@ -339,6 +365,9 @@ class HubSpotConfig(Section):
     page_size: int = Field(default=100, ge=10, le=100)
     # Stop before the sync itself uses more than this share of the portal's daily allowance.
     max_api_share: float = Field(default=0.5, gt=0, le=1)
+    # Every request gives up when the connection or the answer takes longer; it is retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -364,9 +393,20 @@ class TierConfig(Section):
     min_score: float = Field(ge=0, le=100)
 
 
+def _some_weight(weights: KpiWeights) -> KpiWeights:
+    if sum(weights.model_dump().values()) <= 0:
+        raise ValueError(
+            "the weights sum to 0, so no quality score can be computed; give at least one "
+            "KPI a weight above 0"
+        )
+    return weights
+
+
 class KpiConfig(Section):
     # Given weights replace the defaults as a whole: a KPI left out weighs 0.
-    weights: KpiWeights = Field(default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS))
+    weights: Annotated[KpiWeights, AfterValidator(_some_weight)] = Field(
+        default_factory=lambda: KpiWeights(**DEFAULT_WEIGHTS)
+    )
     # Program tiers earned by quality score, e.g. Gold >= 80, Silver >= 60, Registered >= 0.
     tiers: list[TierConfig] = Field(default_factory=list)
 
@@ -508,7 +548,10 @@ class AppConfig(Section):
     files: FilesSourceConfig = Field(default_factory=FilesSourceConfig)
     salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
     hubspot: HubSpotConfig = Field(default_factory=HubSpotConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
     database_url: str = f"sqlite:///{DEFAULT_DATABASE_FILE}"
+    # How long a writer waits for another one that holds the store before giving up.
+    database_lock_timeout_seconds: float = Field(default=30.0, gt=0)
     timezone: str = "UTC"
     currency: str = "USD"
     currency_rates: dict[str, float] = Field(default_factory=dict)
@@ -562,11 +605,13 @@ class AppConfig(Section):
     @classmethod
     def _parsable_url(cls, value: str) -> str:
         try:
-            make_url(value)
+            backend = make_url(value).get_backend_name()
         except Exception:
+            raise ValueError(f"not a database URL; use {supported_list()}") from None
+        if backend not in SUPPORTED_DATABASES:
             raise ValueError(
-                "not a database URL; use sqlite:///file.db or postgresql+psycopg://..."
-            ) from None
+                f"partner-kpi does not run on {backend} databases; use {supported_list()}"
+            )
         return value
 
     @property
@@ -623,7 +668,21 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> LoadedConfig:
                 f"{path}: no such file; pass --config with the path of your app.yaml."
             )
         return resolve(AppConfig(), None, Path.cwd())
-    return parse_config(path.read_text(encoding="utf-8"), path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder; pass --config (or {CONFIG_ENV}) the path of the app.yaml "
+            f"file, such as {path / DEFAULT_CONFIG_NAME}."
+        )
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(
+            f"{path.name} line {line} is not UTF-8 text (byte 0x{data[error.start]:02X} at "
+            f"offset {error.start}); save app.yaml as UTF-8."
+        ) from None
+    return parse_config(text, path)
 
 
 def parse_config(text: str, path: Path) -> LoadedConfig:
@@ -651,6 +710,7 @@ def resolve(app: AppConfig, path: Path | None, base_dir: Path) -> LoadedConfig:
     url = make_url(app.database_url)
     database = url.database
     on_disk = url.get_backend_name() == "sqlite" and database and database != ":memory:"
+    on_disk = on_disk and not str(database).startswith("file:")  # a URI names its own path
     if on_disk and not Path(str(database)).is_absolute():
         url = url.set(database=str(base_dir / str(database)))
     return LoadedConfig(app, path, files_path, url.render_as_string(hide_password=False))

@@ -17,6 +17,7 @@ from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, sta
 from kpi.periods import Period, previous_period
 from kpi.quality import Standing, standings
 from kpi.store import Store
+from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
 
 
@@ -67,6 +68,7 @@ class Scorecard:
     tier: TierStatus
     trust: TrustCounts
     baseline: dict[str, Any]  # the same KPIs over direct deals
+    sync_problem: str | None = None  # the last sync failed, was refused or stopped early
 
 
 class KpiEngine:
@@ -103,6 +105,7 @@ class KpiEngine:
             tier=tier,
             trust=trust.get(partner_id, TrustCounts()),
             baseline=kpis_of(data.current.get(None, Totals())),
+            sync_problem=str(problem) if (problem := last_sync_problem(self.store)) else None,
         )
 
     def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:

@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
 from kpi.sqlfuncs import days_between, hour_floor
-from kpi.store import SQLITE_BUSY_TIMEOUT_MS
+from kpi.store import BUSY_TIMEOUT_KEY, DEFAULT_LOCK_TIMEOUT_SECONDS
 
 log = logging.getLogger("partner_kpi.rollups")
 
@@ -58,6 +58,7 @@ DIRECT = ""  # the partner key of deals without a partner
 ALL = "*"  # the dirty mark that stands for every partner
 KEY_BATCH = 500
 QUICK_BUSY_MS = 250  # how long a question waits for a busy SQLite store before answering
+DEFAULT_BUSY_MS = round(DEFAULT_LOCK_TIMEOUT_SECONDS * 1000)  # a connection not from open_store
 #: The advisory lock that serializes refreshes on PostgreSQL: one per schema, so stores that
 #: share a database in separate schemas never wait for each other's refreshes.
 PG_REFRESH_LOCK = "(7224011, hashtext(current_schema()))"
@@ -189,7 +190,8 @@ def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
                 _rebuild_hours(connection, min(marks.hours))
         finally:
             if connection.info.pop("restore_busy_timeout", False):
-                connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                busy_ms = connection.info.get(BUSY_TIMEOUT_KEY, DEFAULT_BUSY_MS)
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
 
 
 def clear_marks(engine: Engine, marks: Marks) -> None:

@@ -109,9 +109,7 @@ stage_changes = Table(
     Index("ix_stage_changes_entered", "entered_at", "partner_key", "stage"),
     Index("ix_stage_changes_left", "left_at", "partner_key", "stage", "entered_at"),
     Index("ix_stage_changes_partner_stage_entered", "partner_key", "stage", "entered_at"),
-    Index(
-        "ix_stage_changes_partner_stage_left", "partner_key", "stage", "left_at", "entered_at"
-    ),
+    Index("ix_stage_changes_partner_stage_left", "partner_key", "stage", "left_at", "entered_at"),
 )
 
 # The CRM's own stage order (Salesforce SortOrder, HubSpot displayOrder), per source.

@@ -13,19 +13,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.dml import Insert
 
 from kpi import schema
 from kpi.migrate import upgrade
 from kpi.models import Deal, Partner, Record, StageChange, SurveyResponse, TrainingCompletion
+from kpi.store_faults import (
+    describe,
+    first_line,
+    is_locked,
+    location,
+    lock_holders,
+    supported_list,
+)
 
 BATCH_SIZE = 1000
+DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
+BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
+#: The status of a sync run whose process ended before it finished.
+INTERRUPTED = "interrupted"
+INTERRUPTED_REASON = "the process ended before this sync finished (noticed by the next sync)"
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 R = TypeVar("R", bound=Record)
@@ -90,6 +104,15 @@ def natural_key(*parts: str) -> str:
     return "|".join(parts)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """What a full snapshot would delete from one table: the ids gone, of `stored` rows."""
+
+    table: str
+    gone: list[str]
+    stored: int
+
+
 @dataclass
 class SyncRun:
     id: int
@@ -103,8 +126,22 @@ class SyncRun:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> None:
         self.engine = engine
+        self.lock_timeout = lock_timeout
+
+    def fault(self, error: DBAPIError) -> StoreError:
+        """The one-sentence StoreError for a database fault, naming who holds a lock when the
+        database can tell."""
+        where = location(self.engine.url)
+        holders: list[str] = []
+        if is_locked(error):
+            try:
+                with self.engine.connect() as connection:
+                    holders = lock_holders(connection)
+            except DBAPIError:
+                holders = []
+        return StoreError(describe(error, where, self.lock_timeout, holders))
 
     # --- writing -----------------------------------------------------------------------
 
@@ -182,21 +219,48 @@ class Store:
                 update(changes).where(changes.c.deal_id.in_(batch)).values(left_at=next_start)
             )
 
+    def stored_count(self, connection: Connection, model: type[Record], source: str) -> int:
+        """How many rows of this kind `source` has stored."""
+        table = KINDS[model].table
+        query = select(func.count()).select_from(table).where(table.c.source == source)
+        return int(connection.execute(query).scalar_one())
+
+    def missing(
+        self,
+        connection: Connection,
+        model: type[Record],
+        source: str,
+        keep: Container[str],
+        stored_before: int | None = None,
+    ) -> Sweep:
+        """`source`'s stored rows of this kind whose id is not in `keep` (a full snapshot's
+        sweep), of how many it stored before the sync (`stored_before`, default: now).
+        Survey responses exist only in the store and are never swept."""
+        table = KINDS[model].table
+        if model is SurveyResponse:
+            return Sweep(table.name, [], 0)
+        stored = connection.execute(select(table.c.id).where(table.c.source == source)).scalars()
+        count = 0
+        gone = []
+        for key in stored:
+            count += 1
+            if key not in keep:
+                gone.append(key)
+        return Sweep(table.name, gone, count if stored_before is None else stored_before)
+
     def delete_missing(
         self, connection: Connection, model: type[Record], source: str, keep: Container[str]
     ) -> int:
-        """Deletes `source`'s rows of this kind whose id is not in `keep` (a full snapshot).
+        """Deletes `source`'s rows of this kind whose id is not in `keep`, unguarded (the
+        syncs sweep through `missing`, the deletion guard and `delete_swept`)."""
+        return self.delete_swept(connection, model, self.missing(connection, model, source, keep))
 
-        Survey responses exist only in the store and are never deleted this way.
-        """
-        if model is SurveyResponse:
-            return 0
+    def delete_swept(self, connection: Connection, model: type[Record], sweep: Sweep) -> int:
+        """Deletes the rows a sweep found gone; returns how many."""
         table = KINDS[model].table
-        stored = connection.execute(select(table.c.id).where(table.c.source == source)).scalars()
-        gone = [key for key in stored if key not in keep]
-        for batch in _batches(gone, BATCH_SIZE):
+        for batch in _batches(sweep.gone, BATCH_SIZE):
             connection.execute(delete(table).where(table.c.id.in_(batch)))
-        return len(gone)
+        return len(sweep.gone)
 
     def unknown_reference_warnings(self, connection: Connection) -> list[str]:
         """Records that name a partner or deal the store does not have: kept, but worth a word."""
@@ -230,7 +294,15 @@ class Store:
     # --- sync bookkeeping ----------------------------------------------------------------
 
     def start_sync(self, source: str, full: bool) -> int:
+        """Records a new run; an earlier run still `running` was killed mid-way (a run that
+        ends records its outcome, and a concurrent one that is alive overwrites this mark)."""
+        runs = schema.sync_runs
         with self.transaction() as connection:
+            connection.execute(
+                update(runs)
+                .where(runs.c.status == "running")
+                .values(status=INTERRUPTED, error=INTERRUPTED_REASON)
+            )
             result = connection.execute(
                 schema.sync_runs.insert().values(
                     source=source, full=full, status="running", started_at=_now()
@@ -397,9 +469,6 @@ class Store:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
 
 
-SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long a SQLite writer waits for another one
-
-
 def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> None:
     """Sets each stage change's partner key from its deal, as the triggers of migration 0004
     would: one query per batch here saves SQLite a second write of every new row."""
@@ -412,28 +481,55 @@ def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> 
         row["partner_key"] = partner_of.get(row["deal_id"])
 
 
-def open_store(url: str, migrate: bool = True) -> Store:
-    """Connects to the database at `url` and brings its schema up to date."""
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+def open_store(
+    url: str,
+    migrate: bool = True,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    name: str = "partner-kpi",
+) -> Store:
+    """Connects to the database at `url` and brings its schema up to date.
+
+    A writer waits at most `lock_timeout` seconds for another one (SQLite's busy timeout,
+    PostgreSQL's lock_timeout); on PostgreSQL the session is called `name`, so a person (and
+    the message of a writer that waited too long) can tell who holds a lock."""
+    where = location(make_url(url))
+    backend = make_url(url).get_backend_name()
+    connect_args = {"application_name": name} if backend == "postgresql" else {}
+    try:
+        engine = create_engine(url, future=True, pool_pre_ping=True, connect_args=connect_args)
+    except (ImportError, NoSuchModuleError) as error:
+        raise StoreError(
+            f"cannot use the database {where}: its driver is missing ({first_line(error)}); "
+            f"use {supported_list()}."
+        ) from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    store = Store(engine)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, lock_timeout))
+    else:
+        event.listen(engine, "connect", partial(_postgres_settings, lock_timeout))
+    store = Store(engine, lock_timeout)
     if migrate:
         try:
             upgrade(engine)
-        except OperationalError as error:
-            where = make_url(url).render_as_string(hide_password=True)
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            raise StoreError(f"cannot open the database {where}: {reason}.") from None
+        except DBAPIError as error:
+            raise store.fault(error) from None
     return store
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(lock_timeout: float, dbapi_connection: Any, record: Any) -> None:
+    busy_ms = round(lock_timeout * 1000)
+    record.info[BUSY_TIMEOUT_KEY] = busy_ms
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the bot) never block the sync
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
+
+
+def _postgres_settings(lock_timeout: float, dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET lock_timeout = {round(lock_timeout * 1000)}")
+    cursor.close()
+    dbapi_connection.commit()  # a SET in a transaction that rolls back would be undone
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -12,7 +12,7 @@ token gets HubSpot's 401 body (category INVALID_AUTHENTICATION); `POST /oauth/v1
 OAuth access tokens for a refresh token (form-encoded; a bad one gets HubSpot's 400
 `BAD_REFRESH_TOKEN` body), and an issued token can be made to expire after some calls (401
 EXPIRED_AUTHENTICATION); over-long URLs get 414; injected faults give 429 bodies
-(policyName TEN_SECONDLY_ROLLING, with Retry-After), 502/503, or a dropped connection.
+(policyName TEN_SECONDLY_ROLLING with Retry-After, or DAILY), 502/503, or a dropped connection.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class Fault:
     path: str = ""  # only requests whose path contains this
     retry_after: str | None = "1"
     after: int = 0  # matching requests to let through first
+    policy: str = "TEN_SECONDLY_ROLLING"  # a 429's policyName: DAILY for the daily limit
 
 
 @dataclass
@@ -497,10 +498,10 @@ def _fault_error(fault: Fault) -> ApiError:
             429,
             {
                 "status": "error",
-                "message": "You have reached your ten_secondly_rolling limit.",
+                "message": f"You have reached your {fault.policy.lower()} limit.",
                 "errorType": "RATE_LIMIT",
                 "correlationId": str(uuid.uuid4()),
-                "policyName": "TEN_SECONDLY_ROLLING",
+                "policyName": fault.policy,
                 "groupName": "publicapi:private-app:12345",
             },
             headers,

@@ -355,7 +355,11 @@ class FakeOrg:
         default_factory=dict
     )
     picklists: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    hard_deleted: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
+    #: The delete log getDeleted reads: every deletion, to the recycle bin or for good.
+    delete_log: dict[str, list[tuple[str, datetime]]] = field(default_factory=dict)
+    #: Ids the integration user can no longer see (a sharing or permission change): absent
+    #: from every query, queryAll too, and from getDeleted, as are their opportunities' history.
+    hidden: set[str] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)
     logins: int = 0
     requests: list[str] = field(default_factory=list)  # "GET /path" of every request
@@ -406,12 +410,14 @@ class FakeOrg:
 
     def soft_delete(self, sobject: str, record_id: str) -> None:
         self.update(sobject, record_id, IsDeleted=True)
+        self.delete_log.setdefault(sobject, []).append((record_id, self.now))
 
     def hard_delete(self, sobject: str, record_id: str) -> None:
         with self.lock:
-            del self.records[sobject][record_id]
+            record = self.records[sobject].pop(record_id)
             self._version += 1
-            self.hard_deleted.setdefault(sobject, []).append((record_id, self.now))
+            if not record["IsDeleted"]:  # one in the recycle bin is in the log already
+                self.delete_log.setdefault(sobject, []).append((record_id, self.now))
 
     # --- describe ---------------------------------------------------------------------
 
@@ -493,13 +499,20 @@ class FakeOrg:
         rows = [
             r
             for r in candidates
-            if (include_deleted or not r.get("IsDeleted")) and self._holds(select.where, r)
+            if (include_deleted or not r.get("IsDeleted"))
+            and self._visible(r)
+            and self._holds(select.where, r)
         ]
         for name, descending in reversed(select.order):
             rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=descending)
         if select.limit is not None:
             rows = rows[: select.limit]
         return [self._shape(sobject, select, r, include_deleted) for r in rows]
+
+    def _visible(self, record: dict[str, Any]) -> bool:
+        return not self.hidden or (
+            record["Id"] not in self.hidden and record.get("OpportunityId") not in self.hidden
+        )
 
     def _check_path(self, sobject: str, path: str) -> None:
         current = sobject
@@ -837,7 +850,8 @@ class Handler(BaseHTTPRequestHandler):
         end = parse_sf_datetime(query["end"][0])
         found = [
             {"id": record_id, "deletedDate": sf_datetime(at)}
-            for record_id, at in self.org.hard_deleted.get(sobject, [])
+            for record_id, at in self.org.delete_log.get(sobject, [])
+            if record_id not in self.org.hidden
             if start <= at <= end
         ]
         self._json(

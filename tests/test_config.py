@@ -49,6 +49,17 @@ def error_of(text: str) -> str:
             "'date_entered', not 'dates'",
         ),
         ("- a\n- b", "app.yaml: expected a mapping of settings at the top level."),
+        (
+            "files: {encoding: excel}",
+            "app.yaml: files.encoding: unknown encoding 'excel'; use a Python codec name",
+        ),
+        ("sync: {max_delete_share: 1.5}", "app.yaml: sync.max_delete_share: "),
+        ("database_lock_timeout_seconds: 0", "app.yaml: database_lock_timeout_seconds: "),
+        ("salesforce: {read_timeout_seconds: 0}", "app.yaml: salesforce.read_timeout_seconds: "),
+        (
+            "database_url: 'mssql+pyodbc://kpi@db/kpi'",
+            "app.yaml: database_url: partner-kpi does not run on mssql databases; use sqlite",
+        ),
         ("source: files\n  bad: [", "app.yaml line 2: "),
     ],
 )

@@ -239,3 +239,33 @@ def test_header_only_partners_file_loads_nothing_without_error(
     )
     report = sync(store, folder)
     assert report.problems == [] and store.counts()["partners"] == 0
+
+
+def test_a_cp1252_export_loads_with_files_encoding_and_is_one_sentence_without(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = minimal_folder(tmp_path)
+    data = f"{PARTNER_HEADER}\np1,Café Müller GmbH,Gold,2024-01-15,,,\n".encode("cp1252")
+    (folder / "partners.csv").write_bytes(data)
+    with pytest.raises(SourceError) as error:
+        sync(store, folder)
+    assert data.index(b"\xe9") == 64
+    assert str(error.value) == (
+        "partners.csv line 2 is not utf-8 text (byte 0xE9 at offset 64); set files.encoding "
+        "in app.yaml to the file's encoding (cp1252 for most Excel exports) or export it as "
+        "UTF-8 CSV."
+    )
+    assert store.counts()["partners"] == 0
+    report = run_sync(store, FilesSource(folder, Normalizer(APP), encoding="cp1252"))
+    assert report.problems == []
+    assert [p.name for p in store.records(Partner)] == ["Café Müller GmbH"]
+
+
+def test_binary_data_in_a_file_is_one_sentence(store: Store, tmp_path: Path) -> None:
+    folder = minimal_folder(tmp_path)
+    with (folder / "deals.csv").open("ab") as handle:
+        handle.write(b"\x00\x01\x02 trailing junk\n")
+    with pytest.raises(SourceError, match=r"^deals\.csv line 5 is binary data, not CSV text"):
+        sync(store, folder)
+    with pytest.raises(SourceError, match=r"line 5 is binary data"):
+        run_sync(store, FilesSource(folder, Normalizer(APP), encoding="cp1252"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from bot.terminal import sync_report
 from connectors.files import FilesSource, SourceError
+from connectors.guard import DeletionRefused
 from connectors.hubspot import HubSpotSource
 from connectors.hubspot.auth import credentials_from_env
 from connectors.hubspot.client import TokenRefused
@@ -38,6 +41,7 @@ from tests.fake_hubspot import (
     iso,
 )
 from tests.kpi_compare import assert_same_partner_kpis
+from tests.test_cli import command
 
 PARTNERS = 8
 DIRECT_DEALS = 150
@@ -695,3 +699,67 @@ def test_a_refused_refresh_token_is_one_sentence_and_writes_nothing(
 def test_oauth_variables_must_come_together() -> None:
     with pytest.raises(SourceError, match="set HUBSPOT_REFRESH_TOKEN as well"):
         credentials_from_env({k: v for k, v in OAUTH_ENV.items() if "REFRESH" not in k})
+
+
+def test_hubspots_daily_limit_stops_the_sync_at_once(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    portal.faults.append(Fault(429, remaining=100, path="/objects/deals", policy="DAILY"))
+    sleeps = Sleeps()
+    report = run_sync(store, hs_source(server, sleeps=sleeps), full=True)
+    assert report.stopped_early == (
+        "HubSpot refused further calls for the portal's daily API limit (policyName DAILY); "
+        "the next sync resumes where this one stopped"
+    )
+    assert portal.faults[0].remaining == 99  # refused once, never retried
+    assert sleeps == []
+    run = store.last_sync(status=None)
+    assert run is not None and run.status == "stopped"
+
+
+def test_a_stopped_sync_exits_with_its_own_status(
+    server: FakeHubSpot, portal: FakePortal, tmp_path: Path
+) -> None:
+    load_portal(portal)
+    portal.faults.append(Fault(429, remaining=100, path="/objects/deals", policy="DAILY"))
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        "source: hubspot\n"
+        f"hubspot:\n  base_url: {server.base_url}\n  requests_per_10_seconds: 100000\n"
+        f"database_url: sqlite:///{tmp_path / 'store.db'}\n"
+    )
+    env = {**os.environ, "HUBSPOT_ACCESS_TOKEN": TOKEN}
+    done = subprocess.run(
+        [*command(), "--config", str(config), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "daily API limit (policyName DAILY)" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_full_sync_that_would_sweep_half_the_deals_is_refused_but_archived_ones_go(
+    server: FakeHubSpot, portal: FakePortal, store: Store
+) -> None:
+    load_portal(portal)
+    sync(store, server, full=True)
+    deal_ids = sorted(portal.objects["deals"])
+    portal.tick(minutes=5)
+    archived = deal_ids[1]
+    portal.archive("deals", archived)  # reported: always applies
+    for gone in deal_ids[::2]:  # purged past the archive's 90 days, or out of the app's sight
+        del portal.objects["deals"][gone]
+    with pytest.raises(DeletionRefused) as refused:
+        sync(store, server, full=True)
+    hidden = len(deal_ids[::2])
+    assert f"would delete {hidden:,} of the {len(deal_ids) - 1:,} stored deals," in str(
+        refused.value
+    )
+    assert {d.id for d in store.records(Deal)} == {str(i) for i in deal_ids} - {str(archived)}
+    run = store.last_sync(status=None)
+    assert run is not None and run.status == "refused"

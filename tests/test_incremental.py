@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from connectors.guard import DeleteGuard, DeletionRefused
 from connectors.incremental import (
     ApiBudget,
     Cursor,
@@ -21,7 +22,7 @@ from connectors.incremental import (
 )
 from connectors.report import SyncReport
 from connectors.seen import SeenIds
-from kpi.models import Partner
+from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,13 +80,56 @@ def test_a_watermark_never_moves_back(store: Store) -> None:
 def test_a_full_sync_sweeps_what_it_did_not_see(store: Store) -> None:
     report = SyncReport(SOURCE, True)
     writer(store, report).run(
-        Stream("Account", Partner, lambda s: pages_of([1, 2, 3])), False, timedelta()
+        Stream("Account", Partner, lambda s: pages_of([1, 2, 3, 4, 5, 6])), False, timedelta()
     )
+    full = writer(store, report)
+    full.run(Stream("Account", Partner, lambda s: pages_of([1, 3, 4, 5, 6])), True, timedelta())
+    assert len(store.records(Partner)) == 6  # the sweep waits for every stream
+    full.sweep()
+    assert [p.id for p in store.records(Partner)] == ["p1", "p3", "p4", "p5", "p6"]
+    assert report.objects["Account"].deleted == 1  # 1 of 6: within the guard's 20%
+
+
+def test_a_full_sync_sweep_over_the_guard_share_deletes_nothing(store: Store) -> None:
+    report = SyncReport(SOURCE, True)
     writer(store, report).run(
-        Stream("Account", Partner, lambda s: pages_of([1, 3])), True, timedelta()
+        Stream("Account", Partner, lambda s: pages_of([1, 2, 3, 4, 5])), False, timedelta()
     )
-    assert [p.id for p in store.records(Partner)] == ["p1", "p3"]
-    assert report.objects["Account"].deleted == 1
+    guard = DeleteGuard(max_share=0.2)
+    full = StreamWriter(store, SOURCE, report, None, T0, guard)
+    full.run(Stream("Account", Partner, lambda s: pages_of([1, 3, 5])), True, timedelta())
+    full.sweep()
+    assert len(store.records(Partner)) == 5
+    assert [(s.table, sorted(s.gone), s.stored) for s in guard.refused] == [
+        ("partners", ["p2", "p4"], 5)
+    ]
+    with pytest.raises(DeletionRefused, match=r"2 of the 5 stored partners, more than"):
+        guard.raise_if_refused("none of them were deleted")
+
+
+def test_one_refused_sweep_keeps_every_tables_rows(store: Store) -> None:
+    """Deals hidden with their history: the history's sweep alone would pass the guard."""
+    report = SyncReport(SOURCE, True)
+    first = writer(store, report)
+    first.run(Stream("Account", Partner, lambda s: pages_of(list(range(10)))), True, timedelta())
+    first.run(Stream("Deal", Deal, lambda s: deal_pages(range(10))), True, timedelta())
+    first.sweep()
+    guard = DeleteGuard(max_share=0.2)
+    full = StreamWriter(store, SOURCE, report, None, T0, guard)
+    full.run(Stream("Account", Partner, lambda s: pages_of(list(range(9)))), True, timedelta())
+    full.run(Stream("Deal", Deal, lambda s: deal_pages(range(5))), True, timedelta())
+    full.sweep()
+    assert [s.table for s in guard.refused] == ["deals"]
+    assert len(store.records(Partner)) == 10  # p9's deletion (10%) waits with the deals'
+    assert len(store.records(Deal)) == 10
+
+
+def deal_pages(numbers: range) -> Iterator[Page]:
+    deals = [
+        Deal(id=f"d{n}", partner_id=f"p{n}", status=DealStatus.OPEN, created_on=date(2026, 1, 1))
+        for n in numbers
+    ]
+    yield Page(list(deals), cursor=Cursor(T0, "d"), rows_read=len(deals))
 
 
 def test_a_changes_only_stream_without_watermark_is_seeded_not_read(store: Store) -> None:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.files import FilesSource, SourceError
+from connectors.guard import DeletionRefused
 from connectors.incremental import ApiBudget, Cursor, RetryPolicy, read_watermark
 from connectors.normalize import Normalizer
 from connectors.salesforce import SalesforceSource
@@ -301,12 +302,41 @@ def test_incremental_sync_brings_changes_and_deletions(
     partners_now = {p.id: p for p in store.records(Partner)}
     assert leaving_id not in partners_now
     assert "new.person@example.com" in partners_now[partner_id].contact_emails
-    assert report.objects["Opportunity"].deleted == 1
-    assert report.objects["Opportunity:deleted"].deleted == 1
+    # getDeleted (read first) lists both; queryAll's IsDeleted row finds nothing left to delete
+    assert report.objects["Opportunity:deleted"].deleted == 2
+    assert report.objects["Opportunity"].deleted == 0
     assert report.objects["Account:left"].deleted == 1
     # the watermark sits on the last opportunity changed, ties on SystemModstamp broken by id
     watermark = read_watermark(store, "salesforce", "Opportunity")
     assert watermark is not None and watermark.id == max(changed, soft, new_id)
+
+
+def test_a_full_sync_of_an_org_that_hides_half_its_opportunities_is_refused(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    sync(store, org, full=True)
+    opportunities = sorted(r["Id"] for r in live(org, "Opportunity"))
+    org.tick(minutes=5)
+    org.hidden.update(opportunities[::2])  # a sharing rule changed: half are out of sight
+    soft, hard = opportunities[1], opportunities[3]
+    org.soft_delete("Opportunity", soft)  # explicit deletions (getDeleted) still apply
+    org.hard_delete("Opportunity", hard)
+    with pytest.raises(DeletionRefused) as refused:
+        sync(store, org, full=True)
+    message = str(refused.value)
+    hidden = len(opportunities[::2])
+    assert f" {hidden:,} of the {len(opportunities) - 2:,} stored deals," in message
+    assert "none of them were deleted" in message
+    assert "`partner-kpi sync --accept-deletes`" in message
+    assert {d.id for d in store.records(Deal)} == set(opportunities) - {soft, hard}
+    run = store.last_sync(status=None)
+    assert run is not None and run.status == "refused" and run.error == message
+    assert run.report["objects"]["Opportunity:deleted"]["deleted"] == 2
+    assert run.report["objects"]["Opportunity"]["deleted"] == 0
+
+    org.tick(minutes=1)
+    run_sync(store, sf_source(org), full=True, accept_deletes=True)
+    assert {d.id for d in store.records(Deal)} == set(opportunities[1::2]) - {soft, hard}
 
 
 def test_an_interrupted_sync_resumes_without_loss_or_duplicates(

@@ -4,6 +4,7 @@ them, and its Web API client and response_url answers going to a loopback stand-
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -261,3 +262,23 @@ def test_health_reports_freshness(slack_bot: Bot) -> None:
         body = json.loads(response.read())
     assert body["status"] == "ok" and body["last_sync_status"] == "ok"
     assert datetime.fromisoformat(body["data_as_of"]) <= datetime.now(UTC)
+
+
+def test_a_refused_signature_logs_the_reason_and_header_names_never_the_body(
+    slack_bot: Bot, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = fake.new_response_url()
+    body = slash_command_body(text="acme", response_url=url)
+    caplog.set_level(logging.DEBUG)
+    assert post_to_bot(slack_bot.url, body, "not-the-secret").status == 401
+    stale = int(time.time()) - 600
+    assert post_to_bot(slack_bot.url, body, SECRET, timestamp=stale).status == 401
+    spoiled = {"X-Slack-Request-Timestamp": "soon"}
+    assert post_to_bot(slack_bot.url, body, SECRET, headers=spoiled).status == 401
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "refused a request: the signature does not match the signing secret" in logged
+    assert "refused a request: its timestamp is more than 5 minutes away from now" in logged
+    assert "no X-Slack-Request-Timestamp header with a number" in logged
+    assert "x-slack-signature" in logged
+    assert url not in logged and "response_url" not in logged and "acme" not in logged
+    assert "v0=" not in logged  # nor the signature's value

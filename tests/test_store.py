@@ -12,6 +12,7 @@ from sqlalchemy import inspect
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
+from kpi import schema
 from kpi.config import AppConfig
 from kpi.migrate import current_revision, head_revision
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
@@ -19,8 +20,10 @@ from kpi.store import BATCH_SIZE, Store, open_store
 from tests.csv_folder import DEAL_HEADER, minimal_folder, write_folder
 
 
-def load(store: Store, folder: Path):  # type: ignore[no-untyped-def]
-    return run_sync(store, FilesSource(folder, Normalizer(AppConfig())))
+def load(store: Store, folder: Path, accept_deletes: bool = False):  # type: ignore[no-untyped-def]
+    return run_sync(
+        store, FilesSource(folder, Normalizer(AppConfig())), accept_deletes=accept_deletes
+    )
 
 
 def test_migrations_create_every_table_from_empty(database_url: str) -> None:
@@ -69,7 +72,8 @@ def test_a_changed_row_updates_and_a_removed_row_is_deleted(store: Store, tmp_pa
             d3,,Direct,50,,Proposal,open,2026-02-01,,2026-12-01,,,,false,,
             d4,p2,New one,70,,Prospecting,open,2026-04-01,,,,,,,,""",
     )
-    report = load(store, folder).objects["deals"]
+    # 1 of 3 deals is more than the deletion guard's default share (tests/test_guard.py)
+    report = load(store, folder, accept_deletes=True).objects["deals"]
     assert (report.new, report.updated, report.unchanged, report.deleted) == (1, 1, 1, 1)
     deals = {deal.id: deal for deal in store.records(Deal)}
     assert set(deals) == {"d1", "d3", "d4"}
@@ -178,3 +182,18 @@ def test_the_audit_log_keeps_every_question(store: Store) -> None:
     entries = store.audit_entries()
     assert [(e["user_id"], e["allowed"]) for e in entries] == [("U2", False), ("U1", True)]
     assert entries[1]["request"] == "/partner-kpi acme" and entries[1]["channel_id"] == "C1"
+
+
+def test_a_run_killed_mid_way_is_marked_interrupted_by_the_next(store: Store) -> None:
+    killed = store.start_sync("files", full=False)  # its process never finishes it
+    running = store.start_sync("files", full=False)
+    store.finish_sync(running, "ok", {})
+    with store.engine.connect() as connection:
+        rows = {
+            row.id: (row.status, row.error) for row in connection.execute(schema.sync_runs.select())
+        }
+    assert rows[killed] == (
+        "interrupted",
+        "the process ended before this sync finished (noticed by the next sync)",
+    )
+    assert rows[running] == ("ok", None)

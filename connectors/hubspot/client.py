@@ -10,7 +10,9 @@ names (`paging.next.after`, `propertiesWithHistory`) and skips the SDK's model b
 Every request first waits for the client-side `RateLimiter`, is counted in the `ApiBudget`
 (whose daily allowance comes from HubSpot's X-HubSpot-RateLimit-Daily headers), and is retried
 with `RetryPolicy`: a 429 after its Retry-After, 500/502/503/504 and network faults with
-backoff and jitter, for POST (search, batch reads) as for GET. urllib3's own retries are off,
+backoff and jitter, for POST (search, batch reads) as for GET. A 429 for the daily limit
+(policyName DAILY) stops the sync at once. Every request has connect and read timeouts
+(app.yaml `hubspot.connect_timeout_seconds`, `read_timeout_seconds`). urllib3's own retries are off,
 so nothing is retried twice. A refused token or a missing scope becomes one sentence with
 HubSpot's error category and the scopes the app needs; the token never appears in a message.
 """
@@ -74,10 +76,15 @@ class HttpFault(Exception):
     def category(self) -> str:
         return str(self.body.get("category") or self.body.get("errorType") or "")
 
+    @property
+    def daily_limit(self) -> bool:
+        """A 429 for the daily allowance (policyName DAILY): no retry helps until tomorrow."""
+        return self.status == 429 and self.body.get("policyName") == "DAILY"
+
 
 def _is_transient(error: BaseException) -> bool:
     if isinstance(error, HttpFault):
-        return error.status in RETRIED_STATUSES
+        return error.status in RETRIED_STATUSES and not error.daily_limit
     return isinstance(error, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
 
@@ -100,6 +107,11 @@ class HubSpotApi:
         self.limiter = limiter
         self.retry = retry
         self.retried = 0  # answers and faults that were retried
+        # Every SDK call returns the raw urllib3 response, within (connect, read) timeouts.
+        self._raw: dict[str, Any] = {
+            "_preload_content": False,
+            "_request_timeout": (settings.connect_timeout_seconds, settings.read_timeout_seconds),
+        }
         client = HubSpot(
             access_token=credentials if isinstance(credentials, str) else None,
             host=settings.base_url,
@@ -145,7 +157,7 @@ class HubSpotApi:
             options["properties"] = in_url
         if after:
             options["after"] = after
-        page = self.call(lambda: self._basic.get_page(object_type, **options, **_RAW))
+        page = self.call(lambda: self._basic.get_page(object_type, **options, **self._raw))
         results = page.get("results") or []
         if rest and results:
             ids = [str(row["id"]) for row in results]
@@ -169,7 +181,9 @@ class HubSpotApi:
 
     def search(self, object_type: str, request: JsonObject) -> JsonObject:
         """POST /crm/v3/objects/{type}/search."""
-        return self.call(lambda: self._search.do_search(object_type, request, **_RAW), search=True)
+        return self.call(
+            lambda: self._search.do_search(object_type, request, **self._raw), search=True
+        )
 
     def batch_read(
         self,
@@ -187,17 +201,17 @@ class HubSpotApi:
                 "properties": list(properties),
                 "propertiesWithHistory": list(history),
             }
-            result = self.call(partial(self._batch.read, object_type, body, **_RAW))
+            result = self.call(partial(self._batch.read, object_type, body, **self._raw))
             found.extend(result.get("results", []))
         return found
 
     def pipelines(self, object_type: str) -> list[JsonObject]:
-        result = self.call(lambda: self._pipelines.get_all(object_type, **_RAW))
+        result = self.call(lambda: self._pipelines.get_all(object_type, **self._raw))
         return list(result.get("results", []))
 
     def properties(self, object_type: str) -> dict[str, JsonObject]:
         """The definitions of the object's properties (options included), by name."""
-        result = self.call(lambda: self._properties.get_all(object_type, **_RAW))
+        result = self.call(lambda: self._properties.get_all(object_type, **self._raw))
         return {str(p["name"]): p for p in result.get("results", [])}
 
     def associations(
@@ -211,7 +225,7 @@ class HubSpotApi:
             batch, pending = pending[:ASSOCIATION_READ_MAX], pending[ASSOCIATION_READ_MAX:]
             body = {"inputs": batch}
             result = self.call(
-                partial(self._associations.get_page, from_type, to_type, body, **_RAW)
+                partial(self._associations.get_page, from_type, to_type, body, **self._raw)
             )
             for item in result.get("results", []):
                 from_id = str(item["from"]["id"])
@@ -242,9 +256,17 @@ class HubSpotApi:
         except HttpFault as fault:
             raise self._translate(fault) from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as error:
+            reason = getattr(error, "reason", None) or error
+            if isinstance(reason, urllib3.exceptions.TimeoutError | TimeoutError):
+                raise SourceError(
+                    f"HubSpot did not answer within hubspot.connect_timeout_seconds "
+                    f"({self._raw['_request_timeout'][0]:g} s) and read_timeout_seconds "
+                    f"({self._raw['_request_timeout'][1]:g} s) in {self.retry.attempts} "
+                    "attempts; the next sync resumes where this one stopped."
+                ) from None
             raise SourceError(
                 f"HubSpot did not answer after {self.retry.attempts} attempts "
-                f"({type(error).__name__}); the next sync resumes where this one stopped."
+                f"({type(reason).__name__}); the next sync resumes where this one stopped."
             ) from None
 
     def _retrying(self, request: Callable[[], Any], search: bool) -> JsonObject:
@@ -259,7 +281,7 @@ class HubSpotApi:
             client_id=app.client_id,
             client_secret=app.client_secret,
             refresh_token=app.refresh_token,
-            **_RAW,
+            **self._raw,
         )
         try:
             return self._retrying(create, False)
@@ -318,6 +340,11 @@ class HubSpotApi:
                 f"HubSpot refused a request for lack of permission ({category}"
                 f"{': ' + message if message else ''}); give the app the scopes {scopes}."
             )
+        if fault.daily_limit:
+            return StopSync(
+                "HubSpot refused further calls for the portal's daily API limit (policyName "
+                "DAILY); the next sync resumes where this one stopped"
+            )
         if fault.status == 429:
             return StopSync(
                 f"HubSpot kept refusing calls for its rate limits ({category}) after "
@@ -332,10 +359,6 @@ class HubSpotApi:
             f"HubSpot refused a request ({category}){': ' + message if message else ''}.",
             fault.status,
         )
-
-
-#: Keyword arguments that make an SDK call return the raw urllib3 response.
-_RAW: dict[str, Any] = {"_preload_content": False}
 
 
 def split_for_url(properties: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from connectors.files import SourceError
+from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
 from connectors.hubspot.mapping import (
@@ -98,7 +99,14 @@ class HubSpotSource:
         self.clock = clock
         self.api: HubSpotApi | None = None  # the last run's client, for its figures
 
-    def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
+    def sync(
+        self,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None = None,
+        accept_deletes: bool = False,
+    ) -> None:
+        guard = DeleteGuard(self.app.sync.max_delete_share, accept_deletes)
         budget = ApiBudget(self.settings.max_api_share)
         limiter = self.limiter or RateLimiter(
             self.settings.requests_per_10_seconds, self.settings.searches_per_second
@@ -108,7 +116,7 @@ class HubSpotSource:
             api = self.api = HubSpotApi(
                 self.settings, self.env, budget, limiter, self.retry, self.clock
             )
-            self._sync(api, store, report, progress)
+            self._sync(api, store, report, progress, guard)
         except StopSync as stop:
             report.stopped_early = str(stop)
         finally:
@@ -124,18 +132,25 @@ class HubSpotSource:
         with store.transaction() as connection:
             report.warnings.extend(store.unknown_reference_warnings(connection))
         report.warnings.extend(self.normalizer.warnings())
+        guard.raise_if_refused(SWEEP_REFUSED)
 
     def _sync(
-        self, api: HubSpotApi, store: Store, report: SyncReport, progress: Progress | None
+        self,
+        api: HubSpotApi,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None,
+        guard: DeleteGuard,
     ) -> None:
         started_at = self.now()
         plan = _Plan(self, api, store, report, started_at)
         with store.transaction() as connection:
             replace_pipeline(connection, SOURCE, plan.pipelines.order)
-        writer = StreamWriter(store, SOURCE, report, progress, started_at)
+        writer = StreamWriter(store, SOURCE, report, progress, started_at, guard)
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
+        writer.sweep()
         if report.full:
             with store.transaction() as connection:
                 report.object("deals").deleted += _drop_orphan_history(connection)
@@ -227,6 +242,16 @@ class _Plan:
     # --- streams --------------------------------------------------------------------------
 
     def streams(self) -> Iterator[Stream]:
+        # Archived objects first: the sweep of a full sync then counts only what nobody
+        # reported deleted.
+        for object_type, model in (("companies", Partner), ("deals", Deal)):
+            yield Stream(
+                f"{object_type}:archived",
+                model,
+                self._archived(object_type),
+                changes_only=True,
+                explicit_deletions=True,
+            )
         yield Stream(
             "companies",
             Partner,
@@ -238,14 +263,12 @@ class _Plan:
             self._pages("contacts", ["email"], self._contact_page),
             changes_only=True,
         )
-        yield Stream("companies:archived", Partner, self._archived("companies"), changes_only=True)
         yield Stream(
             "deals",
             Deal,
             self._pages("deals", self.deals.properties(), self._deal_page),
             after_write=self._replace_history,
         )
-        yield Stream("deals:archived", Deal, self._archived("deals"), changes_only=True)
 
     def _pages(
         self,

@@ -1,8 +1,10 @@
 """The Salesforce REST API as the sync uses it, over simple-salesforce: describe, SOQL pages
 through `nextRecordsUrl`, and the deleted-records resource.
 
-Every response is counted and its `Sforce-Limit-Info` read into the `ApiBudget`, which stops the
-sync before it spends its share of the daily allowance. Network faults and 5xx answers are
+Every response, and every request that got none, is counted and `Sforce-Limit-Info` read into
+the `ApiBudget`, which stops the sync before it spends its share of the daily allowance. Every
+request has connect and read timeouts (app.yaml `salesforce.connect_timeout_seconds`,
+`read_timeout_seconds`). Network faults and 5xx answers are
 retried with backoff; an expired session (INVALID_SESSION_ID) logs in again once; Salesforce's
 errors become one sentence with its error code.
 """
@@ -84,6 +86,9 @@ class SalesforceApi:
         self.retry = retry or RetryPolicy()
         self.env = os.environ if env is None else env
         self.http = http or requests.Session()
+        timeouts = TimeoutAdapter((settings.connect_timeout_seconds, settings.read_timeout_seconds))
+        for prefix in ("https://", "http://"):
+            self.http.mount(prefix, timeouts)
         self.http.hooks["response"].append(self._observe)
         self.session: SalesforceSession | None = None
         self._client: Salesforce | None = None
@@ -165,6 +170,13 @@ class SalesforceApi:
                 self.connect()
             except SalesforceError as error:
                 raise self._translate(error) from None
+            except requests.Timeout:
+                raise SourceError(
+                    "Salesforce did not answer within salesforce.connect_timeout_seconds "
+                    f"({self.settings.connect_timeout_seconds:g} s) and read_timeout_seconds "
+                    f"({self.settings.read_timeout_seconds:g} s) in {self.retry.attempts} "
+                    "attempts; the next sync resumes where this one stopped."
+                ) from None
             except requests.RequestException as error:
                 raise SourceError(
                     f"Salesforce did not answer after {self.retry.attempts} attempts "
@@ -173,7 +185,12 @@ class SalesforceApi:
 
     def _attempt(self, request: Callable[[Salesforce], T]) -> T:
         self.budget.check()
-        return request(self.client)
+        try:
+            return request(self.client)
+        except requests.RequestException as error:
+            if error.response is None:  # sent, perhaps counted by Salesforce, never answered
+                self.budget.record_call()
+            raise
 
     def _translate(self, error: SalesforceError) -> Exception:
         code = error_code(error) or f"HTTP {error.status}"
@@ -194,6 +211,33 @@ class SalesforceApi:
         detail = error_message(error)
         return SalesforceRequestError(
             f"Salesforce refused a request ({code}){': ' + detail if detail else ''}."
+        )
+
+
+class TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """Gives every request without a timeout of its own these (connect, read) timeouts:
+    neither simple-salesforce nor requests sets one, so a silent server would hang the sync."""
+
+    def __init__(self, timeouts: tuple[float, float]) -> None:
+        super().__init__()
+        self.timeouts = timeouts
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeouts if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=dict(proxies) if proxies is not None else None,
         )
 
 

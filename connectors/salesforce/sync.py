@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.incremental import (
     ApiBudget,
     Cursor,
@@ -75,11 +76,18 @@ class SalesforceSource:
         self.now = now
         self.api: SalesforceApi | None = None  # the last run's client, for its figures
 
-    def sync(self, store: Store, report: SyncReport, progress: Progress | None = None) -> None:
+    def sync(
+        self,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None = None,
+        accept_deletes: bool = False,
+    ) -> None:
+        guard = DeleteGuard(self.app.sync.max_delete_share, accept_deletes)
         budget = ApiBudget(self.settings.max_api_share)
         api = self.api = SalesforceApi(self.settings, budget, self.retry, self.env, self.http)
         try:
-            self._sync(api, store, report, progress)
+            self._sync(api, store, report, progress, guard)
         except StopSync as stop:
             report.stopped_early = str(stop)
         finally:
@@ -87,9 +95,15 @@ class SalesforceSource:
         with store.transaction() as connection:
             report.warnings.extend(store.unknown_reference_warnings(connection))
         report.warnings.extend(self.normalizer.warnings())
+        guard.raise_if_refused(SWEEP_REFUSED)
 
     def _sync(
-        self, api: SalesforceApi, store: Store, report: SyncReport, progress: Progress | None
+        self,
+        api: SalesforceApi,
+        store: Store,
+        report: SyncReport,
+        progress: Progress | None,
+        guard: DeleteGuard,
     ) -> None:
         started_at = self.now()
         api.connect()
@@ -99,10 +113,11 @@ class SalesforceSource:
         report.warnings.extend(plan.picklist_warnings())
         with store.transaction() as connection:
             replace_pipeline(connection, SOURCE, plan.stage_order())
-        writer = StreamWriter(store, SOURCE, report, progress, started_at)
+        writer = StreamWriter(store, SOURCE, report, progress, started_at, guard)
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
+        writer.sweep()
 
 
 class _Plan:
@@ -189,6 +204,16 @@ class _Plan:
     # --- streams --------------------------------------------------------------------------
 
     def streams(self) -> Iterator[Stream]:
+        # Deletions first: the sweep of a full sync then counts only what nobody reported
+        # deleted, and a record restored from the recycle bin is read again after its deletion.
+        for sobject, model in (("Account", Partner), ("Opportunity", Deal)):
+            yield Stream(
+                f"{sobject}:deleted",
+                model,
+                self._deleted_pages(sobject),
+                changes_only=True,
+                explicit_deletions=True,
+            )
         yield Stream("Account", Partner, self._pages(self.account_query(), self._partner_page))
         left = Query("Account", [], [f"NOT ({self.partner_filter()})"])
         yield Stream(
@@ -213,10 +238,6 @@ class _Plan:
                 Deal,
                 self._pages(links, self._opportunity_partner_page),
                 changes_only=True,
-            )
-        for sobject, model in (("Account", Partner), ("Opportunity", Deal)):
-            yield Stream(
-                f"{sobject}:deleted", model, self._deleted_pages(sobject), changes_only=True
             )
 
     def _pages(

@@ -1,0 +1,96 @@
+"""Reading a CSV file's rows in the configured encoding, with one sentence for bytes that are
+not text: which file, line and byte, and the setting to change."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ENCODING_SETTING = "files.encoding"
+NUL = b"\0"
+
+
+class SourceError(Exception):
+    """The source as a whole cannot be read; nothing was changed."""
+
+
+@contextmanager
+def csv_rows(path: Path, encoding: str) -> Iterator[CsvReader]:
+    """A csv.reader over `path` decoded with `encoding` (a UTF-8 byte-order mark is skipped);
+    undecodable bytes and binary data raise SourceError while the rows are read."""
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise SourceError(f"{path} cannot be read ({error.strerror}).") from None
+    with handle:
+        reader = csv.reader(_decoded_lines(path, handle, encoding))
+        yield CsvReader(path, reader)
+
+
+class CsvReader:
+    """A csv.reader whose faults (a NUL byte, a runaway quoted cell) are SourceErrors."""
+
+    def __init__(self, path: Path, reader: Any) -> None:
+        self.path = path
+        self.reader = reader
+
+    @property
+    def line_num(self) -> int:
+        return int(self.reader.line_num)
+
+    def __iter__(self) -> CsvReader:
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            row: list[str] = next(self.reader)
+        except csv.Error as error:
+            raise SourceError(
+                f"{self.path.name} line {self.reader.line_num} cannot be read as CSV "
+                f"({error}); export the file as CSV again."
+            ) from None
+        return row
+
+
+def _decoded_lines(path: Path, handle: Any, encoding: str) -> Iterator[str]:
+    name = codecs.lookup(encoding).name
+    wide = name.startswith(("utf-16", "utf-32"))  # where a NUL byte is part of a character
+    decoder = codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else name)()
+    offset = 0
+    number = 0
+    for number, raw in enumerate(handle, 1):
+        nul = -1 if wide else raw.find(NUL)
+        if nul >= 0:
+            raise SourceError(
+                f"{path.name} line {number} is binary data, not CSV text (a NUL byte at offset "
+                f"{offset + nul:,}); export the file as CSV again."
+            )
+        try:
+            text = decoder.decode(raw)
+        except UnicodeDecodeError as error:
+            raise _not_in_encoding(path, number, offset, raw, error, encoding) from None
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        offset += len(raw)
+        yield text
+    try:
+        tail = decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        raise _not_in_encoding(path, number, offset, b"", error, encoding) from None
+    if tail:
+        yield tail
+
+
+def _not_in_encoding(
+    path: Path, line: int, offset: int, raw: bytes, error: UnicodeDecodeError, encoding: str
+) -> SourceError:
+    byte = error.object[error.start : error.start + 1] if error.object else raw[:1]
+    return SourceError(
+        f"{path.name} line {line} is not {encoding} text (byte 0x{byte.hex().upper()} at "
+        f"offset {offset + error.start:,}); set {ENCODING_SETTING} in app.yaml to the file's "
+        "encoding (cp1252 for most Excel exports) or export it as UTF-8 CSV."
+    )
