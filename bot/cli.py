@@ -226,7 +226,12 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     app_token = os.environ.get(APP_TOKEN_ENV, "").strip() or None
     try:
         # Socket Mode never receives a signed request: no signing secret needed there.
-        app, services = build_app(obj.store, obj.config, signing_secret="" if app_token else None)
+        app, services = build_app(
+            obj.store,
+            obj.config,
+            signing_secret="" if app_token else None,
+            give_up=_stop_serving,
+        )
         socket = None
         if app_token:
             socket = SocketModeRunner(app, app_token, SocketHealth(slack.socket_down_seconds))
@@ -250,7 +255,15 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         # `docker stop`, Kubernetes: SIGTERM ends serve cleanly (exit 0), schedulers stopped.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve_forever(app, obj.store, host, port or slack.port, slack.path, socket)
+        serve_forever(
+            app,
+            obj.store,
+            host,
+            port or slack.port,
+            slack.path,
+            socket,
+            services.facts.workspace_problem,
+        )
     finally:
         scheduler.shutdown()
         if survey_jobs is not None:
@@ -260,6 +273,14 @@ def serve(obj: Context, host: str, port: int | None) -> None:
             logging.shutdown()
             sys.stdout.flush()
             os._exit(0)
+
+
+def _stop_serving(sentence: str) -> None:
+    """Ends serve from the auth.test thread: one sentence, exit status 2 (nothing is in
+    flight: every request was refused while the workspace was unknown)."""
+    click.echo(f"partner-kpi: {sentence}", err=True)
+    logging.shutdown()
+    os._exit(USAGE_ERROR)
 
 
 @cli.command()

@@ -38,10 +38,21 @@ class QuietHandler(WSGIRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-def health(store: Store, socket: SocketHealth | None = None) -> tuple[int, dict[str, Any]]:
-    """200 with the data's age when the store answers; 503 when it does not. In Socket Mode
+#: Why Slack cannot be answered yet (the bot's workspace unknown), or None.
+SlackProblem = Callable[[], str | None]
+
+
+def health(
+    store: Store, socket: SocketHealth | None = None, slack: SlackProblem | None = None
+) -> tuple[int, dict[str, Any]]:
+    """200 with the data's age when the store answers; 503 when it does not, or while Slack has
+    not said which workspace this is (every request is refused then). In Socket Mode
     (`socket`) also the connection, and 503 when it has been down too long."""
     status, body = _store_health(store)
+    problem = slack() if slack is not None else None
+    body["slack"] = problem or "ok"
+    if problem:
+        status, body["status"] = 503, "error"
     if socket is not None:
         healthy, body["socket_mode"] = socket.report()
         if not healthy:
@@ -66,7 +77,11 @@ def _store_health(store: Store) -> tuple[int, dict[str, Any]]:
 
 
 def wsgi_app(
-    app: App, store: Store, path: str | None, socket: SocketHealth | None = None
+    app: App,
+    store: Store,
+    path: str | None,
+    socket: SocketHealth | None = None,
+    slack_problem: SlackProblem | None = None,
 ) -> WsgiApp:
     """Slack's requests on `path` (HTTP mode; None in Socket Mode, where no signed request
     comes), `/health` beside them, 404 elsewhere."""
@@ -78,7 +93,7 @@ def wsgi_app(
         if path is not None and route == path:
             return slack(environ, start_response)
         if route == "/health":
-            status, body = health(store, socket)
+            status, body = health(store, socket, slack_problem)
             text = json.dumps(body).encode()
             reason = "OK" if status == 200 else "Service Unavailable"
             start_response(f"{status} {reason}", [("Content-Type", "application/json")])
@@ -96,11 +111,12 @@ def http_server(
     port: int,
     path: str | None,
     socket: SocketHealth | None = None,
+    slack_problem: SlackProblem | None = None,
 ) -> ThreadingServer:
     server = make_server(
         host,
         port,
-        wsgi_app(app, store, path, socket),
+        wsgi_app(app, store, path, socket, slack_problem),
         server_class=ThreadingServer,
         handler_class=QuietHandler,
     )
@@ -123,17 +139,18 @@ def serve(
     port: int,
     path: str,
     socket: SocketModeRunner | None = None,
+    slack_problem: SlackProblem | None = None,
 ) -> None:
     """Runs until interrupted: HTTP mode, or Socket Mode over `socket` (already started, so its
     token is known good) with only `/health` on HTTP. Leaving Socket Mode (SIGTERM's SystemExit)
     closes the connection with a close frame and lets the listeners finish, within bounds."""
     settle_heap()
     if socket is None:
-        server = http_server(app, store, host, port, path)
+        server = http_server(app, store, host, port, path, None, slack_problem)
         log.info("listening on http://%s:%s%s (and /health)", host, port, path)
         server.serve_forever()
         return
-    server = http_server(app, store, host, port, None, socket.health)
+    server = http_server(app, store, host, port, None, socket.health, slack_problem)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("Socket Mode; /health on http://%s:%s/health", host, port)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 
@@ -63,31 +64,48 @@ def web_client(token: str, api_url: str | None = None, timeout: int = 30) -> Web
     return client
 
 
+#: Called with one sentence when Slack stays unreachable past the start-up bound.
+GiveUp = Callable[[str], None]
+
+
 def learn_workspace_until_known(
     facts: SlackFacts,
     first_wait: float = WORKSPACE_RETRY_FIRST,
-    stop: threading.Event | None = None,
+    give_up_after: float | None = None,
+    give_up: GiveUp | None = None,
 ) -> threading.Thread | None:
     """Asks auth.test now; if Slack does not answer, keeps asking in the background with
-    back-off (requests are refused meanwhile). Raises TokenRefused when the token is refused
-    at start; returns the background thread, if one was needed."""
+    back-off (requests are refused meanwhile, /health answers 503). Raises TokenRefused when
+    the token is refused at start; after `give_up_after` seconds without an answer calls
+    `give_up` with the sentence. Returns the background thread, if one was needed."""
     try:
         facts.learn_workspace()
         return None
     except FactUnavailable as error:
         log.warning("Slack did not say which workspace this is (%s); retrying", error.cause)
-    halt = stop or threading.Event()
+    started = time.monotonic()
 
     def retry() -> None:
         wait = first_wait
-        while not halt.wait(wait):
+        while True:
+            time.sleep(wait)
             try:
                 facts.learn_workspace()
                 return
             except FactUnavailable as error:
                 log.warning("auth.test still failing (%s); retrying in %.0f s", error.cause, wait)
+                cause = error.cause
             except TokenRefused as error:
                 log.error("%s Every request is refused until it is fixed.", error)
+                if give_up is not None:
+                    give_up(str(error))
+                return
+            waited = time.monotonic() - started
+            if give_up is not None and give_up_after is not None and waited >= give_up_after:
+                give_up(
+                    f"Slack could not be reached for {give_up_after:.0f} s since the start "
+                    f"({cause}); check the network, a proxy or SLACK_API_URL."
+                )
                 return
             wait = min(wait * 2, WORKSPACE_RETRY_MAX)
 
@@ -104,6 +122,7 @@ def build_app(
     api_url: str | None = None,
     today: Callable[[], date] | None = None,
     workspace_retry: float = WORKSPACE_RETRY_FIRST,
+    give_up: GiveUp | None = None,
 ) -> tuple[App, BotServices]:
     """The Bolt app with every listener registered. Request signatures are always verified.
     Raises TokenRefused when Slack refuses the bot token."""
@@ -121,7 +140,7 @@ def build_app(
         logger=log,
     )
     facts = SlackFacts(client)
-    learn_workspace_until_known(facts, workspace_retry)
+    learn_workspace_until_known(facts, workspace_retry, slack.startup_timeout_seconds, give_up)
     services = BotServices(
         store=store,
         config=config,

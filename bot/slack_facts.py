@@ -92,6 +92,7 @@ class SlackFacts:
         self._cache = _BriefCache(ttl, clock)
         self._workspace: Workspace | None = None
         self._workspace_lock = threading.Lock()
+        self._workspace_problem = "auth.test has not answered yet"
 
     # --- the bot's own workspace -----------------------------------------------------------
 
@@ -99,6 +100,10 @@ class SlackFacts:
     def workspace(self) -> Workspace | None:
         """Known once auth.test has answered; None until then (every request is refused)."""
         return self._workspace
+
+    def workspace_problem(self) -> str | None:
+        """Why the workspace is not known (for /health), or None once it is."""
+        return None if self._workspace is not None else self._workspace_problem
 
     def learn_workspace(self) -> Workspace:
         """auth.test's team and Enterprise Grid org. Raises TokenRefused for a refused token,
@@ -111,19 +116,24 @@ class SlackFacts:
             except SlackApiError as error:
                 code = str(error.response.get("error", ""))
                 if code in TOKEN_ERRORS:
+                    self._workspace_problem = f"Slack refused SLACK_BOT_TOKEN ({code})"
                     raise TokenRefused(
                         f"Slack refused SLACK_BOT_TOKEN ({code}); set it to the app's Bot User "
                         "OAuth Token (xoxb-…) from its OAuth & Permissions page."
                     ) from None
-                raise FactUnavailable(_cause("auth.test", error)) from None
+                raise self._unknown(_cause("auth.test", error)) from None
             except Exception as error:  # a timeout, an unreachable Slack
-                raise FactUnavailable(_cause("auth.test", error)) from None
+                raise self._unknown(_cause("auth.test", error)) from None
             team_id = answer.get("team_id")
             if not team_id:
-                raise FactUnavailable("auth.test answered without a team_id")
+                raise self._unknown("auth.test answered without a team_id")
             self._workspace = Workspace(str(team_id), answer.get("enterprise_id") or None)
             log.info("workspace %s (org %s)", team_id, self._workspace.enterprise_id or "none")
             return self._workspace
+
+    def _unknown(self, cause: str) -> FactUnavailable:
+        self._workspace_problem = cause
+        return FactUnavailable(cause)
 
     # --- people, groups, channels ----------------------------------------------------------
 

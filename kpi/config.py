@@ -239,6 +239,8 @@ class SlackConfig(Section):
     api_timeout_seconds: int = Field(default=10, ge=1, le=120)
     # Socket Mode: /health answers 503 once no connection has been open for this long.
     socket_down_seconds: float = Field(default=60, gt=0)
+    # serve: how long Slack may stay unreachable after the start (auth.test) before serve exits.
+    startup_timeout_seconds: float = Field(default=300, gt=0)
 
     @field_validator("command")
     @classmethod

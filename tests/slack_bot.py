@@ -81,7 +81,9 @@ def start_bot(
         store, config, token="xoxb-test", signing_secret=SECRET, api_url=fake.api_url,
         today=lambda: TODAY, **options,
     )  # fmt: skip
-    server = http_server(app, store, "127.0.0.1", 0, "/slack/events")
+    server = http_server(
+        app, store, "127.0.0.1", 0, "/slack/events", None, services.facts.workspace_problem
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

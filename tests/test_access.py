@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -280,13 +282,25 @@ def test_auth_test_failing_at_start_refuses_until_it_recovers(store: Store) -> N
         for bot in start_bot(store, fake, app_config(), workspace_retry=3.0):
             body = bot.answer("top", user="UC", channel="CALLOWED")
             assert "still connecting to Slack" in body["text"] and "Acme" not in text_of(body)
+            status, health = health_of(bot)
+            assert status == 503 and "auth.test answered ratelimited" in health["slack"]
             entry = last_audit(store)
             assert entry["allowed"] is False and "auth.test" in entry["reason"]
             fake.wait_for(lambda: bot.services.facts.workspace is not None, timeout=10)
             assert bot.services.facts.workspace == Workspace("T1", None)
+            assert health_of(bot)[0] == 200 and health_of(bot)[1]["slack"] == "ok"
             body = bot.answer("top", user="UC", channel="CALLOWED")
             assert "your own partnership" in body["text"]  # external: limited, not a member
             assert "Acme Corp" in bot.answer("acme", user="UC")["text"]
+
+
+def health_of(bot: Bot) -> tuple[int, dict[str, Any]]:
+    url = bot.url.replace("/slack/events", "/health")
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def test_the_request_team_makes_a_user_external() -> None:

@@ -4,6 +4,7 @@ traceback: each runs the installed `partner-kpi` in a subprocess, as a user woul
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.csv_folder import minimal_folder
+from tests.fake_slack import FakeSlack
 from tests.test_cli import command
 
 
@@ -211,3 +213,51 @@ def test_a_csv_in_another_encoding_is_one_sentence_until_files_encoding_names_it
     config(synced, "files:\n  path: data\n  encoding: cp1252\n")
     assert partner_kpi(synced, "sync").returncode == 0
     assert "Acmé Corp" in partner_kpi(synced, "partners").stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_env(api_url: str, token: str = "xoxb-test") -> dict[str, str]:
+    return {
+        "SLACK_BOT_TOKEN": token,
+        "SLACK_SIGNING_SECRET": "test-signing-secret",
+        "SLACK_API_URL": api_url,
+        "SLACK_APP_TOKEN": "",
+    }
+
+
+def last_sentence(done: subprocess.CompletedProcess[str]) -> str:
+    """serve logs as it goes; its last line on stderr is the sentence it stopped with."""
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("partner-kpi: ")
+    return last.removeprefix("partner-kpi: ")
+
+
+def test_serve_with_a_bot_token_slack_refuses_stops_at_once(synced: Path) -> None:
+    with FakeSlack() as fake:
+        started = time.monotonic()
+        done = partner_kpi(
+            synced, "serve", "--port", str(free_port()), env=serve_env(fake.api_url, "xoxb-no")
+        )
+    assert time.monotonic() - started < 60
+    sentence = last_sentence(done)
+    assert sentence.startswith("Slack refused SLACK_BOT_TOKEN (invalid_auth)")
+    assert "xoxb-no" not in done.stderr
+
+
+def test_serve_stops_when_slack_stays_unreachable_past_the_start_bound(synced: Path) -> None:
+    with (synced / "app.yaml").open("a") as app_yaml:
+        app_yaml.write("slack:\n  startup_timeout_seconds: 2\n")
+    closed = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
+    started = time.monotonic()
+    done = partner_kpi(synced, "serve", "--port", str(free_port()), env=serve_env(closed))
+    assert time.monotonic() - started < 60
+    sentence = last_sentence(done)
+    assert sentence.startswith("Slack could not be reached for 2 s since the start (auth.test")
+    assert "SLACK_API_URL" in sentence
