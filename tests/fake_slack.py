@@ -36,6 +36,7 @@ import itertools
 import json
 import mimetypes
 import secrets
+import sys
 import threading
 import time
 import traceback
@@ -609,6 +610,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], fake: FakeSlack) -> None:
         self.fake = fake
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up waiting (a stalled answer, a client timeout) is expected here;
+        anything else is still printed."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
