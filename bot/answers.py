@@ -61,10 +61,11 @@ class Answers:
         try:
             return self._answer(intent)
         except PeriodError as error:
-            return self.error(str(error))
+            return self.error("period", text=str(error))
 
-    def error(self, reason: str) -> Message:
-        return render("error", reason=reason, command=self.app.slack.command)
+    def error(self, sentence: str, **values: str) -> Message:
+        """The sentence `sentence` of templates/error.json.j2, with its values."""
+        return render("error", sentence=sentence, command=self.app.slack.command, **values)
 
     def help(self) -> Message:
         return render("help", command=self.app.slack.command, limited=self.partner_ids is not None)
@@ -75,7 +76,7 @@ class Answers:
         if isinstance(intent, Help):
             return self.help()
         if isinstance(intent, BadRequest):
-            return self.error(intent.reason)
+            return self.error(intent.sentence, **dict(intent.values))
         if isinstance(intent, ShowScorecard):
             return self.scorecard_for(intent.partner, intent.period)
         if self.partner_ids is not None:
@@ -131,7 +132,7 @@ class Answers:
         period = self._period(period_text)
         partner = next((p for p in self.engine.partners() if p.id == partner_id), None)
         if partner is None:
-            return self.error("That partner is no longer in the data.")
+            return self.error("partner_gone")
         won = largest_deals(self.store, partner_id, period, "won")
         lost = largest_deals(self.store, partner_id, period, "lost")
         return render(
@@ -192,7 +193,7 @@ class Answers:
         """The answer to a button of one of these messages (sharing aside, a side effect)."""
         target = button_target(value)
         if target is None:
-            return self.error("That button no longer works; ask again.")
+            return self.error("button_stale")
         partner_id, period = target
         if action_id == "scorecard_why":
             return self.why(partner_id, period, deal_url)

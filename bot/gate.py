@@ -74,10 +74,7 @@ def answer_request(services: BotServices, request: SlackRequest, produce: Produc
         except Exception:
             log.exception("answering %r failed", request.text)
             message = render(
-                "error",
-                reason="Something went wrong on my side; the details are in the bot's log. "
-                "Try again soon.",
-                command=services.config.app.slack.command,
+                "error", sentence="internal", command=services.config.app.slack.command
             )
     if message is None:
         message = refusal(services, decision.refusal or "not_allowed")

@@ -56,9 +56,11 @@ class ShowAtRisk:
 
 @dataclass(frozen=True)
 class BadRequest:
-    """Something that cannot be answered, with the sentence that says why."""
+    """Something that cannot be answered: the name of the sentence that says why, in
+    templates/error.json.j2, and its values."""
 
-    reason: str
+    sentence: str
+    values: tuple[tuple[str, str], ...] = ()
 
 
 Intent = Help | ShowScorecard | ShowTop | ShowCompare | ShowProgram | ShowAtRisk | BadRequest
@@ -71,7 +73,7 @@ def parse(text: str, as_of: date) -> Intent:
     try:
         return _intent(text, as_of)
     except UnreadablePeriod as error:
-        return BadRequest(str(error))
+        return BadRequest("period", (("text", str(error)),))
 
 
 def _intent(text: str, as_of: date) -> Intent:
@@ -85,7 +87,7 @@ def _intent(text: str, as_of: date) -> Intent:
     if head == "compare":
         parts = _VS.split(" ".join(rest), maxsplit=1)
         if len(parts) != 2 or not all(part.strip() for part in parts):
-            return BadRequest("Compare needs two partners: `compare Acme vs Globex`.")
+            return BadRequest("compare_needs_two")
         return ShowCompare(parts[0].strip(), parts[1].strip(), period)
     if head == "program" and not rest:
         return ShowProgram(period)
@@ -109,7 +111,7 @@ def _top(rest: list[str], period: str) -> Intent:
         by = _BY_ALIASES.get(wanted, wanted)
         if by not in RANKABLE:
             known = ", ".join(sorted(RANKABLE))
-            return BadRequest(f"I can't rank by “{' '.join(words)}”. Rank by one of: {known}.")
+            return BadRequest("cannot_rank_by", (("words", " ".join(words)), ("known", known)))
     return ShowTop(count, by, period)
 
 

@@ -152,5 +152,7 @@ def test_fit_cuts_long_lists_and_texts() -> None:
 
 
 def test_error_messages_escape_user_text() -> None:
-    message = render("error", reason="No partner “<!everyone>”.", command="/partner-kpi")
+    message = render(
+        "error", sentence="cannot_rank_by", words="<!everyone>", known="x", command="/partner-kpi"
+    )
     assert "<!everyone>" not in message.text and "&lt;!everyone&gt;" in message.text
