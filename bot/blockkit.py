@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from templates import word
+
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
 MAX_FIELD_TEXT = 2000
@@ -112,7 +114,7 @@ def _fit_block(block: dict[str, Any]) -> dict[str, Any]:
 def _more(count: int) -> dict[str, Any]:
     return {
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": f"{ELLIPSIS} and {count} more"}],
+        "elements": [{"type": "mrkdwn", "text": word("more", count=count)}],
     }
 
 

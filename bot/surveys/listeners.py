@@ -22,6 +22,7 @@ from bot.messages import render
 from bot.services import BotServices
 from bot.surveys.sender import SurveySender, parse_value
 from kpi import surveys as db
+from templates import word
 
 log = logging.getLogger("partner_kpi.surveys")
 
@@ -119,9 +120,9 @@ def handle_survey_action(
             "type": "modal",
             "callback_id": COMMENT_VIEW,
             "private_metadata": action["value"],
-            "title": {"type": "plain_text", "text": "Your comment"},
-            "submit": {"type": "plain_text", "text": "Save"},
-            "close": {"type": "plain_text", "text": "Cancel"},
+            "title": {"type": "plain_text", "text": word("survey_comment_title")},
+            "submit": {"type": "plain_text", "text": word("survey_comment_submit")},
+            "close": {"type": "plain_text", "text": word("survey_comment_close")},
             "blocks": blocks,
         }
         try:
