@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -20,6 +19,15 @@ from sqlalchemy.exc import DBAPIError
 
 from bot.answers import Answers
 from bot.channel_audience import check_post_channels
+from bot.cli_common import (
+    SYNC_STOPPED,
+    UNEXPECTED_ERROR,
+    USAGE_ERROR,
+    Context,
+    UserError,
+)
+from bot.cli_digest import digest, jobs
+from bot.cli_survey import survey
 from bot.console import Console, run_console
 from bot.crash import last_resort
 from bot.formatting import KPI_LABELS, format_value
@@ -29,79 +37,21 @@ from bot.slack_app import MissingSecret, TokenRefused, build_app
 from bot.socket_health import SocketHealth
 from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
-from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
+from connectors.demo_data import DEMO_MARKER, write_demo_data
 from connectors.files import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
-from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config
+from kpi.config import ConfigError
 from kpi.engine import KpiEngine
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
 from kpi.models import Partner
 from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
-from kpi.store import Store, StoreError, open_store
+from kpi.store import StoreError, open_store
 from kpi.store_faults import first_line
 
 log = logging.getLogger("partner_kpi")
-
-USAGE_ERROR = 2
-UNEXPECTED_ERROR = 1  # a bug: the sentence says where the traceback was written
-SYNC_STOPPED = 3  # a sync stopped early: partial data, for cron and monitoring to notice
-DEMO_TIERS = (("Registered", 0.0), ("Silver", 60.0), ("Gold", 80.0))
-
-
-class UserError(click.ClickException):
-    """An error the user can fix: shown as one sentence, exit status 2."""
-
-    exit_code = USAGE_ERROR
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"partner-kpi: {self.format_message()}", err=True)
-
-
-@dataclass
-class Context:
-    config_option: str | None
-    _config: LoadedConfig | None = None
-    _store: Store | None = field(default=None, repr=False)
-
-    @property
-    def config(self) -> LoadedConfig:
-        if self._config is None:
-            self._config = _demo_defaults(load_config(self.config_option))
-        return self._config
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.config.database_url, **self.store_options())
-        return self._store
-
-    def store_options(self) -> dict[str, Any]:
-        """The lock wait of app.yaml, and a session name that says which command holds it."""
-        current = click.get_current_context(silent=True)
-        command = f"partner-kpi {current.info_name}" if current else "partner-kpi"
-        return {
-            "lock_timeout": self.config.app.database_lock_timeout_seconds,
-            "name": command,
-        }
-
-
-def _demo_defaults(config: LoadedConfig) -> LoadedConfig:
-    """With no app.yaml, the defaults are set for the demo data: its currencies and pipeline."""
-    if config.path is not None:
-        return config
-    tiers = [TierConfig(name=name, min_score=score) for name, score in DEMO_TIERS]
-    kpi = config.app.kpi.model_copy(update={"tiers": tiers})
-    app = config.app.model_copy(
-        update={
-            "currency_rates": dict(DEMO_CURRENCY_RATES),
-            "stages": list(DEMO_PIPELINE),
-            "kpi": kpi,
-        }
-    )
-    return config._replace(app=app)
 
 
 def _package_version() -> str:
@@ -499,13 +449,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(UNEXPECTED_ERROR)
 
 
-from bot.cli_digest import digest, jobs  # noqa: E402 - registered after the group exists
-
 cli.add_command(digest)
 cli.add_command(jobs)
-
-from bot.cli_survey import survey  # noqa: E402 - issue 8
-
 cli.add_command(survey)
 
 

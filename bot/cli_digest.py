@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.blockkit import Message
 from bot.channel_audience import SharedChannelRefused, audience_or_refusal
+from bot.cli_common import Context, UserError
 from bot.console import render_text
 from bot.digest import (
     ChannelUnavailable,
@@ -31,12 +32,10 @@ from kpi.snapshots import save_snapshot
 
 
 def _error(message: str) -> click.ClickException:
-    from bot.cli import UserError
-
     return UserError(message)
 
 
-def _digest_named(obj: Any, name: str) -> DigestConfig:
+def _digest_named(obj: Context, name: str) -> DigestConfig:
     digests: list[DigestConfig] = obj.config.app.digests
     for digest in digests:
         if digest.name.casefold() == name.casefold():
@@ -58,7 +57,7 @@ def _digest_named(obj: Any, name: str) -> DigestConfig:
 )
 @click.pass_obj
 def digest(
-    obj: Any, name: str, mode: str, as_json: bool, chart_path: str | None, as_of: Any
+    obj: Context, name: str, mode: str, as_json: bool, chart_path: str | None, as_of: Any
 ) -> None:
     """Print the digest NAME (--dry-run), or post it now (--send)."""
     chosen = _digest_named(obj, name)
@@ -105,7 +104,7 @@ def _client() -> WebClient:
 
 
 def _send(
-    obj: Any,
+    obj: Context,
     client: WebClient,
     chosen: DigestConfig,
     data: Any,
@@ -130,7 +129,7 @@ def _send(
 
 @click.command()
 @click.pass_obj
-def jobs(obj: Any) -> None:
+def jobs(obj: Context) -> None:
     """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
     from bot.surveys.tick import survey_jobs
 

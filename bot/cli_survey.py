@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from bot.cli_common import Context, UserError
 from bot.surveys.sender import SurveySender, utc_now
 from bot.terminal import table
 from kpi import surveys as db
@@ -27,12 +28,10 @@ section lists every setting)."""
 
 
 def _error(message: str) -> click.ClickException:
-    from bot.cli import UserError
-
     return UserError(message)
 
 
-def _campaigns(obj: Any, name: str | None) -> list[SurveyCampaign]:
+def _campaigns(obj: Context, name: str | None) -> list[SurveyCampaign]:
     campaigns: list[SurveyCampaign] = obj.config.app.surveys
     if name is None:
         if not campaigns:
@@ -91,7 +90,7 @@ def status_lines(sender: SurveySender, campaign: SurveyCampaign, now: datetime) 
 @survey.command()
 @click.argument("campaign", required=False)
 @click.pass_obj
-def status(obj: Any, campaign: str | None) -> None:
+def status(obj: Context, campaign: str | None) -> None:
     """Sent, answered, unresolved contacts and response rate of each campaign's latest round."""
     if campaign is None and not obj.config.app.surveys:
         click.echo(NO_CAMPAIGNS)
@@ -107,7 +106,7 @@ def status(obj: Any, campaign: str | None) -> None:
 @click.option("--dry-run", "mode", flag_value="dry-run", default=True, help="List (default).")
 @click.option("--send", "mode", flag_value="send", help="Send the round now.")
 @click.pass_obj
-def send(obj: Any, campaign: str, mode: str) -> None:
+def send(obj: Context, campaign: str, mode: str) -> None:
     """Show who the round of CAMPAIGN asks (--dry-run), or send it now (--send): the open round
     (scheduled, or the ad-hoc round an earlier send started), or else an ad-hoc round that starts
     now and gets its reminder and results like a scheduled one. Nobody is asked twice in a
