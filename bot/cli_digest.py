@@ -24,7 +24,7 @@ from bot.digest import (
     render_chart_fallback,
     render_digest,
 )
-from bot.scheduler import DigestScheduler
+from bot.serve_jobs import process_jobs
 from bot.terminal import table
 from kpi.config import DigestConfig
 from kpi.snapshots import save_snapshot
@@ -132,10 +132,7 @@ def _send(
 @click.pass_obj
 def jobs(obj: Any) -> None:
     """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
-    from bot.surveys.tick import survey_jobs
-
-    scheduler = DigestScheduler(obj.store, obj.config, None)
-    found = scheduler.jobs() + survey_jobs(obj.config, scheduler.clock())
+    found = process_jobs(obj.store, obj.config, None).listing()
     if not found:
         click.echo("No scheduled jobs: add digests, scheduler.sync or surveys to app.yaml.")
         return

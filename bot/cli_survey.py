@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from bot.surveys.sender import SurveySender, utc_now
+from bot.jobs import utc_now
+from bot.surveys.sender import SurveySender
 from bot.terminal import table
 from kpi import surveys as db
 from kpi.survey_config import SurveyCampaign
