@@ -26,24 +26,13 @@ from datetime import UTC, datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.channel_audience import SharedChannelRefused, audience_or_refusal
-from bot.digest import (
-    ChannelUnavailable,
-    DigestData,
-    build_digest,
-    chart_png,
-    digest_period,
-    find_posted,
-    partner_only,
-    post_digest,
-    render_chart_fallback,
-    render_digest,
-)
+from bot.channel_audience import SharedChannelRefused
+from bot.digest_post import ChannelUnavailable, deliver_digest, find_posted
 from bot.jobs import Clock, JobInfo, Schedule, cron_trigger, latest_scheduled, replica_id, utc_now
 from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
 from bot.sync_job import SyncJob
 from kpi.config import DigestConfig, LoadedConfig
-from kpi.snapshots import save_snapshot
+from kpi.digest_data import digest_period
 from kpi.store import Store
 
 log = logging.getLogger("partner_kpi.scheduler")
@@ -194,14 +183,19 @@ class DigestScheduler:
                         ts,
                     )
                     return Outcome(digest.name, scheduled, "found-posted", key, ts)
-            partner = self._audience(digest)
-            self._sync_if_old(now)
-            chosen = partner_only(digest, partner) if partner else digest
-            data = build_digest(
-                self.store, self.app, chosen, scheduled, now=now, partner_view=partner is not None
+            if self.client is None:
+                raise RuntimeError("the scheduler has no Slack client")
+            delivered = deliver_digest(
+                self.store,
+                self.app,
+                self.client,
+                digest,
+                scheduled,
+                key,
+                now=now,
+                chart=self.chart,
+                prepare=lambda: self._sync_if_old(now),
             )
-            save_snapshot(self.store, scheduled, data.period, data.cards, program=data.program_card)
-            ts = self.deliver(data, key)
         except ChannelUnavailable as error:
             log.error("%s It is retried in %s.", error, self.stale)
             return Outcome(digest.name, scheduled, "failed", key, detail=str(error))
@@ -210,7 +204,7 @@ class DigestScheduler:
         except Exception as error:  # one digest's failure never stops the scheduler
             log.exception("digest %s: sending the run of %s failed", digest.name, scheduled)
             return Outcome(digest.name, scheduled, "failed", key, detail=repr(error))
-        self.store.mark_sent(key, ts)
+        ts = delivered.posted.ts
         log.info("digest %s: posted to %s (ts %s)", digest.name, digest.channel, ts)
         return Outcome(digest.name, scheduled, "sent", key, ts)
 
@@ -235,31 +229,6 @@ class DigestScheduler:
             if history_unreadable(error, log, subject, "channels:history and groups:history"):
                 return None
             raise
-
-    def _audience(self, digest: DigestConfig) -> str | None:
-        """The partner a shared channel is mapped to (None: an internal channel); raises
-        SharedChannelRefused, audited, when the digest may not be posted there."""
-        if self.client is None:
-            raise RuntimeError("the scheduler has no Slack client")
-        return audience_or_refusal(
-            self.store, self.client, self.app.access, digest.channel, f"digest {digest.name}"
-        )
-
-    def deliver(self, data: DigestData, key: str | None = None) -> str:
-        """Posts the digest (and its chart) with `key` in its metadata; returns its ts."""
-        if self.client is None:
-            raise RuntimeError("the scheduler has no Slack client")
-        currency = self.app.currency
-        chart = chart_png(data, currency) if self.chart and data.shows("chart") else None
-        posted = post_digest(
-            self.client,
-            data.digest,
-            render_digest(data, currency),
-            chart,
-            render_chart_fallback(data, currency) if chart is not None else None,
-            key=key,
-        )
-        return posted.ts
 
     def _sync_if_old(self, now: datetime) -> None:
         """Syncs first when the data is older than `before_digest_minutes` (never fatal)."""

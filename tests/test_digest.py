@@ -16,19 +16,15 @@ from matplotlib import image
 
 from bot.blockkit import violations
 from bot.cli import main
-from bot.digest import (
-    build_digest,
-    chart_png,
-    digest_period,
-    post_digest,
-    render_chart_fallback,
-    render_digest,
-)
+from bot.digest import render_chart_fallback, render_digest
+from bot.digest_chart import chart_png
+from bot.digest_post import post_digest
 from bot.formatting import format_change
 from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
+from kpi.digest_data import build_digest, digest_period
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
 from kpi.snapshots import PROGRAM_ID, save_snapshot, trailing_snapshots
@@ -229,17 +225,23 @@ def score_of(card: dict[str, Any]) -> float:
 
 
 def test_stale_or_failed_syncs_are_warned_about(store: Store) -> None:
+    never = build_digest(store, APP, weekly(), RUN_AT)
+    assert never.warning is not None and never.warning.cause == "never-synced"
+    assert render_digest(never, "USD").text.startswith(":warning: No sync has finished yet")
     seed(store, 5)
     late = RUN_AT + timedelta(days=3)
     data = build_digest(store, APP, weekly(), late, now=datetime.now(UTC) + timedelta(days=2))
-    assert data.warning is not None and "longer than this digest allows (24 hours)" in data.warning
+    assert data.warning is not None and data.warning.cause == "too-old"
+    warning = render_digest(data, "USD").text
+    assert warning.startswith(":warning: The data was last synced 2 days ago")
+    assert "longer than this digest allows (24 hours); check the sync." in warning
     run = store.start_sync("test", full=False)
     store.finish_sync(run, "failed", {}, error="INVALID_LOGIN: bad password\nmore")
     data = build_digest(store, APP, weekly(), RUN_AT, now=datetime.now(UTC))
-    assert data.warning is not None
-    assert "The last sync failed" in data.warning and "INVALID_LOGIN: bad password" in data.warning
+    assert data.warning is not None and data.warning.cause == "sync-failed"
     message = render_digest(data, "USD")
-    assert message.text.startswith(":warning:")
+    assert message.text.startswith(":warning: The last sync failed just now (INVALID_LOGIN: ")
+    assert "bad password); these numbers are from the sync of " in message.text
 
 
 def test_snapshots_keep_every_partner_and_read_back_newest_first(store: Store) -> None:

@@ -34,6 +34,7 @@ from bot.messages import render
 from bot.surveys.rounds import RoundTimes, round_times
 from kpi import surveys as db
 from kpi.config import LoadedConfig
+from kpi.formulas import nps_of
 from kpi.models import Partner
 from kpi.store import Store
 from kpi.survey_config import SurveyCampaign
@@ -60,15 +61,6 @@ def button_value(campaign: str, round_id: str, user_id: str) -> str:
 def parse_value(value: str) -> tuple[str, str, str] | None:
     parts = value.split("|")
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
-
-
-def nps(scores: list[int]) -> float | None:
-    """kpi-spec.md: 100 x (promoters (9-10) - detractors (0-6)) / responses."""
-    if not scores:
-        return None
-    promoters = sum(1 for s in scores if s >= 9)
-    detractors = sum(1 for s in scores if s <= 6)
-    return 100.0 * (promoters - detractors) / len(scores)
 
 
 @dataclass(frozen=True)
@@ -425,7 +417,7 @@ class SurveySender:
         for answer in answers:
             by_partner.setdefault(answer.partner_id, []).append(answer.score)
         partners = [
-            {"name": names.get(pid, pid), "nps": nps(scores), "answers": len(scores)}
+            {"name": names.get(pid, pid), "nps": nps_of(scores), "answers": len(scores)}
             for pid, scores in sorted(by_partner.items(), key=lambda kv: names.get(kv[0], kv[0]))
         ]
         comments = [
@@ -441,7 +433,7 @@ class SurveySender:
             "sent": sent,
             "answered": len(answers),
             "rate": len(answers) / sent if sent else None,
-            "overall": nps([a.score for a in answers]),
+            "overall": nps_of([a.score for a in answers]),
             "partners": partners,
             "comments": comments,
             "anonymous": the_round.anonymous,
