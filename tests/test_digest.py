@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from matplotlib import image
+from sqlalchemy import select
 
 from bot.blockkit import violations
 from bot.cli import main
@@ -23,11 +24,12 @@ from bot.formatting import format_change
 from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
+from kpi import schema
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
 from kpi.digest_data import build_digest, digest_period
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
-from kpi.snapshots import PROGRAM_ID, save_snapshot, trailing_snapshots
+from kpi.snapshots import PROGRAM_ID, latest_snapshot, save_snapshot, trailing_snapshots
 from kpi.store import Store, open_store
 from tests.fake_slack import FakeSlack, validate_blocks
 
@@ -554,6 +556,15 @@ def test_digest_send_posts_now(
         assert status == 0, err
         assert "Posted digest weekly to C0DIGEST with its chart" in out
         assert len(fake.messages_in("C0DIGEST")) == 2
+        # The scheduler's delivery path: the post is in the send log, the KPIs in a snapshot.
+        ts = fake.messages_in("C0DIGEST")[0]["ts"]  # the digest, then its chart
+        store = open_store(f"sqlite:///{app_yaml.parent / 'store.db'}")
+        with store.engine.connect() as connection:
+            sent = connection.execute(select(schema.send_log)).mappings().all()
+        assert [(row["kind"], row["slack_ts"]) for row in sent] == [("digest", ts)]
+        assert sent[0]["key"].startswith("digest-manual:weekly:C0DIGEST:")
+        assert latest_snapshot(store, "last-7d", datetime.now(UTC) + timedelta(days=1))
+        store.engine.dispose()
         fake.add_channel("C0DIGEST", is_member=False)
         status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
         assert status == 2 and "not_in_channel" in err and "/invite @partner-kpi" in err
