@@ -11,8 +11,9 @@ from bot.messages import ENVIRONMENT
 from kpi.digest_data import DigestData
 
 
-def chart_labels(period: str, digest: str) -> dict[str, str]:
-    """The chart's title, legend, upload title and alt text."""
+def chart_labels(digest: str, period: str = "") -> dict[str, str]:
+    """The chart's title (of the period `period`), legend, upload title and alt text (of the
+    digest named `digest`)."""
     template = ENVIRONMENT.get_template("digest_chart_labels.json.j2")
     labels: dict[str, str] = json.loads(template.render(period=period, digest=digest))
     return labels
@@ -26,7 +27,7 @@ def chart_png(data: DigestData, currency: str) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    labels = chart_labels(data.period.name, data.digest.name)
+    labels = chart_labels(data.digest.name, data.period.name)
     figure = Figure(figsize=(8, 3.6), dpi=100)
     axes = figure.subplots()
     positions = list(range(len(data.weeks)))

@@ -118,7 +118,7 @@ def post_digest(
     channel, ts = str(response["channel"]), str(response["ts"])
     if chart is None:
         return Posted(channel, ts, "none")
-    labels = chart_labels("", digest.name)
+    labels = chart_labels(digest.name)
     try:
         client.files_upload_v2(
             channel=channel,

@@ -447,6 +447,10 @@ def test_the_chart_is_uploaded_into_the_thread_or_falls_back_to_text(store: Stor
         (upload,) = fake.files
         assert upload.completed and upload.data == png and upload.channels == ["C0DIGEST"]
         assert upload.thread_ts == posted.ts
+        assert (upload.title, upload.alt_txt) == (  # the words of templates/
+            "Won revenue per week · weekly",
+            "Won revenue per week, partner deals versus direct deals",
+        )
 
         fake.fail_next("upload", error="internal_error", status=500)
         posted = post_digest(client, data.digest, message, png, fallback)
