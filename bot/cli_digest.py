@@ -16,7 +16,7 @@ from bot.channel_audience import SharedChannelRefused
 from bot.console import render_text
 from bot.digest import render_digest
 from bot.digest_chart import chart_png
-from bot.digest_post import ChannelUnavailable, deliver_digest
+from bot.digest_post import ChannelUnavailable, DigestDelivery
 from bot.serve_jobs import process_jobs
 from bot.terminal import table
 from kpi.config import DigestConfig
@@ -90,14 +90,9 @@ def _send(obj: Any, chosen: DigestConfig, run_at: datetime, chart_path: str | No
     key = f"digest-manual:{chosen.name}:{chosen.channel}:{run_at.isoformat()}"
     detail = {"digest": chosen.name, "channel": chosen.channel}
     try:
-        delivered = deliver_digest(
-            store,
-            obj.config.app,
-            _client(),
-            chosen,
-            run_at,
-            key,
-            prepare=lambda: store.claim(key, "digest", "cli", detail),
+        delivery = DigestDelivery(store, obj.config.app, _client())
+        delivered = delivery.deliver(
+            chosen, run_at, key, prepare=lambda: store.claim(key, "digest", "cli", detail)
         )
     except SharedChannelRefused as error:
         raise _error(f"Digest {chosen.name} was not posted: {error}.") from None

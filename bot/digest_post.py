@@ -1,8 +1,8 @@
 """Posting a digest, and the one delivery path of the scheduler and `partner-kpi digest --send`.
 
-`deliver_digest` checks who reads the channel (a channel shared with a partner gets that partner
-alone, bot/channel_audience.py), builds the digest, stores its KPI snapshot, posts it with its
-chart in the thread, and records the post in the send log. `post_digest` posts the message and
+`DigestDelivery.deliver` checks who reads the channel (a channel shared with a partner gets that
+partner alone, bot/channel_audience.py), builds the digest, stores its KPI snapshot, posts it with
+its chart in the thread, and records the post in the send log. `post_digest` posts the message and
 uploads the chart into its thread (files_upload_v2), with a text table instead when the upload
 fails; each post carries its send-log key in its metadata, where `find_posted` finds it again.
 """
@@ -51,37 +51,41 @@ class Delivered:
     posted: Posted
 
 
-def deliver_digest(
-    store: Store,
-    app: AppConfig,
-    client: WebClient,
-    digest: DigestConfig,
-    run_at: datetime,
-    key: str,
-    *,
-    now: datetime | None = None,
-    chart: bool = True,
-    prepare: Callable[[], object] | None = None,
-) -> Delivered:
-    """Delivers the run of `digest` at `run_at` under the send-log `key`: the shared-channel
-    check, `prepare` (once the channel may take it: the scheduler's sync of old data, the CLI's
-    claim), build, snapshot, post (with the chart unless `chart` is False), `mark_sent`. Raises
-    SharedChannelRefused (audited) or ChannelUnavailable, and nothing is marked then."""
-    partner = audience_or_refusal(
-        store, client, app.access, digest.channel, f"digest {digest.name}"
-    )
-    if prepare is not None:
-        prepare()
-    chosen = partner_only(digest, partner) if partner else digest
-    data = build_digest(store, app, chosen, run_at, now=now, partner_view=partner is not None)
-    save_snapshot(store, run_at, data.period, data.cards, program=data.program_card)
-    png = chart_png(data, app.currency) if chart and data.shows("chart") else None
-    fallback = render_chart_fallback(data, app.currency) if png is not None else None
-    posted = post_digest(
-        client, data.digest, render_digest(data, app.currency), png, fallback, key=key
-    )
-    store.mark_sent(key, posted.ts)
-    return Delivered(data, png, posted)
+@dataclass(frozen=True)
+class DigestDelivery:
+    """Where digests go: the store (snapshots, send log), the app's settings and Slack."""
+
+    store: Store
+    app: AppConfig
+    client: WebClient
+    chart: bool = True  # False: never drawn (tests)
+
+    def deliver(
+        self,
+        digest: DigestConfig,
+        run_at: datetime,
+        key: str,
+        now: datetime | None = None,
+        prepare: Callable[[], object] | None = None,
+    ) -> Delivered:
+        """Delivers the run of `digest` at `run_at` under the send-log `key`: the shared-channel
+        check, `prepare` (once the channel may take it: the scheduler's sync of old data, the
+        CLI's claim), build, snapshot, post with the chart, `mark_sent`. Raises
+        SharedChannelRefused (audited) or ChannelUnavailable, and nothing is marked then."""
+        store, app = self.store, self.app
+        what = f"digest {digest.name}"
+        partner = audience_or_refusal(store, self.client, app.access, digest.channel, what)
+        if prepare is not None:
+            prepare()
+        chosen = partner_only(digest, partner) if partner else digest
+        data = build_digest(store, app, chosen, run_at, now=now, partner_view=partner is not None)
+        save_snapshot(store, run_at, data.period, data.cards, program=data.program_card)
+        png = chart_png(data, app.currency) if self.chart and data.shows("chart") else None
+        fallback = render_chart_fallback(data, app.currency) if png is not None else None
+        message = render_digest(data, app.currency)
+        posted = post_digest(self.client, data.digest, message, png, fallback, key=key)
+        store.mark_sent(key, posted.ts)
+        return Delivered(data, png, posted)
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ class Schedule:
     text: str
     trigger: CronSchedule
 
+    @classmethod
+    def of(cls, id: str, what: str, item: Scheduled, trigger: CronSchedule) -> Schedule:
+        """The schedule of `item` (a digest, a campaign, the sync) with its trigger."""
+        return cls(id, what, item.schedule or "", trigger)
+
 
 @dataclass(frozen=True)
 class JobInfo:
@@ -143,10 +148,16 @@ class JobInfo:
 class JobKind(Protocol):
     """A kind of job on the one scheduler."""
 
-    #: Its name in the log ("digest", "sync", "survey").
-    name: str
-    #: Ticked every `tick_seconds` and at start too (to find missed runs), not only on schedule.
-    catch_up: bool
+    @property
+    def name(self) -> str:
+        """Its name in the log and in its catch-up job's id ("digest", "sync", "survey")."""
+        ...
+
+    @property
+    def catch_up(self) -> bool:
+        """Ticked every `tick_seconds` and at start too (to find missed runs), not only on its
+        schedules."""
+        ...
 
     def schedules(self) -> list[Schedule]:
         """Its cron schedules; each wakes `tick`."""

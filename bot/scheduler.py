@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.channel_audience import SharedChannelRefused
-from bot.digest_post import ChannelUnavailable, deliver_digest, find_posted
+from bot.digest_post import ChannelUnavailable, DigestDelivery, find_posted
 from bot.jobs import Clock, JobInfo, Schedule, cron_trigger, latest_scheduled, replica_id, utc_now
 from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
 from bot.sync_job import SyncJob
@@ -92,13 +92,8 @@ class DigestScheduler:
 
     def schedules(self) -> list[Schedule]:
         return [
-            Schedule(
-                f"digest:{digest.name}",
-                f"digest {digest.name} to {digest.channel} ({digest.period})",
-                digest.schedule,
-                self.triggers[digest.name],
-            )
-            for digest in self.app.digests
+            Schedule.of(f"digest:{d.name}", f"digest {d.name} to {d.channel} ({d.period})", d, t)
+            for d, t in zip(self.app.digests, self.triggers.values(), strict=True)
         ]
 
     def jobs(self) -> list[JobInfo]:
@@ -185,16 +180,9 @@ class DigestScheduler:
                     return Outcome(digest.name, scheduled, "found-posted", key, ts)
             if self.client is None:
                 raise RuntimeError("the scheduler has no Slack client")
-            delivered = deliver_digest(
-                self.store,
-                self.app,
-                self.client,
-                digest,
-                scheduled,
-                key,
-                now=now,
-                chart=self.chart,
-                prepare=lambda: self._sync_if_old(now),
+            delivery = DigestDelivery(self.store, self.app, self.client, self.chart)
+            delivered = delivery.deliver(
+                digest, scheduled, key, now, prepare=lambda: self._sync_if_old(now)
             )
         except ChannelUnavailable as error:
             log.error("%s It is retried in %s.", error, self.stale)

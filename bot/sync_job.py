@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from bot.jobs import Clock, Schedule, cron_trigger, latest_fire, utc_now
 from kpi.config import AppConfig
@@ -19,35 +21,31 @@ SyncRunner = Callable[[], object]
 LATE = timedelta(minutes=30)
 
 
+@dataclass
 class SyncJob:
     """The sync of one replica: `runner` syncs the configured source."""
 
-    name = "sync"
-    catch_up = False
+    store: Store
+    app: AppConfig
+    runner: SyncRunner
+    clock: Clock = utc_now
+    replica: str = "sync"
+    name: ClassVar[str] = "sync"
+    catch_up: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        store: Store,
-        app: AppConfig,
-        runner: SyncRunner,
-        *,
-        clock: Clock = utc_now,
-        replica: str = "sync",
-    ) -> None:
-        self.store = store
-        self.app = app
-        self.runner = runner
-        self.clock = clock
-        self.replica = replica
-        settings = app.scheduler.sync
-        self.grace = timedelta(hours=app.scheduler.grace_hours)
-        self.trigger = cron_trigger(settings, app.timezone) if settings.schedule else None
+    def __post_init__(self) -> None:
+        settings = self.app.scheduler
+        self.grace = timedelta(hours=settings.grace_hours)
+        self.trigger = (
+            cron_trigger(settings.sync, self.app.timezone) if settings.sync.schedule else None
+        )
 
     def schedules(self) -> list[Schedule]:
         if self.trigger is None:
             return []
-        text = self.app.scheduler.sync.schedule or ""
-        return [Schedule("sync", f"sync {self.app.source}", text, self.trigger)]
+        return [
+            Schedule.of("sync", f"sync {self.app.source}", self.app.scheduler.sync, self.trigger)
+        ]
 
     def run(self, why: str) -> None:
         """Syncs now; a failure is logged."""

@@ -21,13 +21,13 @@ class SurveyJobs:
 
     def schedules(self) -> list[Schedule]:
         return [
-            Schedule(
-                f"survey:{campaign.name}",
-                f"survey {campaign.name} round (results to {campaign.results_channel})",
-                campaign.schedule,
-                cron_trigger(campaign, self.app.timezone),
+            Schedule.of(
+                f"survey:{c.name}",
+                f"survey {c.name} round (results to {c.results_channel})",
+                c,
+                cron_trigger(c, self.app.timezone),
             )
-            for campaign in self.app.surveys
+            for c in self.app.surveys
         ]
 
     def tick(self) -> list[str]:
