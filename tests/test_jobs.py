@@ -14,6 +14,7 @@ import pytest
 from bot.jobs import Jobs, Schedule, latest_scheduled, recent_fires
 from bot.schedule import cron_schedule
 from bot.serve_jobs import process_jobs
+from bot.sync_job import SyncJob
 from kpi.config import AppConfig, LoadedConfig
 from kpi.store import Store
 
@@ -109,3 +110,31 @@ def test_serve_registers_digests_the_sync_and_survey_rounds(store: Store) -> Non
     assert [kind.catch_up for kind in jobs.kinds] == [True, False, True]
     assert [job.id for job in jobs.listing()] == ["digest:weekly", "sync", "survey:nps"]
     assert jobs.kinds[2].tick() == []  # listing only (no Slack client): a tick sends nothing
+
+
+def test_the_scheduled_sync_runs_once_per_time_and_before_digests_when_old(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = AppConfig.model_validate({"scheduler": {"sync": {"schedule": "30 * * * *"}}})
+    now = datetime(2026, 10, 20, 12, 40, tzinfo=UTC)
+    runs: list[str] = []
+    first = SyncJob(store, app, lambda: runs.append("first"), clock=lambda: now, replica="r1")
+    second = SyncJob(store, app, lambda: runs.append("second"), clock=lambda: now, replica="r2")
+    assert first.tick() and not second.tick() and not first.tick()  # 12:30, claimed once
+    assert runs == ["first"]
+    state = store.claim_state("sync:2026-10-20T12:30:00+00:00")
+    assert state is not None and state["posted_at"] is not None
+    now = datetime(2026, 10, 20, 14, 1, tzinfo=UTC)  # 13:30 was 31 minutes ago: left alone
+    assert not second.tick() and runs == ["first"]
+
+    def broken() -> None:
+        raise RuntimeError("INVALID_LOGIN")
+
+    failing = SyncJob(store, app, broken)
+    with caplog.at_level(logging.ERROR, "partner_kpi.scheduler"):
+        failing.run_if_older(30, now)  # nothing synced yet: it syncs, and logs the failure
+    assert "sync before a digest failed: INVALID_LOGIN" in caplog.text
+    run = store.start_sync("test", full=True)
+    store.finish_sync(run, "ok", {})
+    failing.run_if_older(30, datetime.now(UTC))  # fresh data: no sync
+    assert caplog.text.count("INVALID_LOGIN") == 1
