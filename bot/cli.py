@@ -191,13 +191,10 @@ def serve(obj: Context, host: str, port: int | None) -> None:
     if services.facts.workspace is not None:
         for problem in check_post_channels(services.facts, obj.config.app):
             log.error("%s", problem)
-    # issue 7: this replica's own scheduler (digests, syncs), exactly once via the send log
-    from bot.scheduler import start_scheduler
+    # One scheduler per replica: digests, the sync and survey rounds, exactly once via the send log.
+    from bot.serve_jobs import start_jobs
 
-    scheduler = start_scheduler(obj.store, obj.config, services.client)
-    from bot.surveys.tick import start_survey_jobs  # issue 8: survey rounds, exactly once
-
-    survey_jobs = start_survey_jobs(obj.store, obj.config, services.client)
+    scheduler = start_jobs(obj.store, obj.config, services.client)
     import signal
     import threading
 
@@ -216,8 +213,6 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         )
     finally:
         scheduler.shutdown()
-        if survey_jobs is not None:
-            survey_jobs.shutdown(wait=False)
         if socket is not None and socket.unfinished:
             # Python would wait for the stuck listeners' threads at exit: the stop is bounded.
             logging.shutdown()

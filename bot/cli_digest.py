@@ -12,23 +12,16 @@ from typing import Any
 import click
 from slack_sdk import WebClient
 
-from bot.blockkit import Message
-from bot.channel_audience import SharedChannelRefused, audience_or_refusal
+from bot.channel_audience import SharedChannelRefused
 from bot.cli_common import Context, UserError
 from bot.console import render_text
-from bot.digest import (
-    ChannelUnavailable,
-    build_digest,
-    chart_png,
-    partner_only,
-    post_digest,
-    render_chart_fallback,
-    render_digest,
-)
-from bot.scheduler import DigestScheduler
+from bot.digest import render_digest
+from bot.digest_chart import chart_png
+from bot.digest_post import ChannelUnavailable, DigestDelivery
+from bot.serve_jobs import process_jobs
 from bot.terminal import table
 from kpi.config import DigestConfig
-from kpi.snapshots import save_snapshot
+from kpi.digest_data import build_digest
 
 
 def _error(message: str) -> click.ClickException:
@@ -65,26 +58,13 @@ def digest(
     run_at = datetime.now(UTC)
     if as_of is not None:
         run_at = datetime.combine(as_of.date(), time(hour=run_at.hour), tzinfo=UTC)
-    client = _client() if mode == "send" else None
-    partner = None
-    if client is not None:
-        try:
-            partner = audience_or_refusal(
-                obj.store, client, app.access, chosen.channel, f"digest {chosen.name}"
-            )
-        except SharedChannelRefused as error:
-            raise _error(f"Digest {chosen.name} was not posted: {error}.") from None
-    if partner is not None:
-        chosen = partner_only(chosen, partner)
-    data = build_digest(obj.store, app, chosen, run_at, partner_view=partner is not None)
-    message = render_digest(data, app.currency)
-    wants_chart = chart_path is not None or (mode == "send" and data.shows("chart"))
-    chart = chart_png(data, app.currency) if wants_chart else None
-    if chart_path is not None and chart is not None:
-        Path(chart_path).write_bytes(chart)
-    if client is not None:
-        _send(obj, client, chosen, data, message, chart)
+    if mode == "send":
+        _send(obj, chosen, run_at, chart_path)
         return
+    data = build_digest(obj.store, app, chosen, run_at)
+    message = render_digest(data, app.currency)
+    if chart_path is not None:
+        Path(chart_path).write_bytes(chart_png(data, app.currency))
     if as_json:
         click.echo(json.dumps(message.payload(), indent=2, ensure_ascii=False))
     else:
@@ -103,27 +83,27 @@ def _client() -> WebClient:
         raise _error(str(error)) from None
 
 
-def _send(
-    obj: Context,
-    client: WebClient,
-    chosen: DigestConfig,
-    data: Any,
-    message: Message,
-    chart: bytes | None,
-) -> None:
-    app = obj.config.app
-    key = f"digest-manual:{chosen.name}:{chosen.channel}:{data.run_at.isoformat()}"
-    obj.store.claim(key, "digest", "cli", {"digest": chosen.name, "channel": chosen.channel})
-    fallback = render_chart_fallback(data, app.currency) if chart is not None else None
+def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str | None) -> None:
+    """Posts the digest now, through the scheduler's delivery path, under a key of its own."""
+    store = obj.store
+    key = f"digest-manual:{chosen.name}:{chosen.channel}:{run_at.isoformat()}"
+    detail = {"digest": chosen.name, "channel": chosen.channel}
     try:
-        posted = post_digest(client, chosen, message, chart, fallback, key=key)
+        delivery = DigestDelivery(store, obj.config.app, _client())
+        delivered = delivery.deliver(
+            chosen, run_at, key, prepare=lambda: store.claim(key, "digest", "cli", detail)
+        )
+    except SharedChannelRefused as error:
+        raise _error(f"Digest {chosen.name} was not posted: {error}.") from None
     except ChannelUnavailable as error:
         raise _error(str(error)) from None
-    obj.store.mark_sent(key, posted.ts)
-    save_snapshot(obj.store, data.run_at, data.period, data.cards, program=data.program_card)
+    if chart_path is not None:
+        chart = delivered.chart or chart_png(delivered.data, obj.config.app.currency)
+        Path(chart_path).write_bytes(chart)
     chart_note = {"uploaded": " with its chart", "text": " with the chart as text"}.get(
-        posted.chart, ""
+        delivered.posted.chart, ""
     )
+    posted = delivered.posted
     click.echo(f"Posted digest {chosen.name} to {chosen.channel}{chart_note} (ts {posted.ts}).")
 
 
@@ -131,10 +111,7 @@ def _send(
 @click.pass_obj
 def jobs(obj: Context) -> None:
     """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
-    from bot.surveys.tick import survey_jobs
-
-    scheduler = DigestScheduler(obj.store, obj.config, None)
-    found = scheduler.jobs() + survey_jobs(obj.config, scheduler.clock())
+    found = process_jobs(obj.store, obj.config, None).listing()
     if not found:
         click.echo("No scheduled jobs: add digests, scheduler.sync or surveys to app.yaml.")
         return

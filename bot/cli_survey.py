@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from bot.cli_common import Context, UserError
-from bot.surveys.sender import SurveySender, utc_now
+from bot.jobs import utc_now
+from bot.surveys.sender import SurveySender
 from bot.terminal import table
 from kpi import surveys as db
 from kpi.survey_config import SurveyCampaign

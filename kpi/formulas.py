@@ -140,6 +140,16 @@ def _velocity(totals: Totals, closed: dict[str, Any]) -> float | None:
     )
 
 
-def _nps(totals: Totals) -> float | None:
-    share = ratio(totals.promoters - totals.detractors, totals.survey_responses)
+def nps(promoters: int, detractors: int, responses: int) -> float | None:
+    """kpi-spec.md: 100 x (promoters (9-10) - detractors (0-6)) / responses; None without any."""
+    share = ratio(promoters - detractors, responses)
     return None if share is None else 100 * share
+
+
+def nps_of(scores: list[int]) -> float | None:
+    """The NPS of these answers (0-10)."""
+    return nps(sum(1 for s in scores if s >= 9), sum(1 for s in scores if s <= 6), len(scores))
+
+
+def _nps(totals: Totals) -> float | None:
+    return nps(totals.promoters, totals.detractors, totals.survey_responses)

@@ -13,25 +13,23 @@ from typing import Any
 import numpy as np
 import pytest
 from matplotlib import image
+from sqlalchemy import select
 
 from bot.blockkit import violations
 from bot.cli import main
-from bot.digest import (
-    build_digest,
-    chart_png,
-    digest_period,
-    post_digest,
-    render_chart_fallback,
-    render_digest,
-)
+from bot.digest import render_chart_fallback, render_digest
+from bot.digest_chart import chart_png
+from bot.digest_post import post_digest
 from bot.formatting import format_change
 from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
+from kpi import schema
 from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
+from kpi.digest_data import build_digest, digest_period
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
-from kpi.snapshots import PROGRAM_ID, save_snapshot, trailing_snapshots
+from kpi.snapshots import PROGRAM_ID, latest_snapshot, save_snapshot, trailing_snapshots
 from kpi.store import Store, open_store
 from tests.fake_slack import FakeSlack, validate_blocks
 
@@ -229,17 +227,23 @@ def score_of(card: dict[str, Any]) -> float:
 
 
 def test_stale_or_failed_syncs_are_warned_about(store: Store) -> None:
+    never = build_digest(store, APP, weekly(), RUN_AT)
+    assert never.warning is not None and never.warning.cause == "never-synced"
+    assert render_digest(never, "USD").text.startswith(":warning: No sync has finished yet")
     seed(store, 5)
     late = RUN_AT + timedelta(days=3)
     data = build_digest(store, APP, weekly(), late, now=datetime.now(UTC) + timedelta(days=2))
-    assert data.warning is not None and "longer than this digest allows (24 hours)" in data.warning
+    assert data.warning is not None and data.warning.cause == "too-old"
+    warning = render_digest(data, "USD").text
+    assert warning.startswith(":warning: The data was last synced 2 days ago")
+    assert "longer than this digest allows (24 hours); check the sync." in warning
     run = store.start_sync("test", full=False)
     store.finish_sync(run, "failed", {}, error="INVALID_LOGIN: bad password\nmore")
     data = build_digest(store, APP, weekly(), RUN_AT, now=datetime.now(UTC))
-    assert data.warning is not None
-    assert "The last sync failed" in data.warning and "INVALID_LOGIN: bad password" in data.warning
+    assert data.warning is not None and data.warning.cause == "sync-failed"
     message = render_digest(data, "USD")
-    assert message.text.startswith(":warning:")
+    assert message.text.startswith(":warning: The last sync failed just now (INVALID_LOGIN: ")
+    assert "bad password); these numbers are from the sync of " in message.text
 
 
 def test_snapshots_keep_every_partner_and_read_back_newest_first(store: Store) -> None:
@@ -443,6 +447,10 @@ def test_the_chart_is_uploaded_into_the_thread_or_falls_back_to_text(store: Stor
         (upload,) = fake.files
         assert upload.completed and upload.data == png and upload.channels == ["C0DIGEST"]
         assert upload.thread_ts == posted.ts
+        assert (upload.title, upload.alt_txt) == (  # the words of templates/
+            "Won revenue per week · weekly",
+            "Won revenue per week, partner deals versus direct deals",
+        )
 
         fake.fail_next("upload", error="internal_error", status=500)
         posted = post_digest(client, data.digest, message, png, fallback)
@@ -552,6 +560,15 @@ def test_digest_send_posts_now(
         assert status == 0, err
         assert "Posted digest weekly to C0DIGEST with its chart" in out
         assert len(fake.messages_in("C0DIGEST")) == 2
+        # The scheduler's delivery path: the post is in the send log, the KPIs in a snapshot.
+        ts = fake.messages_in("C0DIGEST")[0]["ts"]  # the digest, then its chart
+        store = open_store(f"sqlite:///{app_yaml.parent / 'store.db'}")
+        with store.engine.connect() as connection:
+            sent = connection.execute(select(schema.send_log)).mappings().all()
+        assert [(row["kind"], row["slack_ts"]) for row in sent] == [("digest", ts)]
+        assert sent[0]["key"].startswith("digest-manual:weekly:C0DIGEST:")
+        assert latest_snapshot(store, "last-7d", datetime.now(UTC) + timedelta(days=1))
+        store.engine.dispose()
         fake.add_channel("C0DIGEST", is_member=False)
         status, _, err = run(capsys, "--config", str(app_yaml), "digest", "weekly", "--send")
         assert status == 2 and "not_in_channel" in err and "/invite @partner-kpi" in err

@@ -18,9 +18,10 @@ from sqlalchemy import create_engine, select
 from bot.answers import Answers
 from bot.blockkit import Message
 from bot.cli import main
-from bot.digest import build_digest
+from bot.digest import render_digest
 from kpi import schema
 from kpi.config import AppConfig, DigestConfig
+from kpi.digest_data import build_digest
 from kpi.engine import KpiEngine
 from kpi.models import Deal
 from kpi.periods import Period, parse_period
@@ -245,9 +246,10 @@ def test_a_refusal_shows_in_the_scorecard_footer_and_the_next_digest(
         {"name": "weekly", "channel": "C1", "schedule": "0 9 * * 1"}
     )
     data = build_digest(store, AppConfig(), digest, datetime.now(UTC))
-    assert data.warning is not None
-    assert data.warning.startswith(f"The last sync was refused just now ({refusal}")
-    assert data.warning.endswith("these numbers are from the sync of just now.")
+    assert data.warning is not None and data.warning.verb == "was refused"
+    shown = render_digest(data, "USD").text
+    assert f"The last sync was refused just now ({refusal}" in shown
+    assert "these numbers are from the sync of just now." in shown
     assert cli(capsys, config, "--accept-deletes")[0] == 0  # a good sync clears both
     assert build_digest(store, AppConfig(), digest, datetime.now(UTC)).warning is None
     assert "refused" not in render_scorecard(store, period).blocks[-2]["elements"][0]["text"]

@@ -17,7 +17,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import update
 
-from bot.scheduler import DigestScheduler, Outcome, latest_scheduled
+from bot.jobs import Jobs, latest_scheduled
+from bot.scheduler import DigestScheduler, Outcome
 from bot.slack_app import web_client
 from kpi import schema
 from kpi.config import AppConfig, LoadedConfig
@@ -264,14 +265,15 @@ def test_two_schedulers_on_one_database_post_exactly_once(
 
         # The real thing: each replica's own BackgroundScheduler, catching up at start.
         clock.now = MONDAY_CET + timedelta(minutes=5)
-        for replica in replicas:
-            replica.start()
+        schedulers = [Jobs(60, [r], clock=r.clock, replica=r.replica) for r in replicas]
+        for scheduler in schedulers:
+            scheduler.start()
         try:
             fake.wait_for(lambda: len(fake.messages_in(CHANNEL)) >= 2, timeout=15)
             time.sleep(0.5)  # time enough for a duplicate to arrive, were there one
         finally:
-            for replica in replicas:
-                replica.shutdown()
+            for scheduler in schedulers:
+                scheduler.shutdown()
         posts = fake.calls_to("chat.postMessage")
         assert len(posts) == 2 and len(fake.messages_in(CHANNEL)) == 2
         assert all(post.body["channel"] == CHANNEL for post in posts)

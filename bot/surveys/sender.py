@@ -14,9 +14,8 @@ ts; each DM carries its key in message metadata, so the taker-over finds it in t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.channel_audience import SharedChannelRefused, audience_or_refusal
+from bot.jobs import Clock, cron_trigger, next_fire, recent_fires, utc_now
 from bot.keyed_posts import (
     HISTORY_MARGIN,
     find_keyed_post,
@@ -31,22 +31,16 @@ from bot.keyed_posts import (
     keyed_metadata,
 )
 from bot.messages import render
-from bot.surveys.rounds import (
-    RoundTimes,
-    campaign_trigger,
-    next_start,
-    recent_starts,
-    round_times,
-)
+from bot.surveys.rounds import RoundTimes, round_times
 from kpi import surveys as db
 from kpi.config import LoadedConfig
+from kpi.formulas import nps_of
 from kpi.models import Partner
 from kpi.store import Store
 from kpi.survey_config import SurveyCampaign
 
 log = logging.getLogger("partner_kpi.surveys")
 
-Clock = Callable[[], datetime]
 FOUND_FOR = timedelta(days=30)
 MISSING_FOR = timedelta(days=1)
 #: How long after its close an ad-hoc round (from `survey send`) is still looked after by the
@@ -54,10 +48,6 @@ MISSING_FOR = timedelta(days=1)
 FOLLOW_CLOSED = timedelta(days=30)
 #: The event_type of the message metadata each survey DM carries, with its send-log key.
 SURVEY_EVENT = "partner_kpi_survey"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def dm_key(campaign: str, round_id: str, user_id: str) -> str:
@@ -71,15 +61,6 @@ def button_value(campaign: str, round_id: str, user_id: str) -> str:
 def parse_value(value: str) -> tuple[str, str, str] | None:
     parts = value.split("|")
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
-
-
-def nps(scores: list[int]) -> float | None:
-    """kpi-spec.md: 100 x (promoters (9-10) - detractors (0-6)) / responses."""
-    if not scores:
-        return None
-    promoters = sum(1 for s in scores if s >= 9)
-    detractors = sum(1 for s in scores if s <= 6)
-    return 100.0 * (promoters - detractors) / len(scores)
 
 
 @dataclass(frozen=True)
@@ -212,7 +193,7 @@ class SurveySender:
     # --- the round --------------------------------------------------------------------------
 
     def current_round(self, campaign: SurveyCampaign, now: datetime) -> RoundTimes | None:
-        starts = recent_starts(campaign_trigger(campaign, self.app.timezone), now, 1)
+        starts = recent_fires(cron_trigger(campaign, self.app.timezone), now, 1)
         return round_times(campaign, starts[0]) if starts else None
 
     def round_to_send(self, campaign: SurveyCampaign, now: datetime) -> RoundTimes:
@@ -436,7 +417,7 @@ class SurveySender:
         for answer in answers:
             by_partner.setdefault(answer.partner_id, []).append(answer.score)
         partners = [
-            {"name": names.get(pid, pid), "nps": nps(scores), "answers": len(scores)}
+            {"name": names.get(pid, pid), "nps": nps_of(scores), "answers": len(scores)}
             for pid, scores in sorted(by_partner.items(), key=lambda kv: names.get(kv[0], kv[0]))
         ]
         comments = [
@@ -452,7 +433,7 @@ class SurveySender:
             "sent": sent,
             "answered": len(answers),
             "rate": len(answers) / sent if sent else None,
-            "overall": nps([a.score for a in answers]),
+            "overall": nps_of([a.score for a in answers]),
             "partners": partners,
             "comments": comments,
             "anonymous": the_round.anonymous,
@@ -519,8 +500,8 @@ class SurveySender:
 
     def _campaign_tick(self, campaign: SurveyCampaign, now: datetime) -> list[str]:
         done = []
-        trigger = campaign_trigger(campaign, self.app.timezone)
-        scheduled = [round_times(campaign, start) for start in recent_starts(trigger, now, 2)]
+        trigger = cron_trigger(campaign, self.app.timezone)
+        scheduled = [round_times(campaign, start) for start in recent_fires(trigger, now, 2)]
         if scheduled and scheduled[0].open_at(now):
             times = scheduled[0]
             marker = f"survey-round:{campaign.name}:{times.round_id}"
@@ -546,7 +527,7 @@ class SurveySender:
         return [r for r in stored if r.round_id in scheduled or r.closes_at >= now - FOLLOW_CLOSED]
 
     def next_round(self, campaign: SurveyCampaign, now: datetime) -> datetime | None:
-        return next_start(campaign_trigger(campaign, self.app.timezone), now)
+        return next_fire(cron_trigger(campaign, self.app.timezone), now)
 
 
 def _emails(partner: Partner) -> list[str]:

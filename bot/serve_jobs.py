@@ -1,0 +1,45 @@
+"""The jobs of one `partner-kpi serve` process, each kind registered on the one scheduler
+(bot/jobs.py), in the order `partner-kpi jobs` lists them. A new kind of job (alerts) is built
+and added here."""
+
+from __future__ import annotations
+
+from slack_sdk import WebClient
+
+from bot.jobs import Jobs, replica_id
+from bot.scheduler import DigestScheduler
+from bot.surveys.sender import SurveySender
+from bot.surveys.tick import SurveyJobs
+from bot.sync_job import SyncJob
+from connectors.sync import run_sync, source_for
+from kpi.config import LoadedConfig
+from kpi.store import Store
+
+
+def process_jobs(store: Store, config: LoadedConfig, client: WebClient | None) -> Jobs:
+    """Digests, the sync and survey rounds of this replica; with no Slack client, only to be
+    listed (nothing is sent)."""
+    app = config.app
+    replica = replica_id()
+
+    def sync() -> object:
+        return run_sync(store, source_for(config))
+
+    sync_job = SyncJob(store, app, sync, replica=replica)
+    digests = DigestScheduler(store, config, client, sync=sync_job, replica=replica)
+    surveys = None
+    if client is not None and app.surveys:
+        surveys = SurveySender(store, config, client, replica=replica)
+    return Jobs(
+        app.scheduler.tick_seconds,
+        [digests, sync_job, SurveyJobs(app, surveys)],
+        clock=digests.clock,
+        replica=replica,
+    )
+
+
+def start_jobs(store: Store, config: LoadedConfig, client: WebClient) -> Jobs:
+    """The one scheduler of `partner-kpi serve`, started: it catches up at once."""
+    jobs = process_jobs(store, config, client)
+    jobs.start()
+    return jobs
