@@ -33,15 +33,17 @@ from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE
 from connectors.files import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
-from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config
 from kpi.engine import KpiEngine
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
 from kpi.models import Partner
-from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from kpi.store import Store, StoreError, open_store
 from kpi.store_faults import first_line
+from settings.app import LoadedConfig, load_config
+from settings.base import ConfigError
+from settings.kpi import TierConfig
+from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 
 log = logging.getLogger("partner_kpi")
 
@@ -299,7 +301,7 @@ def manifest(obj: Context, socket_mode: bool | None) -> None:
 def _showcase(obj: Context, day: date) -> None:
     """What a manager would ask first: the leaders, then one partner's scorecard."""
     period = parse_period(DEFAULT_PERIOD, day)
-    engine = KpiEngine(obj.store, obj.config.app)
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
     currency = obj.config.app.currency
     cards = engine.all_partners(period)
     leaders = leaderboard(list(cards.values()), "quality_score")[:5]
@@ -403,7 +405,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
     """One partner's KPIs: NAME is a CRM id, a name, or part of one."""
     chosen = _period(obj, period, as_of)
     partner = _partner(obj, name)
-    engine = KpiEngine(obj.store, obj.config.app)
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
     if as_json:
         click.echo(_json(engine.partner(partner.id, chosen)))
         return
@@ -420,7 +422,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
 @click.pass_obj
 def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
     """The whole partner program's KPIs."""
-    card = KpiEngine(obj.store, obj.config.app).program(_period(obj, period, as_of))
+    card = KpiEngine(obj.store, obj.config.app.kpi_settings).program(_period(obj, period, as_of))
     click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
 
 
@@ -440,7 +442,7 @@ def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
 def top(obj: Context, kpi_key: str, count: int, period: str, as_of: Any) -> None:
     """The partners leading on a KPI (on quality score by default)."""
     chosen = _period(obj, period, as_of)
-    cards = KpiEngine(obj.store, obj.config.app).all_partners(chosen)
+    cards = KpiEngine(obj.store, obj.config.app.kpi_settings).all_partners(chosen)
     leaders = leaderboard(list(cards.values()), kpi_key)[:count]
     currency = obj.config.app.currency
     rows = [

@@ -26,8 +26,8 @@ from bot.digest import (
 )
 from bot.scheduler import DigestScheduler
 from bot.terminal import table
-from kpi.config import DigestConfig
 from kpi.snapshots import save_snapshot
+from settings.slack import DigestConfig
 
 
 def _error(message: str) -> click.ClickException:

@@ -13,7 +13,7 @@ import click
 from bot.surveys.sender import SurveySender, utc_now
 from bot.terminal import table
 from kpi import surveys as db
-from kpi.survey_config import SurveyCampaign
+from settings.slack import SurveyCampaign
 
 NO_CAMPAIGNS = """No survey campaigns yet. Add one to app.yaml, e.g.:
 

@@ -49,15 +49,16 @@ from bot.formatting import age
 from bot.keyed_posts import find_keyed_post, keyed_metadata
 from bot.messages import render
 from kpi import schema
-from kpi.config import AppConfig, DigestConfig, DigestPartnerFilter
 from kpi.engine import KpiEngine
 from kpi.leaders import leaderboard
 from kpi.models import Partner
-from kpi.periods import Period, parse_period, previous_period
 from kpi.risk import AtRisk, RiskRules, partners_at_risk
 from kpi.snapshots import PROGRAM_ID, Snapshot, latest_snapshot, snapshots_since
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
+from settings.app import AppConfig
+from settings.periods import Period, parse_period, previous_period
+from settings.slack import DigestConfig, DigestPartnerFilter
 
 log = logging.getLogger("partner_kpi.digest")
 
@@ -168,7 +169,7 @@ def build_digest(
     program (the partner revenue share is one)."""
     now = now or run_at
     period = digest_period(digest, app, run_at)
-    engine = KpiEngine(store, app)
+    engine = KpiEngine(store, app.kpi_settings)
     all_cards = engine.all_partners(period)
     partners = {partner.id: partner for partner in store.partners()}
     chosen = {pid for pid, partner in partners.items() if _matches(digest, partner)}

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from kpi.config import AppConfig
+from settings.app import AppConfig
 
 BOT_SCOPES = [
     "commands",  # the slash command

@@ -54,9 +54,10 @@ from bot.digest import (
 )
 from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
 from bot.schedule import CronSchedule, cron_schedule
-from kpi.config import DigestConfig, LoadedConfig
 from kpi.snapshots import save_snapshot
 from kpi.store import Store
+from settings.app import LoadedConfig
+from settings.slack import DigestConfig
 
 log = logging.getLogger("partner_kpi.scheduler")
 

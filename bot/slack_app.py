@@ -17,9 +17,9 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot.access import FactUnavailable
 from bot.services import BotServices
 from bot.slack_facts import SlackFacts, TokenRefused
-from kpi.config import LoadedConfig
-from kpi.periods import today_in
 from kpi.store import Store
+from settings.app import LoadedConfig
+from settings.periods import today_in
 
 log = logging.getLogger("partner_kpi.slack")
 

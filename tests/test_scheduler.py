@@ -20,9 +20,9 @@ from sqlalchemy import update
 from bot.scheduler import DigestScheduler, Outcome, latest_scheduled
 from bot.slack_app import web_client
 from kpi import schema
-from kpi.config import AppConfig, LoadedConfig
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store, open_store
+from settings.app import AppConfig, LoadedConfig
 from tests.fake_slack import FakeSlack
 
 CHANNEL = "C0DIGEST"

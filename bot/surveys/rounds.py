@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.schedule import CronSchedule, cron_schedule
-from kpi.survey_config import SurveyCampaign
+from settings.slack import SurveyCampaign
 
 #: How far back a schedule's latest round is looked for, widening until one is found.
 LOOKBACK = (timedelta(days=8), timedelta(days=40), timedelta(days=370), timedelta(days=740))

@@ -39,10 +39,10 @@ from bot.surveys.rounds import (
     round_times,
 )
 from kpi import surveys as db
-from kpi.config import LoadedConfig
 from kpi.models import Partner
 from kpi.store import Store
-from kpi.survey_config import SurveyCampaign
+from settings.app import LoadedConfig
+from settings.slack import SurveyCampaign
 
 log = logging.getLogger("partner_kpi.surveys")
 

@@ -13,8 +13,8 @@ from slack_sdk import WebClient
 from bot.scheduler import JobInfo, replica_id
 from bot.surveys.rounds import campaign_trigger
 from bot.surveys.sender import SurveySender
-from kpi.config import LoadedConfig
 from kpi.store import Store
+from settings.app import LoadedConfig
 
 log = logging.getLogger("partner_kpi.surveys")
 

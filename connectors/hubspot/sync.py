@@ -61,9 +61,9 @@ from connectors.incremental import (
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from kpi import schema
-from kpi.config import AppConfig
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import KINDS, Store
+from settings.app import AppConfig
 
 SOURCE = "hubspot"
 

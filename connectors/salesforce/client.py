@@ -30,7 +30,7 @@ from simple_salesforce.exceptions import (
 from connectors.files import SourceError
 from connectors.incremental import ApiBudget, RetryPolicy, StopSync
 from connectors.salesforce.auth import SalesforceSession, login
-from kpi.config import SalesforceConfig
+from settings.crm import SalesforceConfig
 
 T = TypeVar("T")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")

@@ -47,9 +47,9 @@ from connectors.salesforce.mapping import (
 )
 from connectors.salesforce.soql import Query, all_of, equals
 from connectors.salesforce.streams import modstamp_pages, rows_by_id
-from kpi.config import AppConfig
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import Store
+from settings.app import AppConfig
 
 SOURCE = "salesforce"
 DELETED_HISTORY = timedelta(days=29)  # getDeleted answers for the last 30 days only
