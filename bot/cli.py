@@ -44,6 +44,7 @@ from settings.app import LoadedConfig, load_config
 from settings.base import ConfigError
 from settings.kpi import TierConfig
 from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
+from settings.secrets import Secrets
 
 log = logging.getLogger("partner_kpi")
 
@@ -225,7 +226,7 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     slack = obj.config.app.slack
-    app_token = os.environ.get(APP_TOKEN_ENV, "").strip() or None
+    app_token = (Secrets().value(APP_TOKEN_ENV) or "").strip() or None
     try:
         # Socket Mode never receives a signed request: no signing secret needed there.
         app, services = build_app(

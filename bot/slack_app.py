@@ -20,6 +20,7 @@ from bot.slack_facts import SlackFacts, TokenRefused
 from kpi.store import Store
 from settings.app import LoadedConfig
 from settings.periods import today_in
+from settings.secrets import Secrets
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -47,7 +48,7 @@ class MissingSecret(Exception):
 
 
 def secret(name: str) -> str:
-    value = os.environ.get(name)
+    value = Secrets().value(name)
     if not value:
         raise MissingSecret(f"{name} is not set; export it in the environment (never in app.yaml).")
     return value
