@@ -108,9 +108,9 @@ def import_loops(packages: tuple[str, ...]) -> list[list[str]]:
     return loops
 
 
-def test_no_import_loops_in_settings_and_kpi() -> None:
-    # A package's __init__ importing its own modules is not a loop of two modules' code.
-    loops = [loop for loop in import_loops(("settings", "kpi")) if len(set(loop)) > 1]
+def test_no_import_loops_below_bot() -> None:
+    # bot/ joins once its own loops are gone (issue 15: bot/services.py, cli_common).
+    loops = [loop for loop in import_loops(("settings", "kpi", "connectors")) if len(set(loop)) > 1]
     assert loops == []
 
 
