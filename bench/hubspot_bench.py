@@ -218,7 +218,7 @@ def serve(deals: int, channel: Connection) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from connectors.hubspot import HubSpotSource
     from connectors.normalize import Normalizer
-    from kpi.config import AppConfig
+    from settings.app import AppConfig
     from tests.fake_hubspot import TOKEN
 
     folder = tempfile.mkdtemp(prefix="hs-bench-")

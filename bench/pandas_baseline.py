@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kpi.config import DEFAULT_WEIGHTS
-from kpi.periods import Period, previous_period
+from settings.kpi import DEFAULT_WEIGHTS
+from settings.periods import Period, previous_period
 
 CHANNELS = ("paid", "earned", "owned", "other")
 COMPONENTS = tuple(DEFAULT_WEIGHTS)

@@ -23,10 +23,11 @@ from bench.generate import AS_OF, FIRST_DAY, PIPELINE
 from bench.harness import peak_mb
 from bot.answers import Answers
 from bot.server import settle_heap
-from kpi.config import AppConfig, KpiConfig, TierConfig
 from kpi.engine import KpiEngine
-from kpi.periods import Period, parse_period
 from kpi.store import open_store
+from settings.app import AppConfig
+from settings.kpi import KpiConfig, TierConfig
+from settings.periods import Period, parse_period
 
 CHECK_KEYS = ("deal_count", "won_revenue", "close_rate", "quality_score")
 PERIOD_KINDS = (
@@ -95,7 +96,7 @@ BENCH_APP = AppConfig(
 
 
 def engine_for(db: str) -> KpiEngine:
-    return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP)
+    return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP.kpi_settings)
 
 
 def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
@@ -125,7 +126,7 @@ def engine_phase(
         )
     # What `/partner-kpi NAME` computes once the name is found: the engine's scorecard with the
     # tier lever, the data-trust counts and the direct baseline, rendered to Block Kit.
-    answers = Answers(engine.store, engine.app, lambda: AS_OF)
+    answers = Answers(engine.store, BENCH_APP, lambda: AS_OF)
     answer_ms = [
         _timed(partial(answers.scorecard, pid, period))[0] * 1000
         for pid, _kind, period in pairs[warmup:]

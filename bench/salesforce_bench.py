@@ -220,7 +220,7 @@ def serve(opportunities: int, folder: str, channel: Connection) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from connectors.normalize import Normalizer
     from connectors.salesforce import SalesforceSource
-    from kpi.config import AppConfig
+    from settings.app import AppConfig
 
     folder = tempfile.mkdtemp(prefix="sf-bench-")
     with FakeProcess(serve, args.opportunities, folder) as fake:

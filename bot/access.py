@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kpi.config import AccessConfig
+from settings.slack import AccessConfig
 
 
 class FactUnavailable(Exception):

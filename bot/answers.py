@@ -26,15 +26,15 @@ from bot.intents import (
     ShowTop,
 )
 from bot.messages import render
-from kpi.config import AppConfig
 from kpi.deals import largest_deals
 from kpi.engine import KpiEngine
 from kpi.leaders import leaderboard, value_of
 from kpi.lookup import Ambiguous, Found, NotFound, find_partner
 from kpi.models import Partner
-from kpi.periods import Period, PeriodError, parse_period
 from kpi.risk import partners_at_risk
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.periods import Period, PeriodError, parse_period
 
 
 class Answers:
@@ -50,7 +50,7 @@ class Answers:
     ) -> None:
         self.store = store
         self.app = app
-        self.engine = KpiEngine(store, app)
+        self.engine = KpiEngine(store, app.kpi_settings)
         self.today = today
         self.partner_ids = partner_ids
         # What a partner's own people see: their figures and the program's published rules,

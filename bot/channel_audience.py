@@ -14,8 +14,9 @@ from slack_sdk import WebClient
 
 from bot.access import FactUnavailable
 from bot.slack_facts import SlackFacts
-from kpi.config import AccessConfig, AppConfig
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.slack import AccessConfig
 
 log = logging.getLogger("partner_kpi.slack")
 

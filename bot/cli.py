@@ -41,15 +41,16 @@ from connectors.demo_data import DEMO_MARKER, write_demo_data
 from connectors.files import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
-from kpi.config import ConfigError
 from kpi.engine import KpiEngine
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
 from kpi.models import Partner
-from kpi.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from kpi.store import StoreError, open_store
 from kpi.store_faults import first_line
+from settings.base import ConfigError
+from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
+from settings.secrets import Secrets
 
 log = logging.getLogger("partner_kpi")
 
@@ -173,7 +174,7 @@ def serve(obj: Context, host: str, port: int | None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     slack = obj.config.app.slack
-    app_token = os.environ.get(APP_TOKEN_ENV, "").strip() or None
+    app_token = (Secrets().value(APP_TOKEN_ENV) or "").strip() or None
     try:
         # Socket Mode never receives a signed request: no signing secret needed there.
         app, services = build_app(
@@ -244,7 +245,7 @@ def manifest(obj: Context, socket_mode: bool | None) -> None:
 def _showcase(obj: Context, day: date) -> None:
     """What a manager would ask first: the leaders, then one partner's scorecard."""
     period = parse_period(DEFAULT_PERIOD, day)
-    engine = KpiEngine(obj.store, obj.config.app)
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
     currency = obj.config.app.currency
     cards = engine.all_partners(period)
     leaders = leaderboard(list(cards.values()), "quality_score")[:5]
@@ -348,7 +349,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
     """One partner's KPIs: NAME is a CRM id, a name, or part of one."""
     chosen = _period(obj, period, as_of)
     partner = _partner(obj, name)
-    engine = KpiEngine(obj.store, obj.config.app)
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
     if as_json:
         click.echo(_json(engine.partner(partner.id, chosen)))
         return
@@ -365,7 +366,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
 @click.pass_obj
 def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
     """The whole partner program's KPIs."""
-    card = KpiEngine(obj.store, obj.config.app).program(_period(obj, period, as_of))
+    card = KpiEngine(obj.store, obj.config.app.kpi_settings).program(_period(obj, period, as_of))
     click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
 
 
@@ -385,7 +386,7 @@ def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
 def top(obj: Context, kpi_key: str, count: int, period: str, as_of: Any) -> None:
     """The partners leading on a KPI (on quality score by default)."""
     chosen = _period(obj, period, as_of)
-    cards = KpiEngine(obj.store, obj.config.app).all_partners(chosen)
+    cards = KpiEngine(obj.store, obj.config.app.kpi_settings).all_partners(chosen)
     leaders = leaderboard(list(cards.values()), kpi_key)[:count]
     currency = obj.config.app.currency
     rows = [

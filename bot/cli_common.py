@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_PIPELINE
-from kpi.config import LoadedConfig, TierConfig, load_config
 from kpi.store import Store, open_store
+from settings.app import LoadedConfig, load_config
+from settings.kpi import TierConfig
 
 USAGE_ERROR = 2
 UNEXPECTED_ERROR = 1  # a bug: the sentence says where the traceback was written

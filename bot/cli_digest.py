@@ -20,8 +20,8 @@ from bot.digest_chart import chart_png
 from bot.digest_post import ChannelUnavailable, DigestDelivery
 from bot.serve_jobs import process_jobs
 from bot.terminal import table
-from kpi.config import DigestConfig
 from kpi.digest_data import build_digest
+from settings.digests import DigestConfig
 
 
 def _error(message: str) -> click.ClickException:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +14,8 @@ from bot.jobs import utc_now
 from bot.surveys.sender import SurveySender
 from bot.terminal import table
 from kpi import surveys as db
-from kpi.survey_config import SurveyCampaign
+from settings.secrets import Secrets
+from settings.slack import SurveyCampaign
 
 NO_CAMPAIGNS = """No survey campaigns yet. Add one to app.yaml, e.g.:
 
@@ -48,7 +48,7 @@ def _campaigns(obj: Context, name: str | None) -> list[SurveyCampaign]:
 def _client() -> Any:
     from bot.slack_app import web_client
 
-    token = os.environ.get("SLACK_BOT_TOKEN")
+    token = Secrets().value("SLACK_BOT_TOKEN")
     return web_client(token) if token else None
 
 

@@ -23,10 +23,11 @@ from bot.channel_audience import audience_or_refusal
 from bot.digest import render_chart_fallback, render_digest
 from bot.digest_chart import chart_labels, chart_png
 from bot.keyed_posts import find_keyed_post, keyed_metadata
-from kpi.config import AppConfig, DigestConfig
 from kpi.digest_data import DigestData, build_digest, partner_only
 from kpi.snapshots import save_snapshot
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.digests import DigestConfig
 
 log = logging.getLogger("partner_kpi.digest")
 

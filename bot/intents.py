@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from kpi.leaders import RANKABLE
-from kpi.periods import DEFAULT_PERIOD, PeriodError, parse_period
+from settings.periods import DEFAULT_PERIOD, PeriodError, parse_period
 
 MAX_TOP = 50
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import yaml
 
-from kpi.config import AppConfig
+from settings.app import AppConfig
+from settings.secrets import Secrets
 
 BOT_SCOPES = [
     "commands",  # the slash command
@@ -49,7 +49,7 @@ class NoRequestUrl(ValueError):
 def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
     slack = app.slack
     if socket_mode is None:
-        socket_mode = bool(os.environ.get("SLACK_APP_TOKEN"))
+        socket_mode = Secrets().value("SLACK_APP_TOKEN") is not None
     request_url = None
     if not socket_mode:
         if not slack.request_url:

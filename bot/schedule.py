@@ -1,9 +1,9 @@
 """The one trigger of every cron schedule in app.yaml (digests, the sync, survey campaigns): an
-APScheduler trigger that fires as crontab(5) would, built from kpi/cron.py's parse.
+APScheduler trigger that fires as crontab(5) would, built from settings/cron.py's parse.
 
 APScheduler 3's own `CronTrigger.from_crontab` counts weekday 0 as Monday and ANDs day of month
-with day of week; here each field is expanded by kpi/cron.py and handed to plain CronTriggers as
-explicit values (weekdays by name), and a schedule restricting both day fields is the union of a
+with day of week; here each field is expanded by settings/cron.py and handed to plain CronTriggers
+as explicit values (weekdays by name), and a schedule restricting both day fields is the union of a
 day-of-month trigger and a day-of-week one. Across daylight-saving changes it behaves as cron
 does: a time that does not exist that day (skipped by the clock) runs when the clock jumps past
 it, and a fixed-hour time that occurs twice (the clock goes back) runs once; a `*` hour runs in
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from kpi.cron import WEEKDAYS, CronSpec, parse_cron
+from settings.cron import WEEKDAYS, CronSpec, parse_cron
 
 _TICK = timedelta(microseconds=1)
 _ORDINAL = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 5: "5th"}

@@ -31,9 +31,10 @@ from bot.digest_post import ChannelUnavailable, DigestDelivery, find_posted
 from bot.jobs import Clock, JobInfo, Schedule, cron_trigger, latest_scheduled, replica_id, utc_now
 from bot.keyed_posts import HISTORY_MARGIN, history_unreadable
 from bot.sync_job import SyncJob
-from kpi.config import DigestConfig, LoadedConfig
 from kpi.digest_data import digest_period
 from kpi.store import Store
+from settings.app import LoadedConfig
+from settings.digests import DigestConfig
 
 log = logging.getLogger("partner_kpi.scheduler")
 

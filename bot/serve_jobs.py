@@ -12,8 +12,8 @@ from bot.surveys.sender import SurveySender
 from bot.surveys.tick import SurveyJobs
 from bot.sync_job import SyncJob
 from connectors.sync import run_sync, source_for
-from kpi.config import LoadedConfig
 from kpi.store import Store
+from settings.app import LoadedConfig
 
 
 def process_jobs(store: Store, config: LoadedConfig, client: WebClient | None) -> Jobs:

@@ -14,8 +14,8 @@ from slack_sdk import WebClient
 from bot.access import Decision, FactUnavailable, decide, identify
 from bot.answers import Answers
 from bot.slack_facts import SlackFacts
-from kpi.config import LoadedConfig
 from kpi.store import Store
+from settings.app import LoadedConfig
 
 if TYPE_CHECKING:
     from bot.gate import SlackRequest

@@ -17,9 +17,10 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot.access import FactUnavailable
 from bot.services import BotServices
 from bot.slack_facts import SlackFacts, TokenRefused
-from kpi.config import LoadedConfig
-from kpi.periods import today_in
 from kpi.store import Store
+from settings.app import LoadedConfig
+from settings.periods import today_in
+from settings.secrets import Secrets
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -47,7 +48,7 @@ class MissingSecret(Exception):
 
 
 def secret(name: str) -> str:
-    value = os.environ.get(name)
+    value = Secrets().value(name)
     if not value:
         raise MissingSecret(f"{name} is not set; export it in the environment (never in app.yaml).")
     return value

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 
 from bot.jobs import Clock, Schedule, cron_trigger, latest_fire, utc_now
-from kpi.config import AppConfig
 from kpi.store import Store
+from settings.app import AppConfig
 
 log = logging.getLogger("partner_kpi.scheduler")
 

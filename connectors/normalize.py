@@ -8,8 +8,9 @@ from decimal import Decimal
 
 from pydantic import ValidationError
 
-from kpi.config import AppConfig, normalize_lead_source
 from kpi.models import Channel
+from settings.app import AppConfig
+from settings.kpi import normalize_lead_source
 
 
 class Normalizer:

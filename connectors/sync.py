@@ -11,8 +11,8 @@ from connectors.guard import DeletionRefused
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from kpi import rollups
-from kpi.config import LoadedConfig
 from kpi.store import Store
+from settings.app import LoadedConfig
 
 #: The status of a sync run whose sweep the deletion guard refused.
 REFUSED = "refused"

@@ -31,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import rollups, schema
-from kpi.periods import Period
 from kpi.sqlfuncs import days_between, elapsed_days
+from settings.periods import Period
 
 #: A partner id, or None for direct deals.
 PartnerKey = str | None

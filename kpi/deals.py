@@ -8,8 +8,8 @@ from datetime import date
 from sqlalchemy import select
 
 from kpi import schema
-from kpi.periods import Period
 from kpi.store import Store
+from settings.periods import Period
 
 
 @dataclass(frozen=True)

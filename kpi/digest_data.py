@@ -31,24 +31,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from kpi import schema
-from kpi.config import AppConfig, DigestConfig, DigestPartnerFilter
 from kpi.engine import KpiEngine
 from kpi.leaders import leaderboard
 from kpi.models import Partner
-from kpi.periods import Period, parse_period, previous_period
 from kpi.risk import AtRisk, RiskRules, partners_at_risk
 from kpi.snapshots import PROGRAM_ID, Snapshot, latest_snapshot, snapshots_since
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
+from settings.digests import DigestConfig, DigestPartnerFilter
+from settings.kpi import KpiSettings
+from settings.periods import Period, parse_period, previous_period
 
 CHART_WEEKS = 12
 MOVER_KEYS = ("quality_score", "won_revenue")
+
+
+class AppConfig(Protocol):
+    """What the digest reads of app.yaml (settings.app.AppConfig has it): the timezone and the
+    KPI settings, and nothing of the CRMs or Slack."""
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def kpi_settings(self) -> KpiSettings: ...
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ def build_digest(
     program (the partner revenue share is one)."""
     now = now or run_at
     period = digest_period(digest, app, run_at)
-    engine = KpiEngine(store, app)
+    engine = KpiEngine(store, app.kpi_settings)
     all_cards = engine.all_partners(period)
     partners = {partner.id: partner for partner in store.partners()}
     chosen = {pid for pid, partner in partners.items() if _matches(digest, partner)}

@@ -12,13 +12,13 @@ from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
-from kpi.config import AppConfig
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
-from kpi.periods import Period, previous_period
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
+from settings.kpi import KpiSettings
+from settings.periods import Period, previous_period
 
 
 class PartnerRow(NamedTuple):  # a NamedTuple: thousands are built per question
@@ -72,9 +72,9 @@ class Scorecard:
 
 
 class KpiEngine:
-    def __init__(self, store: Store, app: AppConfig) -> None:
+    def __init__(self, store: Store, settings: KpiSettings) -> None:
         self.store = store
-        self.app = app
+        self.settings = settings
 
     # --- public ------------------------------------------------------------------------
 
@@ -91,14 +91,14 @@ class KpiEngine:
         partner = next(p for p in partners if p.id == partner_id)
         card = self._card(data, partner)
         with self.store.engine.connect() as connection:
-            trust = Aggregator(connection, self.app.tz).trust(period, [partner_id])
+            trust = Aggregator(connection, self.settings.tz).trust(period, [partner_id])
         tier = tier_status(
-            self.app.kpi.tiers,
+            self.settings.tiers,
             partner_id,
             card["quality_score"],
             partner.tier,
             data.components,
-            self.app.weights,
+            self.settings.weights,
         )
         return Scorecard(
             card=card,
@@ -138,13 +138,13 @@ class KpiEngine:
         """The KPIs of direct deals (no partner), to compare partners with the company's team."""
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
-            totals = Aggregator(connection, self.app.tz).totals(period)
+            totals = Aggregator(connection, self.settings.tz).totals(period)
         return kpis_of(totals.get(None, Totals()))
 
     def trust_counts(self, period: Period) -> dict[PartnerKey, TrustCounts]:
         """Every partner's data-trust counts for the period."""
         with self.store.engine.connect() as connection:
-            return Aggregator(connection, self.app.tz).trust(period)
+            return Aggregator(connection, self.settings.tz).trust(period)
 
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
@@ -162,7 +162,7 @@ class KpiEngine:
         previous = previous_period(period)
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
-            aggregator = Aggregator(connection, self.app.tz)
+            aggregator = Aggregator(connection, self.settings.tz)
             current = aggregator.totals(period)
             aggregator.add_channels(current, period, partner_ids)
             pipeline = self._pipeline(connection)
@@ -186,12 +186,12 @@ class KpiEngine:
             all_entries=all_entries,
             components=components,
             # An empty period ranks nobody: equal zeros would tie everyone at "1st".
-            standings=standings(components, self.app.weights) if ranks else {},
+            standings=standings(components, self.settings.weights) if ranks else {},
             data_as_of=as_of.isoformat() if as_of else None,
         )
 
     def _pipeline(self, connection: Connection) -> list[str]:
-        return pipeline_order(connection, self.app.stages, self.app.source)
+        return pipeline_order(connection, self.settings.stages, self.settings.source)
 
     def _card(self, data: PeriodData, partner: PartnerRow) -> dict[str, Any]:
         totals = data.current.get(partner.id, Totals())

@@ -89,7 +89,7 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
 
 
 def quality_components_of(totals: Totals) -> dict[str, Any]:
-    """Only the KPIs the quality score can weigh (the keys of `kpi.config.DEFAULT_WEIGHTS`): the
+    """Only the KPIs the quality score can weigh (the keys of `settings.kpi.DEFAULT_WEIGHTS`): the
     ranking computes them for every active partner on every scorecard, not all of `kpis_of`."""
     values = closed_kpis(totals.closed)
     return {

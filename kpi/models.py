@@ -15,24 +15,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from settings.vocab import Channel as Channel  # app.yaml's words, re-exported
+from settings.vocab import DealType as DealType
+
 
 class DealStatus(StrEnum):
     OPEN = "open"
     WON = "won"
     LOST = "lost"
-
-
-class DealType(StrEnum):
-    NEW = "new"
-    UPSELL = "upsell"
-    RENEWAL = "renewal"
-
-
-class Channel(StrEnum):
-    PAID = "paid"
-    EARNED = "earned"
-    OWNED = "owned"
-    OTHER = "other"
 
 
 class Record(BaseModel):

@@ -32,9 +32,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kpi.periods import Period
 from kpi.schema import ID, metadata
 from kpi.store import BATCH_SIZE, Store
+from settings.periods import Period
 
 PROGRAM_ID = "*program*"
 

@@ -31,8 +31,8 @@ from kpi.store_faults import (
     is_locked,
     location,
     lock_holders,
-    supported_list,
 )
+from settings.database import supported_list
 
 BATCH_SIZE = 1000
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one

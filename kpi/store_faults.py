@@ -9,11 +9,6 @@ from collections.abc import Sequence
 from sqlalchemy import URL, Connection, text
 from sqlalchemy.exc import DBAPIError
 
-#: The database kinds partner-kpi runs on, each with an example URL for messages.
-SUPPORTED_DATABASES = {
-    "sqlite": "sqlite:///partner_kpi.db",
-    "postgresql": "postgresql+psycopg://user@host/dbname",
-}
 LOCK_SETTING = "database_lock_timeout_seconds"
 PG_LOCK_NOT_AVAILABLE = "55P03"
 
@@ -27,10 +22,6 @@ _HOLDERS = text(
     ORDER BY a.xact_start
     """
 )
-
-
-def supported_list() -> str:
-    return " or ".join(f"{name} ({url})" for name, url in SUPPORTED_DATABASES.items())
 
 
 def location(url: URL) -> str:

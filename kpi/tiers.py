@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import median
 
-from kpi.config import TierConfig
+from settings.kpi import TierConfig
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
-from kpi.config import AppConfig, LoadedConfig
 from kpi.store import open_store
+from settings.app import AppConfig, LoadedConfig
 
 CHANNEL = "C0DIGEST"
 BARRIER_TIMEOUT = 30.0

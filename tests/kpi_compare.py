@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kpi.engine import KpiEngine
-from kpi.periods import parse_period
+from settings.periods import parse_period
 
 REL = 1e-9
 PERIODS = ("last-365d", "2025", "last-quarter")

@@ -60,7 +60,6 @@ from datetime import date, datetime
 from fractions import Fraction
 from typing import Any
 
-from kpi.config import AppConfig
 from kpi.models import (
     Deal,
     DealStatus,
@@ -71,7 +70,8 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.periods import Period, previous_period
+from settings.app import AppConfig
+from settings.periods import Period, previous_period
 
 CHANNELS = ("paid", "earned", "owned", "other")
 

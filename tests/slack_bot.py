@@ -12,8 +12,8 @@ from typing import Any
 from bot.server import http_server
 from bot.services import BotServices
 from bot.slack_app import build_app
-from kpi.config import AppConfig, LoadedConfig
 from kpi.store import Store
+from settings.app import AppConfig, LoadedConfig
 from tests.fake_slack import (
     BotReply,
     FakeSlack,

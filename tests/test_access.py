@@ -21,11 +21,12 @@ from bot.channel_audience import check_post_channels
 from bot.formatting import format_value
 from bot.slack_app import web_client
 from bot.slack_facts import SlackFacts
-from kpi.config import AppConfig, ConfigError, parse_config
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
-from kpi.periods import parse_period
 from kpi.store import Store, open_store
+from settings.app import AppConfig, parse_config
+from settings.base import ConfigError
+from settings.periods import parse_period
 from tests.fake_slack import FakeSlack
 from tests.slack_bot import TODAY, Bot, start_bot
 
@@ -387,7 +388,7 @@ def test_a_share_is_refused_when_the_channel_cannot_be_checked(
 
 def figures_of(store: Store, app: AppConfig, partner_ids: list[str | None]) -> set[str]:
     """Each partner's (None: the direct deals') money figures as the bot writes them."""
-    engine = KpiEngine(store, app)
+    engine = KpiEngine(store, app.kpi_settings)
     period = parse_period("last-90d", TODAY)
     details = engine.scorecard("P1", period)
     found: set[str] = set()

@@ -16,7 +16,7 @@ import pytest
 from bot.cli import main
 from bot.console import PROMPT
 from bot.terminal import LineProgress
-from kpi.config import parse_config
+from settings.app import parse_config
 from tests.csv_folder import minimal_folder
 
 AS_OF = "2026-11-22"

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kpi.config import DEFAULT_WEIGHTS, ConfigError, load_config, parse_config
 from kpi.models import Channel
+from settings.app import load_config, parse_config
+from settings.base import ConfigError
+from settings.kpi import DEFAULT_WEIGHTS
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,9 @@ import yaml
 from bot.answers import Answers
 from bot.console import Console, run_console
 from bot.manifest import manifest
-from kpi.config import AppConfig, SlackConfig
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.slack import SlackConfig
 from tests.test_slack_app import seed
 
 TODAY = date(2026, 11, 22)

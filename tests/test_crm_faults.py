@@ -18,8 +18,8 @@ from connectors.incremental import RetryPolicy
 from connectors.normalize import Normalizer
 from connectors.salesforce import SalesforceSource
 from connectors.sync import run_sync
-from kpi.config import AppConfig
 from kpi.store import Store
+from settings.app import AppConfig
 from tests.fake_hubspot import TOKEN
 
 TIMEOUTS = {"connect_timeout_seconds": 0.3, "read_timeout_seconds": 0.3}

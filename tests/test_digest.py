@@ -25,12 +25,14 @@ from bot.messages import escape_mrkdwn
 from bot.scheduler import DigestScheduler
 from bot.slack_app import web_client
 from kpi import schema
-from kpi.config import AppConfig, ConfigError, DigestConfig, LoadedConfig, parse_config
 from kpi.digest_data import build_digest, digest_period
 from kpi.engine import KpiEngine
 from kpi.models import Deal, DealStatus, Partner
 from kpi.snapshots import PROGRAM_ID, latest_snapshot, save_snapshot, trailing_snapshots
 from kpi.store import Store, open_store
+from settings.app import AppConfig, LoadedConfig, parse_config
+from settings.base import ConfigError
+from settings.digests import DigestConfig
 from tests.fake_slack import FakeSlack, validate_blocks
 
 RUN_AT = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
@@ -212,7 +214,7 @@ def test_a_partner_filter_narrows_everything(store: Store) -> None:
 def test_every_of_n_is_ranked_partners_and_leaders_carry_their_rank(store: Store) -> None:
     seed(store, 30)
     data = build_digest(store, APP, weekly(partners={"tiers": ["gold"]}, top=3), RUN_AT)
-    everyone = KpiEngine(store, APP).all_partners(data.period).values()
+    everyone = KpiEngine(store, APP.kpi_settings).all_partners(data.period).values()
     scored = sorted((c for c in everyone if c["quality_score"] is not None), key=score_of)
     assert len(scored) > data.partner_count  # all partners are ranked, not the 10 chosen
     text = render_digest(data, "USD").text + json.dumps(render_digest(data, "USD").blocks)

@@ -12,9 +12,9 @@ from connectors.files import FilesSource, SourceError
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from connectors.sync import run_sync
-from kpi.config import AppConfig
 from kpi.models import Channel, Deal, DealStatus, DealType, Partner, StageChange, SurveyResponse
 from kpi.store import Store
+from settings.app import AppConfig
 from tests.csv_folder import DEAL_HEADER, PARTNER_HEADER, STAGE_HEADER, minimal_folder, write_folder
 
 APP = AppConfig(currency="USD", currency_rates={"EUR": 1.5}, channel_map={"Podcast": "owned"})

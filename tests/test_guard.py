@@ -20,12 +20,13 @@ from bot.blockkit import Message
 from bot.cli import main
 from bot.digest import render_digest
 from kpi import schema
-from kpi.config import AppConfig, DigestConfig
 from kpi.digest_data import build_digest
 from kpi.engine import KpiEngine
 from kpi.models import Deal
-from kpi.periods import Period, parse_period
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.digests import DigestConfig
+from settings.periods import Period, parse_period
 from tests.csv_folder import DEAL_HEADER, PARTNER_HEADER, STAGE_HEADER
 from tests.test_cli import command
 
@@ -182,7 +183,7 @@ def test_a_bad_cell_keeps_the_stored_deal_and_its_kpis(
     config, folder = program
     app = AppConfig()
     period = parse_period("2026", date(2026, 12, 1))
-    card_before = KpiEngine(store, app).partner("p0", period)
+    card_before = KpiEngine(store, app.kpi_settings).partner("p0", period)
     deal_before = store.records(Deal, ["d0"])
     before = table_hashes(database_url)
     path = folder / "deals.csv"
@@ -194,7 +195,7 @@ def test_a_bad_cell_keeps_the_stored_deal_and_its_kpis(
     assert status == 0 and "deals.csv:2: amount 'ten' is not a number" in out
     assert store.records(Deal, ["d0"]) == deal_before
     assert deal_before[0].amount == Decimal("100")
-    assert KpiEngine(store, app).partner("p0", period)["kpis"] == card_before["kpis"]
+    assert KpiEngine(store, app.kpi_settings).partner("p0", period)["kpis"] == card_before["kpis"]
     assert table_hashes(database_url) == before
 
 

@@ -25,10 +25,10 @@ from connectors.incremental import RetryPolicy, read_watermark
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync, source_for
 from kpi import schema
-from kpi.config import AppConfig, LoadedConfig
 from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.store import Store, open_store
+from settings.app import AppConfig, LoadedConfig
 from tests.demo_folder import demo_slice
 from tests.fake_hubspot import (
     CLIENT_ID,
@@ -286,7 +286,8 @@ def assert_same_records_and_kpis(
     assert store.records(Deal) == wanted_store.records(Deal)
     assert store.records(StageChange) == wanted_store.records(StageChange)
     partner_ids = [p["id"] for p in DATA["partners"]]
-    engine, wanted_engine = KpiEngine(store, app), KpiEngine(wanted_store, wanted_app)
+    engine = KpiEngine(store, app.kpi_settings)
+    wanted_engine = KpiEngine(wanted_store, wanted_app.kpi_settings)
     assert_same_partner_kpis(engine, wanted_engine, partner_ids, AS_OF)
 
 

@@ -15,8 +15,8 @@ from bot.jobs import Jobs, Schedule, latest_scheduled, recent_fires
 from bot.schedule import cron_schedule
 from bot.serve_jobs import process_jobs
 from bot.sync_job import SyncJob
-from kpi.config import AppConfig, LoadedConfig
 from kpi.store import Store
+from settings.app import AppConfig, LoadedConfig
 
 EVERY_MINUTE = cron_schedule("* * * * *", "UTC")
 MONDAYS = cron_schedule("0 9 * * 1", "Europe/Berlin")

@@ -24,7 +24,6 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from kpi import schema
-from kpi.config import DEFAULT_WEIGHTS, AppConfig, KpiConfig, KpiWeights
 from kpi.engine import KpiEngine
 from kpi.models import (
     Channel,
@@ -36,8 +35,10 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.periods import Period, parse_period, previous_period
 from kpi.store import Store, open_store
+from settings.app import AppConfig
+from settings.kpi import DEFAULT_WEIGHTS, KpiConfig, KpiWeights
+from settings.periods import Period, parse_period, previous_period
 from tests.kpi_compare import REL, assert_same
 from tests.kpi_reference import (
     Dataset,
@@ -91,7 +92,7 @@ def assert_engine_equals_reference(
 def test_engine_equals_reference_on_hand_made_data(store: Store, name: str) -> None:
     scenario = SCENARIOS[name]()
     load(store, scenario.data)
-    engine = KpiEngine(store, scenario.app)
+    engine = KpiEngine(store, scenario.app.kpi_settings)
     for period in scenario.periods:
         cards = assert_engine_equals_reference(engine, scenario.data, scenario.app, period)
         check_invariants(scenario.data, period, cards)
@@ -101,7 +102,7 @@ def test_engine_spec_example_numbers(store: Store) -> None:
     """A few of the worked numbers straight from the engine, so a failure reads plainly."""
     scenario = SCENARIOS["spec_example"]()
     load(store, scenario.data)
-    card = KpiEngine(store, scenario.app).partner("A", scenario.periods[0])
+    card = KpiEngine(store, scenario.app.kpi_settings).partner("A", scenario.periods[0])
     assert card["kpis"]["deal_count"] == 2
     assert card["kpis"]["won_revenue"] == 600.0
     assert card["kpis"]["avg_deal_size"] == 300.0  # 200 and 400
@@ -358,7 +359,8 @@ def test_engine_equals_reference_on_random_programs(
     data, app, period = program
     with fresh_store(database_url) as store:
         load(store, data)
-        cards = assert_engine_equals_reference(KpiEngine(store, app), data, app, period)
+        engine = KpiEngine(store, app.kpi_settings)
+        cards = assert_engine_equals_reference(engine, data, app, period)
     check_invariants(data, period, cards)
 
 
@@ -368,7 +370,7 @@ def test_an_empty_period_ranks_nobody(store: Store) -> None:
     partners = [Partner(id=f"E{i}", name=f"Idle {i}", joined_on=date(2024, 1, 1)) for i in range(3)]
     with store.transaction() as connection:
         store.upsert(connection, partners, "test")
-    engine = KpiEngine(store, AppConfig())
+    engine = KpiEngine(store, AppConfig().kpi_settings)
     cards = engine.all_partners(parse_period("2025-Q1", date(2026, 11, 22))).values()
     assert [(c["quality_score"], c["rank"], c["ranked_partners"]) for c in cards] == [
         (None, None, 0)

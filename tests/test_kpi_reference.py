@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from kpi.config import AppConfig, KpiConfig, KpiWeights
 from kpi.models import (
     Channel,
     Deal,
@@ -26,7 +25,9 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.periods import Period, parse_period
+from settings.app import AppConfig
+from settings.kpi import KpiConfig, KpiWeights
+from settings.periods import Period, parse_period
 from tests.kpi_reference import (
     CHANNELS,
     KPI_KEYS,

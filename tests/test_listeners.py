@@ -19,8 +19,8 @@ from bot.listeners.actions import handle_action
 from bot.listeners.commands import handle_command
 from bot.services import BotServices
 from bot.slack_facts import ChannelSharing, SlackFacts
-from kpi.config import AppConfig, LoadedConfig
 from kpi.store import Store, open_store
+from settings.app import AppConfig, LoadedConfig
 from tests.test_slack_app import seed
 
 TODAY = date(2026, 11, 22)

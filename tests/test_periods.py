@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kpi.periods import (
+from settings.periods import (
     DEFAULT_PERIOD,
     Period,
     PeriodError,

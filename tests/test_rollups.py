@@ -15,12 +15,12 @@ from sqlalchemy import delete, func, insert, select, update
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator
-from kpi.config import AppConfig
 from kpi.engine import KpiEngine
 from kpi.migrate import downgrade, upgrade
 from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletion
-from kpi.periods import Period, parse_period
 from kpi.store import KINDS, Store
+from settings.app import AppConfig
+from settings.periods import Period, parse_period
 from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import (
     assert_engine_equals_reference,
@@ -88,9 +88,10 @@ def test_rollups_follow_every_write(
     data, app, period = after
     with fresh_store(database_url) as store:
         load(store, first)
-        KpiEngine(store, first_app).all_partners(first_period)  # the rollups of `first`
+        # the rollups of `first`
+        KpiEngine(store, first_app.kpi_settings).all_partners(first_period)
         become(store, data)
-        assert_engine_equals_reference(KpiEngine(store, app), data, app, period)
+        assert_engine_equals_reference(KpiEngine(store, app.kpi_settings), data, app, period)
 
 
 def deal(deal_id: str, partner_id: str | None, closed_on: date, amount: int = 1000) -> Deal:
@@ -186,7 +187,7 @@ def test_a_store_with_data_upgraded_to_the_rollups_builds_them_at_the_first_ques
         assert marks(store)[0] == {rollups.ALL}
         for period in built.periods:
             assert_engine_equals_reference(
-                KpiEngine(store, built.app), built.data, built.app, period
+                KpiEngine(store, built.app.kpi_settings), built.data, built.app, period
             )
         assert marks(store) == (set(), 0)
 
@@ -208,7 +209,7 @@ def test_stage_changes_written_before_the_rollups_get_their_partner_keys(
             connection.execute(
                 insert(schema.kpi_dirty_partners).values(partner_key=rollups.ALL, version=1)
             )
-        assert_engine_equals_reference(KpiEngine(store, app), data, app, period)
+        assert_engine_equals_reference(KpiEngine(store, app.kpi_settings), data, app, period)
 
 
 def test_a_question_does_not_wait_for_a_refresh_that_holds_the_store(store: Store) -> None:

@@ -25,10 +25,10 @@ from connectors.salesforce.soql import Query, equals, literal
 from connectors.salesforce.streams import merged_pages, ordered, query_pages
 from connectors.sync import run_sync
 from kpi import schema
-from kpi.config import AppConfig
 from kpi.engine import KpiEngine
 from kpi.models import Deal, Partner, StageChange
 from kpi.store import Store, open_store
+from settings.app import AppConfig
 from tests.demo_folder import demo_slice
 from tests.fake_salesforce import MAX_URI, FakeOrg, FakeSalesforce, parse_sf_datetime
 from tests.kpi_compare import assert_same_partner_kpis
@@ -227,7 +227,8 @@ def test_full_sync_equals_the_files_source_kpi_for_kpi(
     assert _partners(store) == _partners(files_store)
     assert _deals(store) == _deals(files_store)
     assert store.records(StageChange) == files_store.records(StageChange)
-    sf_engine, files_engine = KpiEngine(store, app_config()), KpiEngine(files_store, files_app)
+    sf_engine = KpiEngine(store, app_config().kpi_settings)
+    files_engine = KpiEngine(files_store, files_app.kpi_settings)
     partner_ids = [p["id"] for p in DATA["partners"]]
     assert_same_partner_kpis(sf_engine, files_engine, partner_ids, AS_OF)
     with store.engine.connect() as connection:

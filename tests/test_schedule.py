@@ -1,4 +1,4 @@
-"""Cron schedules as crontab(5) reads them (kpi/cron.py, bot/schedule.py): the next runs of a
+"""Cron schedules as crontab(5) reads them (settings/cron.py, bot/schedule.py): the next runs of a
 table of expressions, written out by hand, across Berlin's daylight-saving changes of 2026
 (clocks jump 02:00 CET -> 03:00 CEST on 29 March and fall back 03:00 CEST -> 02:00 CET on
 25 October); errors; and `partner-kpi jobs` naming the weekdays."""
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bot.cli import cli
 from bot.schedule import cron_schedule
-from kpi.cron import CronError, parse_cron
+from settings.cron import CronError, parse_cron
 
 BERLIN = "Europe/Berlin"
 

@@ -21,9 +21,9 @@ from bot.jobs import Jobs, latest_scheduled
 from bot.scheduler import DigestScheduler, Outcome
 from bot.slack_app import web_client
 from kpi import schema
-from kpi.config import AppConfig, LoadedConfig
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store, open_store
+from settings.app import AppConfig, LoadedConfig
 from tests.fake_slack import FakeSlack
 
 CHANNEL = "C0DIGEST"

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 import bot.answers
 from kpi import schema
-from kpi.config import AppConfig
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
+from settings.app import AppConfig
 from tests.fake_slack import (
     RESPONSE_URL_OK,
     RESPONSE_URL_OK_PLAIN,

@@ -21,8 +21,8 @@ from bot.server import http_server
 from bot.slack_app import build_app
 from bot.socket_health import SocketHealth
 from bot.socket_mode import AppTokenError, SocketModeRunner
-from kpi.config import AppConfig, LoadedConfig
 from kpi.store import Store
+from settings.app import AppConfig, LoadedConfig
 from tests.fake_slack import (
     DEFAULT_APP_TOKEN,
     DEFAULT_TOKEN,

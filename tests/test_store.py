@@ -13,10 +13,10 @@ from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
 from kpi import schema
-from kpi.config import AppConfig
 from kpi.migrate import current_revision, head_revision
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
 from kpi.store import BATCH_SIZE, Store, open_store
+from settings.app import AppConfig
 from tests.csv_folder import DEAL_HEADER, minimal_folder, write_folder
 
 

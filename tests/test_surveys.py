@@ -23,11 +23,12 @@ from bot.slack_app import build_app, web_client
 from bot.surveys.sender import SurveySender
 from kpi import schema
 from kpi import surveys as db
-from kpi.config import AppConfig, ConfigError, LoadedConfig, parse_config
 from kpi.engine import KpiEngine
 from kpi.models import Partner, SurveyResponse
-from kpi.periods import parse_period
 from kpi.store import Store
+from settings.app import AppConfig, LoadedConfig, parse_config
+from settings.base import ConfigError
+from settings.periods import parse_period
 from tests.fake_slack import (
     FakeSlack,
     block_action_body,
@@ -544,7 +545,7 @@ def test_the_scorecards_partner_nps_equals_the_nps_worked_out_by_hand(world: Wor
         detractors = len([s for s in scores if 0 <= s <= 6])
         return 100 * (promoters - detractors) / len(scores)
 
-    engine = KpiEngine(world.store, world.config.app)
+    engine = KpiEngine(world.store, world.config.app.kpi_settings)
     period = parse_period("last-30d", date(2026, 10, 20))
     for pid in ("P1", "P2"):
         scores = [given[u] for u in given if partner_of[u] == pid]

@@ -13,9 +13,10 @@ from bot.answers import Answers
 from bot.blockkit import MAX_TOTAL_CHARS, Message, fit, violations
 from bot.intents import parse
 from bot.messages import escape_mrkdwn, render
-from kpi.config import AppConfig, TierConfig
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.kpi import TierConfig
 
 TODAY = date(2026, 11, 22)
 EVIL = "<!channel> & <https://evil.example|click>"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from kpi.survey_config import SurveyCampaign
+from settings.slack import SurveyCampaign
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,11 @@ from bot.keyed_posts import (
 from bot.messages import render
 from bot.surveys.rounds import RoundTimes, round_times
 from kpi import surveys as db
-from kpi.config import LoadedConfig
 from kpi.formulas import nps_of
 from kpi.models import Partner
 from kpi.store import Store
-from kpi.survey_config import SurveyCampaign
+from settings.app import LoadedConfig
+from settings.slack import SurveyCampaign
 
 log = logging.getLogger("partner_kpi.surveys")
 

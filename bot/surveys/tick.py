@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bot.jobs import Schedule, cron_trigger
 from bot.surveys.sender import SurveySender
-from kpi.config import AppConfig
+from settings.app import AppConfig
 
 
 class SurveyJobs:

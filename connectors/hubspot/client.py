@@ -40,7 +40,7 @@ from connectors.hubspot.auth import (
 )
 from connectors.hubspot.limiter import RateLimiter
 from connectors.incremental import ApiBudget, RetryPolicy, StopSync
-from kpi.config import HubSpotConfig
+from settings.crm import HubSpotConfig
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BATCH_READ_MAX = 100  # ids per batch read

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.normalize import Normalizer, validation_reason
-from kpi.config import HubSpotConfig
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
+from settings.crm import HubSpotConfig
 
 JsonObject = dict[str, Any]
 #: The prefix of the properties holding when a deal last entered each stage.

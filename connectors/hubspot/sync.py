@@ -23,7 +23,6 @@ the run cleanly with `report.stopped_early` set and every committed watermark ke
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,9 +60,10 @@ from connectors.incremental import (
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from kpi import schema
-from kpi.config import AppConfig
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import KINDS, Store
+from settings.app import AppConfig
+from settings.secrets import Secrets
 
 SOURCE = "hubspot"
 
@@ -92,7 +92,7 @@ class HubSpotSource:
         self.app = app
         self.settings = app.hubspot
         self.normalizer = normalizer
-        self.env = os.environ if env is None else env
+        self.env = Secrets().environment() if env is None else env
         self.retry = retry or RetryPolicy(attempts=8)
         self.limiter = limiter
         self.now = now

@@ -18,7 +18,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
 from connectors.files import SourceError
-from kpi.config import SalesforceConfig
+from settings.crm import SalesforceConfig
 
 USERNAME = "SALESFORCE_USERNAME"
 PASSWORD = "SALESFORCE_PASSWORD"  # noqa: S105 - the variable's name, not a secret

@@ -11,7 +11,6 @@ errors become one sentence with its error code.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -30,7 +29,8 @@ from simple_salesforce.exceptions import (
 from connectors.files import SourceError
 from connectors.incremental import ApiBudget, RetryPolicy, StopSync
 from connectors.salesforce.auth import SalesforceSession, login
-from kpi.config import SalesforceConfig
+from settings.crm import SalesforceConfig
+from settings.secrets import Secrets
 
 T = TypeVar("T")
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -84,7 +84,7 @@ class SalesforceApi:
         self.settings = settings
         self.budget = budget
         self.retry = retry or RetryPolicy()
-        self.env = os.environ if env is None else env
+        self.env = Secrets().environment() if env is None else env
         self.http = http or requests.Session()
         timeouts = TimeoutAdapter((settings.connect_timeout_seconds, settings.read_timeout_seconds))
         for prefix in ("https://", "http://"):

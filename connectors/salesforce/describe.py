@@ -9,7 +9,7 @@ from typing import Any
 
 from connectors.files import SourceError
 from connectors.salesforce.client import SalesforceApi
-from kpi.config import SalesforceConfig
+from settings.crm import SalesforceConfig
 
 
 class UnknownFields(SourceError):

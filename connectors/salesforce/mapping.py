@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.normalize import Normalizer, validation_reason
-from kpi.config import SalesforceConfig
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
 from kpi.store import KINDS
+from settings.crm import SalesforceConfig
 
 #: Finds when a deal entered a stage: (deal id, stage) → timestamp or None.
 StageEntry = Callable[[str, str], datetime | None]

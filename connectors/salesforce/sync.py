@@ -12,7 +12,6 @@ with `report.stopped_early` set and every committed watermark kept.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,9 +46,10 @@ from connectors.salesforce.mapping import (
 )
 from connectors.salesforce.soql import Query, all_of, equals
 from connectors.salesforce.streams import modstamp_pages, rows_by_id
-from kpi.config import AppConfig
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import Store
+from settings.app import AppConfig
+from settings.secrets import Secrets
 
 SOURCE = "salesforce"
 DELETED_HISTORY = timedelta(days=29)  # getDeleted answers for the last 30 days only
@@ -70,7 +70,7 @@ class SalesforceSource:
         self.app = app
         self.settings = app.salesforce
         self.normalizer = normalizer
-        self.env = os.environ if env is None else env
+        self.env = Secrets().environment() if env is None else env
         self.http = http
         self.retry = retry
         self.now = now

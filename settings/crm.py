@@ -1,0 +1,243 @@
+"""The data sources' sections of app.yaml: the CSV folder, Salesforce and HubSpot (field and
+property names, logins chosen, limits), and the deletion guard every sync obeys."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from settings.base import Section
+from settings.vocab import DealType
+
+
+class FilesSourceConfig(Section):
+    path: Path = Path("demo-data")
+    # The CSV files' text encoding, e.g. cp1252 for Excel exports on Windows.
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use a Python codec name such as utf-8 or cp1252"
+            ) from None
+        return value
+
+
+class SyncConfig(Section):
+    """Safeguards of every sync: a sweep that would delete more than `max_delete_share` of a
+    table's stored rows, or all of them, is refused (`partner-kpi sync --accept-deletes`)."""
+
+    max_delete_share: float = Field(default=0.2, ge=0, le=1)
+
+
+def _salesforce_field(value: str) -> str:
+    """A Salesforce field, or a path through lookups: `Partner_Tier__c`, `Owner.Email`."""
+    parts = value.split(".")
+    ok = value.isascii() and all(p[:1].isalpha() and p.replace("_", "").isalnum() for p in parts)
+    if len(value) > 255 or not ok:
+        raise ValueError(
+            f"{value!r} is not a Salesforce field name such as Partner__c or Owner.Email"
+        )
+    return value
+
+
+SalesforceField = Annotated[str, AfterValidator(_salesforce_field)]
+
+#: Opportunity Type picklist values (matched ignoring case) and the deal type each means.
+DEFAULT_SALESFORCE_TYPES: dict[str, DealType] = {
+    "new customer": DealType.NEW,
+    "new business": DealType.NEW,
+    "new": DealType.NEW,
+    "existing customer - upgrade": DealType.UPSELL,
+    "upsell": DealType.UPSELL,
+    "upgrade": DealType.UPSELL,
+    "existing customer - replacement": DealType.RENEWAL,
+    "existing customer - downgrade": DealType.RENEWAL,
+    "renewal": DealType.RENEWAL,
+}
+
+
+class SalesforcePartnerFields(Section):
+    """Which Accounts are partners, and the Account fields a partner's record comes from."""
+
+    # Field -> value (a list: any of them), all of which must hold; values are quoted safely.
+    filter: dict[SalesforceField, bool | str | list[str]] = Field(
+        default_factory=lambda: dict[str, bool | str | list[str]](IsPartner=True)
+    )
+    name: SalesforceField = "Name"
+    tier: SalesforceField | None = None
+    joined_on: SalesforceField = "CreatedDate"
+    left_on: SalesforceField | None = None
+    owner_email: SalesforceField | None = "Owner.Email"
+    region: SalesforceField | None = None  # e.g. BillingCountry or Partner_Region__c
+
+    @field_validator("filter")
+    @classmethod
+    def _some_filter(
+        cls, value: dict[str, bool | str | list[str]]
+    ) -> dict[str, bool | str | list[str]]:
+        if not value:
+            raise ValueError("name at least one field that marks partner accounts")
+        if any(isinstance(v, list) and not v for v in value.values()):
+            raise ValueError("a list of values must not be empty")
+        return value
+
+
+class SalesforceDealFields(Section):
+    """The Opportunity fields a deal's record comes from; registration and CSAT are absent
+    unless named. With `partner_role`, a deal's partner is its OpportunityPartner with that
+    role (e.g. Reseller) instead of the `partner` lookup field."""
+
+    partner: SalesforceField = "PartnerAccountId"
+    partner_role: str | None = Field(default=None, min_length=1)
+    name: SalesforceField = "Name"
+    amount: SalesforceField = "Amount"
+    type: SalesforceField | None = "Type"
+    lead_source: SalesforceField | None = "LeadSource"
+    registered: SalesforceField | None = None
+    registered_on: SalesforceField | None = None
+    csat: SalesforceField | None = None
+    # Type picklist value -> new | upsell | renewal, laid over DEFAULT_SALESFORCE_TYPES.
+    type_map: dict[str, DealType] = Field(default_factory=dict)
+
+    @property
+    def types(self) -> dict[str, DealType]:
+        given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
+        return {**DEFAULT_SALESFORCE_TYPES, **given}
+
+
+class SalesforceConfig(Section):
+    instance_url: str | None = None
+    domain: str = "login"
+    api_version: str = "62.0"
+    # password | jwt | client_credentials | token; by default chosen from the SALESFORCE_*
+    # variables that are set.
+    auth: Literal["password", "jwt", "client_credentials", "token"] | None = None
+    partners: SalesforcePartnerFields = Field(default_factory=SalesforcePartnerFields)
+    deals: SalesforceDealFields = Field(default_factory=SalesforceDealFields)
+    lookback_minutes: float = Field(default=10.0, ge=0)
+    # Stop before the sync itself uses more than this share of the org's daily API allowance.
+    max_api_share: float = Field(default=0.5, gt=0, le=1)
+    page_size: int = Field(default=2000, ge=200, le=2000)
+    # The longest query URL sent; a longer field list is split into several queries merged by
+    # Id. Salesforce refuses URIs over 16,384 bytes (with the headers), proxies may refuse less.
+    max_url_length: int = Field(default=15_000, ge=1000, le=16_384)
+    # Every request gives up when the connection takes longer, or the answer stops coming for
+    # longer (Salesforce itself times a query out at 120 s); it is then retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=130.0, gt=0)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not value.replace(".", "", 1).isdigit() or "." not in value:
+            raise ValueError("an API version such as 62.0 (no leading v)")
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not all(part.isalnum() or part.replace("-", "").isalnum() for part in value.split(".")):
+            raise ValueError("login, test or your My Domain such as acme.my")
+        return value
+
+
+def _hubspot_property(value: str) -> str:
+    """A HubSpot property's internal name: `type`, `hs_analytics_source`, `partner_tier`."""
+    ok = value.isascii() and value[:1].isalpha() and value.replace("_", "").isalnum()
+    if len(value) > 100 or not ok or value != value.lower():
+        raise ValueError(
+            f"{value!r} is not a HubSpot property's internal name such as partner_tier"
+        )
+    return value
+
+
+HubSpotProperty = Annotated[str, AfterValidator(_hubspot_property)]
+
+#: dealtype values (matched ignoring case) and the deal type each means.
+DEFAULT_HUBSPOT_TYPES: dict[str, DealType] = {
+    "newbusiness": DealType.NEW,
+    "existingbusiness": DealType.UPSELL,
+    "renewal": DealType.RENEWAL,
+}
+
+
+class HubSpotPartnerProperties(Section):
+    """Which companies are partners, and the company properties a partner comes from.
+
+    A company is a partner when `property` holds one of `values` (option values or labels,
+    checked against the portal's options). `joined_on` defaults to the company's createdate."""
+
+    property: HubSpotProperty = "type"
+    values: list[str] = Field(default_factory=lambda: ["PARTNER"], min_length=1)
+    name: HubSpotProperty = "name"
+    tier: HubSpotProperty | None = None
+    joined_on: HubSpotProperty = "createdate"
+    left_on: HubSpotProperty | None = None
+    # A company property holding the channel manager's email (HubSpot owners are ids).
+    owner_email: HubSpotProperty | None = None
+    region: HubSpotProperty | None = None  # e.g. country or a custom partner_region
+
+
+class HubSpotDealProperties(Section):
+    """The deal properties a deal comes from; registration and CSAT are absent unless named.
+
+    A deal's partner is the partner company it is associated with (only through the
+    association type `association_type_id` when set: a label's typeId), or, with
+    `partner_property`, the company id that deal property holds."""
+
+    partner_property: HubSpotProperty | None = None
+    association_type_id: int | None = Field(default=None, ge=1)
+    name: HubSpotProperty = "dealname"
+    amount: HubSpotProperty = "amount"
+    currency: HubSpotProperty | None = "deal_currency_code"
+    type: HubSpotProperty | None = "dealtype"
+    lead_source: HubSpotProperty | None = "hs_analytics_source"
+    registered: HubSpotProperty | None = None
+    registered_on: HubSpotProperty | None = None
+    csat: HubSpotProperty | None = None
+    # dealtype value -> new | upsell | renewal, laid over DEFAULT_HUBSPOT_TYPES.
+    type_map: dict[str, DealType] = Field(default_factory=dict)
+
+    @property
+    def types(self) -> dict[str, DealType]:
+        given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
+        return {**DEFAULT_HUBSPOT_TYPES, **given}
+
+
+class HubSpotConfig(Section):
+    base_url: str = "https://api.hubapi.com"
+    # The portal (hub) id, for links to deals in HubSpot.
+    portal_id: str | None = None
+    partners: HubSpotPartnerProperties = Field(default_factory=HubSpotPartnerProperties)
+    deals: HubSpotDealProperties = Field(default_factory=HubSpotDealProperties)
+    # Where a deal's stage changes come from: the `dealstage` property's history
+    # (propertiesWithHistory, every change), or the `hs_v2_date_entered_<stage id>` properties
+    # (the last time the deal entered each stage; fewer calls, but no repeated entries).
+    stage_history: Literal["properties_with_history", "date_entered"] = "properties_with_history"
+    # Search results are eventually consistent: each incremental read starts this much early.
+    lookback_minutes: float = Field(default=10.0, ge=0)
+    # Client-side rate limits: 100 per 10 s for private apps (190 on Professional and
+    # Enterprise), and the search endpoints' 5 per second.
+    requests_per_10_seconds: int = Field(default=100, ge=1)
+    searches_per_second: int = Field(default=5, ge=1)
+    page_size: int = Field(default=100, ge=10, le=100)
+    # Stop before the sync itself uses more than this share of the portal's daily allowance.
+    max_api_share: float = Field(default=0.5, gt=0, le=1)
+    # Every request gives up when the connection or the answer takes longer; it is retried.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("an http(s) URL such as https://api.hubapi.com")
+        return value.rstrip("/")
