@@ -9,52 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from bot.access import Decision, Refused
 from bot.blockkit import Message
 from bot.messages import render
 from bot.services import BotServices
+from bot.slack_request import SlackRequest
 
 log = logging.getLogger("partner_kpi.slack")
-
-
-@dataclass(frozen=True)
-class SlackRequest:
-    """Who asks, where, and what (as the audit log shows it), as Slack sent it."""
-
-    user_id: str
-    user_name: str | None
-    channel_id: str | None
-    team_id: str | None  # the asker's team, as the request says
-    enterprise_id: str | None
-    text: str
-
-    @classmethod
-    def of_command(cls, command: dict[str, Any]) -> SlackRequest:
-        text = f"{command.get('command', '')} {command.get('text', '').strip()}".strip()
-        return cls(
-            user_id=str(command.get("user_id") or ""),
-            user_name=command.get("user_name"),
-            channel_id=command.get("channel_id"),
-            team_id=command.get("team_id"),
-            enterprise_id=command.get("enterprise_id") or None,
-            text=text,
-        )
-
-    @classmethod
-    def of_action(cls, body: dict[str, Any]) -> SlackRequest:
-        user = body.get("user") or {}
-        action = (body.get("actions") or [{}])[0]
-        return cls(
-            user_id=str(user.get("id") or ""),
-            user_name=user.get("username") or user.get("name"),
-            channel_id=(body.get("channel") or {}).get("id"),
-            team_id=user.get("team_id") or (body.get("team") or {}).get("id"),
-            enterprise_id=(body.get("enterprise") or {}).get("id"),
-            text=f"button {action.get('action_id', '')} {action.get('value', '')}".strip(),
-        )
 
 
 #: Builds the answer for an allowed request; may raise Refused.

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from slack_sdk import WebClient
@@ -14,11 +13,9 @@ from slack_sdk import WebClient
 from bot.access import Decision, FactUnavailable, decide, identify
 from bot.answers import Answers
 from bot.slack_facts import SlackFacts
+from bot.slack_request import SlackRequest
 from kpi.store import Store
 from settings.app import LoadedConfig
-
-if TYPE_CHECKING:
-    from bot.gate import SlackRequest
 
 
 @dataclass

@@ -108,9 +108,8 @@ def import_loops(packages: tuple[str, ...]) -> list[list[str]]:
     return loops
 
 
-def test_no_import_loops_below_bot() -> None:
-    # bot/ joins once its own loops are gone (issue 15: bot/services.py, cli_common).
-    loops = [loop for loop in import_loops(("settings", "kpi", "connectors")) if len(set(loop)) > 1]
+def test_no_import_loops() -> None:
+    loops = [loop for loop in import_loops(PACKAGES) if len(set(loop)) > 1]
     assert loops == []
 
 

@@ -11,10 +11,11 @@ from slack_bolt import App
 from bot.access import Decision, FactUnavailable, Refused
 from bot.answers import button_target
 from bot.blockkit import Message
-from bot.gate import SlackRequest, answer_request
+from bot.gate import answer_request
 from bot.listeners.once import claim_click
 from bot.listeners.replies import reply
 from bot.services import BotServices
+from bot.slack_request import SlackRequest
 
 log = logging.getLogger("partner_kpi.slack")
 

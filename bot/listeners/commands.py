@@ -8,10 +8,11 @@ from slack_bolt import App
 
 from bot.access import Decision
 from bot.blockkit import Message
-from bot.gate import SlackRequest, answer_request
+from bot.gate import answer_request
 from bot.intents import parse
 from bot.listeners.replies import reply
 from bot.services import BotServices
+from bot.slack_request import SlackRequest
 
 
 def handle_command(ack: Any, command: dict[str, Any], respond: Any, services: BotServices) -> None:
