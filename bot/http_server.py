@@ -5,6 +5,7 @@ bounded graceful stop: stop accepting, let the requests under way finish, close 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import suppress
 from typing import Any
@@ -55,17 +56,18 @@ class HttpServer:
         self.server_port = int(listening.getsockname()[1])
         self.drain_seconds = drain_seconds
         self.deadline: float | None = None  # set by `stop`: when the drain gives up
-        self._running = False
-        self._drained = True
+        self._idle = threading.Event()  # serve_forever is not running
+        self._idle.set()
+        self._pool_stopped = False  # create_server started the worker threads
 
     def serve_forever(self) -> None:
-        self._running, self._drained = True, False
+        self._idle.clear()
         try:
             while self.deadline is None:
                 wasyncore.loop(timeout=WAKE_SECONDS, map=self._map, count=1)
             self._drain(self.deadline)
         finally:
-            self._running = False
+            self._idle.set()
 
     def stop(self) -> None:
         """Asks `serve_forever` to drain and return; returns at once (a signal handler's call)."""
@@ -77,13 +79,12 @@ class HttpServer:
     def shutdown(self) -> None:
         """`stop`, then waits for `serve_forever` (running in another thread) to return."""
         self.stop()
-        while self._running:
-            time.sleep(0.01)
+        self._idle.wait()
 
     def server_close(self) -> None:
-        if not self._drained:
+        if not self._pool_stopped:
             self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-            self._drained = True
+            self._pool_stopped = True
         wasyncore.close_all(self._map)
 
     def _drain(self, deadline: float) -> None:
@@ -101,7 +102,7 @@ class HttpServer:
             log.warning("HTTP: stopped with %d request(s) still unanswered", busy)
         left = int(deadline - time.monotonic())  # waitress's bound is whole seconds
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=max(0, left))
-        self._drained = True
+        self._pool_stopped = True
 
     def _close_idle(self) -> int:
         """Closes the connections with no request under way; the number of the others."""

@@ -116,7 +116,7 @@ def serve(
     settle_heap()
     if socket is None:
         server = http_server(app, store, host, port, path, None, idle_timeout)
-        log.info("listening on http://%s:%s%s (and /health)", host, port, path)
+        log.info("listening on http://%s:%s%s (and /health)", host, server.server_port, path)
         with _on_sigterm(server.stop):
             server.serve_forever()
         server.server_close()
@@ -127,7 +127,7 @@ def serve(
         return unfinished
     server = http_server(app, store, host, port, None, socket.health, idle_timeout)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    log.info("Socket Mode; /health on http://%s:%s/health", host, port)
+    log.info("Socket Mode; /health on http://%s:%s/health", host, server.server_port)
     try:
         # SIGTERM's SystemExit (set by the CLI) ends `run`; `close` closes the connection with a
         # close frame and lets the listeners finish.
