@@ -63,6 +63,8 @@ def wait_refused(port: int, timeout: float = 10) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         except ConnectionRefusedError:
             return
+        except ConnectionResetError:
+            pass  # in the listen queue as the socket closed: the next try is refused
         time.sleep(0.02)
     raise AssertionError(f"port {port} still accepts connections")
 
