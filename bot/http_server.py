@@ -23,6 +23,15 @@ DRAIN_SECONDS = 10.0  # at stop, for the requests under way
 WAKE_SECONDS = 1.0  # the loop's poll, so the idle check runs even when nothing happens
 
 
+def backlog_only(record: logging.LogRecord) -> bool:
+    """A filter for waitress's "Task queue depth is N" warning, which it logs whenever a request
+    waits for a worker, even for the instant a worker takes to get back to the queue (the first
+    request after start, a quick second one): kept when as many requests wait as there are
+    workers, a backlog worth a warning."""
+    depth = record.args[0] if isinstance(record.args, tuple) and record.args else None
+    return not isinstance(depth, int) or depth >= THREADS
+
+
 class HttpServer:
     """A WSGI app served by waitress on `host`:`port` (0: a free port, then `server_port`).
 
@@ -38,6 +47,7 @@ class HttpServer:
         idle_timeout: int = IDLE_TIMEOUT,
         drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
+        logging.getLogger("waitress.queue").addFilter(backlog_only)  # added once
         self._map: dict[int, Any] = {}
         self._server = create_server(
             app,

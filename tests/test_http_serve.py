@@ -5,6 +5,7 @@ needs to hold one half-way (waitress, bot/http_server.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import time
@@ -13,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import urlopen
 
+import pytest
+
+from bot.http_server import THREADS, HttpServer
 from tests.fake_slack import FakeSlack, post_to_bot, sign, slash_command_body
 from tests.test_digest_processes import Serving, free_port, wait_healthy
 from tests.test_socket_mode import app_yaml
@@ -127,3 +131,16 @@ def test_a_client_that_sends_nothing_is_dropped_after_the_idle_timeout(tmp_path:
         assert silent.recv(1) == b"" and halted.recv(1) == b""
         dropped_after = time.monotonic() - started
         assert 1 <= dropped_after < 4, dropped_after
+
+
+def test_only_a_real_backlog_of_requests_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    server = HttpServer(lambda environ, start_response: [], "127.0.0.1", 0)
+    server.server_close()
+    queue = logging.getLogger("waitress.queue")
+    with caplog.at_level(logging.WARNING, logger="waitress.queue"):
+        for depth in (1, THREADS - 1, THREADS, 3 * THREADS):
+            queue.warning("Task queue depth is %d", depth)  # as waitress.task words it
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Task queue depth is {THREADS}",
+        f"Task queue depth is {3 * THREADS}",
+    ]
