@@ -31,6 +31,7 @@ from bot.cli_survey import survey
 from bot.console import Console, run_console
 from bot.crash import last_resort
 from bot.formatting import KPI_LABELS, format_value
+from bot.http_server import IDLE_TIMEOUT
 from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
 from bot.slack_app import MissingSecret, TokenRefused, build_app
@@ -167,8 +168,15 @@ def console(obj: Context, as_of: Any) -> None:
 @cli.command()
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
 @click.option("--port", type=int, help="Port (default: slack.port in app.yaml, 3000).")
+@click.option(
+    "--idle-timeout",
+    type=click.IntRange(min=1),
+    default=IDLE_TIMEOUT,
+    show_default=True,
+    help="Seconds before a connection that sends and receives nothing is closed.",
+)
 @click.pass_obj
-def serve(obj: Context, host: str, port: int | None) -> None:
+def serve(obj: Context, host: str, port: int | None, idle_timeout: int) -> None:
     """Run the Slack app: HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -201,20 +209,23 @@ def serve(obj: Context, host: str, port: int | None) -> None:
 
     if threading.current_thread() is threading.main_thread():
         # `docker stop`, Kubernetes: SIGTERM ends serve cleanly (exit 0), schedulers stopped.
+        # While HTTP mode serves, SIGTERM drains the requests under way first (bot/server.py).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    unfinished = False
     try:
-        serve_forever(
+        unfinished = serve_forever(
             app,
             obj.store,
             host,
             port or slack.port,
             slack.path,
             socket,
+            idle_timeout,
             services.facts.workspace_problem,
         )
     finally:
         scheduler.shutdown()
-        if socket is not None and socket.unfinished:
+        if unfinished or (socket is not None and socket.unfinished):
             # Python would wait for the stuck listeners' threads at exit: the stop is bounded.
             logging.shutdown()
             sys.stdout.flush()

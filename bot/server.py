@@ -6,17 +6,20 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import signal
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.drain import finish_listeners
+from bot.http_server import IDLE_TIMEOUT, HttpServer
 from bot.socket_health import SocketHealth
 from bot.socket_mode import SocketModeRunner
 from bot.verification import check_signatures_quietly
@@ -25,17 +28,6 @@ from kpi.store import Store
 log = logging.getLogger("partner_kpi.server")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class ThreadingServer(ThreadingMixIn, WSGIServer):
-    """Answers requests in threads, so a slow answer never holds up Slack's next request."""
-
-    daemon_threads = True
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
 
 
 #: Why Slack cannot be answered yet (the bot's workspace unknown), or None.
@@ -112,16 +104,9 @@ def http_server(
     path: str | None,
     socket: SocketHealth | None = None,
     slack_problem: SlackProblem | None = None,
-) -> ThreadingServer:
-    server = make_server(
-        host,
-        port,
-        wsgi_app(app, store, path, socket, slack_problem),
-        server_class=ThreadingServer,
-        handler_class=QuietHandler,
-    )
-    assert isinstance(server, ThreadingServer)
-    return server
+    idle_timeout: int = IDLE_TIMEOUT,
+) -> HttpServer:
+    return HttpServer(wsgi_app(app, store, path, socket, slack_problem), host, port, idle_timeout)
 
 
 def settle_heap() -> None:
@@ -139,23 +124,52 @@ def serve(
     port: int,
     path: str,
     socket: SocketModeRunner | None = None,
+    idle_timeout: int = IDLE_TIMEOUT,
     slack_problem: SlackProblem | None = None,
-) -> None:
-    """Runs until interrupted: HTTP mode, or Socket Mode over `socket` (already started, so its
-    token is known good) with only `/health` on HTTP. Leaving Socket Mode (SIGTERM's SystemExit)
-    closes the connection with a close frame and lets the listeners finish, within bounds."""
+) -> bool:
+    """Runs until SIGTERM: HTTP mode, or Socket Mode over `socket` (already started, so its
+    token is known good) with only `/health` on HTTP. Either way SIGTERM stops taking requests
+    and lets those under way and the listeners answering them finish, within bounds. True when
+    listeners were still running at the bound (the caller then exits without waiting for them).
+    """
     settle_heap()
     if socket is None:
-        server = http_server(app, store, host, port, path, None, slack_problem)
-        log.info("listening on http://%s:%s%s (and /health)", host, port, path)
-        server.serve_forever()
-        return
-    server = http_server(app, store, host, port, None, socket.health, slack_problem)
+        server = http_server(
+            app, store, host, port, path, None, slack_problem, idle_timeout=idle_timeout
+        )
+        log.info("listening on http://%s:%s%s (and /health)", host, server.server_port, path)
+        with _on_sigterm(server.stop):
+            server.serve_forever()
+        server.server_close()
+        bound = (server.deadline or time.monotonic()) - time.monotonic()
+        unfinished = not finish_listeners(app, bound)
+        if unfinished:
+            log.warning("HTTP: stopped with listeners still running")
+        return unfinished
+    server = http_server(
+        app, store, host, port, None, socket.health, slack_problem, idle_timeout=idle_timeout
+    )
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    log.info("Socket Mode; /health on http://%s:%s/health", host, port)
+    log.info("Socket Mode; /health on http://%s:%s/health", host, server.server_port)
     try:
+        # SIGTERM's SystemExit (set by the CLI) ends `run`; `close` closes the connection with a
+        # close frame and lets the listeners finish.
         socket.run()
     finally:
         socket.close()
         server.shutdown()
         server.server_close()
+    return socket.unfinished
+
+
+@contextmanager
+def _on_sigterm(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM calls `stop` instead of ending the process at once (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -27,6 +27,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
+from bot.drain import finish_listeners
 from bot.socket_health import SocketHealth
 
 log = logging.getLogger("partner_kpi.socket_mode")
@@ -201,11 +202,7 @@ class SocketModeRunner:
         if link is not None:
             link.ws.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        listeners = self.app.listener_runner.listener_executor
-        finisher = threading.Thread(target=listeners.shutdown, name="socket-drain", daemon=True)
-        finisher.start()
-        finisher.join(max(0.0, deadline - time.monotonic()))
-        self.unfinished = finisher.is_alive()
+        self.unfinished = not finish_listeners(self.app, deadline - time.monotonic())
         if self.unfinished:
             log.warning("Socket Mode: stopped with listeners still running")
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,10 +114,15 @@ class Serving:
     """A `partner-kpi serve` process, its stderr (the log) read line by line as it comes."""
 
     def __init__(
-        self, config: Path, fake: FakeSlack, port: int, env: dict[str, str | None] | None = None
+        self,
+        config: Path,
+        fake: FakeSlack,
+        port: int,
+        env: dict[str, str | None] | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.port = port
-        self.process = serve_process(config, fake, port, env)
+        self.process = serve_process(config, fake, port, env, options)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -152,9 +157,14 @@ class Serving:
 
 
 def serve_process(
-    config: Path, fake: FakeSlack, port: int, extra: dict[str, str | None] | None = None
+    config: Path,
+    fake: FakeSlack,
+    port: int,
+    extra: dict[str, str | None] | None = None,
+    options: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
-    """`partner-kpi serve` in HTTP mode, or as `extra` changes its environment (None: unset)."""
+    """`partner-kpi serve` in HTTP mode, or as `extra` changes its environment (None: unset),
+    with serve's `options` added."""
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": "xoxb-test",
@@ -179,6 +189,7 @@ def serve_process(
             "127.0.0.1",
             "--port",
             str(port),
+            *options,
         ],
         cwd=ROOT,
         env=env,
