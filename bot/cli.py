@@ -30,7 +30,7 @@ from bot.socket_health import SocketHealth
 from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_CURRENCY_RATES, DEMO_MARKER, DEMO_PIPELINE, write_demo_data
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.config import ConfigError, LoadedConfig, TierConfig, load_config

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
