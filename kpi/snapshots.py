@@ -30,11 +30,10 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kpi.periods import Period
 from kpi.schema import ID, metadata
-from kpi.store import BATCH_SIZE, Store
+from kpi.store import BATCH_SIZE, Store, batched
 
 PROGRAM_ID = "*program*"
 
@@ -52,8 +51,6 @@ kpi_snapshots = Table(
     Index("ix_kpi_snapshots_period_run", "period", "run_at"),
     Index("ix_kpi_snapshots_partner_run", "partner_id", "run_at"),
 )
-
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -99,12 +96,12 @@ def save_snapshot(
     if not rows:
         return 0
     table = kpi_snapshots
-    insert = _INSERTS[store.engine.dialect.name](table).on_conflict_do_nothing(
+    insert = store.conflict_insert(table).on_conflict_do_nothing(
         index_elements=["run_at", "period", "partner_id"]
     )
     with store.transaction() as connection:
-        for start in range(0, len(rows), BATCH_SIZE):
-            connection.execute(insert, rows[start : start + BATCH_SIZE])
+        for batch in batched(rows, BATCH_SIZE):
+            connection.execute(insert, batch)
     return len(rows)
 
 

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kpi import schema
 from kpi.models import SurveyResponse
@@ -29,7 +28,6 @@ from kpi.store import KINDS, Store
 from kpi.survey_schema import survey_contacts, survey_deliveries, survey_opt_outs, survey_rounds
 
 SOURCE = "survey"
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def now_utc() -> datetime:
@@ -42,10 +40,6 @@ def _naive(moment: datetime) -> datetime:
 
 def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-def _insert(store: Store, table: Any) -> Any:
-    return _INSERTS[store.engine.dialect.name](table)
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def save_contact(
         "error": error,
         "checked_at": _naive(now),
     }
-    statement = _insert(store, survey_contacts).values(**values)
+    statement = store.conflict_insert(survey_contacts).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=["email"], set_={k: v for k, v in values.items() if k != "email"}
     )
@@ -158,7 +152,7 @@ def ensure_round(
 ) -> Round:
     """The round's row, written by the first replica to start it (its times then stand)."""
     statement = (
-        _insert(store, survey_rounds)
+        store.conflict_insert(survey_rounds)
         .values(
             campaign=campaign,
             round_id=round_id,
@@ -227,7 +221,7 @@ def add_delivery(
     store: Store, campaign: str, round_id: str, user_id: str, email: str, partner_id: str
 ) -> None:
     statement = (
-        _insert(store, survey_deliveries)
+        store.conflict_insert(survey_deliveries)
         .values(
             campaign=campaign,
             round_id=round_id,
@@ -403,7 +397,7 @@ def record_comment(
 
 def _upsert_response(store: Store, connection: Connection, response: SurveyResponse) -> None:
     row = KINDS[SurveyResponse].to_row(response, SOURCE)
-    statement = _insert(store, schema.survey_responses).values(**row)
+    statement = store.conflict_insert(schema.survey_responses).values(**row)
     statement = statement.on_conflict_do_update(
         index_elements=["id"], set_={k: v for k, v in row.items() if k != "id"}
     )
@@ -428,7 +422,7 @@ def round_answers(store: Store, campaign: str, round_id: str) -> list[SurveyResp
 
 def opt_out(store: Store, campaign: str, user_id: str, email: str | None, now: datetime) -> None:
     statement = (
-        _insert(store, survey_opt_outs)
+        store.conflict_insert(survey_opt_outs)
         .values(campaign=campaign, slack_user_id=user_id, email=email, at=_naive(now))
         .on_conflict_do_nothing(index_elements=["campaign", "slack_user_id"])
     )
