@@ -33,7 +33,7 @@ from sqlalchemy import (
 
 from kpi.periods import Period
 from kpi.schema import ID, metadata
-from kpi.store import BATCH_SIZE, Store, batched
+from kpi.store import Store
 
 PROGRAM_ID = "*program*"
 
@@ -95,13 +95,8 @@ def save_snapshot(
     ]
     if not rows:
         return 0
-    table = kpi_snapshots
-    insert = store.conflict_insert(table).on_conflict_do_nothing(
-        index_elements=["run_at", "period", "partner_id"]
-    )
     with store.transaction() as connection:
-        for batch in batched(rows, BATCH_SIZE):
-            connection.execute(insert, batch)
+        store.insert_or_keep(connection, kpi_snapshots, rows, ["run_at", "period", "partner_id"])
     return len(rows)
 
 

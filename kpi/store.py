@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +22,6 @@ from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
-from sqlalchemy.sql.dml import Insert
 
 from kpi import schema
 from kpi.migrate import upgrade
@@ -186,19 +185,40 @@ class Store:
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed and table is schema.stage_changes:
             _add_partner_keys(connection, changed)
-        if changed:
-            connection.execute(self._upsert_statement(table, list(changed[0])), changed)
+        self.insert_or_update(connection, table, changed)
         updated = sum(1 for row in changed if row["id"] in stored)
         return UpsertCounts(
             new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
         )
 
-    def _upsert_statement(self, table: Table, names: list[str]) -> Insert:
-        """INSERT … ON CONFLICT (id) DO UPDATE of the given columns (derived ones are kept)."""
+    def insert_or_update(
+        self,
+        connection: Connection,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        keys: Sequence[str] = ("id",),
+    ) -> None:
+        """Inserts `rows` (all naming the same columns); where a row with the same `keys` is
+        stored, updates it to the new one (columns the rows do not name are kept)."""
+        if not rows:
+            return
         statement = self.conflict_insert(table)
-        columns = {name: statement.excluded[name] for name in names if name != "id"}
-        upsert: Insert = statement.on_conflict_do_update(index_elements=["id"], set_=columns)
-        return upsert
+        columns = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
+        connection.execute(upsert, list(rows))
+
+    def insert_or_keep(
+        self,
+        connection: Connection,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        keys: Sequence[str],
+    ) -> None:
+        """Inserts `rows` in batches; where a row with the same `keys` is stored, it stays as it
+        was (so that writing the same rows twice is harmless)."""
+        statement = self.conflict_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        for batch in batched(rows, BATCH_SIZE):
+            connection.execute(statement, batch)
 
     def conflict_insert(self, table: Table) -> ConflictInsert:
         """An INSERT into `table` that takes ON CONFLICT clauses (`on_conflict_do_update`,

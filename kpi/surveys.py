@@ -110,12 +110,8 @@ def save_contact(
         "error": error,
         "checked_at": _naive(now),
     }
-    statement = store.conflict_insert(survey_contacts).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["email"], set_={k: v for k, v in values.items() if k != "email"}
-    )
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_update(connection, survey_contacts, [values], ["email"])
 
 
 def contacts(store: Store, emails: list[str]) -> dict[str, dict[str, Any]]:
@@ -151,21 +147,17 @@ def ensure_round(
     anonymous: bool,
 ) -> Round:
     """The round's row, written by the first replica to start it (its times then stand)."""
-    statement = (
-        store.conflict_insert(survey_rounds)
-        .values(
-            campaign=campaign,
-            round_id=round_id,
-            started_at=_naive(started_at),
-            remind_at=_naive(remind_at) if remind_at else None,
-            closes_at=_naive(closes_at),
-            anonymous=anonymous,
-            salt=secrets.token_hex(32) if anonymous else None,
-        )
-        .on_conflict_do_nothing(index_elements=["campaign", "round_id"])
-    )
+    row = {
+        "campaign": campaign,
+        "round_id": round_id,
+        "started_at": _naive(started_at),
+        "remind_at": _naive(remind_at) if remind_at else None,
+        "closes_at": _naive(closes_at),
+        "anonymous": anonymous,
+        "salt": secrets.token_hex(32) if anonymous else None,
+    }
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(connection, survey_rounds, [row], ["campaign", "round_id"])
     found = get_round(store, campaign, round_id)
     assert found is not None
     return found
@@ -220,20 +212,18 @@ def _delivery_of(row: Any) -> Delivery:
 def add_delivery(
     store: Store, campaign: str, round_id: str, user_id: str, email: str, partner_id: str
 ) -> None:
-    statement = (
-        store.conflict_insert(survey_deliveries)
-        .values(
-            campaign=campaign,
-            round_id=round_id,
-            slack_user_id=user_id,
-            email=email,
-            partner_id=partner_id,
-            answered=False,
-        )
-        .on_conflict_do_nothing(index_elements=["campaign", "round_id", "slack_user_id"])
-    )
+    row = {
+        "campaign": campaign,
+        "round_id": round_id,
+        "slack_user_id": user_id,
+        "email": email,
+        "partner_id": partner_id,
+        "answered": False,
+    }
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(
+            connection, survey_deliveries, [row], ["campaign", "round_id", "slack_user_id"]
+        )
 
 
 def delivered(
@@ -397,11 +387,7 @@ def record_comment(
 
 def _upsert_response(store: Store, connection: Connection, response: SurveyResponse) -> None:
     row = KINDS[SurveyResponse].to_row(response, SOURCE)
-    statement = store.conflict_insert(schema.survey_responses).values(**row)
-    statement = statement.on_conflict_do_update(
-        index_elements=["id"], set_={k: v for k, v in row.items() if k != "id"}
-    )
-    connection.execute(statement)
+    store.insert_or_update(connection, schema.survey_responses, [row])
 
 
 def round_answers(store: Store, campaign: str, round_id: str) -> list[SurveyResponse]:
@@ -421,13 +407,9 @@ def round_answers(store: Store, campaign: str, round_id: str) -> list[SurveyResp
 
 
 def opt_out(store: Store, campaign: str, user_id: str, email: str | None, now: datetime) -> None:
-    statement = (
-        store.conflict_insert(survey_opt_outs)
-        .values(campaign=campaign, slack_user_id=user_id, email=email, at=_naive(now))
-        .on_conflict_do_nothing(index_elements=["campaign", "slack_user_id"])
-    )
+    row = {"campaign": campaign, "slack_user_id": user_id, "email": email, "at": _naive(now)}
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(connection, survey_opt_outs, [row], ["campaign", "slack_user_id"])
 
 
 def opted_out(store: Store, campaign: str) -> set[str]:
