@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
@@ -262,3 +262,24 @@ def test_the_pipeline_order_is_replaced_and_first_occurrences_win(store: Store) 
 def test_batched_cuts_any_iterable_into_lists_of_the_size() -> None:
     assert list(batched(iter(range(5)), 2)) == [[0, 1], [2, 3], [4]]
     assert list(batched([], 3)) == []
+
+
+def test_insert_or_keep_keeps_the_stored_row_and_insert_or_update_replaces_it(
+    store: Store,
+) -> None:
+    table = schema.pipeline_stages
+    keys = ["source", "stage"]
+    first = [{"source": "crm", "stage": "Lead", "sort_order": 0}]
+    with store.transaction() as connection:
+        store.insert_or_keep(connection, table, first, keys)
+        store.insert_or_keep(connection, table, [{**first[0], "sort_order": 5}], keys)
+        kept = connection.execute(select(table.c.sort_order)).scalars().all()
+        store.insert_or_update(
+            connection,
+            table,
+            [{**first[0], "sort_order": 7}, {"source": "crm", "stage": "Won", "sort_order": 1}],
+            keys,
+        )
+        rows = connection.execute(select(table.c.stage, table.c.sort_order)).all()
+    assert kept == [0]
+    assert sorted(map(tuple, rows)) == [("Lead", 7), ("Won", 1)]
