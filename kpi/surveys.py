@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
 from kpi.models import SurveyResponse
@@ -226,6 +227,12 @@ def add_delivery(
         )
 
 
+def _one_delivery(campaign: str, round_id: str, user_id: str) -> ColumnElement[bool]:
+    """The condition that picks one person's delivery of a round."""
+    d = survey_deliveries
+    return and_(d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id)
+
+
 def delivered(
     store: Store, campaign: str, round_id: str, user_id: str, channel_id: str, ts: str,
     now: datetime,
@@ -234,7 +241,7 @@ def delivered(
     with store.transaction() as connection:
         connection.execute(
             update(d)
-            .where(d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id)
+            .where(_one_delivery(campaign, round_id, user_id))
             .values(channel_id=channel_id, message_ts=ts, sent_at=_naive(now))
         )
 
@@ -243,9 +250,7 @@ def get_delivery(store: Store, campaign: str, round_id: str, user_id: str) -> De
     d = survey_deliveries
     with store.engine.connect() as connection:
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id
-            )
+            select(d).where(_one_delivery(campaign, round_id, user_id))
         ).first()
     return _delivery_of(row) if row is not None else None
 
@@ -307,9 +312,7 @@ def record_answer(
         if the_round.is_closed(now):
             return AnswerResult.CLOSED
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            select(d).where(_one_delivery(campaign, round_id, recipient))
         ).first()
         if row is None:
             return AnswerResult.NOT_RECIPIENT
@@ -326,9 +329,7 @@ def record_answer(
         _upsert_response(store, connection, response)
         connection.execute(
             update(d)
-            .where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            .where(_one_delivery(campaign, round_id, recipient))
             .values(answered=True, score=None if anonymous else score)
         )
     return AnswerResult.RECORDED
@@ -357,9 +358,7 @@ def record_comment(
         if the_round.anonymous:
             return AnswerResult.RECORDED  # dropped on purpose: see the module's docstring
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            select(d).where(_one_delivery(campaign, round_id, recipient))
         ).first()
         if row is None:
             return AnswerResult.NOT_RECIPIENT
@@ -376,11 +375,7 @@ def record_comment(
         )
         _upsert_response(store, connection, response)
         connection.execute(
-            update(d)
-            .where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
-            .values(comment=text)
+            update(d).where(_one_delivery(campaign, round_id, recipient)).values(comment=text)
         )
     return AnswerResult.RECORDED
 
