@@ -25,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    Select,
     String,
     Table,
     UniqueConstraint,
@@ -116,20 +117,8 @@ def trailing_snapshots(
         runs = list(connection.execute(latest_runs).scalars())
     if not runs:
         return []
-    found: dict[datetime, Snapshot] = {}
     query = select(table).where(table.c.period == period_name, table.c.run_at.in_(runs))
-    with store.engine.connect() as connection:
-        for row in connection.execute(query):
-            snapshot = found.get(row.run_at)
-            if snapshot is None:
-                snapshot = found[row.run_at] = Snapshot(
-                    run_at=row.run_at.replace(tzinfo=UTC),
-                    period=row.period,
-                    start=row.period_start.isoformat(),
-                    end=row.period_end.isoformat(),
-                )
-            snapshot.partners[row.partner_id] = dict(row.kpis)
-    return [found[run] for run in sorted(found, reverse=True)]
+    return _runs(store, query)
 
 
 def snapshots_since(
@@ -150,6 +139,11 @@ def snapshots_since(
     )
     if partner_ids is not None:
         query = query.where(table.c.partner_id.in_(sorted(set(partner_ids))))
+    return _runs(store, query)
+
+
+def _runs(store: Store, query: Select[Any]) -> list[Snapshot]:
+    """The snapshot rows `query` selects, gathered into their runs, newest first."""
     found: dict[datetime, Snapshot] = {}
     with store.engine.connect() as connection:
         for row in connection.execute(query):
