@@ -283,12 +283,16 @@ def round_prefix(campaign: str, round_id: str) -> str:
     return f"survey:{campaign}:{round_id}:"
 
 
-def _round_in_tx(connection: Connection, campaign: str, round_id: str) -> Round | None:
+def _open_round(connection: Connection, campaign: str, round_id: str, now: datetime) -> Round | str:
+    """The round, while it takes answers; else why not (NO_ROUND or CLOSED)."""
     r = survey_rounds
     row = connection.execute(
         select(r).where(r.c.campaign == campaign, r.c.round_id == round_id)
     ).first()
-    return _round_of(row) if row is not None else None
+    if row is None:
+        return AnswerResult.NO_ROUND
+    the_round = _round_of(row)
+    return AnswerResult.CLOSED if the_round.is_closed(now) else the_round
 
 
 def record_answer(
@@ -306,11 +310,9 @@ def record_answer(
         return AnswerResult.NOT_RECIPIENT
     d = survey_deliveries
     with store.transaction() as connection:
-        the_round = _round_in_tx(connection, campaign, round_id)
-        if the_round is None:
-            return AnswerResult.NO_ROUND
-        if the_round.is_closed(now):
-            return AnswerResult.CLOSED
+        the_round = _open_round(connection, campaign, round_id, now)
+        if isinstance(the_round, str):
+            return the_round
         row = connection.execute(
             select(d).where(_one_delivery(campaign, round_id, recipient))
         ).first()
@@ -350,11 +352,9 @@ def record_comment(
     d, s = survey_deliveries, schema.survey_responses
     text = comment.strip() or None
     with store.transaction() as connection:
-        the_round = _round_in_tx(connection, campaign, round_id)
-        if the_round is None:
-            return AnswerResult.NO_ROUND
-        if the_round.is_closed(now):
-            return AnswerResult.CLOSED
+        the_round = _open_round(connection, campaign, round_id, now)
+        if isinstance(the_round, str):
+            return the_round
         if the_round.anonymous:
             return AnswerResult.RECORDED  # dropped on purpose: see the module's docstring
         row = connection.execute(
