@@ -26,12 +26,11 @@ from typing import Any
 from urllib.request import urlopen
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from kpi.config import AppConfig, LoadedConfig
-
 from bot.http_server import HttpServer
 from bot.server import wsgi_app
 from bot.slack_app import build_app
 from kpi.store import open_store
+from settings.app import AppConfig, LoadedConfig
 from tests.fake_slack import FakeSlack, post_to_bot, slash_command_body
 
 SECRET = "bench-signing-secret"

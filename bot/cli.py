@@ -39,7 +39,7 @@ from bot.socket_health import SocketHealth
 from bot.socket_mode import APP_TOKEN_ENV, AppTokenError, SocketModeRunner
 from bot.terminal import LineProgress, scorecard, scorecard_notes, sync_report, table
 from connectors.demo_data import DEMO_MARKER, write_demo_data
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.engine import KpiEngine

@@ -10,12 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from connectors.errors import SourceError
+
 ENCODING_SETTING = "files.encoding"
 NUL = b"\0"
-
-
-class SourceError(Exception):
-    """The source as a whole cannot be read; nothing was changed."""
 
 
 @contextmanager

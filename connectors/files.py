@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from connectors.csv_text import SourceError as SourceError  # re-exported: every source's error
 from connectors.csv_text import csv_rows
+from connectors.errors import SourceError
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport

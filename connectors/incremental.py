@@ -16,19 +16,18 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection
 
 from connectors.guard import DeleteGuard
 from connectors.report import ObjectReport, SyncReport
 from connectors.seen import SeenIds
-from kpi import schema
-from kpi.models import Deal, Record, StageChange
-from kpi.store import BATCH_SIZE, KINDS, Store
+from kpi.models import Record, StageChange
+from kpi.store import KINDS, Store
 
 T = TypeVar("T")
 
@@ -209,97 +208,19 @@ class StreamWriter:
 
     def _stored_count(self, model: type[Record]) -> int:
         """The stored rows a full sync's sweep is measured against (the guard's share)."""
-        with self.store.engine.connect() as connection:
+        with self.store.transaction() as connection:
             return self.store.stored_count(connection, model, self.source)
 
     def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
         with self.store.transaction() as connection:
             object_report.count(self.store.upsert(connection, page.records, self.source))
-            object_report.deleted += delete_records(
+            object_report.deleted += self.store.delete_records(
                 connection, stream.model, self.source, page.deleted_ids
             )
             if stream.after_write is not None:
                 stream.after_write(connection, page)
             if page.cursor is not None:
                 advance_watermark(self.store, connection, self.source, stream.name, page.cursor)
-
-
-def delete_records(
-    connection: Connection, model: type[Record], source: str, ids: Sequence[str]
-) -> int:
-    """Deletes `source`'s records of `model` with these ids; a deal takes its stage history."""
-    table = KINDS[model].table
-    deleted = 0
-    for start in range(0, len(ids), BATCH_SIZE):
-        batch = list(ids[start : start + BATCH_SIZE])
-        result = connection.execute(
-            delete(table).where(table.c.id.in_(batch), table.c.source == source)
-        )
-        deleted += result.rowcount or 0
-        if model is Deal:
-            changes = KINDS[StageChange].table
-            connection.execute(delete(changes).where(changes.c.deal_id.in_(batch)))
-    return deleted
-
-
-def stored_ids(store: Store, model: type[Record], source: str, ids: Iterable[str]) -> set[str]:
-    """Those of `ids` that `source` has stored as records of `model`."""
-    table = KINDS[model].table
-    found: set[str] = set()
-    with store.engine.connect() as connection:
-        for batch in batched(ids, BATCH_SIZE):
-            query = select(table.c.id).where(table.c.id.in_(batch), table.c.source == source)
-            found.update(connection.execute(query).scalars())
-    return found
-
-
-def stage_history(store: Store, deal_ids: Iterable[str]) -> list[StageChange]:
-    """The stored stage changes of these deals."""
-    table = KINDS[StageChange].table
-    found: list[StageChange] = []
-    with store.engine.connect() as connection:
-        for batch in batched(deal_ids, BATCH_SIZE):
-            rows = connection.execute(select(table).where(table.c.deal_id.in_(batch)))
-            found.extend(KINDS[StageChange].from_row(row) for row in rows)
-    return found
-
-
-def entered_stage(store: Store, deal_id: str, stage: str) -> datetime | None:
-    """When the deal last entered `stage`, from the stored stage history."""
-    table = KINDS[StageChange].table
-    with store.engine.connect() as connection:
-        moment = connection.execute(
-            select(func.max(table.c.entered_at)).where(
-                table.c.deal_id == deal_id, table.c.stage == stage
-            )
-        ).scalar_one_or_none()
-    return moment.replace(tzinfo=UTC) if moment is not None else None
-
-
-def replace_pipeline(connection: Connection, source: str, stages: Sequence[str]) -> None:
-    """Stores the CRM's own stage order (first occurrence wins) for `source`."""
-    table = schema.pipeline_stages
-    connection.execute(delete(table).where(table.c.source == source))
-    ordered = list(dict.fromkeys(stages))
-    if ordered:
-        connection.execute(
-            table.insert(),
-            [
-                {"source": source, "stage": stage, "sort_order": n}
-                for n, stage in enumerate(ordered)
-            ],
-        )
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 # --- retries ----------------------------------------------------------------------------

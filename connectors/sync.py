@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from connectors.files import FilesSource, SourceError
+from connectors.errors import SourceError
+from connectors.files import FilesSource
 from connectors.guard import DeletionRefused
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport

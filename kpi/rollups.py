@@ -49,7 +49,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
 from kpi.sqlfuncs import days_between, hour_floor
-from kpi.store import BUSY_TIMEOUT_KEY, DEFAULT_LOCK_TIMEOUT_SECONDS
+from kpi.store import BUSY_TIMEOUT_KEY, DEFAULT_LOCK_TIMEOUT_SECONDS, batched
 
 log = logging.getLogger("partner_kpi.rollups")
 
@@ -244,8 +244,7 @@ def _rebuild_partners(connection: Connection, marked: Sequence[str] | None) -> N
             insert(keys_table).from_select(["partner_key"], select(days.c.partner_key).distinct())
         )
         return
-    for start in range(0, len(marked), KEY_BATCH):
-        batch = list(marked[start : start + KEY_BATCH])
+    for batch in batched(marked, KEY_BATCH):
         connection.execute(delete(days).where(days.c.partner_key.in_(batch)))
         connection.execute(delete(keys_table).where(keys_table.c.partner_key.in_(batch)))
         _insert_running_totals(connection, batch)

@@ -25,15 +25,15 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    Select,
     String,
     Table,
     UniqueConstraint,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from kpi.schema import ID, metadata
-from kpi.store import BATCH_SIZE, Store
+from kpi.store import Store
 from settings.periods import Period
 
 PROGRAM_ID = "*program*"
@@ -52,8 +52,6 @@ kpi_snapshots = Table(
     Index("ix_kpi_snapshots_period_run", "period", "run_at"),
     Index("ix_kpi_snapshots_partner_run", "partner_id", "run_at"),
 )
-
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @dataclass(frozen=True)
@@ -98,13 +96,8 @@ def save_snapshot(
     ]
     if not rows:
         return 0
-    table = kpi_snapshots
-    insert = _INSERTS[store.engine.dialect.name](table).on_conflict_do_nothing(
-        index_elements=["run_at", "period", "partner_id"]
-    )
     with store.transaction() as connection:
-        for start in range(0, len(rows), BATCH_SIZE):
-            connection.execute(insert, rows[start : start + BATCH_SIZE])
+        store.insert_or_keep(connection, kpi_snapshots, rows, ["run_at", "period", "partner_id"])
     return len(rows)
 
 
@@ -124,20 +117,8 @@ def trailing_snapshots(
         runs = list(connection.execute(latest_runs).scalars())
     if not runs:
         return []
-    found: dict[datetime, Snapshot] = {}
     query = select(table).where(table.c.period == period_name, table.c.run_at.in_(runs))
-    with store.engine.connect() as connection:
-        for row in connection.execute(query):
-            snapshot = found.get(row.run_at)
-            if snapshot is None:
-                snapshot = found[row.run_at] = Snapshot(
-                    run_at=row.run_at.replace(tzinfo=UTC),
-                    period=row.period,
-                    start=row.period_start.isoformat(),
-                    end=row.period_end.isoformat(),
-                )
-            snapshot.partners[row.partner_id] = dict(row.kpis)
-    return [found[run] for run in sorted(found, reverse=True)]
+    return _runs(store, query)
 
 
 def snapshots_since(
@@ -158,6 +139,11 @@ def snapshots_since(
     )
     if partner_ids is not None:
         query = query.where(table.c.partner_id.in_(sorted(set(partner_ids))))
+    return _runs(store, query)
+
+
+def _runs(store: Store, query: Select[Any]) -> list[Snapshot]:
+    """The snapshot rows `query` selects, gathered into their runs, newest first."""
     found: dict[datetime, Snapshot] = {}
     with store.engine.connect() as connection:
         for row in connection.execute(query):

@@ -1,26 +1,27 @@
 """The store: the local copy of the CRM's partner data, on SQLite or PostgreSQL.
 
-Connectors write normalized records through `upsert` (batched, keyed by CRM id, idempotent);
-everything else reads. The schema lives in `kpi.schema` and is created by migrations at open.
+Connectors write normalized records through `upsert` (batched, keyed by CRM id, idempotent)
+and reach every other row through the named methods here (watermarks, deletions, stage history,
+the pipeline's order); everything else reads. The schema lives in `kpi.schema` and is created by
+migrations at open. `conflict_insert` is the one INSERT … ON CONFLICT of both databases.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
-from sqlalchemy.sql.dml import Insert
 
 from kpi import schema
 from kpi.migrate import upgrade
@@ -43,6 +44,9 @@ INTERRUPTED_REASON = "the process ended before this sync finished (noticed by th
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
+#: An INSERT that takes ON CONFLICT clauses, in the store's dialect.
+ConflictInsert: TypeAlias = postgresql.Insert | sqlite.Insert
 
 
 class StoreError(Exception):
@@ -158,7 +162,7 @@ class Store:
         Records may be of several kinds; each batch is split by kind.
         """
         counts = UpsertCounts()
-        for batch in _batches(records, BATCH_SIZE):
+        for batch in batched(records, BATCH_SIZE):
             by_kind: dict[type[Record], list[Record]] = {}
             for record in batch:
                 by_kind.setdefault(type(record), []).append(record)
@@ -181,23 +185,50 @@ class Store:
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed and table is schema.stage_changes:
             _add_partner_keys(connection, changed)
-        if changed:
-            connection.execute(self._upsert_statement(table, list(changed[0])), changed)
+        self.insert_or_update(connection, table, changed)
         updated = sum(1 for row in changed if row["id"] in stored)
         return UpsertCounts(
             new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
         )
 
-    def _upsert_statement(self, table: Table, names: list[str]) -> Insert:
-        """INSERT … ON CONFLICT (id) DO UPDATE of the given columns (derived ones are kept)."""
+    def insert_or_update(
+        self,
+        connection: Connection,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        keys: Sequence[str] = ("id",),
+    ) -> None:
+        """Inserts `rows` (all naming the same columns); where a row with the same `keys` is
+        stored, updates it to the new one (columns the rows do not name are kept)."""
+        if not rows:
+            return
+        statement = self.conflict_insert(table)
+        columns = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
+        connection.execute(upsert, list(rows))
+
+    def insert_or_keep(
+        self,
+        connection: Connection,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        keys: Sequence[str],
+    ) -> None:
+        """Inserts `rows` in batches; where a row with the same `keys` is stored, it stays as it
+        was (so that writing the same rows twice is harmless)."""
+        statement = self.conflict_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        for batch in batched(rows, BATCH_SIZE):
+            connection.execute(statement, batch)
+
+    def conflict_insert(self, table: Table) -> ConflictInsert:
+        """An INSERT into `table` that takes ON CONFLICT clauses (`on_conflict_do_update`,
+        `on_conflict_do_nothing`), in SQLite's or PostgreSQL's dialect."""
         dialect = self.engine.dialect.name
         insert = _DIALECT_INSERTS.get(dialect)
-        if insert is not None:
-            statement = insert(table)
-            columns = {name: statement.excluded[name] for name in names if name != "id"}
-            upsert: Insert = statement.on_conflict_do_update(index_elements=["id"], set_=columns)
-            return upsert
-        raise StoreError(f"the {dialect} database is not supported; use SQLite or PostgreSQL.")
+        if insert is None:
+            raise StoreError(f"the {dialect} database is not supported; use SQLite or PostgreSQL.")
+        statement: ConflictInsert = insert(table)
+        return statement
 
     def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
         """Sets each stage change's `left_at` to the start of the deal's next change.
@@ -214,7 +245,7 @@ class Store:
         if deal_ids is None:
             connection.execute(update(changes).values(left_at=next_start))
             return
-        for batch in _batches(deal_ids, BATCH_SIZE):
+        for batch in batched(deal_ids, BATCH_SIZE):
             connection.execute(
                 update(changes).where(changes.c.deal_id.in_(batch)).values(left_at=next_start)
             )
@@ -258,9 +289,98 @@ class Store:
     def delete_swept(self, connection: Connection, model: type[Record], sweep: Sweep) -> int:
         """Deletes the rows a sweep found gone; returns how many."""
         table = KINDS[model].table
-        for batch in _batches(sweep.gone, BATCH_SIZE):
+        for batch in batched(sweep.gone, BATCH_SIZE):
             connection.execute(delete(table).where(table.c.id.in_(batch)))
         return len(sweep.gone)
+
+    def delete_records(
+        self, connection: Connection, model: type[Record], source: str, ids: Sequence[str]
+    ) -> int:
+        """Deletes `source`'s records of `model` with these ids; a deal takes its stage history.
+        Returns how many records of `model` were deleted."""
+        table = KINDS[model].table
+        changes = schema.stage_changes
+        deleted = 0
+        for batch in batched(ids, BATCH_SIZE):
+            result = connection.execute(
+                delete(table).where(table.c.id.in_(batch), table.c.source == source)
+            )
+            deleted += result.rowcount or 0
+            if model is Deal:
+                connection.execute(delete(changes).where(changes.c.deal_id.in_(batch)))
+        return deleted
+
+    def stored_ids(self, model: type[Record], source: str, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` that `source` has stored as records of `model`."""
+        table = KINDS[model].table
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for batch in batched(ids, BATCH_SIZE):
+                query = select(table.c.id).where(table.c.id.in_(batch), table.c.source == source)
+                found.update(connection.execute(query).scalars())
+        return found
+
+    def stage_history(self, deal_ids: Iterable[str]) -> list[StageChange]:
+        """The stored stage changes of these deals."""
+        kind: RecordKind[StageChange] = KINDS[StageChange]
+        found: list[StageChange] = []
+        with self.engine.connect() as connection:
+            for batch in batched(deal_ids, BATCH_SIZE):
+                rows = connection.execute(select(kind.table).where(kind.table.c.deal_id.in_(batch)))
+                found.extend(kind.from_row(row) for row in rows)
+        return found
+
+    def entered_stage(self, deal_id: str, stage: str) -> datetime | None:
+        """When the deal last entered `stage`, from the stored stage history."""
+        table = schema.stage_changes
+        with self.engine.connect() as connection:
+            moment = connection.execute(
+                select(func.max(table.c.entered_at)).where(
+                    table.c.deal_id == deal_id, table.c.stage == stage
+                )
+            ).scalar_one_or_none()
+        return moment.replace(tzinfo=UTC) if moment is not None else None
+
+    def delete_stale_history(
+        self, connection: Connection, source: str, deal_ids: Sequence[str], keep: Container[str]
+    ) -> int:
+        """Deletes the stage changes `source` stored for these deals whose id is not in `keep`
+        (a re-read history replaces the stored one); returns how many."""
+        table = schema.stage_changes
+        deleted = 0
+        for batch in batched(deal_ids, BATCH_SIZE):
+            stored = connection.execute(
+                select(table.c.id).where(table.c.deal_id.in_(batch), table.c.source == source)
+            ).scalars()
+            stale = [key for key in stored if key not in keep]
+            if stale:
+                connection.execute(delete(table).where(table.c.id.in_(stale)))
+                deleted += len(stale)
+        return deleted
+
+    def delete_orphan_history(self, connection: Connection, source: str) -> int:
+        """Deletes `source`'s stage changes of deals the store no longer has; returns how many."""
+        table = schema.stage_changes
+        result = connection.execute(
+            delete(table).where(
+                table.c.source == source, table.c.deal_id.not_in(select(schema.deals.c.id))
+            )
+        )
+        return result.rowcount or 0
+
+    def replace_pipeline(self, connection: Connection, source: str, stages: Sequence[str]) -> None:
+        """Stores the CRM's own stage order (first occurrence wins) for `source`."""
+        table = schema.pipeline_stages
+        connection.execute(delete(table).where(table.c.source == source))
+        ordered = list(dict.fromkeys(stages))
+        if ordered:
+            connection.execute(
+                table.insert(),
+                [
+                    {"source": source, "stage": stage, "sort_order": n}
+                    for n, stage in enumerate(ordered)
+                ],
+            )
 
     def unknown_reference_warnings(self, connection: Connection) -> list[str]:
         """Records that name a partner or deal the store does not have: kept, but worth a word."""
@@ -370,7 +490,7 @@ class Store:
     ) -> bool:
         """Claims `key` in the send log; True for the one caller that claimed it first."""
         log = schema.send_log
-        insert = _DIALECT_INSERTS[self.engine.dialect.name](log).values(
+        insert = self.conflict_insert(log).values(
             key=key, kind=kind, claimed_by=claimed_by, claimed_at=_now(), detail=detail
         )
         with self.transaction() as connection:
@@ -532,8 +652,9 @@ def _postgres_settings(lock_timeout: float, dbapi_connection: Any, _record: Any)
     dbapi_connection.commit()  # a SET in a transaction that rolls back would be undone
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter); Python 3.11 has no itertools.batched."""
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
 from kpi.models import SurveyResponse
@@ -29,7 +29,6 @@ from kpi.store import KINDS, Store
 from kpi.survey_schema import survey_contacts, survey_deliveries, survey_opt_outs, survey_rounds
 
 SOURCE = "survey"
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def now_utc() -> datetime:
@@ -42,10 +41,6 @@ def _naive(moment: datetime) -> datetime:
 
 def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-def _insert(store: Store, table: Any) -> Any:
-    return _INSERTS[store.engine.dialect.name](table)
 
 
 @dataclass(frozen=True)
@@ -116,12 +111,8 @@ def save_contact(
         "error": error,
         "checked_at": _naive(now),
     }
-    statement = _insert(store, survey_contacts).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["email"], set_={k: v for k, v in values.items() if k != "email"}
-    )
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_update(connection, survey_contacts, [values], ["email"])
 
 
 def contacts(store: Store, emails: list[str]) -> dict[str, dict[str, Any]]:
@@ -157,21 +148,17 @@ def ensure_round(
     anonymous: bool,
 ) -> Round:
     """The round's row, written by the first replica to start it (its times then stand)."""
-    statement = (
-        _insert(store, survey_rounds)
-        .values(
-            campaign=campaign,
-            round_id=round_id,
-            started_at=_naive(started_at),
-            remind_at=_naive(remind_at) if remind_at else None,
-            closes_at=_naive(closes_at),
-            anonymous=anonymous,
-            salt=secrets.token_hex(32) if anonymous else None,
-        )
-        .on_conflict_do_nothing(index_elements=["campaign", "round_id"])
-    )
+    row = {
+        "campaign": campaign,
+        "round_id": round_id,
+        "started_at": _naive(started_at),
+        "remind_at": _naive(remind_at) if remind_at else None,
+        "closes_at": _naive(closes_at),
+        "anonymous": anonymous,
+        "salt": secrets.token_hex(32) if anonymous else None,
+    }
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(connection, survey_rounds, [row], ["campaign", "round_id"])
     found = get_round(store, campaign, round_id)
     assert found is not None
     return found
@@ -226,20 +213,24 @@ def _delivery_of(row: Any) -> Delivery:
 def add_delivery(
     store: Store, campaign: str, round_id: str, user_id: str, email: str, partner_id: str
 ) -> None:
-    statement = (
-        _insert(store, survey_deliveries)
-        .values(
-            campaign=campaign,
-            round_id=round_id,
-            slack_user_id=user_id,
-            email=email,
-            partner_id=partner_id,
-            answered=False,
-        )
-        .on_conflict_do_nothing(index_elements=["campaign", "round_id", "slack_user_id"])
-    )
+    row = {
+        "campaign": campaign,
+        "round_id": round_id,
+        "slack_user_id": user_id,
+        "email": email,
+        "partner_id": partner_id,
+        "answered": False,
+    }
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(
+            connection, survey_deliveries, [row], ["campaign", "round_id", "slack_user_id"]
+        )
+
+
+def _one_delivery(campaign: str, round_id: str, user_id: str) -> ColumnElement[bool]:
+    """The condition that picks one person's delivery of a round."""
+    d = survey_deliveries
+    return and_(d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id)
 
 
 def delivered(
@@ -250,7 +241,7 @@ def delivered(
     with store.transaction() as connection:
         connection.execute(
             update(d)
-            .where(d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id)
+            .where(_one_delivery(campaign, round_id, user_id))
             .values(channel_id=channel_id, message_ts=ts, sent_at=_naive(now))
         )
 
@@ -259,9 +250,7 @@ def get_delivery(store: Store, campaign: str, round_id: str, user_id: str) -> De
     d = survey_deliveries
     with store.engine.connect() as connection:
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == user_id
-            )
+            select(d).where(_one_delivery(campaign, round_id, user_id))
         ).first()
     return _delivery_of(row) if row is not None else None
 
@@ -294,12 +283,16 @@ def round_prefix(campaign: str, round_id: str) -> str:
     return f"survey:{campaign}:{round_id}:"
 
 
-def _round_in_tx(connection: Connection, campaign: str, round_id: str) -> Round | None:
+def _open_round(connection: Connection, campaign: str, round_id: str, now: datetime) -> Round | str:
+    """The round, while it takes answers; else why not (NO_ROUND or CLOSED)."""
     r = survey_rounds
     row = connection.execute(
         select(r).where(r.c.campaign == campaign, r.c.round_id == round_id)
     ).first()
-    return _round_of(row) if row is not None else None
+    if row is None:
+        return AnswerResult.NO_ROUND
+    the_round = _round_of(row)
+    return AnswerResult.CLOSED if the_round.is_closed(now) else the_round
 
 
 def record_answer(
@@ -317,15 +310,11 @@ def record_answer(
         return AnswerResult.NOT_RECIPIENT
     d = survey_deliveries
     with store.transaction() as connection:
-        the_round = _round_in_tx(connection, campaign, round_id)
-        if the_round is None:
-            return AnswerResult.NO_ROUND
-        if the_round.is_closed(now):
-            return AnswerResult.CLOSED
+        the_round = _open_round(connection, campaign, round_id, now)
+        if isinstance(the_round, str):
+            return the_round
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            select(d).where(_one_delivery(campaign, round_id, recipient))
         ).first()
         if row is None:
             return AnswerResult.NOT_RECIPIENT
@@ -342,9 +331,7 @@ def record_answer(
         _upsert_response(store, connection, response)
         connection.execute(
             update(d)
-            .where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            .where(_one_delivery(campaign, round_id, recipient))
             .values(answered=True, score=None if anonymous else score)
         )
     return AnswerResult.RECORDED
@@ -365,17 +352,13 @@ def record_comment(
     d, s = survey_deliveries, schema.survey_responses
     text = comment.strip() or None
     with store.transaction() as connection:
-        the_round = _round_in_tx(connection, campaign, round_id)
-        if the_round is None:
-            return AnswerResult.NO_ROUND
-        if the_round.is_closed(now):
-            return AnswerResult.CLOSED
+        the_round = _open_round(connection, campaign, round_id, now)
+        if isinstance(the_round, str):
+            return the_round
         if the_round.anonymous:
             return AnswerResult.RECORDED  # dropped on purpose: see the module's docstring
         row = connection.execute(
-            select(d).where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
+            select(d).where(_one_delivery(campaign, round_id, recipient))
         ).first()
         if row is None:
             return AnswerResult.NOT_RECIPIENT
@@ -392,22 +375,14 @@ def record_comment(
         )
         _upsert_response(store, connection, response)
         connection.execute(
-            update(d)
-            .where(
-                d.c.campaign == campaign, d.c.round_id == round_id, d.c.slack_user_id == recipient
-            )
-            .values(comment=text)
+            update(d).where(_one_delivery(campaign, round_id, recipient)).values(comment=text)
         )
     return AnswerResult.RECORDED
 
 
 def _upsert_response(store: Store, connection: Connection, response: SurveyResponse) -> None:
     row = KINDS[SurveyResponse].to_row(response, SOURCE)
-    statement = _insert(store, schema.survey_responses).values(**row)
-    statement = statement.on_conflict_do_update(
-        index_elements=["id"], set_={k: v for k, v in row.items() if k != "id"}
-    )
-    connection.execute(statement)
+    store.insert_or_update(connection, schema.survey_responses, [row])
 
 
 def round_answers(store: Store, campaign: str, round_id: str) -> list[SurveyResponse]:
@@ -427,13 +402,9 @@ def round_answers(store: Store, campaign: str, round_id: str) -> list[SurveyResp
 
 
 def opt_out(store: Store, campaign: str, user_id: str, email: str | None, now: datetime) -> None:
-    statement = (
-        _insert(store, survey_opt_outs)
-        .values(campaign=campaign, slack_user_id=user_id, email=email, at=_naive(now))
-        .on_conflict_do_nothing(index_elements=["campaign", "slack_user_id"])
-    )
+    row = {"campaign": campaign, "slack_user_id": user_id, "email": email, "at": _naive(now)}
     with store.transaction() as connection:
-        connection.execute(statement)
+        store.insert_or_keep(connection, survey_opt_outs, [row], ["campaign", "slack_user_id"])
 
 
 def opted_out(store: Store, campaign: str) -> set[str]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.hubspot import HubSpotSource
 from connectors.hubspot.limiter import RateLimiter
 from connectors.incremental import RetryPolicy

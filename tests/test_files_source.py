@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.files import FilesSource, SourceError
+from connectors.errors import SourceError
+from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from connectors.sync import run_sync

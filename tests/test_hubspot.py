@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from bot.terminal import sync_report
-from connectors.files import FilesSource, SourceError
+from connectors.errors import SourceError
+from connectors.files import FilesSource
 from connectors.guard import DeletionRefused
 from connectors.hubspot import HubSpotSource
 from connectors.hubspot.auth import credentials_from_env

@@ -13,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.files import FilesSource, SourceError
+from connectors.errors import SourceError
+from connectors.files import FilesSource
 from connectors.guard import DeletionRefused
 from connectors.incremental import ApiBudget, Cursor, RetryPolicy, read_watermark
 from connectors.normalize import Normalizer

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select
 
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
@@ -15,7 +15,7 @@ from connectors.sync import run_sync
 from kpi import schema
 from kpi.migrate import current_revision, head_revision
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
-from kpi.store import BATCH_SIZE, Store, open_store
+from kpi.store import BATCH_SIZE, KINDS, Store, batched, open_store
 from settings.app import AppConfig
 from tests.csv_folder import DEAL_HEADER, minimal_folder, write_folder
 
@@ -197,3 +197,89 @@ def test_a_run_killed_mid_way_is_marked_interrupted_by_the_next(store: Store) ->
         "the process ended before this sync finished (noticed by the next sync)",
     )
     assert rows[running] == ("ok", None)
+
+
+def _history(deal_id: str, *stages: str) -> list[StageChange]:
+    return [
+        StageChange(deal_id=deal_id, stage=stage, entered_at=datetime(2026, 1, day + 1, tzinfo=UTC))
+        for day, stage in enumerate(stages)
+    ]
+
+
+def test_the_connectors_deletions_keep_other_sources_and_other_deals(store: Store) -> None:
+    deals = [Deal(id=i, status=DealStatus.OPEN, created_on=date(2026, 1, 1)) for i in "abc"]
+    with store.transaction() as connection:
+        store.upsert(connection, deals, "crm")
+        store.upsert(connection, _history("a", "Lead", "Won") + _history("b", "Lead"), "crm")
+        store.upsert(connection, _history("c", "Lead", "Demo"), "files")
+    with store.transaction() as connection:
+        keep = {KINDS[StageChange].key(_history("a", "Lead")[0])}
+        assert store.delete_stale_history(connection, "crm", ["a", "c"], keep) == 1
+    assert sorted((c.deal_id, c.stage) for c in store.stage_history(["a", "c"])) == [
+        ("a", "Lead"),
+        ("c", "Demo"),
+        ("c", "Lead"),
+    ]
+    with store.transaction() as connection:
+        assert store.delete_records(connection, Deal, "files", ["a"]) == 0  # not its source
+        assert store.delete_records(connection, Deal, "crm", ["a", "unknown"]) == 1
+    assert store.stage_history(["a"]) == []  # a deleted deal takes its history
+    assert store.stored_ids(Deal, "crm", ["a", "b", "c"]) == {"b", "c"}
+    with store.transaction() as connection:
+        connection.execute(schema.deals.delete().where(schema.deals.c.id.in_(["b", "c"])))
+        assert store.delete_orphan_history(connection, "crm") == 1  # b's, not c's (files)
+    assert [c.deal_id for c in store.stage_history(["b", "c"])] == ["c", "c"]  # unordered
+    assert store.entered_stage("c", "Demo") == datetime(2026, 1, 2, tzinfo=UTC)
+    assert store.entered_stage("c", "Won") is None
+
+
+def test_stored_ids_reads_past_one_batch(store: Store) -> None:
+    ids = [f"p{i}" for i in range(BATCH_SIZE + 3)]
+    with store.transaction() as connection:
+        store.upsert(
+            connection, [Partner(id=i, name=i, joined_on=date(2026, 1, 1)) for i in ids], "crm"
+        )
+    asked = [*ids, "p-unknown"]
+    assert store.stored_ids(Partner, "crm", asked) == set(ids)
+    assert store.stored_ids(Partner, "files", asked) == set()
+
+
+def test_the_pipeline_order_is_replaced_and_first_occurrences_win(store: Store) -> None:
+    table = schema.pipeline_stages
+    with store.transaction() as connection:
+        store.replace_pipeline(connection, "crm", ["Old"])
+        store.replace_pipeline(connection, "files", ["Lead"])
+        store.replace_pipeline(connection, "crm", ["Lead", "Demo", "Lead", "Won"])
+        rows = connection.execute(table.select().order_by(table.c.source, table.c.sort_order)).all()
+    assert [(r.source, r.stage, r.sort_order) for r in rows] == [
+        ("crm", "Lead", 0),
+        ("crm", "Demo", 1),
+        ("crm", "Won", 2),
+        ("files", "Lead", 0),
+    ]
+
+
+def test_batched_cuts_any_iterable_into_lists_of_the_size() -> None:
+    assert list(batched(iter(range(5)), 2)) == [[0, 1], [2, 3], [4]]
+    assert list(batched([], 3)) == []
+
+
+def test_insert_or_keep_keeps_the_stored_row_and_insert_or_update_replaces_it(
+    store: Store,
+) -> None:
+    table = schema.pipeline_stages
+    keys = ["source", "stage"]
+    first = [{"source": "crm", "stage": "Lead", "sort_order": 0}]
+    with store.transaction() as connection:
+        store.insert_or_keep(connection, table, first, keys)
+        store.insert_or_keep(connection, table, [{**first[0], "sort_order": 5}], keys)
+        kept = connection.execute(select(table.c.sort_order)).scalars().all()
+        store.insert_or_update(
+            connection,
+            table,
+            [{**first[0], "sort_order": 7}, {"source": "crm", "stage": "Won", "sort_order": 1}],
+            keys,
+        )
+        rows = connection.execute(select(table.c.stage, table.c.sort_order)).all()
+    assert kept == [0]
+    assert sorted(map(tuple, rows)) == [("Lead", 7), ("Won", 1)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 
 TOKEN_ENV = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - the variable's name, not a secret
 CLIENT_ID_ENV = "HUBSPOT_CLIENT_ID"

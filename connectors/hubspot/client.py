@@ -28,7 +28,7 @@ import urllib3
 from hubspot import HubSpot
 from urllib3.util.retry import Retry
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.hubspot.auth import (
     REFRESH_TOKEN_ENV,
     SCOPES,

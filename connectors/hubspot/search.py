@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.hubspot.client import HubSpotApi, JsonObject, next_after
 from connectors.hubspot.mapping import epoch_ms
 from connectors.incremental import Cursor

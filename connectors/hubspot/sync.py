@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
@@ -52,14 +52,10 @@ from connectors.incremental import (
     StopSync,
     Stream,
     StreamWriter,
-    batched,
     read_watermark,
-    replace_pipeline,
-    stored_ids,
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
-from kpi import schema
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
@@ -145,7 +141,7 @@ class HubSpotSource:
         started_at = self.now()
         plan = _Plan(self, api, store, report, started_at)
         with store.transaction() as connection:
-            replace_pipeline(connection, SOURCE, plan.pipelines.order)
+            store.replace_pipeline(connection, SOURCE, plan.pipelines.order)
         writer = StreamWriter(store, SOURCE, report, progress, started_at, guard)
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
@@ -153,7 +149,7 @@ class HubSpotSource:
         writer.sweep()
         if report.full:
             with store.transaction() as connection:
-                report.object("deals").deleted += _drop_orphan_history(connection)
+                report.object("deals").deleted += store.delete_orphan_history(connection, SOURCE)
 
 
 class _Plan:
@@ -358,7 +354,7 @@ class _Plan:
             return Page()
         links = self.api.associations("contacts", "companies", [str(r["id"]) for r in rows])
         companies = {to for targets in links.values() for to, _ in targets}
-        known = sorted(stored_ids(self.store, Partner, SOURCE, companies))
+        known = sorted(self.store.stored_ids(Partner, SOURCE, companies))
         read = self.api.batch_read("companies", known, self.companies.properties())
         partners = [c for c in read if self.companies.is_partner(c)]
         return Page(records=self._partners(partners), rows_read=len(rows))
@@ -406,7 +402,7 @@ class _Plan:
                 if any(label in types for _, types in targets)
             }
         candidates = {to for targets in links.values() for to, _ in targets}
-        partners = stored_ids(self.store, Partner, SOURCE, candidates)
+        partners = self.store.stored_ids(Partner, SOURCE, candidates)
         found: dict[str, str] = {}
         for deal, targets in links.items():
             mine = [to for to, _ in targets if to in partners]
@@ -422,27 +418,10 @@ class _Plan:
         history_report = self.report.object("deals:stage_history")
         history_report.count(counts)
         keep = {KINDS[StageChange].key(change) for change in page.history}
-        table = schema.stage_changes
-        for batch in batched(page.history_of, 500):
-            stored = connection.execute(
-                select(table.c.id).where(table.c.deal_id.in_(batch), table.c.source == SOURCE)
-            ).scalars()
-            stale = [key for key in stored if key not in keep]
-            if stale:
-                connection.execute(delete(table).where(table.c.id.in_(stale)))
-                history_report.deleted += len(stale)
-        self.store.refresh_stays(connection, page.history_of)
-
-
-def _drop_orphan_history(connection: Connection) -> int:
-    """After a full sync: stage changes of deals the store no longer has."""
-    table = schema.stage_changes
-    result = connection.execute(
-        delete(table).where(
-            table.c.source == SOURCE, table.c.deal_id.not_in(select(schema.deals.c.id))
+        history_report.deleted += self.store.delete_stale_history(
+            connection, SOURCE, page.history_of, keep
         )
-    )
-    return result.rowcount or 0
+        self.store.refresh_stays(connection, page.history_of)
 
 
 __all__ = ["SOURCE", "HubSpotSource"]

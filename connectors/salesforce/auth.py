@@ -17,7 +17,7 @@ import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from settings.crm import SalesforceConfig
 
 USERNAME = "SALESFORCE_USERNAME"

@@ -26,7 +26,7 @@ from simple_salesforce.exceptions import (
     SalesforceGeneralError,
 )
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.incremental import ApiBudget, RetryPolicy, StopSync
 from connectors.salesforce.auth import SalesforceSession, login
 from settings.crm import SalesforceConfig

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.salesforce.client import SalesforceApi
 from settings.crm import SalesforceConfig
 

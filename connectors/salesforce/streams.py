@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from connectors.files import SourceError
+from connectors.errors import SourceError
 from connectors.incremental import Cursor, Page
 from connectors.salesforce.client import QueryTimeout, SalesforceApi, UriTooLong
 from connectors.salesforce.mapping import parse_datetime

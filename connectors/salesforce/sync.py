@@ -28,10 +28,6 @@ from connectors.incremental import (
     StopSync,
     Stream,
     StreamWriter,
-    entered_stage,
-    replace_pipeline,
-    stage_history,
-    stored_ids,
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
@@ -112,7 +108,7 @@ class SalesforceSource:
         plan = _Plan(self, api, org, store, report)
         report.warnings.extend(plan.picklist_warnings())
         with store.transaction() as connection:
-            replace_pipeline(connection, SOURCE, plan.stage_order())
+            store.replace_pipeline(connection, SOURCE, plan.stage_order())
         writer = StreamWriter(store, SOURCE, report, progress, started_at, guard)
         lookback = timedelta(minutes=self.settings.lookback_minutes)
         for stream in plan.streams():
@@ -293,7 +289,7 @@ class _Plan:
 
     def _deal_page(self, rows: list[dict[str, Any]]) -> Page:
         page = Page(rows_read=len(rows))
-        entered = _stage_entry(self.store)
+        entered = self.store.entered_stage
         for row in rows:
             if row.get("IsDeleted"):
                 page.deleted_ids.append(str(row["Id"]))
@@ -307,7 +303,7 @@ class _Plan:
     def _contact_page(self, rows: list[dict[str, Any]]) -> Page:
         """Contacts changed: their partner accounts are read again, emails and all."""
         accounts = {str(r["AccountId"]) for r in rows if r.get("AccountId")}
-        known = sorted(stored_ids(self.store, Partner, SOURCE, accounts))
+        known = sorted(self.store.stored_ids(Partner, SOURCE, accounts))
         reread = self._reread(self.account_query(), known, self._partner_page)
         return Page(records=reread.records, rows_read=len(rows))
 
@@ -337,7 +333,7 @@ class _Plan:
                         entered_at=entered_at,
                     )
                 )
-        stored = stage_history(self.store, {change.deal_id for change in read})
+        stored = self.store.stage_history({change.deal_id for change in read})
         kept, dropped = collapse_history(stored, read)
         records: list[Record] = list(kept)
         return Page(records=records, deleted_ids=sorted(dropped), rows_read=len(rows))
@@ -350,10 +346,6 @@ class _Plan:
 
 def _gone_page(rows: list[dict[str, Any]]) -> Page:
     return Page(deleted_ids=[str(r["Id"]) for r in rows], rows_read=len(rows))
-
-
-def _stage_entry(store: Store) -> Callable[[str, str], datetime | None]:
-    return lambda deal_id, stage: entered_stage(store, deal_id, stage)
 
 
 __all__ = ["SOURCE", "SalesforceSource"]
