@@ -6,6 +6,7 @@ ends as one sentence on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -212,17 +213,25 @@ def serve(obj: Context, host: str, port: int | None, idle_timeout: int) -> None:
         # While HTTP mode serves, SIGTERM drains the requests under way first (bot/server.py).
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     unfinished = False
+    listen_port = port or slack.port
     try:
         unfinished = serve_forever(
             app,
             obj.store,
             host,
-            port or slack.port,
+            listen_port,
             slack.path,
             socket,
             idle_timeout,
             services.facts.workspace_problem,
         )
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise UserError(
+            f"port {listen_port} on {host} is already in use by another program; stop it, or "
+            "choose another port with --port or slack.port in app.yaml."
+        ) from None
     finally:
         scheduler.shutdown()
         if unfinished or (socket is not None and socket.unfinished):

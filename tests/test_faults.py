@@ -261,3 +261,19 @@ def test_serve_stops_when_slack_stays_unreachable_past_the_start_bound(synced: P
     sentence = last_sentence(done)
     assert sentence.startswith("Slack could not be reached for 2 s since the start (auth.test")
     assert "SLACK_API_URL" in sentence
+
+
+def test_serve_on_a_port_in_use_is_one_sentence(synced: Path) -> None:
+    with FakeSlack() as fake, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = partner_kpi(
+            synced, "serve", "--host", "127.0.0.1", "--port", str(port),
+            env=serve_env(fake.api_url),
+        )  # fmt: skip
+    sentence = last_sentence(done)
+    assert sentence == (
+        f"port {port} on 127.0.0.1 is already in use by another program; stop it, or choose "
+        "another port with --port or slack.port in app.yaml."
+    )
