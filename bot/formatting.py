@@ -7,34 +7,39 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kpi.formulas import LOWER_IS_BETTER
+from templates import word, word_table
 
-NOT_AVAILABLE = "n/a"
+NOT_AVAILABLE = word("not_available")
 
-#: Each KPI's label and kind of value; the kind chooses the formatting.
+#: Each KPI's kind of value, which chooses its formatting; its label is in templates/words.yaml.
+KPI_KINDS: dict[str, str] = {
+    "deal_count": "count",
+    "won_revenue": "money",
+    "avg_deal_size": "money",
+    "close_rate": "rate",
+    "sales_cycle_days": "days",
+    "pipeline_count": "count",
+    "pipeline_value": "money",
+    "sales_velocity": "money_per_day",
+    "registered_deals": "count",
+    "deal_success": "rate",
+    "upsell_rate": "rate",
+    "net_new_revenue": "money",
+    "customer_satisfaction": "score5",
+    "partner_nps": "nps",
+    "survey_responses": "count",
+    "courses_completed": "count",
+    "active_partners": "count",
+    "partners_joined": "count",
+    "partners_left": "count",
+    "partner_count_change": "signed",
+    "partner_revenue": "money",
+    "partner_revenue_share": "rate",
+    "quality_score": "score100",
+}
+#: Each KPI's label and kind of value.
 KPI_LABELS: dict[str, tuple[str, str]] = {
-    "deal_count": ("Deals won", "count"),
-    "won_revenue": ("Won revenue", "money"),
-    "avg_deal_size": ("Avg deal size", "money"),
-    "close_rate": ("Close rate", "rate"),
-    "sales_cycle_days": ("Sales cycle", "days"),
-    "pipeline_count": ("Open pipeline", "count"),
-    "pipeline_value": ("Pipeline value", "money"),
-    "sales_velocity": ("Sales velocity", "money_per_day"),
-    "registered_deals": ("Registered deals", "count"),
-    "deal_success": ("Deal success", "rate"),
-    "upsell_rate": ("Upsell rate", "rate"),
-    "net_new_revenue": ("Net-new revenue", "money"),
-    "customer_satisfaction": ("Customer satisfaction", "score5"),
-    "partner_nps": ("Partner NPS", "nps"),
-    "survey_responses": ("Survey answers", "count"),
-    "courses_completed": ("Courses completed", "count"),
-    "active_partners": ("Active partners", "count"),
-    "partners_joined": ("Partners joined", "count"),
-    "partners_left": ("Partners left", "count"),
-    "partner_count_change": ("Change in partners", "signed"),
-    "partner_revenue": ("Partner revenue", "money"),
-    "partner_revenue_share": ("Partner share of revenue", "rate"),
-    "quality_score": ("Quality score", "score100"),
+    key: (word_table("kpi_labels")[key], kind) for key, kind in KPI_KINDS.items()
 }
 
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
@@ -130,20 +135,20 @@ def ordinal(n: int) -> str:
 def age(moment: str | datetime | None, now: datetime | None = None) -> str:
     """How old the data is, as a person says it: `12 minutes ago`, `3 days ago`."""
     if moment is None:
-        return "never synced"
+        return word("never_synced")
     when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
     seconds = max(0.0, ((now or datetime.now(UTC)) - when).total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
+            return word(f"{unit}s_ago" if count != 1 else f"{unit}_ago", count=count)
+    return word("just_now")
 
 
 def as_of(moment: str | datetime | None, now: datetime | None = None) -> str:
     """When the data was last synced, in every front end alike:
     `2026-12-02 20:37 UTC (8 minutes ago)`."""
     if moment is None:
-        return "never: no sync has finished yet (run partner-kpi sync)"
+        return word("never_as_of")
     when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
     return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({age(when, now)})"

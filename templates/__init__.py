@@ -5,16 +5,24 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 import yaml
 
 
 @cache
-def _words() -> dict[str, str]:
-    loaded = yaml.safe_load(files(__package__).joinpath("words.yaml").read_text("utf-8"))
-    return {str(key): str(value) for key, value in loaded.items()}
+def _words() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(
+        files(__package__).joinpath("words.yaml").read_text("utf-8")
+    )
+    return loaded
 
 
 def word(key: str, **values: object) -> str:
     """The words named `key` in templates/words.yaml, with `values` filled in."""
-    return _words()[key].format(**values)
+    return str(_words()[key]).format(**values)
+
+
+def word_table(key: str) -> dict[str, str]:
+    """A table of words in templates/words.yaml (such as each KPI's label), by key."""
+    return {str(name): str(text) for name, text in _words()[key].items()}
