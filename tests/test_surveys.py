@@ -638,13 +638,10 @@ def test_two_campaigns_with_one_name_are_refused() -> None:
 # --- the command line --------------------------------------------------------------------------
 
 
-def test_survey_send_dry_run_send_and_status_on_the_command_line(
-    tmp_path: Path,
-    fake: FakeSlack,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from bot.cli import main
+def command_line_world(
+    tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Store]:
+    """An app.yaml with the campaign, its store seeded, and the environment aimed at `fake`."""
     from kpi.store import open_store
 
     database = tmp_path / "kpi.db"
@@ -652,11 +649,23 @@ def test_survey_send_dry_run_send_and_status_on_the_command_line(
     config_file.write_text(
         json.dumps({"database_url": f"sqlite:///{database}", "surveys": [campaign()]})
     )
-    seeded = open_store(f"sqlite:///{database}")
-    seed(seeded)
-    seeded.engine.dispose()
+    store = open_store(f"sqlite:///{database}")
+    seed(store)
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
     monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+    return config_file, store
+
+
+def test_survey_send_dry_run_send_and_status_on_the_command_line(
+    tmp_path: Path,
+    fake: FakeSlack,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.cli import main
+
+    config_file, store = command_line_world(tmp_path, fake, monkeypatch)
+    store.engine.dispose()
 
     def run(*args: str) -> tuple[int, str, str]:
         try:
@@ -730,17 +739,8 @@ def test_a_round_sent_from_the_command_line_is_the_round(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from bot.cli import main
-    from kpi.store import open_store
 
-    database = tmp_path / "kpi.db"
-    config_file = tmp_path / "app.yaml"
-    config_file.write_text(
-        json.dumps({"database_url": f"sqlite:///{database}", "surveys": [campaign()]})
-    )
-    store = open_store(f"sqlite:///{database}")
-    seed(store)
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
-    monkeypatch.setenv("SLACK_API_URL", fake.api_url)
+    config_file, store = command_line_world(tmp_path, fake, monkeypatch)
     started = datetime(2026, 11, 10, 10, 0, 20, tzinfo=UTC)  # between two scheduled rounds
     clock = Clock(started)
     monkeypatch.setattr("bot.cli_survey.utc_now", clock)
