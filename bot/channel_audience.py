@@ -1,7 +1,6 @@
 """Who reads a channel the bot posts into: only our own organisation, or also another one.
 
-Before a digest or survey results are posted (a share checks the same in bot/listeners/
-actions.py), the channel is looked up: a channel shared with another organisation (Slack
+Before a share, a digest or survey results are posted, the channel is looked up: a channel shared with another organisation (Slack
 Connect) may carry only the partner it is mapped to in `access.external.channels`, and then that
 partner alone; unmapped, or when Slack cannot say, nothing is posted and the refusal is audited.
 """
@@ -28,15 +27,24 @@ class SharedChannelRefused(Exception):
     """A post refused because the channel is, or may be, shared with another organisation."""
 
 
+class ChannelUnchecked(SharedChannelRefused):
+    """Slack could not say whether the channel is shared (`cause`): refused all the same."""
+
+    def __init__(self, sentence: str, cause: str) -> None:
+        super().__init__(sentence)
+        self.cause = cause
+
+
 def channel_partner(facts: SlackFacts, access: AccessConfig, channel: str) -> str | None:
     """None for a channel of our organisation only; the mapped partner's id for a channel
     shared with that partner. Raises SharedChannelRefused (one sentence) otherwise."""
     try:
         sharing = facts.channel_sharing(channel)
     except FactUnavailable as error:
-        raise SharedChannelRefused(
+        raise ChannelUnchecked(
             f"could not check whether {channel} is shared with another organisation "
-            f"({error.cause}), so nothing was posted there; it is tried again later"
+            f"({error.cause}), so nothing was posted there; it is tried again later",
+            error.cause,
         ) from None
     if not sharing.external:
         return None

@@ -29,9 +29,15 @@ class BotServices:
     facts: SlackFacts
     now: Callable[[], datetime] | None = None  # survey rounds' clock; None: the real UTC time
 
-    def answers(self, decision: Decision) -> Answers:
+    def answers(self, decision: Decision, partner_view: bool = False) -> Answers:
+        """Answers within `decision`; in the partner view for an external asker, or where
+        `partner_view` says so (a post into a channel shared with the partner)."""
         return Answers(
-            self.store, self.config.app, self.today, decision.partner_ids, decision.external
+            self.store,
+            self.config.app,
+            self.today,
+            decision.partner_ids,
+            decision.external or partner_view,
         )
 
     def check(self, request: SlackRequest) -> Decision:

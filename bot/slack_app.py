@@ -94,7 +94,6 @@ def learn_workspace_until_known(
                 facts.learn_workspace()
                 return
             except FactUnavailable as error:
-                log.warning("auth.test still failing (%s); retrying in %.0f s", error.cause, wait)
                 cause = error.cause
             except TokenRefused as error:
                 log.error("%s Every request is refused until it is fixed.", error)
@@ -109,6 +108,7 @@ def learn_workspace_until_known(
                 )
                 return
             wait = min(wait * 2, WORKSPACE_RETRY_MAX)
+            log.warning("auth.test still failing (%s); retrying in %.0f s", cause, wait)
 
     thread = threading.Thread(target=retry, name="auth-test", daemon=True)
     thread.start()

@@ -8,9 +8,10 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.access import Decision, FactUnavailable, Refused
+from bot.access import Decision, Refused
 from bot.answers import button_target
 from bot.blockkit import Message
+from bot.channel_audience import ChannelUnchecked, SharedChannelRefused, channel_partner
 from bot.gate import answer_request
 from bot.listeners.once import claim_click
 from bot.listeners.replies import reply
@@ -61,9 +62,7 @@ def _share(
 
     def produce(decision: Decision) -> Message:
         view = _channel_view(services, request.channel_id, partner_id)
-        answers = services.answers(decision)
-        answers.partner_view = answers.partner_view or view
-        message = answers.scorecard_by_id(partner_id, period)
+        message = services.answers(decision, partner_view=view).scorecard_by_id(partner_id, period)
         posted.append(message)
         return message
 
@@ -79,16 +78,18 @@ def _channel_view(services: BotServices, channel_id: str | None, partner_id: str
     raises Refused when the channel may not have it at all."""
     if not channel_id:
         raise Refused("channel_check_failed", "share without a channel")
+    access = services.config.app.access
     try:
-        sharing = services.facts.channel_sharing(channel_id)
-    except FactUnavailable as error:
+        mapped = channel_partner(services.facts, access, channel_id)
+    except ChannelUnchecked as error:
         raise Refused("channel_check_failed", f"channel lookup failed: {error.cause}") from None
-    if not sharing.external:
+    except SharedChannelRefused:
+        mapped = ""  # shared, and mapped to no partner
+    if mapped is None:
         return False
-    mapped = services.config.app.access.external.channels.get(sharing.channel_id)
     if mapped != partner_id:
         raise Refused(
-            "shared_channel", f"share of {partner_id} into {sharing.channel_id}, shared externally"
+            "shared_channel", f"share of {partner_id} into {channel_id}, shared externally"
         )
     return True
 
