@@ -1,8 +1,9 @@
 """Who reads a channel the bot posts into: only our own organisation, or also another one.
 
-Before a share, a digest or survey results are posted, the channel is looked up: a channel shared with another organisation (Slack
-Connect) may carry only the partner it is mapped to in `access.external.channels`, and then that
-partner alone; unmapped, or when Slack cannot say, nothing is posted and the refusal is audited.
+Before a share, a digest or survey results are posted, the channel is looked up: a channel
+shared with another organisation (Slack Connect) may carry only the partner it is mapped to in
+`access.external.channels`, and then that partner alone; unmapped, or when Slack cannot say,
+nothing is posted and the refusal is audited.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from connectors.guard import DeleteGuard
+from connectors.guard import SWEEP_REFUSED, DeleteGuard
+from connectors.normalize import Normalizer
 from connectors.report import ObjectReport, SyncReport
 from connectors.seen import SeenIds
 from kpi.models import Record, StageChange
@@ -302,3 +303,15 @@ class ApiBudget:
 
     def as_json(self) -> dict[str, Any]:
         return {"calls": self.calls, "org_used": self.used, "org_total": self.total}
+
+
+def finish_crm_sync(
+    store: Store, report: SyncReport, normalizer: Normalizer, guard: DeleteGuard
+) -> None:
+    """What ends every CRM sync, finished or stopped early: the warnings about references to
+    records the store lacks and the normalizer's, then the deletion guard's refusal, if any
+    (its sweeps held back; the pages read stay committed)."""
+    with store.transaction() as connection:
+        report.warnings.extend(store.unknown_reference_warnings(connection))
+    report.warnings.extend(normalizer.warnings())
+    guard.raise_if_refused(SWEEP_REFUSED)

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from connectors.errors import SourceError
-from connectors.guard import SWEEP_REFUSED, DeleteGuard
+from connectors.guard import DeleteGuard
 from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
 from connectors.hubspot.mapping import (
@@ -52,6 +52,7 @@ from connectors.incremental import (
     StopSync,
     Stream,
     StreamWriter,
+    finish_crm_sync,
     read_watermark,
 )
 from connectors.normalize import Normalizer
@@ -125,10 +126,7 @@ class HubSpotSource:
                     f"HubSpot rate limits: the client-side limiter waited {waited:.1f} s over "
                     f"{budget.calls} API calls, and {retried} answer(s) were retried"
                 )
-        with store.transaction() as connection:
-            report.warnings.extend(store.unknown_reference_warnings(connection))
-        report.warnings.extend(self.normalizer.warnings())
-        guard.raise_if_refused(SWEEP_REFUSED)
+        finish_crm_sync(store, report, self.normalizer, guard)
 
     def _sync(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from connectors.guard import SWEEP_REFUSED, DeleteGuard
+from connectors.guard import DeleteGuard
 from connectors.incremental import (
     ApiBudget,
     Cursor,
@@ -28,6 +28,7 @@ from connectors.incremental import (
     StopSync,
     Stream,
     StreamWriter,
+    finish_crm_sync,
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
@@ -88,10 +89,7 @@ class SalesforceSource:
             report.stopped_early = str(stop)
         finally:
             report.api_calls = budget.calls
-        with store.transaction() as connection:
-            report.warnings.extend(store.unknown_reference_warnings(connection))
-        report.warnings.extend(self.normalizer.warnings())
-        guard.raise_if_refused(SWEEP_REFUSED)
+        finish_crm_sync(store, report, self.normalizer, guard)
 
     def _sync(
         self,
