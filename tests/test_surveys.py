@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from bot.server import http_server
-from bot.slack_app import build_app, web_client
+from bot.slack_app import web_client
 from bot.surveys.sender import SurveySender
 from kpi import schema
 from kpi import surveys as db
@@ -36,8 +35,8 @@ from tests.fake_slack import (
     post_to_bot,
     view_submission_body,
 )
+from tests.slack_bot import SECRET, start_bot
 
-SECRET = "survey-signing-secret"
 EVIL = "<!channel> Acme & <https://evil.example|co>"
 # The first Tuesday of each quarter, 09:00 in Berlin: 2026-10-06 07:00 UTC, 2027-01-05 08:00 UTC.
 QUARTERLY = "0 9 * 1,4,7,10 tue#1"
@@ -180,27 +179,10 @@ def make_world(
 ) -> Iterator[World]:
     seed(store)
     app = AppConfig.model_validate({"surveys": [campaign(**overrides)], **(app_extra or {})})
-    config = LoadedConfig(app, None, Path("."), "unused")
     clock = Clock(IN_ROUND_1)
-    bolt, services = build_app(
-        store, config, token="xoxb-test", signing_secret=SECRET, api_url=fake.api_url
-    )
-    services.now = clock
-    server = http_server(bolt, store, "127.0.0.1", 0, "/slack/events")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield World(
-            store,
-            fake,
-            clock,
-            config,
-            f"http://127.0.0.1:{server.server_port}/slack/events",
-            services,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
+    for bot in start_bot(store, fake, app):
+        bot.services.now = clock
+        yield World(store, fake, clock, bot.services.config, bot.url, bot.services)
 
 
 @pytest.fixture
