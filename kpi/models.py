@@ -93,3 +93,24 @@ class SurveyResponse(Record):
     score: Annotated[int, Field(ge=0, le=10)]
     comment: str | None = None
     submitted_at: datetime  # timezone-aware
+
+
+class Customer(Record):
+    """A partner's customer (kpi-spec.md section 7); `mrr` is converted like a deal's amount."""
+
+    id: NonEmpty
+    partner_id: str | None = None  # null = a direct customer
+    name: str = ""
+    became_customer_on: date
+    churned_on: date | None = None
+    mrr: Decimal | None = None
+    original_mrr: Decimal | None = None  # as the source has it, in `currency`
+    currency: str | None = None
+    onboarded_on: date | None = None
+    referred_by: str | None = None  # the id of the customer that referred this one
+
+
+class SupportTicket(Record):
+    id: NonEmpty
+    customer_id: NonEmpty
+    opened_at: datetime  # timezone-aware; the store keeps it as naive UTC

@@ -271,10 +271,40 @@ kpi_dirty_hours = Table(
     Column("version", Integer, nullable=False),
 )
 
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("partner_id", String(ID)),
+    Column("name", Text, nullable=False),
+    Column("became_customer_on", Date, nullable=False),
+    Column("churned_on", Date),
+    Column("mrr", Double),  # in the deployment's currency
+    Column("original_mrr", Double),  # as the source has it, in `currency`
+    Column("currency", String(3)),
+    Column("onboarded_on", Date),
+    Column("referred_by", String(ID)),
+    *_record_columns(),
+    Index("ix_customers_partner_became", "partner_id", "became_customer_on"),
+    Index("ix_customers_referred_by", "referred_by"),
+)
+
+support_tickets = Table(
+    "support_tickets",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("customer_id", String(ID), nullable=False),
+    Column("opened_at", DateTime, nullable=False),
+    *_record_columns(),
+    Index("ix_support_tickets_customer_opened", "customer_id", "opened_at"),
+)
+
 RECORD_TABLES = {
     "partners": partners,
     "deals": deals,
     "stage_changes": stage_changes,
     "trainings": trainings,
     "survey_responses": survey_responses,
+    "customers": customers,
+    "support_tickets": support_tickets,
 }

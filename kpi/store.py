@@ -25,7 +25,16 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from kpi import schema
 from kpi.migrate import upgrade
-from kpi.models import Deal, Partner, Record, StageChange, SurveyResponse, TrainingCompletion
+from kpi.models import (
+    Customer,
+    Deal,
+    Partner,
+    Record,
+    StageChange,
+    SupportTicket,
+    SurveyResponse,
+    TrainingCompletion,
+)
 from kpi.store_faults import (
     describe,
     first_line,
@@ -100,6 +109,8 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
     StageChange: RecordKind(StageChange, schema.stage_changes),
     TrainingCompletion: RecordKind(TrainingCompletion, schema.trainings),
     SurveyResponse: RecordKind(SurveyResponse, schema.survey_responses),
+    Customer: RecordKind(Customer, schema.customers),
+    SupportTicket: RecordKind(SupportTicket, schema.support_tickets),
 }
 
 
