@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 
-def _record_columns() -> list[sa.Column]:
+def _record_columns() -> list[sa.Column[str]]:
     return [
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("row_hash", sa.String(length=32), nullable=False),
