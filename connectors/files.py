@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
@@ -33,6 +34,7 @@ from kpi.models import (
     Deal,
     DealStatus,
     DealType,
+    Goal,
     Partner,
     Record,
     StageChange,
@@ -40,6 +42,7 @@ from kpi.models import (
     TrainingCompletion,
 )
 from kpi.store import KINDS, Store
+from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
 PROGRESS_EVERY = 5000  # rows between progress reports
@@ -144,6 +147,10 @@ class CsvFile:
     build: Callable[[Row, Normalizer], Record]
     optional: bool = False  # an absent optional file leaves the store's rows of that kind alone
     keyed_by_id: bool = False  # its `id` column is the stored row's id
+    # A later row with the same key replaces an earlier one (goals) instead of being refused.
+    later_wins: bool = False
+    # Deletions pass the deletion guard (goals are the user's own intent, not CRM data).
+    guarded: bool = True
 
 
 def _partner(row: Row, _: Normalizer) -> Partner:
@@ -227,6 +234,34 @@ def _survey_response(row: Row, _: Normalizer) -> SurveyResponse:
     )
 
 
+def _goal(row: Row, _: Normalizer) -> Goal:
+    """A goals.csv row by the rules of section 9 (the partner is checked against the store's
+    partners by `FilesSource`, which knows them)."""
+    partner_id = row.text("partner_id")
+    try:
+        target = plain_number(row.required("target"))
+        fields = goal_fields(
+            row.required("kpi"),
+            row.required("period"),
+            target,
+            row.text("direction"),
+            for_program=partner_id is None,
+        )
+    except GoalError as error:
+        raise BadCell(str(error)) from None
+    return Goal(
+        partner_id=partner_id,
+        kpi=fields.kpi,
+        period=fields.period.name,
+        start_on=fields.period.start,
+        end_on=fields.period.end,
+        target=fields.target,
+        direction=fields.direction,
+    )
+
+
+GOALS_FILE = "goals.csv"
+
 FILES = (
     CsvFile("partners.csv", Partner, ("id", "name", "joined_on"), _partner, keyed_by_id=True),
     CsvFile("deals.csv", Deal, ("id", "status", "created_on"), _deal, keyed_by_id=True),
@@ -244,6 +279,15 @@ FILES = (
         ("partner_id", "score", "submitted_at"),
         _survey_response,
         optional=True,
+    ),
+    CsvFile(
+        GOALS_FILE,
+        Goal,
+        ("partner_id", "kpi", "period", "target", "direction"),
+        _goal,
+        optional=True,
+        later_wins=True,
+        guarded=False,
     ),
 )
 
@@ -314,10 +358,13 @@ class FilesSource:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
-                records = self._records(spec, report, read, KINDS[spec.model].key, progress)
+                check = _known_partner(store, connection) if spec.model is Goal else None
+                records = self._records(
+                    spec, report, read, KINDS[spec.model].key, progress, check
+                )
                 report.object(kind).count(store.upsert(connection, records, SOURCE))
                 sweep = store.missing(connection, spec.model, SOURCE, read, before)
-                if not guard.allows(sweep):
+                if spec.guarded and not guard.allows(sweep):
                     continue
                 if read.unidentified and sweep.gone:
                     report.warnings.append(
@@ -340,6 +387,25 @@ class FilesSource:
         read: _FileRead,
         key_of: Callable[[Record], str],
         progress: Callable[[str, int], None] | None,
+        check: Callable[[Record], None] | None = None,
+    ) -> Iterator[Record]:
+        """The file's readable records; with `spec.later_wins`, one per key, the last."""
+        if not spec.later_wins:
+            yield from self._rows(spec, report, read, key_of, progress, check)
+            return
+        latest: dict[str, Record] = {}
+        for record in self._rows(spec, report, read, key_of, progress, check):
+            latest[key_of(record)] = record
+        yield from latest.values()
+
+    def _rows(
+        self,
+        spec: CsvFile,
+        report: SyncReport,
+        read: _FileRead,
+        key_of: Callable[[Record], str],
+        progress: Callable[[str, int], None] | None,
+        check: Callable[[Record], None] | None,
     ) -> Iterator[Record]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
@@ -358,6 +424,8 @@ class FilesSource:
                     row = Row(dict(zip(header, cells, strict=True)))
                     try:
                         record = spec.build(row, self.normalizer)
+                        if check is not None:
+                            check(record)
                     except (BadCell, ValidationError) as error:
                         problem = reason = (
                             str(error) if isinstance(error, BadCell) else validation_reason(error)
@@ -365,13 +433,26 @@ class FilesSource:
                         _keep_stored_copy(spec, row, read)
                     else:
                         key = key_of(record)
-                        if key not in read.loaded:
+                        if key not in read.loaded or spec.later_wins:
                             read.loaded.add(key)
                             yield record
                             continue
                         problem, reason = f"repeats the id {key!r} of an earlier row", "repeated id"
                 report.problems.append(f"{where}: {problem}")
                 kind_report.skip(_reason_category(reason))
+
+
+def _known_partner(store: Store, connection: Connection) -> Callable[[Record], None]:
+    """The check that a goal's partner is one of the partners (an id seen only on deals is
+    unknown); read inside the sync's transaction, so partners.csv's rows count."""
+    known = store.partner_ids(connection)
+
+    def check(record: Record) -> None:
+        partner_id = getattr(record, "partner_id", None)
+        if partner_id is not None and partner_id not in known:
+            raise BadCell(f"partner_id {partner_id!r} is not one of the partners")
+
+    return check
 
 
 def _keep_stored_copy(spec: CsvFile, row: Row, read: _FileRead) -> None:

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
+from kpi.goal_tracker import goal_objects
+from kpi.goals import PROGRAM, PartnerName, read_goals
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.quality import Standing, standings
@@ -18,7 +20,7 @@ from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
 from settings.kpi import KpiSettings
-from settings.periods import Period, previous_period
+from settings.periods import Period, previous_period, today_in
 
 
 class PartnerRow(NamedTuple):  # a NamedTuple: thousands are built per question
@@ -78,18 +80,26 @@ class KpiEngine:
 
     # --- public ------------------------------------------------------------------------
 
-    def partner(self, partner_id: str, period: Period) -> dict[str, Any]:
+    def partner(
+        self, partner_id: str, period: Period, as_of: date | None = None
+    ) -> dict[str, Any]:
+        """The partner's card, with its goals whose period contains `as_of` (default: today)."""
         partners = self.partners()
         data = self._compute(period, partners, [partner_id])
         partner = next(p for p in partners if p.id == partner_id)
-        return self._card(data, partner)
+        card = self._card(data, partner)
+        card["goals"] = self.current_goals(partner_id, self._as_of(as_of), partners)
+        return card
 
-    def scorecard(self, partner_id: str, period: Period) -> Scorecard:
+    def scorecard(
+        self, partner_id: str, period: Period, as_of: date | None = None
+    ) -> Scorecard:
         """The card with the tier it earns, the data-trust counts and the direct baseline."""
         partners = self.partners()
         data = self._compute(period, partners, [partner_id])
         partner = next(p for p in partners if p.id == partner_id)
         card = self._card(data, partner)
+        card["goals"] = self.current_goals(partner_id, self._as_of(as_of), partners)
         with self.store.engine.connect() as connection:
             trust = Aggregator(connection, self.settings.tz).trust(period, [partner_id])
         tier = tier_status(
@@ -108,14 +118,77 @@ class KpiEngine:
             sync_problem=str(problem) if (problem := last_sync_problem(self.store)) else None,
         )
 
-    def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:
+    def all_partners(
+        self, period: Period, as_of: date | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Every partner's card for one period (what a digest needs), from one set of queries."""
         partners = self.partners()
         data = self._compute(period, partners, None)
-        return {partner.id: self._card(data, partner) for partner in partners}
+        cards = {partner.id: self._card(data, partner) for partner in partners}
+        for card in cards.values():
+            card["goals"] = []
+        for goal in self.current_goals(None, self._as_of(as_of), partners):
+            if goal["partner"] is not None:
+                cards[goal["partner"]["id"]]["goals"].append(goal)
+        return cards
 
-    def program(self, period: Period) -> dict[str, Any]:
-        """The same shape for all partners pooled, with the program KPIs added."""
+    def program(self, period: Period, as_of: date | None = None) -> dict[str, Any]:
+        """The same shape for all partners pooled, with the program KPIs and goals added."""
+        card = self._program(period)
+        card["goals"] = self.current_goals(PROGRAM, self._as_of(as_of))
+        return card
+
+    # --- goals (kpi-spec.md section 9) -------------------------------------------------
+
+    def range_kpis(
+        self, period: Period, partner_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The `kpis` of these partners over one range: the per-range KPI computation a goal's
+        `actual` reads, so that any key of `kpis` can be a goal."""
+        rollups.refresh(self.store.engine, wait=False)
+        with self.store.engine.connect() as connection:
+            totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
+        nothing = Totals()
+        return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
+
+    def program_kpis(self, period: Period) -> dict[str, Any]:
+        """The program's `kpis` over one range (a program goal's `actual`)."""
+        kpis: dict[str, Any] = self._program(period)["kpis"]
+        return kpis
+
+    def goals(
+        self,
+        only: str | None,
+        as_of: date,
+        partners: list[PartnerRow] | None = None,
+        current: bool = False,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every goal in force (`only`: one partner's id, or PROGRAM; `current`: only those
+        whose period contains `as_of`) as section 9's objects, in its order, and the app.yaml
+        entries left out because their partner is unknown."""
+        partners = self.partners() if partners is None else partners
+        names = {p.id: p.name for p in partners}
+        with self.store.engine.connect() as connection:
+            book = read_goals(
+                connection,
+                self.settings.goals,
+                [PartnerName(p.id, p.name) for p in partners],
+                only,
+            )
+        chosen = [g for g in book.goals if not current or g.period.contains(as_of)]
+        return goal_objects(self, chosen, as_of, names), book.problems
+
+    def current_goals(
+        self, only: str | None, as_of: date, partners: list[PartnerRow] | None = None
+    ) -> list[dict[str, Any]]:
+        """The goals whose period contains `as_of` (what a card carries)."""
+        goals, _problems = self.goals(only, as_of, partners, current=True)
+        return goals
+
+    def _as_of(self, as_of: date | None) -> date:
+        return today_in(self.settings.tz) if as_of is None else as_of
+
+    def _program(self, period: Period) -> dict[str, Any]:
         partners = self.partners()
         data = self._compute(period, partners, None)
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)

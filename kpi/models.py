@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from settings.vocab import Channel as Channel  # app.yaml's words, re-exported
 from settings.vocab import DealType as DealType
+from settings.goals import Direction as Direction
 
 
 class DealStatus(StrEnum):
@@ -114,3 +115,16 @@ class SupportTicket(Record):
     id: NonEmpty
     customer_id: NonEmpty
     opened_at: datetime  # timezone-aware; the store keeps it as naive UTC
+
+
+class Goal(Record):
+    """A target for one KPI of a partner (None: the program) over one fixed period
+    (kpi-spec.md section 9); `period` is the period as written, `end_on` exclusive."""
+
+    partner_id: str | None = None
+    kpi: NonEmpty
+    period: NonEmpty
+    start_on: date
+    end_on: date
+    target: Decimal
+    direction: Direction

@@ -299,6 +299,22 @@ support_tickets = Table(
     Index("ix_support_tickets_customer_opened", "customer_id", "opened_at"),
 )
 
+goals = Table(
+    "goals",
+    metadata,
+    Column("id", String(ID), primary_key=True),  # source|partner|kpi|start|end
+    Column("partner_id", String(ID)),  # null: the program
+    Column("kpi", String(64), nullable=False),
+    Column("period", String(64), nullable=False),  # as written
+    Column("start_on", Date, nullable=False),
+    Column("end_on", Date, nullable=False),  # exclusive
+    Column("target", Double, nullable=False),
+    Column("direction", String(16), nullable=False),
+    Column("set_by", String(64)),  # the Slack user who set it (source `slack`)
+    Column("set_at", DateTime),
+    *_record_columns(),
+)
+
 RECORD_TABLES = {
     "partners": partners,
     "deals": deals,
@@ -307,4 +323,5 @@ RECORD_TABLES = {
     "survey_responses": survey_responses,
     "customers": customers,
     "support_tickets": support_tickets,
+    "goals": goals,
 }

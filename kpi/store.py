@@ -28,6 +28,7 @@ from kpi.migrate import upgrade
 from kpi.models import (
     Customer,
     Deal,
+    Goal,
     Partner,
     Record,
     StageChange,
@@ -88,6 +89,8 @@ class RecordKind(Generic[R]):
             )
         if isinstance(record, TrainingCompletion):
             return natural_key(record.partner_id, record.course, record.completed_on.isoformat())
+        if isinstance(record, Goal):
+            return goal_key(record.partner_id, record.kpi, record.start_on, record.end_on)
         return str(getattr(record, "id"))  # noqa: B009 - every other record has an id
 
     def to_row(self, record: R, source: str) -> dict[str, Any]:
@@ -111,12 +114,19 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
     SurveyResponse: RecordKind(SurveyResponse, schema.survey_responses),
     Customer: RecordKind(Customer, schema.customers),
     SupportTicket: RecordKind(SupportTicket, schema.support_tickets),
+    Goal: RecordKind(Goal, schema.goals),
 }
 
 
 def natural_key(*parts: str) -> str:
     """The id of a record the CRM gives none (stage changes, training completions)."""
     return "|".join(parts)
+
+
+def goal_key(partner_id: str | None, kpi: str, start: date, end: date) -> str:
+    """A goal's identity: one partner (or the program), KPI and date range, however the
+    period was written (`2026-Q3` and `2026-07-01..2026-09-30` are one range)."""
+    return natural_key(partner_id or "", kpi, start.isoformat(), end.isoformat())
 
 
 @dataclass(frozen=True)
@@ -592,6 +602,10 @@ class Store:
                 name: int(connection.execute(select(func.count()).select_from(table)).scalar_one())
                 for name, table in schema.RECORD_TABLES.items()
             }
+
+    def partner_ids(self, connection: Connection) -> set[str]:
+        """Every stored partner's id, read on `connection` (inside a sync's transaction)."""
+        return set(connection.execute(select(schema.partners.c.id)).scalars())
 
     def deal_counts_by_partner(self) -> dict[str, int]:
         deals = schema.deals

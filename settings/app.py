@@ -20,6 +20,7 @@ from settings.base import ConfigError, Section, TimezoneName, describe_errors
 from settings.crm import FilesSourceConfig, HubSpotConfig, SalesforceConfig, SyncConfig
 from settings.database import DEFAULT_DATABASE_FILE, DatabaseUrl
 from settings.digests import Digests
+from settings.goals import GoalEntry
 from settings.kpi import (
     ChannelMap,
     CurrencyCode,
@@ -51,6 +52,7 @@ class AppConfig(Section):
     channel_map: ChannelMap = Field(default_factory=dict)
     stages: list[str] | None = None
     kpi: KpiConfig = Field(default_factory=KpiConfig)
+    goals: list[GoalEntry] = Field(default_factory=list)
     # Sections of the Slack app, digests, surveys and access control; each is validated
     # in full by the part of the bot that reads it.
     slack: SlackConfig = Field(default_factory=SlackConfig)
@@ -70,6 +72,7 @@ class AppConfig(Section):
             channel_map=self.channel_map,
             stages=self.stages,
             kpi=self.kpi,
+            goals=tuple(self.goals),
         )
 
     @property

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, Field, field_validator
 
 from settings.base import Section
+from settings.goals import GoalEntry
 from settings.vocab import Channel
 
 #: Lead-source values common in Salesforce (LeadSource picklist) and HubSpot
@@ -144,6 +145,7 @@ class KpiSettings:
     channel_map: dict[str, Channel]
     stages: list[str] | None
     kpi: KpiConfig
+    goals: tuple[GoalEntry, ...] = ()  # app.yaml's `goals:`, read after goals.csv
 
     @property
     def tz(self) -> ZoneInfo:

@@ -472,6 +472,7 @@ def reference_partner(
         "quality_score": None if score is None else float(score),
         "rank": ranks[partner_id],
         "ranked_partners": ranked,
+        "goals": [],  # the reference datasets set no goals (tests/test_goals.py has them)
     }
 
 
@@ -489,6 +490,7 @@ def reference_program(data: Dataset, app: AppConfig, period: Period) -> dict[str
         "quality_score": None,
         "rank": None,
         "ranked_partners": ranked,
+        "goals": [],
     }
 
 

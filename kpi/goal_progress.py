@@ -1,0 +1,159 @@
+"""How far a goal has come (kpi-spec.md section 9): the keys of a goal object from its actual
+value, the as-of date and, for a revenue or deal goal, the open deals expected to close in it.
+
+Pure arithmetic on numbers the engine computed in SQL. Every ratio is taken exactly with
+`Fraction`s of the inputs and rounded once into a float; every status comparison is exact
+(pace >= 1 is actual × (e − s) >= target × elapsed days), so a pace of exactly 1 or 0.8 is
+never lost to floating-point division.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from settings.goals import ADDITIVE_KPIS, FORECAST_KPIS, Direction
+from settings.periods import Period
+
+Number = int | float
+
+
+@dataclass(frozen=True)
+class GoalSpec:
+    """One goal as read from its source, its partner resolved (None: the program)."""
+
+    partner_id: str | None
+    kpi: str
+    period: Period  # `name` as written in the goal
+    target: Decimal
+    direction: Direction
+    source: str  # "files" (or a CRM's secondary folder), "app.yaml" or "slack"
+    set_by: str | None = None
+
+    @property
+    def additive(self) -> bool:
+        return self.kpi in ADDITIVE_KPIS
+
+    @property
+    def forecasts(self) -> bool:
+        """A partner's `at_least` goal on won revenue or deals: it gets a forecast."""
+        return (
+            self.partner_id is not None
+            and self.direction is Direction.AT_LEAST
+            and self.kpi in FORECAST_KPIS
+        )
+
+    def to_date(self, as_of: date) -> Period | None:
+        """`[s, min(e, D + 1))`, the range `actual` is computed over; None before it starts."""
+        if as_of < self.period.start:
+            return None
+        end = min(self.period.end, as_of + timedelta(days=1))
+        return Period(f"{self.period.start}..{end - timedelta(days=1)}", self.period.start, end)
+
+    def open_window(self, as_of: date) -> tuple[date, date]:
+        """`[max(D + 1, s), e)`: where an open deal's expected close date puts it in the goal."""
+        return max(as_of + timedelta(days=1), self.period.start), self.period.end
+
+
+@dataclass(frozen=True)
+class OpenDeals:
+    """O of section 9: the partner's open deals expected to close in the rest of the period."""
+
+    count: int = 0
+    amount: float = 0.0  # Σ amount, null amounts skipped
+
+
+def progress(
+    goal: GoalSpec,
+    as_of: date,
+    actual: Number | None,
+    open_deals: OpenDeals | None = None,
+    close_rate: float | None = None,
+) -> dict[str, Any]:
+    """Every key of section 9's table for `goal` as of `as_of`; `actual` is the KPI over
+    `goal.to_date(as_of)` (ignored before the period starts), `open_deals` and `close_rate`
+    (last-365d as of D) are read only for a goal that `forecasts`."""
+    s, e = goal.period.start, goal.period.end
+    total = (e - s).days
+    elapsed_days = (min(max(as_of + timedelta(days=1), s), e) - s).days
+    elapsed = Fraction(elapsed_days, total)
+    if as_of < s:
+        actual = None
+    target = Fraction(goal.target)
+    exact = None if actual is None else Fraction(actual)
+    values: dict[str, Any] = {
+        "elapsed": float(elapsed),
+        "actual": actual,
+        "attainment": None if exact is None or target == 0 else float(exact / target),
+        "expected": None,
+        "pace": None,
+        "projected": None,
+        "open_expected": None,
+        "forecast": None,
+        "coverage": None,
+    }
+    if goal.additive:
+        expected = target * elapsed
+        values["expected"] = float(expected)
+        if exact is not None and expected != 0:
+            values["pace"] = float(exact / expected)
+        if exact is not None and elapsed != 0:
+            values["projected"] = float(exact / elapsed)
+    if goal.forecasts:
+        values.update(_forecast(goal, exact, target, open_deals or OpenDeals(), close_rate))
+    values["status"] = _status(goal, as_of, exact, target, elapsed_days, total)
+    return values
+
+
+def _forecast(
+    goal: GoalSpec,
+    actual: Fraction | None,
+    target: Fraction,
+    open_deals: OpenDeals,
+    close_rate: float | None,
+) -> dict[str, Any]:
+    open_expected: Number = open_deals.count if goal.kpi == "deal_count" else open_deals.amount
+    forecast: float | None = None
+    if actual is not None:
+        if open_deals.count == 0:
+            forecast = float(actual)
+        elif close_rate is not None:
+            forecast = float(actual + Fraction(open_expected) * Fraction(close_rate))
+    left = None if actual is None else target - actual
+    coverage = None if left is None or left <= 0 else float(Fraction(open_expected) / left)
+    return {"open_expected": open_expected, "forecast": forecast, "coverage": coverage}
+
+
+def _status(
+    goal: GoalSpec,
+    as_of: date,
+    actual: Fraction | None,
+    target: Fraction,
+    elapsed_days: int,
+    total: int,
+) -> str:
+    if as_of < goal.period.start:
+        return "not_started"
+    if actual is None:
+        return "no_data"
+    at_least = goal.direction is Direction.AT_LEAST
+    meets = actual >= target if at_least else actual <= target
+    if goal.additive and at_least and actual >= target:
+        return "met"
+    if goal.additive and not at_least and actual > target:
+        return "missed"
+    if as_of + timedelta(days=1) >= goal.period.end:
+        return "met" if meets else "missed"
+    if goal.additive and at_least:
+        expected_days = target * elapsed_days  # pace = actual × total / (target × elapsed days)
+        if expected_days == 0:
+            return "at_risk"
+        if actual * total >= expected_days:
+            return "on_track"
+        return "behind" if 5 * actual * total >= 4 * expected_days else "at_risk"
+    if goal.additive:
+        return "on_track" if actual * total <= target * elapsed_days else "behind"
+    return "on_track" if meets else "behind"

@@ -1,0 +1,168 @@
+"""Goals (kpi-spec.md section 9): read from their three sources, and set or cleared from Slack.
+
+Sources, in the order read, a later goal with the same partner, KPI and date range replacing an
+earlier one: the store's goals from goals.csv (the files source, or a CRM's secondary folder),
+app.yaml `goals:`, then the goals set in Slack (stored under the source `slack` until cleared).
+An app.yaml entry whose partner is neither a partner's id nor exactly one partner's name
+(ignoring case) is left out and reported as a configuration problem naming its path; a stored
+goal whose partner has since left the partners is left out silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from sqlalchemy import Connection, delete, select
+
+from kpi import schema
+from kpi.goal_progress import GoalSpec
+from kpi.store import Store, goal_key
+from settings.goals import Direction, GoalEntry
+from settings.periods import Period
+
+SLACK = "slack"
+APP_YAML = "app.yaml"
+PROGRAM = ""  # the partner filter that asks for the program's goals
+
+
+class PartnerName(NamedTuple):
+    id: str
+    name: str
+
+
+@dataclass
+class GoalBook:
+    """The goals in force, in the order of section 9, and the app.yaml entries left out."""
+
+    goals: list[GoalSpec] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_goals(
+    connection: Connection,
+    entries: Sequence[GoalEntry],
+    partners: Iterable[PartnerName],
+    only: str | None = None,
+) -> GoalBook:
+    """Every goal in force; `only` limits them to one partner's id (or PROGRAM)."""
+    names = {p.id: p.name for p in partners}
+    book = GoalBook()
+    found: dict[str, GoalSpec] = {}
+    stored = _stored(connection, only)
+    for goal in [g for g in stored if g.source != SLACK]:
+        found[_key(goal)] = goal
+    for index, entry in enumerate(entries):
+        resolved = _resolve(entry, index, names, book.problems)
+        if resolved is not None and (only is None or (resolved.partner_id or PROGRAM) == only):
+            found[_key(resolved)] = resolved
+    for goal in [g for g in stored if g.source == SLACK]:
+        found[_key(goal)] = goal
+    known = [g for g in found.values() if g.partner_id is None or g.partner_id in names]
+    book.goals = sorted(known, key=lambda g: order_key(g, names))
+    return book
+
+
+def order_key(goal: GoalSpec, names: dict[str, str]) -> tuple[object, ...]:
+    """Program first, then partner name ignoring case, name, id; then start, kpi, end."""
+    if goal.partner_id is None:
+        partner: tuple[object, ...] = (0, "", "", "")
+    else:
+        name = names.get(goal.partner_id, "")
+        partner = (1, name.casefold(), name, goal.partner_id)
+    return (*partner, goal.period.start, goal.kpi, goal.period.end)
+
+
+def set_goal(store: Store, goal: GoalSpec, user_id: str) -> None:
+    """Stores a goal set in Slack; it wins over goals.csv and app.yaml until cleared."""
+    key = _slack_id(goal.partner_id, goal.kpi, goal.period)
+    row = {
+        "id": key,
+        "partner_id": goal.partner_id,
+        "kpi": goal.kpi,
+        "period": goal.period.name,
+        "start_on": goal.period.start,
+        "end_on": goal.period.end,
+        "target": float(goal.target),
+        "direction": goal.direction.value,
+        "set_by": user_id,
+        "set_at": datetime.now(UTC).replace(tzinfo=None),
+        "source": SLACK,
+        "row_hash": "",
+    }
+    with store.transaction() as connection:
+        store.insert_or_update(connection, schema.goals, [row])
+
+
+def clear_goal(store: Store, partner_id: str | None, kpi: str, period: Period) -> bool:
+    """Removes a goal set in Slack (the file's or app.yaml's, if any, is in force again);
+    False when Slack had set none."""
+    table = schema.goals
+    key = _slack_id(partner_id, kpi, period)
+    with store.transaction() as connection:
+        result = connection.execute(delete(table).where(table.c.id == key))
+    return bool(result.rowcount)
+
+
+def _slack_id(partner_id: str | None, kpi: str, period: Period) -> str:
+    return f"{SLACK}|{goal_key(partner_id, kpi, period.start, period.end)}"
+
+
+def _key(goal: GoalSpec) -> str:
+    return goal_key(goal.partner_id, goal.kpi, goal.period.start, goal.period.end)
+
+
+def _stored(connection: Connection, only: str | None) -> list[GoalSpec]:
+    table = schema.goals
+    query = select(table).order_by(table.c.id)
+    if only == PROGRAM:
+        query = query.where(table.c.partner_id.is_(None))
+    elif only is not None:
+        query = query.where(table.c.partner_id == only)
+    return [
+        GoalSpec(
+            partner_id=row.partner_id,
+            kpi=row.kpi,
+            period=Period(row.period, row.start_on, row.end_on, None),
+            target=Decimal(repr(row.target)),
+            direction=Direction(row.direction),
+            source=row.source,
+            set_by=row.set_by,
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def _resolve(
+    entry: GoalEntry, index: int, names: dict[str, str], problems: list[str]
+) -> GoalSpec | None:
+    """The entry's goal with its partner found by id, else by exact name ignoring case."""
+    ref = entry.partner_ref
+    partner_id: str | None = None
+    if ref is not None:
+        by_name = [pid for pid, name in names.items() if name.casefold() == ref.casefold()]
+        if ref in names:
+            partner_id = ref
+        elif len(by_name) == 1 and entry.partner_id is None:
+            partner_id = by_name[0]
+        else:
+            where = "partner_id" if entry.partner_id is not None else "partner"
+            reason = (
+                f"{len(by_name)} partners are named {ref!r}; give the partner's id"
+                if len(by_name) > 1 and entry.partner_id is None
+                else f"no partner has the id or name {ref!r}"
+            )
+            problems.append(f"{APP_YAML}: goals[{index}].{where}: {reason}")
+            return None
+    fields = entry.fields
+    return GoalSpec(
+        partner_id=partner_id,
+        kpi=fields.kpi,
+        period=fields.period,
+        target=fields.target,
+        direction=fields.direction,
+        source=APP_YAML,
+    )
