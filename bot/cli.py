@@ -32,6 +32,7 @@ from bot.cli_survey import survey
 from bot.console import Console, run_console
 from bot.crash import last_resort
 from bot.formatting import KPI_LABELS, format_value
+from bot.goal_text import goal_lines, goal_table
 from bot.http_server import IDLE_TIMEOUT
 from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
@@ -44,6 +45,7 @@ from connectors.errors import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.engine import KpiEngine
+from kpi.goals import PROGRAM
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
@@ -337,6 +339,10 @@ def partners(obj: Context, search: str | None) -> None:
     click.echo(f"\n{len(found)} partner(s)")
 
 
+def _as_of(obj: Context, as_of: Any) -> date:
+    return as_of.date() if as_of else today_in(obj.config.app.tz)
+
+
 def _period(obj: Context, text: str, as_of: Any) -> Period:
     day = as_of.date() if as_of else today_in(obj.config.app.tz)
     try:
@@ -370,12 +376,15 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
     chosen = _period(obj, period, as_of)
     partner = _partner(obj, name)
     engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
+    day = _as_of(obj, as_of)
     if as_json:
-        click.echo(_json(engine.partner(partner.id, chosen)))
+        click.echo(_json(engine.partner(partner.id, chosen, as_of=day)))
         return
-    details = engine.scorecard(partner.id, chosen)
+    details = engine.scorecard(partner.id, chosen, as_of=day)
     currency = obj.config.app.currency
     click.echo(scorecard(details.card, currency))
+    if details.card["goals"]:
+        click.echo("\n" + goal_lines(details.card["goals"], currency))
     click.echo(scorecard_notes(details, currency))
 
 
@@ -386,8 +395,35 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
 @click.pass_obj
 def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
     """The whole partner program's KPIs."""
-    card = KpiEngine(obj.store, obj.config.app.kpi_settings).program(_period(obj, period, as_of))
-    click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
+    card = engine.program(_period(obj, period, as_of), as_of=_as_of(obj, as_of))
+    if as_json:
+        click.echo(_json(card))
+        return
+    click.echo(scorecard(card, obj.config.app.currency))
+    if card["goals"]:
+        click.echo("\n" + goal_lines(card["goals"], obj.config.app.currency))
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--program", "program_only", is_flag=True, help="Only the program's goals.")
+@as_of_option
+@json_option
+@click.pass_obj
+def goals(obj: Context, name: str | None, program_only: bool, as_of: Any, as_json: bool) -> None:
+    """Goals and progress: every goal, NAME's (a CRM id, a name or part of one), or --program's."""
+    if name and program_only:
+        raise UserError("give a partner NAME or --program, not both.")
+    only = PROGRAM if program_only else (_partner(obj, name).id if name else None)
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
+    found, problems = engine.goals(only, _as_of(obj, as_of))
+    for problem in problems:
+        click.echo(f"partner-kpi: {problem}", err=True)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    click.echo(goal_table(found, obj.config.app.currency))
 
 
 @cli.command()

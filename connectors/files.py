@@ -359,9 +359,7 @@ class FilesSource:
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
                 check = _known_partner(store, connection) if spec.model is Goal else None
-                records = self._records(
-                    spec, report, read, KINDS[spec.model].key, progress, check
-                )
+                records = self._records(spec, report, read, KINDS[spec.model].key, progress, check)
                 report.object(kind).count(store.upsert(connection, records, SOURCE))
                 sweep = store.missing(connection, spec.model, SOURCE, read, before)
                 if spec.guarded and not guard.allows(sweep):

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
-from kpi.goal_tracker import goal_objects
-from kpi.goals import PROGRAM, PartnerName, read_goals
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
+from kpi.goal_tracker import goal_objects
+from kpi.goals import PROGRAM, PartnerName, read_goals
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
@@ -80,9 +80,7 @@ class KpiEngine:
 
     # --- public ------------------------------------------------------------------------
 
-    def partner(
-        self, partner_id: str, period: Period, as_of: date | None = None
-    ) -> dict[str, Any]:
+    def partner(self, partner_id: str, period: Period, as_of: date | None = None) -> dict[str, Any]:
         """The partner's card, with its goals whose period contains `as_of` (default: today)."""
         partners = self.partners()
         data = self._compute(period, partners, [partner_id])
@@ -91,9 +89,7 @@ class KpiEngine:
         card["goals"] = self.current_goals(partner_id, self._as_of(as_of), partners)
         return card
 
-    def scorecard(
-        self, partner_id: str, period: Period, as_of: date | None = None
-    ) -> Scorecard:
+    def scorecard(self, partner_id: str, period: Period, as_of: date | None = None) -> Scorecard:
         """The card with the tier it earns, the data-trust counts and the direct baseline."""
         partners = self.partners()
         data = self._compute(period, partners, [partner_id])
@@ -118,9 +114,7 @@ class KpiEngine:
             sync_problem=str(problem) if (problem := last_sync_problem(self.store)) else None,
         )
 
-    def all_partners(
-        self, period: Period, as_of: date | None = None
-    ) -> dict[str, dict[str, Any]]:
+    def all_partners(self, period: Period, as_of: date | None = None) -> dict[str, dict[str, Any]]:
         """Every partner's card for one period (what a digest needs), from one set of queries."""
         partners = self.partners()
         data = self._compute(period, partners, None)
@@ -140,9 +134,7 @@ class KpiEngine:
 
     # --- goals (kpi-spec.md section 9) -------------------------------------------------
 
-    def range_kpis(
-        self, period: Period, partner_ids: Sequence[str]
-    ) -> dict[str, dict[str, Any]]:
+    def range_kpis(self, period: Period, partner_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The `kpis` of these partners over one range: the per-range KPI computation a goal's
         `actual` reads, so that any key of `kpis` can be a goal."""
         rollups.refresh(self.store.engine, wait=False)

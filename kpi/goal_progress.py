@@ -3,7 +3,7 @@ value, the as-of date and, for a revenue or deal goal, the open deals expected t
 
 Pure arithmetic on numbers the engine computed in SQL. Every ratio is taken exactly with
 `Fraction`s of the inputs and rounded once into a float; every status comparison is exact
-(pace >= 1 is actual × (e − s) >= target × elapsed days), so a pace of exactly 1 or 0.8 is
+(pace >= 1 is actual * (e - s) >= target * elapsed days), so a pace of exactly 1 or 0.8 is
 never lost to floating-point division.
 """
 
@@ -148,7 +148,7 @@ def _status(
     if as_of + timedelta(days=1) >= goal.period.end:
         return "met" if meets else "missed"
     if goal.additive and at_least:
-        expected_days = target * elapsed_days  # pace = actual × total / (target × elapsed days)
+        expected_days = target * elapsed_days  # pace = actual * total / (target * elapsed days)
         if expected_days == 0:
             return "at_risk"
         if actual * total >= expected_days:

@@ -121,7 +121,7 @@ def _open_deals(
 def _close_rates(
     engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date
 ) -> dict[str, float | None]:
-    """The partners' close rates over last-365d as of D, `[D − 364, D + 1)`."""
+    """The partners' close rates over last-365d as of D, `[D - 364, D + 1)`."""
     partner_ids = sorted({g.partner_id for g in goals if g.partner_id is not None})
     if not partner_ids:
         return {}

@@ -15,9 +15,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from settings.goals import Direction as Direction
 from settings.vocab import Channel as Channel  # app.yaml's words, re-exported
 from settings.vocab import DealType as DealType
-from settings.goals import Direction as Direction
 
 
 class DealStatus(StrEnum):

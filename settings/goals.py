@@ -83,7 +83,13 @@ ADDITIVE_KPIS = frozenset(
 )
 #: Where less is better, so an empty direction means `at_most`.
 AT_MOST_BY_DEFAULT = frozenset(
-    {"sales_cycle_days", "onboarding_days", "customers_lost", "tickets_per_customer", "partners_left"}
+    {
+        "sales_cycle_days",
+        "onboarding_days",
+        "customers_lost",
+        "tickets_per_customer",
+        "partners_left",
+    }
 )
 #: Money keys (a target typed in Slack may carry a currency sign).
 MONEY_KPIS = frozenset(
@@ -146,8 +152,7 @@ def goal_period(text: str) -> Period:
         first, second = (parse_period(written, probe) for probe in _PROBES)
     except PeriodError:
         raise GoalError(
-            f"period {text!r} is not a period; use 2026-Q4, 2026-11, 2026 or "
-            "2026-10-01..2026-12-31"
+            f"period {text!r} is not a period; use 2026-Q4, 2026-11, 2026 or 2026-10-01..2026-12-31"
         ) from None
     if (first.start, first.end) != (second.start, second.end):
         raise GoalError(
