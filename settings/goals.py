@@ -162,6 +162,12 @@ def goal_period(text: str) -> Period:
     return Period(written, first.start, first.end, first.unit)
 
 
+def goal_target_number(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise GoalError(f"target {value} is not a finite number")
+    return value
+
+
 def goal_target(value: Decimal, kpi: str) -> Decimal:
     if not value.is_finite():
         raise GoalError(f"target {value} is not a finite number")
@@ -253,6 +259,17 @@ class GoalEntry(Section):
     target: Decimal | str
     direction: str | None = None
     _fields: GoalFields | None = PrivateAttr(default=None)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _a_number_or_typed_amount(cls, value: object) -> object:
+        """A YAML number as a Decimal (checked finite); text is read by `parse_amount`
+        once the KPI is known (`500k`, `45%`)."""
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise GoalError(f"target {value!r} is not a number")
+        if isinstance(value, int | float):
+            return goal_target_number(Decimal(str(value)))
+        return value
 
     @field_validator("period", "partner", "partner_id", mode="before")
     @classmethod
