@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from settings.slack import AccessConfig
+from settings.slack import AccessConfig, GoalSettersConfig
 
 
 class FactUnavailable(Exception):
@@ -192,3 +192,29 @@ def split_email(email: str | None) -> tuple[str, str] | None:
     if domain.startswith(".") or domain.endswith(".") or ".." in domain:
         return None
     return local, domain
+
+
+def require_goal_setter(
+    setters: GoalSettersConfig,
+    user_id: str,
+    decision: Decision,
+    group_members: GroupMembers | None = None,
+) -> None:
+    """Raises Refused unless the asker may set goals: a member of the workspace (never an
+    external user) listed in `access.goal_setters` by user id or user group. A user group that
+    cannot be read refuses, as for access itself."""
+    if decision.external or decision.partner_ids is not None:
+        raise Refused("not_goal_setter", "goal change by an external user")
+    if user_id in setters.users:
+        return
+    if group_members is not None:
+        for group in setters.usergroups:
+            try:
+                members = group_members(group)
+            except FactUnavailable as error:
+                raise Refused(
+                    "lookup_failed", f"goal setters' user group {group} unreadable: {error.cause}"
+                ) from None
+            if user_id in members:
+                return
+    raise Refused("not_goal_setter", "goal change by a user not in access.goal_setters")

@@ -15,10 +15,13 @@ from typing import Any
 
 from bot.access import Refused
 from bot.blockkit import Message
+from bot.formatting import format_value
 from bot.intents import (
     BadRequest,
+    ClearGoal,
     Help,
     Intent,
+    SetGoal,
     ShowAtRisk,
     ShowCompare,
     ShowProgram,
@@ -28,12 +31,15 @@ from bot.intents import (
 from bot.messages import render
 from kpi.deals import largest_deals
 from kpi.engine import KpiEngine
+from kpi.goal_progress import GoalSpec
+from kpi.goals import SLACK, clear_goal, set_goal
 from kpi.leaders import leaderboard, value_of
 from kpi.lookup import Ambiguous, Found, NotFound, find_partner
 from kpi.models import Partner
 from kpi.risk import partners_at_risk
 from kpi.store import Store
 from settings.app import AppConfig
+from settings.goals import GoalError, goal_fields, goal_kpi, goal_period, parse_amount
 from settings.periods import Period, PeriodError, parse_period
 
 
@@ -79,6 +85,8 @@ class Answers:
             return self.error(intent.sentence, **dict(intent.values))
         if isinstance(intent, ShowScorecard):
             return self.scorecard_for(intent.partner, intent.period)
+        if isinstance(intent, SetGoal | ClearGoal):  # only after the setter check: change_goal
+            raise Refused("not_goal_setter", "goal change without the goal setters' check")
         if self.partner_ids is not None:
             name = type(intent).__name__.removeprefix("Show").lower()
             raise Refused("limited", f"{name} asked by a user limited to their own partner")
@@ -101,7 +109,7 @@ class Answers:
 
     def scorecard(self, partner_id: str, period: Period) -> Message:
         self._require_may_see(partner_id)
-        details = self.engine.scorecard(partner_id, period)
+        details = self.engine.scorecard(partner_id, period, as_of=self.today())
         return render(
             "scorecard",
             card=details.card,
@@ -113,6 +121,58 @@ class Answers:
 
     def scorecard_by_id(self, partner_id: str, period_text: str) -> Message:
         return self.scorecard(partner_id, self._period(period_text))
+
+    def change_goal(self, intent: SetGoal | ClearGoal, user_id: str) -> Message:
+        """Sets or clears a goal from Slack (the caller has checked that `user_id` may)."""
+        partner: Partner | None = None
+        if intent.partner is not None:
+            found = self._find(intent.partner, intent.period)
+            if not isinstance(found, Partner):
+                return found
+            partner = found
+        for_program = partner is None
+        try:
+            kpi = goal_kpi(intent.kpi, for_program)
+            if isinstance(intent, ClearGoal):
+                period = goal_period(intent.period)
+                cleared = clear_goal(self.store, partner.id if partner else None, kpi, period)
+                return self._goal_message("cleared" if cleared else "none_set", partner, kpi,
+                                          period)  # fmt: skip
+            target = parse_amount(intent.target, kpi)
+            fields = goal_fields(kpi, intent.period, target, intent.direction, for_program)
+        except GoalError as error:
+            return self.error("goal", text=str(error))
+        goal = GoalSpec(
+            partner.id if partner else None,
+            fields.kpi,
+            fields.period,
+            fields.target,
+            fields.direction,
+            SLACK,
+        )
+        set_goal(self.store, goal, user_id)
+        return self._goal_message(
+            "set",
+            partner,
+            kpi,
+            fields.period,
+            target=format_value(kpi, float(fields.target), self.app.currency),
+            direction=fields.direction.value,
+        )
+
+    def _goal_message(
+        self, action: str, partner: Partner | None, kpi: str, period: Period, **values: str
+    ) -> Message:
+        return render(
+            "goal_set",
+            action=action,
+            partner_name=partner.name if partner else None,
+            partner_words=partner.name if partner else "program",
+            kpi=kpi,
+            period=period.name,
+            command=self.app.slack.command,
+            **values,
+        )
 
     def compare_with_direct(self, partner_id: str, period_text: str) -> Message:
         self._require_may_see(partner_id)
@@ -170,7 +230,7 @@ class Answers:
         return render("compare", cards=cards, currency=self.app.currency)
 
     def program(self, period_text: str) -> Message:
-        card = self.engine.program(self._period(period_text))
+        card = self.engine.program(self._period(period_text), as_of=self.today())
         return render("program", card=card, currency=self.app.currency)
 
     def at_risk(self, period_text: str) -> Message:

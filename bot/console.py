@@ -16,11 +16,12 @@ from typing import IO, Any
 
 from bot.answers import Answers
 from bot.blockkit import Message
-from bot.intents import parse
+from bot.intents import ClearGoal, SetGoal, parse
 
 PROMPT = "partner-kpi> "
 #: What leaves the console (before anything is read as a partner name).
 QUIT = ("quit", "exit", "q", r"\q", ":q")
+CONSOLE_USER = "console"  # who the audit and a goal set here name
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
 HELP = (
@@ -56,7 +57,11 @@ class Console:
             return True
         if text.startswith(self.command):
             text = text[len(self.command) :]
-        self.show(self.answers.answer(parse(text, self.answers.today())))
+        intent = parse(text, self.answers.today())
+        if isinstance(intent, SetGoal | ClearGoal):  # the console's user runs the deployment
+            self.show(self.answers.change_goal(intent, CONSOLE_USER))
+        else:
+            self.show(self.answers.answer(intent))
         return True
 
     def press(self, button: dict[str, Any]) -> None:

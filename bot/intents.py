@@ -1,7 +1,8 @@
 """What a person asked for with `/partner-kpi ...`, parsed from the command's text.
 
 `help`, `top [N] [by KPI] [period]`, `compare A vs B [period]`, `program [period]`,
-`at-risk [period]`, else `<partner> [period]`. The trailing words that read as a period (up to
+`at-risk [period]`, `goal [clear] <partner>|program <kpi> [target] <period> [direction]`, else
+`<partner> [period]`. The trailing words that read as a period (up to
 three: `last quarter`, `Q3 2026`) are the period, and trailing words meant as a period that
 read as none (`last-quater`) are answered with the accepted forms; unknown subcommand words are
 taken as a partner name, and an empty text is help.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from kpi.leaders import RANKABLE
+from settings.goals import PARTNER_GOAL_KPIS, PROGRAM_ONLY_KPIS
 from settings.periods import DEFAULT_PERIOD, PeriodError, parse_period
 
 MAX_TOP = 50
@@ -55,6 +57,26 @@ class ShowAtRisk:
 
 
 @dataclass(frozen=True)
+class SetGoal:
+    """`goal Acme won_revenue 500k 2026-Q4 [at_least|at_most]`; partner None: the program."""
+
+    partner: str | None
+    kpi: str
+    target: str  # as typed: 500k, 1.2M, $500,000, 45%
+    period: str
+    direction: str | None = None
+
+
+@dataclass(frozen=True)
+class ClearGoal:
+    """`goal clear Acme won_revenue 2026-Q4`: the goal set in Slack is removed."""
+
+    partner: str | None
+    kpi: str
+    period: str
+
+
+@dataclass(frozen=True)
 class BadRequest:
     """Something that cannot be answered: the name of the sentence that says why, in
     templates/error.json.j2, and its values."""
@@ -63,7 +85,17 @@ class BadRequest:
     values: tuple[tuple[str, str], ...] = ()
 
 
-Intent = Help | ShowScorecard | ShowTop | ShowCompare | ShowProgram | ShowAtRisk | BadRequest
+Intent = (
+    Help
+    | ShowScorecard
+    | ShowTop
+    | ShowCompare
+    | ShowProgram
+    | ShowAtRisk
+    | SetGoal
+    | ClearGoal
+    | BadRequest
+)
 
 _VS = re.compile(r"\s+(?:vs\.?|versus|and|&)\s+", re.IGNORECASE)
 _BY_ALIASES = {"score": "quality_score", "quality": "quality_score", "revenue": "won_revenue"}
@@ -81,6 +113,8 @@ def _intent(text: str, as_of: date) -> Intent:
     if not words or words[0].lower() in ("help", "?", "-h", "--help"):
         return Help()
     head = words[0].lower()
+    if head == "goal":
+        return _goal(words[1:])
     rest, period = _split_period(words[1:], as_of)
     if head == "top":
         return _top(rest, period)
@@ -113,6 +147,31 @@ def _top(rest: list[str], period: str) -> Intent:
             known = ", ".join(sorted(RANKABLE))
             return BadRequest("cannot_rank_by", (("words", " ".join(words)), ("known", known)))
     return ShowTop(count, by, period)
+
+
+_DIRECTIONS = ("at_least", "at_most")
+_GOAL_KPIS = frozenset(PARTNER_GOAL_KPIS) | frozenset(PROGRAM_ONLY_KPIS)
+
+
+def _goal(words: list[str]) -> Intent:
+    """`goal [clear] PARTNER|program KPI [TARGET] PERIOD [DIRECTION]`; the KPI is the last word
+    that is a KPI key, so a partner's name may have any words before it."""
+    clear = bool(words) and words[0].lower() == "clear"
+    words = words[1:] if clear else words
+    at = max((i for i, w in enumerate(words) if w.lower() in _GOAL_KPIS), default=None)
+    if at is None:
+        return BadRequest("goal_usage")
+    named = " ".join(words[:at]).strip()
+    partner = None if named.lower() in ("", "program", "the program") else named
+    kpi, after = words[at].lower(), words[at + 1 :]
+    if clear:
+        if not after:
+            return BadRequest("goal_usage")
+        return ClearGoal(partner, kpi, " ".join(after))
+    direction = after.pop().lower() if after and after[-1].lower() in _DIRECTIONS else None
+    if len(after) < 2:
+        return BadRequest("goal_usage")
+    return SetGoal(partner, kpi, after[0], " ".join(after[1:]), direction)
 
 
 #: The most words a period takes (`last 30 days`).

@@ -24,6 +24,7 @@ from bot.formatting import (
     is_improvement,
     ordinal,
 )
+from bot.goal_text import goal_line, progress_bar
 
 _MARKER = "\x00partner-kpi-message\x00"
 
@@ -42,6 +43,15 @@ def _kpi(context: Context, value: Any, key: str) -> str:
 @pass_context
 def _change(context: Context, current: Any, previous: Any, key: str) -> str:
     return format_change(key, current, previous, context.get("currency", "USD"))
+
+
+@pass_context
+def _goal_line(context: Context, goal: dict[str, Any]) -> str:
+    return goal_line(goal, context.get("currency", "USD"))
+
+
+def _goal_bar(goal: dict[str, Any]) -> str:
+    return progress_bar(goal["attainment"])
 
 
 def _label(key: str) -> str:
@@ -82,6 +92,8 @@ def _environment() -> Environment:
         as_of=as_of,
         value_json=_json_value,
         truncate_to=truncate,
+        goal_line=_goal_line,
+        goal_bar=_goal_bar,
     )
     env.tests["improvement"] = lambda pair, key: is_improvement(key, *pair) is True
     env.tests["worsening"] = lambda pair, key: is_improvement(key, *pair) is False

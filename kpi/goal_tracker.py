@@ -12,18 +12,28 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
 from kpi import schema
 from kpi.goal_progress import GoalSpec, OpenDeals, progress
+from kpi.store import Store
 from settings.periods import Period
 
-if TYPE_CHECKING:
-    from kpi.engine import KpiEngine
-
 d = schema.deals
+
+
+class KpiEngine(Protocol):
+    """What goals need of `kpi.engine.KpiEngine` (a protocol, so the two import one way)."""
+
+    store: Store
+
+    def range_kpis(
+        self, period: Period, partner_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]: ...
+
+    def program_kpis(self, period: Period) -> dict[str, Any]: ...
 
 
 def goal_objects(

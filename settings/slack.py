@@ -113,6 +113,14 @@ class ExternalAccessConfig(Section):
         return value
 
 
+class GoalSettersConfig(Section):
+    """The managers who may set and clear goals from Slack: Slack user ids and user groups.
+    Nobody when both are empty; never an external user."""
+
+    users: list[str] = Field(default_factory=list)
+    usergroups: list[str] = Field(default_factory=list)
+
+
 class AccessConfig(Section):
     """Who may use the command. With no users, user groups or channels, every member of the
     workspace may; external users are limited by `external` either way."""
@@ -121,6 +129,7 @@ class AccessConfig(Section):
     usergroups: list[str] = Field(default_factory=list)
     channels: list[str] = Field(default_factory=list)
     external: ExternalAccessConfig = Field(default_factory=ExternalAccessConfig)
+    goal_setters: GoalSettersConfig = Field(default_factory=GoalSettersConfig)
 
 
 class SyncScheduleConfig(Section):

@@ -98,6 +98,7 @@ def test_kpi_json_follows_the_contract(in_demo: Path, capsys: pytest.CaptureFixt
         "rank",
         "ranked_partners",
         "data_as_of",
+        "goals",
     }
     assert set(card["kpis"]) == set(card["previous"])
     assert "survey_responses" in card["kpis"] and "channels" not in card["kpis"]
