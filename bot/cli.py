@@ -44,7 +44,7 @@ from connectors.demo_data import DEMO_MARKER, write_demo_data
 from connectors.errors import SourceError
 from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
-from kpi.engine import KpiEngine
+from kpi.engine import KpiEngine, Scorecard
 from kpi.goals import PROGRAM
 from kpi.leaders import RANKABLE, leaderboard, value_of
 from kpi.lookup import Found, describe, find_partner
@@ -279,10 +279,9 @@ def _showcase(obj: Context, day: date) -> None:
     click.echo(table(("#", "partner", "Quality score"), rows, numeric={0, 2}))
     if leaders:
         first = leaders[0]["partner"]
-        details = engine.scorecard(first["id"], period)
+        details = engine.scorecard(first["id"], period, as_of=day)
         click.echo(f"\n$ partner-kpi kpi {first['name']!r}")
-        click.echo(scorecard(details.card, currency))
-        click.echo(scorecard_notes(details, currency))
+        _print_scorecard(details, currency)
 
 
 @cli.command()
@@ -380,8 +379,11 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
     if as_json:
         click.echo(_json(engine.partner(partner.id, chosen, as_of=day)))
         return
-    details = engine.scorecard(partner.id, chosen, as_of=day)
-    currency = obj.config.app.currency
+    _print_scorecard(engine.scorecard(partner.id, chosen, as_of=day), obj.config.app.currency)
+
+
+def _print_scorecard(details: Scorecard, currency: str) -> None:
+    """A partner's scorecard in the terminal: the KPIs, its current goals, the notes."""
     click.echo(scorecard(details.card, currency))
     if details.card["goals"]:
         click.echo("\n" + goal_lines(details.card["goals"], currency))

@@ -2,6 +2,7 @@
 
 `write_demo_data(folder, as_of, seed)` writes the CSV folder format of kpi-spec.md section 1
 (`partners.csv`, `deals.csv`, `stage_changes.csv`, `trainings.csv`, `survey_responses.csv`,
+`goals.csv` (see `connectors.demo_goals`),
 each with a header row of exactly the spec's field names; survey responses also carry an `id`
 first) for about 60 partners and two years of history ending at `as_of`, plus the `DEMO_MARKER`
 file that tells later runs the folder is ours.
@@ -41,6 +42,8 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
+from connectors.demo_goals import GOAL_FIELDS, demo_goal_rows
+from connectors.files import GOALS_FILE
 from kpi.models import Channel, DealStatus, DealType
 
 DEMO_MARKER = ".partner-kpi-demo"
@@ -66,6 +69,7 @@ class DemoSummary:
     stage_changes: int
     trainings: int
     survey_responses: int
+    goals: int = 0
 
 
 T = TypeVar("T")
@@ -849,5 +853,10 @@ def write_demo_data(folder: Path, as_of: date, seed: int = 2026) -> DemoSummary:
         ),
         survey_responses=_write_csv(
             folder / "survey_responses.csv", SURVEY_RESPONSE_FIELDS, _response_rows(responses)
+        ),
+        goals=_write_csv(
+            folder / GOALS_FILE,
+            GOAL_FIELDS,
+            demo_goal_rows([p.id for p in partners], deals, as_of, DEMO_CURRENCY_RATES),
         ),
     )
