@@ -136,7 +136,7 @@ def test_same_inputs_give_byte_identical_files_and_others_do_not(tmp_path: Path)
     second = write_demo_data(tmp_path / "b", AS_OF, seed=7)
     assert first == second
     assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b")
-    assert set(file_bytes(tmp_path / "a")) == {*FILES, DEMO_MARKER}
+    assert set(file_bytes(tmp_path / "a")) == {*FILES, "goals.csv", DEMO_MARKER}
 
     write_demo_data(tmp_path / "c", AS_OF, seed=8)
     for name in FILES:

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.demo_data import DEMO_CURRENCY_RATES, write_demo_data
+from connectors.files import FilesSource
+from connectors.normalize import Normalizer
+from connectors.sync import run_sync
 from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import PROGRAM, clear_goal, set_goal
@@ -232,3 +236,16 @@ def test_app_yaml_directions_default_by_kpi_and_ignore_case() -> None:
         "at_most", "at_least", "at_least", "at_least",
     ]  # fmt: skip
     assert entries[3].fields.target == Decimal("0.45")
+
+
+def test_the_demo_data_has_a_goal_in_every_status(store: Store, tmp_path: Path) -> None:
+    as_of = date(2026, 11, 22)
+    write_demo_data(tmp_path / "demo", as_of)
+    app = AppConfig(currency_rates=DEMO_CURRENCY_RATES)
+    report = run_sync(store, FilesSource(tmp_path / "demo", Normalizer(app)))
+    assert report.problems == []
+    found, _ = KpiEngine(store, app.kpi_settings).goals(None, as_of)
+    statuses = {g["status"] for g in found}
+    assert statuses == {
+        "not_started", "no_data", "met", "missed", "on_track", "behind", "at_risk",
+    }  # fmt: skip
