@@ -32,7 +32,7 @@ from bot.cli_survey import survey
 from bot.console import Console, run_console
 from bot.crash import last_resort
 from bot.formatting import KPI_LABELS, format_value
-from bot.goal_text import goal_lines, goal_table
+from bot.goal_text import goal_lines, goal_table, percent, status_word
 from bot.http_server import IDLE_TIMEOUT
 from bot.manifest import NoRequestUrl, manifest_yaml
 from bot.server import serve as serve_forever
@@ -46,13 +46,20 @@ from connectors.guard import DeletionRefused
 from connectors.sync import run_sync, source_for
 from kpi.engine import KpiEngine, Scorecard
 from kpi.goals import PROGRAM
-from kpi.leaders import RANKABLE, leaderboard, value_of
+from kpi.leaders import (
+    ATTAINMENT,
+    RANKABLE,
+    attainment_leaderboard,
+    leaderboard,
+    value_of,
+)
 from kpi.lookup import Found, describe, find_partner
 from kpi.migrate import upgrade
 from kpi.models import Partner
 from kpi.store import StoreError, open_store
 from kpi.store_faults import first_line
 from settings.base import ConfigError
+from settings.goals import PARTNER_GOAL_KPIS
 from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from settings.secrets import Secrets
 
@@ -434,19 +441,38 @@ def goals(obj: Context, name: str | None, program_only: bool, as_of: Any, as_jso
     "kpi_key",
     default="quality_score",
     show_default=True,
-    type=click.Choice(sorted(RANKABLE)),
-    help="The KPI to rank by.",
+    type=click.Choice(sorted(RANKABLE | {ATTAINMENT})),
+    help="The KPI to rank by, or attainment: of each partner's current goal on --goal-kpi.",
+)
+@click.option(
+    "--goal-kpi",
+    default="won_revenue",
+    show_default=True,
+    type=click.Choice(PARTNER_GOAL_KPIS),
+    help="With --by attainment: the KPI whose goals are compared.",
 )
 @click.option("-n", "count", default=10, show_default=True, type=click.IntRange(min=1))
 @period_option
 @as_of_option
 @click.pass_obj
-def top(obj: Context, kpi_key: str, count: int, period: str, as_of: Any) -> None:
-    """The partners leading on a KPI (on quality score by default)."""
+def top(obj: Context, kpi_key: str, goal_kpi: str, count: int, period: str, as_of: Any) -> None:
+    """The partners leading on a KPI (on quality score by default), or on a goal's attainment."""
     chosen = _period(obj, period, as_of)
-    cards = KpiEngine(obj.store, obj.config.app.kpi_settings).all_partners(chosen)
-    leaders = leaderboard(list(cards.values()), kpi_key)[:count]
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
+    cards = engine.all_partners(chosen, as_of=_as_of(obj, as_of))
     currency = obj.config.app.currency
+    if kpi_key == ATTAINMENT:
+        pairs = attainment_leaderboard(list(cards.values()), goal_kpi)[:count]
+        click.echo(f"Top {len(pairs)} by attainment of their {goal_kpi} goal\n")
+        goal_rows = [
+            (i, card["partner"]["name"], goal["period"]["name"], percent(goal["attainment"]),
+             status_word(goal["status"]))
+            for i, (card, goal) in enumerate(pairs, 1)
+        ]  # fmt: skip
+        headers = ("#", "partner", "period", "attained", "status")
+        click.echo(table(headers, goal_rows, numeric={0, 3}))
+        return
+    leaders = leaderboard(list(cards.values()), kpi_key)[:count]
     rows = [
         (i, card["partner"]["name"], format_value(kpi_key, value_of(card, kpi_key), currency))
         for i, card in enumerate(leaders, 1)

@@ -17,6 +17,7 @@ from connectors.sync import run_sync
 from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import PROGRAM, clear_goal, set_goal
+from kpi.leaders import attainment_leaderboard
 from kpi.models import Deal, DealStatus, Goal, Partner
 from kpi.store import Store
 from settings.app import AppConfig, parse_config
@@ -249,3 +250,19 @@ def test_the_demo_data_has_a_goal_in_every_status(store: Store, tmp_path: Path) 
     assert statuses == {
         "not_started", "no_data", "met", "missed", "on_track", "behind", "at_risk",
     }  # fmt: skip
+
+
+def test_top_by_attainment_ranks_partners_on_their_goal(loaded: Store) -> None:
+    _store_goals(
+        loaded,
+        _goal("P1", "won_revenue", "2026-Q4", "600"),  # 300 of 600: 50%
+        _goal("P2", "won_revenue", "2026-Q4", "10"),  # 10 of 10: 100%
+        _goal("P3", "won_revenue", "2026-Q4", "0"),  # attainment null: left out
+        _goal("P2", "deal_count", "2026-Q4", "1"),
+    )
+    cards = _engine(loaded).all_partners(parse_period("last-90d", D), as_of=D)
+    ranked = attainment_leaderboard(list(cards.values()), "won_revenue")
+    assert [(card["partner"]["id"], goal["attainment"]) for card, goal in ranked] == [
+        ("P2", 1.0),
+        ("P1", 0.5),
+    ]
