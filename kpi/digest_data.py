@@ -120,6 +120,10 @@ class DigestData:
     trailing: Trailing | None  # None when the digest compares with the previous period only
     cards: dict[str, dict[str, Any]] = field(repr=False)
     program_card: dict[str, Any] = field(repr=False)
+    # Section 9's goal objects: current goals behind or at risk, and goals met since the run
+    # before (of the chosen partners; the program's too when the digest is not filtered).
+    goals_behind: list[dict[str, Any]] = field(default_factory=list)
+    goals_met: list[dict[str, Any]] = field(default_factory=list)
 
     def shows(self, section: str) -> bool:
         return section in self.digest.sections
@@ -156,12 +160,13 @@ def build_digest(
     program (the partner revenue share is one)."""
     now = now or run_at
     period = digest_period(digest, app, run_at)
+    as_of = digest_as_of(digest, app, run_at)
     engine = KpiEngine(store, app.kpi_settings)
-    all_cards = engine.all_partners(period)
+    all_cards = engine.all_partners(period, as_of=as_of)
     partners = {partner.id: partner for partner in store.partners()}
     chosen = {pid for pid, partner in partners.items() if _matches(digest, partner)}
     cards = {pid: card for pid, card in all_cards.items() if pid in chosen}
-    program_card = engine.program(period)
+    program_card = engine.program(period, as_of=as_of)
     filtered = not digest.partners.empty
     program, keys = (
         (
@@ -183,6 +188,11 @@ def build_digest(
     leaders = ranked_cards[: digest.top]
     chosen_partners = sorted((partners[pid] for pid in chosen), key=lambda p: p.name.casefold())
     data_as_of = store.data_as_of()
+    behind, met = (
+        _goal_news(store, engine, app, digest, run_at, chosen, filtered or partner_view)
+        if "goals" in digest.sections
+        else ([], [])
+    )
     return DigestData(
         digest=digest,
         title=digest.title,
@@ -207,7 +217,46 @@ def build_digest(
         ),
         cards=cards,
         program_card=program_card,
+        goals_behind=behind,
+        goals_met=met,
     )
+
+
+def _goal_news(
+    store: Store,
+    engine: KpiEngine,
+    app: AppConfig,
+    digest: DigestConfig,
+    run_at: datetime,
+    chosen: set[str],
+    partners_only: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The current goals behind or at risk as of the digest's day, and the goals met now that
+    were not met as of the day of the digest's run before (else a week before)."""
+    as_of = digest_as_of(digest, app, run_at)
+    period = digest_period(digest, app, run_at)
+    before = latest_snapshot(store, period.name, run_at)
+    then = digest_as_of(digest, app, before.run_at) if before else as_of - timedelta(days=7)
+
+    def mine(goal: dict[str, Any]) -> bool:
+        partner = goal["partner"]
+        return partner["id"] in chosen if partner else not partners_only
+
+    now = [g for g in engine.goals(None, as_of)[0] if mine(g)]
+    earlier = {_goal_id(g): g["status"] for g in engine.goals(None, then)[0] if mine(g)}
+    day = as_of.isoformat()
+    behind = [
+        g
+        for g in now
+        if g["status"] in ("behind", "at_risk") and g["period"]["start"] <= day < g["period"]["end"]
+    ]
+    met = [g for g in now if g["status"] == "met" and earlier.get(_goal_id(g)) != "met"]
+    return behind, met
+
+
+def _goal_id(goal: dict[str, Any]) -> tuple[Any, ...]:
+    partner = goal["partner"]["id"] if goal["partner"] else None
+    return partner, goal["kpi"], goal["period"]["start"], goal["period"]["end"]
 
 
 #: The program KPIs a digest shows, with trends.

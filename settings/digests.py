@@ -12,7 +12,9 @@ from pydantic import AfterValidator, Field, field_validator
 from settings.base import CronSchedule, PeriodText, Section, TimezoneName, named_once
 
 #: What a digest can show, in the order it shows them.
-DigestSection = Literal["program", "leaderboard", "movers", "at_risk", "joined_left", "chart"]
+DigestSection = Literal[
+    "program", "leaderboard", "movers", "at_risk", "goals", "joined_left", "chart"
+]
 DIGEST_SECTIONS: tuple[DigestSection, ...] = typing.get_args(DigestSection)
 
 

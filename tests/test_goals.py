@@ -4,16 +4,19 @@ precedence, section 9's order, and the goals a card carries. Numbers worked by h
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from bot.digest import render_digest
 from connectors.demo_data import DEMO_CURRENCY_RATES, write_demo_data
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
+from kpi.digest_data import build_digest
 from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import PROGRAM, clear_goal, set_goal
@@ -22,6 +25,7 @@ from kpi.models import Deal, DealStatus, Goal, Partner
 from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
+from settings.digests import DigestConfig
 from settings.goals import Direction, goal_period
 from settings.periods import parse_period
 
@@ -266,3 +270,28 @@ def test_top_by_attainment_ranks_partners_on_their_goal(loaded: Store) -> None:
         ("P2", 1.0),
         ("P1", 0.5),
     ]
+
+
+def test_the_digest_lists_goals_behind_and_goals_met_since_the_last_one(loaded: Store) -> None:
+    _store_goals(
+        loaded,
+        _goal("P1", "won_revenue", "2026-Q4", "700"),  # 300 as of 11-15, 700 as of 11-22
+        _goal("P2", "deal_count", "2026-Q4", "10"),  # 1 of 10 at 53/92: at risk
+        _goal(None, "partners_joined", "2026", "0"),  # met on both days: not news
+    )
+    weekly = DigestConfig.model_validate(
+        {"name": "weekly", "channel": "C0DIGEST", "schedule": "0 9 * * mon"}
+    )
+    run_at = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # counts as of 11-22; no run before
+    data = build_digest(loaded, AppConfig(), weekly, run_at)
+    assert [(g["partner"]["id"], g["status"]) for g in data.goals_behind] == [("P2", "at_risk")]
+    assert [(g["partner"]["id"], g["kpi"]) for g in data.goals_met] == [("P1", "won_revenue")]
+    text = json.dumps(render_digest(data, "USD").blocks, ensure_ascii=False)
+    assert "*Goals behind or at risk* (1)" in text
+    assert "• acme: 2026-Q4 deals won 1 of 10 (10%) · pace 17%, at risk" in text
+    assert "*Goals met since the last digest* (1)" in text
+    assert "• Beta: 2026-Q4 won revenue $700 of $700 (100%)" in text
+    narrowed = DigestConfig.model_validate(
+        {**weekly.model_dump(), "sections": ["program", "leaderboard"]}
+    )
+    assert build_digest(loaded, AppConfig(), narrowed, run_at).goals_behind == []
