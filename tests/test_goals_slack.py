@@ -101,6 +101,8 @@ def test_a_user_group_member_may_set_the_programs_goal(bot: Bot) -> None:
     assert answer["text"].startswith(
         "Goal set: the program · 2026 partner revenue at least $1,200,000"
     )
+    # 1,000 + 3,000 won so far in 2026
+    assert "2026 partner revenue $4k of $1.2M (0%)" in goals_section(bot.answer("program"))
 
 
 def test_everyone_else_is_refused_in_one_sentence(bot: Bot, fake: FakeSlack) -> None:
