@@ -39,6 +39,7 @@ import sqlalchemy
 
 from bench import phases
 from bench.generate import AS_OF, BenchSpec, LoadReport, ensure_database
+from bench.goals import ensure_goals
 
 DEFAULT_DB = Path(__file__).resolve().parent / "kpi-bench.db"
 PERIOD = "last-90d"  # the period of "every partner's scorecard", the program and the check
@@ -364,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  load phases: " + ", ".join(f"{k} {v:,.1f} s" for k, v in load.phases.items()))
     if not load.reused:
         print(f"  loader peak memory: {load.loader_peak_rss_mb:,.0f} MB")
+    goal_count = ensure_goals(args.db, AS_OF, spec.seed)
+    print(f"  goals: {goal_count:,} (three per partner and two of the program; section 9)")
 
     print(
         f"\nengine: {args.samples} scorecards after {args.warmup} warm-up, then {PERIOD} "
@@ -378,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for kind, v in engine["scorecard_by_kind"].items()
         )
     )
+    print(f"  goals on the timed scorecards: {engine_raw['goals_per_scorecard']} per card")
     print(
         f"  all_partners runs: {_seconds(engine_raw['all_partners_seconds'])} (after an untimed"
         f" first run of {engine_raw['all_partners_cold_seconds']:.3f} s); "

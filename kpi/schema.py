@@ -313,6 +313,7 @@ goals = Table(
     Column("set_by", String(64)),  # the Slack user who set it (source `slack`)
     Column("set_at", DateTime),
     *_record_columns(),
+    Index("ix_goals_partner", "partner_id"),  # a scorecard reads one partner's goals
 )
 
 RECORD_TABLES = {

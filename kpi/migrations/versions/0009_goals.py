@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("row_hash", sa.String(length=32), nullable=False),
     )
+    # A scorecard reads one partner's goals.
+    op.create_index("ix_goals_partner", "goals", ["partner_id"])
 
 
 def downgrade() -> None:
