@@ -21,6 +21,7 @@ from kpi.store import Store
 from settings.app import LoadedConfig
 from settings.periods import today_in
 from settings.secrets import Secrets
+from templates import word
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -50,7 +51,7 @@ class MissingSecret(Exception):
 def secret(name: str) -> str:
     value = Secrets().value(name)
     if not value:
-        raise MissingSecret(f"{name} is not set; export it in the environment (never in app.yaml).")
+        raise MissingSecret(word("faults.missing_secret", name=name))
     return value
 
 
@@ -102,10 +103,7 @@ def learn_workspace_until_known(
                 return
             waited = time.monotonic() - started
             if give_up is not None and give_up_after is not None and waited >= give_up_after:
-                give_up(
-                    f"Slack could not be reached for {give_up_after:.0f} s since the start "
-                    f"({cause}); check the network, a proxy or SLACK_API_URL."
-                )
+                give_up(word("faults.slack_unreachable", seconds=give_up_after, cause=cause))
                 return
             wait = min(wait * 2, WORKSPACE_RETRY_MAX)
             log.warning("auth.test still failing (%s); retrying in %.0f s", cause, wait)
