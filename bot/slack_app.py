@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import date
 
 from slack_bolt import App
@@ -122,6 +123,7 @@ def build_app(
     today: Callable[[], date] | None = None,
     workspace_retry: float = WORKSPACE_RETRY_FIRST,
     give_up: GiveUp | None = None,
+    listener_executor: Executor | None = None,
 ) -> tuple[App, BotServices]:
     """The Bolt app with every listener registered. Request signatures are always verified.
     Raises TokenRefused when Slack refuses the bot token."""
@@ -137,6 +139,7 @@ def build_app(
         token_verification_enabled=False,  # auth.test below, with retries
         process_before_response=False,  # ack at once; answer through response_url after
         logger=log,
+        listener_executor=listener_executor,  # None: Bolt's own pool
     )
     facts = SlackFacts(client)
     learn_workspace_until_known(facts, workspace_retry, slack.startup_timeout_seconds, give_up)
