@@ -319,3 +319,31 @@ def test_the_readme_sample_is_the_demo_s_best_partner(in_demo: Path) -> None:
     assert best is not None and question == f"/partner-kpi {best[1]} last-quarter"
     real = answer.partition("\n")[2].strip("\n")
     assert AS_OF_LINE.sub("Data as of …", shown.strip("\n")) == AS_OF_LINE.sub("Data as of …", real)
+
+
+def test_goals_lists_every_goal_in_the_specs_order(
+    in_demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(capsys, "goals", "--as-of", AS_OF, "--json")
+    assert status == 0
+    goals = json.loads(out)
+    assert goals[0]["partner"] is None  # the program first
+    names = [g["partner"]["name"].casefold() for g in goals if g["partner"]]
+    assert names == sorted(names)
+    assert set(goals[0]) == {
+        "partner", "kpi", "period", "target", "direction", "elapsed", "actual", "attainment",
+        "expected", "pace", "projected", "open_expected", "forecast", "coverage", "status",
+    }  # fmt: skip
+    status, out, _ = run(capsys, "goals", "Acme Corp", "--as-of", AS_OF)
+    assert status == 0
+    header, *rows = out.splitlines()
+    assert header.split() == [
+        "partner", "kpi", "period", "target", "actual", "attained", "pace", "status", "forecast",
+    ]  # fmt: skip
+    assert rows and all(row.startswith("Acme Corp") for row in rows)
+    status, out, _ = run(capsys, "goals", "--program", "--as-of", AS_OF, "--json")
+    assert status == 0 and all(g["partner"] is None for g in json.loads(out))
+    status, _, err = run(capsys, "goals", "Acme Corp", "--program")
+    assert status == 2 and "not both" in err
+    status, out, _ = run(capsys, "top", "--by", "attainment", "-n", "3", "--as-of", AS_OF)
+    assert status == 0 and out.startswith("Top 3 by attainment of their won_revenue goal")
