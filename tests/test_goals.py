@@ -26,7 +26,7 @@ from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.digests import DigestConfig
-from settings.goals import Direction, goal_period
+from settings.goals import PARTNER_GOAL_KPIS, Direction, goal_period
 from settings.periods import parse_period
 
 D = date(2026, 11, 15)  # Q4 to date: [10-01, 11-16)
@@ -295,3 +295,17 @@ def test_the_digest_lists_goals_behind_and_goals_met_since_the_last_one(loaded: 
         {**weekly.model_dump(), "sections": ["program", "leaderboard"]}
     )
     assert build_digest(loaded, AppConfig(), narrowed, run_at).goals_behind == []
+
+
+@pytest.mark.parametrize("period", ["2026-Q4", "last-365d", "2026-10-01..2026-11-15"])
+def test_a_goals_actual_is_the_cards_kpi_over_the_same_range(loaded: Store, period: str) -> None:
+    """`range_kpis` (what a goal's actual reads) carries every numeric goal key the card's
+    `kpis` carry, with the same values: a key added to the card (such as section 7's) must be
+    added there too, or its goals would read no data."""
+    engine = _engine(loaded)
+    span = parse_period(period, D)
+    card = engine.partner("P1", span, as_of=D)["kpis"]
+    ranged = engine.range_kpis(span, ["P1"])["P1"]
+    goal_keys = set(PARTNER_GOAL_KPIS) & set(card)
+    assert goal_keys <= set(ranged)
+    assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
