@@ -26,7 +26,7 @@ from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.digests import DigestConfig
-from settings.goals import PARTNER_GOAL_KPIS, Direction, goal_period
+from settings.goals import PARTNER_GOAL_KPIS, Direction, GoalError, goal_period, parse_amount
 from settings.periods import parse_period
 
 D = date(2026, 11, 15)  # Q4 to date: [10-01, 11-16)
@@ -309,3 +309,36 @@ def test_a_goals_actual_is_the_cards_kpi_over_the_same_range(loaded: Store, peri
     goal_keys = set(PARTNER_GOAL_KPIS) & set(card)
     assert goal_keys <= set(ranged)
     assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
+
+
+@pytest.mark.parametrize(
+    ("typed", "kpi", "value"),
+    [
+        ("500k", "won_revenue", Decimal(500000)),
+        ("1.2M", "won_revenue", Decimal(1200000)),
+        ("$500,000", "won_revenue", Decimal(500000)),
+        ("€1.5k", "pipeline_value", Decimal(1500)),
+        ("45%", "close_rate", Decimal("0.45")),
+        ("0.45", "close_rate", Decimal("0.45")),
+        ("12", "deal_count", Decimal(12)),
+        ("2B", "partner_revenue", Decimal(2000000000)),
+    ],
+)
+def test_amounts_as_people_type_them(typed: str, kpi: str, value: Decimal) -> None:
+    assert parse_amount(typed, kpi) == value
+
+
+@pytest.mark.parametrize(
+    ("typed", "kpi", "says"),
+    [
+        ("5x00", "won_revenue", "is not an amount"),
+        ("1,00", "won_revenue", "is not an amount"),  # not groups of three
+        ("45%", "won_revenue", "is a percentage"),
+        ("$5", "deal_count", "is money"),
+        ("", "deal_count", "is not an amount"),
+        ("k", "deal_count", "is not an amount"),
+    ],
+)
+def test_amounts_that_are_refused(typed: str, kpi: str, says: str) -> None:
+    with pytest.raises(GoalError, match=says):
+        parse_amount(typed, kpi)
