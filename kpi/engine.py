@@ -14,7 +14,7 @@ from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
-from kpi.goals import PROGRAM, PartnerName, read_goals
+from kpi.goals import PARTNERS, PROGRAM, PartnerName, read_goals
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
@@ -121,9 +121,8 @@ class KpiEngine:
         cards = {partner.id: self._card(data, partner) for partner in partners}
         for card in cards.values():
             card["goals"] = []
-        for goal in self.current_goals(None, self._as_of(as_of), partners):
-            if goal["partner"] is not None:
-                cards[goal["partner"]["id"]]["goals"].append(goal)
+        for goal in self.current_goals(PARTNERS, self._as_of(as_of), partners):
+            cards[goal["partner"]["id"]]["goals"].append(goal)
         return cards
 
     def program(self, period: Period, as_of: date | None = None) -> dict[str, Any]:
@@ -155,7 +154,7 @@ class KpiEngine:
         partners: list[PartnerRow] | None = None,
         current: bool = False,
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every goal in force (`only`: one partner's id, or PROGRAM; `current`: only those
+        """Every goal in force (`only`: one partner's id, PROGRAM or PARTNERS; `current`: those
         whose period contains `as_of`) as section 9's objects, in its order, and the app.yaml
         entries left out because their partner is unknown."""
         partners = self.partners() if partners is None else partners

@@ -27,6 +27,7 @@ from settings.periods import Period
 SLACK = "slack"
 APP_YAML = "app.yaml"
 PROGRAM = ""  # the partner filter that asks for the program's goals
+PARTNERS = "*"  # the partner filter that asks for every partner's goals (not the program's)
 
 
 class PartnerName(NamedTuple):
@@ -48,7 +49,8 @@ def read_goals(
     partners: Iterable[PartnerName],
     only: str | None = None,
 ) -> GoalBook:
-    """Every goal in force; `only` limits them to one partner's id (or PROGRAM)."""
+    """Every goal in force; `only` limits them to one partner's id (or PROGRAM, or
+    PARTNERS)."""
     names = {p.id: p.name for p in partners}
     book = GoalBook()
     found: dict[str, GoalSpec] = {}
@@ -57,7 +59,7 @@ def read_goals(
         found[_key(goal)] = goal
     for index, entry in enumerate(entries):
         resolved = _resolve(entry, index, names, book.problems)
-        if resolved is not None and (only is None or (resolved.partner_id or PROGRAM) == only):
+        if resolved is not None and _wanted(resolved.partner_id, only):
             found[_key(resolved)] = resolved
     for goal in [g for g in stored if g.source == SLACK]:
         found[_key(goal)] = goal
@@ -120,6 +122,8 @@ def _stored(connection: Connection, only: str | None) -> list[GoalSpec]:
     query = select(table).order_by(table.c.id)
     if only == PROGRAM:
         query = query.where(table.c.partner_id.is_(None))
+    elif only == PARTNERS:
+        query = query.where(table.c.partner_id.is_not(None))
     elif only is not None:
         query = query.where(table.c.partner_id == only)
     return [
@@ -134,6 +138,14 @@ def _stored(connection: Connection, only: str | None) -> list[GoalSpec]:
         )
         for row in connection.execute(query)
     ]
+
+
+def _wanted(partner_id: str | None, only: str | None) -> bool:
+    if only is None:
+        return True
+    if only == PARTNERS:
+        return partner_id is not None
+    return (partner_id or PROGRAM) == only
 
 
 def _resolve(
