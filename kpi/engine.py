@@ -14,7 +14,7 @@ from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
-from kpi.goals import PARTNERS, PROGRAM, PartnerName, read_goals
+from kpi.goals import PARTNERS, PROGRAM, read_goals
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
@@ -133,14 +133,21 @@ class KpiEngine:
 
     # --- goals (kpi-spec.md section 9) -------------------------------------------------
 
-    def range_kpis(self, period: Period, partner_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def range_kpis(
+        self, period: Period, partner_ids: Sequence[str], refresh: bool = True
+    ) -> dict[str, dict[str, Any]]:
         """The `kpis` of these partners over one range: the per-range KPI computation a goal's
-        `actual` reads, so that any key of `kpis` can be a goal."""
-        rollups.refresh(self.store.engine, wait=False)
+        `actual` reads, so that any key of `kpis` can be a goal. `refresh=False` when the
+        caller has just refreshed the rollups (`refresh_rollups`) for several ranges."""
+        if refresh:
+            self.refresh_rollups()
         with self.store.engine.connect() as connection:
             totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
         nothing = Totals()
         return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
+
+    def refresh_rollups(self) -> None:
+        rollups.refresh(self.store.engine, wait=False)
 
     def program_kpis(self, period: Period) -> dict[str, Any]:
         """The program's `kpis` over one range (a program goal's `actual`)."""
@@ -160,12 +167,7 @@ class KpiEngine:
         partners = self.partners() if partners is None else partners
         names = {p.id: p.name for p in partners}
         with self.store.engine.connect() as connection:
-            book = read_goals(
-                connection,
-                self.settings.goals,
-                [PartnerName(p.id, p.name) for p in partners],
-                only,
-            )
+            book = read_goals(connection, self.settings.goals, names, only)
         chosen = [g for g in book.goals if not current or g.period.contains(as_of)]
         return goal_objects(self, chosen, as_of, names), book.problems
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 
 from kpi import schema
 from kpi.goal_progress import GoalSpec, OpenDeals, progress
@@ -22,6 +22,7 @@ from kpi.store import Store
 from settings.periods import Period
 
 d = schema.deals
+OPEN = d.c.status == literal_column("'open'")
 
 
 class KpiEngine(Protocol):
@@ -30,8 +31,10 @@ class KpiEngine(Protocol):
     store: Store
 
     def range_kpis(
-        self, period: Period, partner_ids: Sequence[str]
+        self, period: Period, partner_ids: Sequence[str], refresh: bool = True
     ) -> dict[str, dict[str, Any]]: ...
+
+    def refresh_rollups(self) -> None: ...
 
     def program_kpis(self, period: Period) -> dict[str, Any]: ...
 
@@ -41,6 +44,9 @@ def goal_objects(
 ) -> list[dict[str, Any]]:
     """One object per goal, in the order given: the goal's fields, then every key of the
     table of section 9."""
+    if not goals:
+        return []
+    engine.refresh_rollups()  # once, for every range below
     actuals = _actuals(engine, goals, as_of)
     forecasting = [g for g in goals if g.forecasts]
     opens = _open_deals(engine, forecasting, as_of)
@@ -87,7 +93,7 @@ def _actuals(engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date) -> dict[
     for span, indexes in by_range.items():
         period = periods[span]
         partner_ids = sorted({p for i in indexes if (p := goals[i].partner_id) is not None})
-        kpis = engine.range_kpis(period, partner_ids) if partner_ids else {}
+        kpis = engine.range_kpis(period, partner_ids, refresh=False) if partner_ids else {}
         program = None
         for index in indexes:
             goal = goals[index]
@@ -115,7 +121,7 @@ def _open_deals(
             query = (
                 select(d.c.partner_id, func.count(), func.sum(d.c.amount))
                 .where(
-                    d.c.status == "open",
+                    OPEN,  # a literal, so the partial index ix_deals_open_expected applies
                     d.c.created_on <= as_of,
                     d.c.expected_close_on >= low,
                     d.c.expected_close_on < high,
@@ -137,5 +143,5 @@ def _close_rates(
         return {}
     end = as_of + timedelta(days=1)
     year = Period("last-365d", end - timedelta(days=365), end)
-    kpis = engine.range_kpis(year, partner_ids)
+    kpis = engine.range_kpis(year, partner_ids, refresh=False)
     return {pid: kpis[pid]["close_rate"] for pid in partner_ids}

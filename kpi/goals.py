@@ -10,11 +10,10 @@ goal whose partner has since left the partners is left out silently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
 
 from sqlalchemy import Connection, delete, select
 
@@ -30,11 +29,6 @@ PROGRAM = ""  # the partner filter that asks for the program's goals
 PARTNERS = "*"  # the partner filter that asks for every partner's goals (not the program's)
 
 
-class PartnerName(NamedTuple):
-    id: str
-    name: str
-
-
 @dataclass
 class GoalBook:
     """The goals in force, in the order of section 9, and the app.yaml entries left out."""
@@ -46,12 +40,11 @@ class GoalBook:
 def read_goals(
     connection: Connection,
     entries: Sequence[GoalEntry],
-    partners: Iterable[PartnerName],
+    names: Mapping[str, str],
     only: str | None = None,
 ) -> GoalBook:
-    """Every goal in force; `only` limits them to one partner's id (or PROGRAM, or
-    PARTNERS)."""
-    names = {p.id: p.name for p in partners}
+    """Every goal in force, given every partner's name by id; `only` limits them to one
+    partner's id (or PROGRAM, or PARTNERS)."""
     book = GoalBook()
     found: dict[str, GoalSpec] = {}
     stored = _stored(connection, only)
@@ -68,7 +61,7 @@ def read_goals(
     return book
 
 
-def order_key(goal: GoalSpec, names: dict[str, str]) -> tuple[object, ...]:
+def order_key(goal: GoalSpec, names: Mapping[str, str]) -> tuple[object, ...]:
     """Program first, then partner name ignoring case, name, id; then start, kpi, end."""
     if goal.partner_id is None:
         partner: tuple[object, ...] = (0, "", "", "")
@@ -149,7 +142,7 @@ def _wanted(partner_id: str | None, only: str | None) -> bool:
 
 
 def _resolve(
-    entry: GoalEntry, index: int, names: dict[str, str], problems: list[str]
+    entry: GoalEntry, index: int, names: Mapping[str, str], problems: list[str]
 ) -> GoalSpec | None:
     """The entry's goal with its partner found by id, else by exact name ignoring case."""
     ref = entry.partner_ref

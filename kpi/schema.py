@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -88,6 +89,16 @@ deals = Table(
         "csat",
     ),
     Index("ix_deals_partner_created", "partner_id", "created_on"),
+    # a goal's forecast: a partner's open deals by expected close date (only open deals)
+    Index(
+        "ix_deals_open_expected",
+        "partner_id",
+        "expected_close_on",
+        "created_on",
+        "amount",
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
 )
 
 stage_changes = Table(

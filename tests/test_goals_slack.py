@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from kpi.goal_progress import GoalSpec
-from kpi.goals import PartnerName, read_goals
+from kpi.goals import read_goals
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
 from settings.app import AppConfig
@@ -63,9 +63,9 @@ def bot(store: Store, fake: FakeSlack) -> Iterator[Bot]:
 
 
 def slack_goals(store: Store) -> list[GoalSpec]:
-    partners = [PartnerName(p.id, p.name) for p in store.partners()]
+    names = {p.id: p.name for p in store.partners()}
     with store.engine.connect() as connection:
-        return [g for g in read_goals(connection, [], partners).goals if g.source == "slack"]
+        return [g for g in read_goals(connection, [], names).goals if g.source == "slack"]
 
 
 def goals_section(body: dict[str, object]) -> str:
