@@ -150,9 +150,14 @@ class KpiEngine:
         rollups.refresh(self.store.engine, wait=False)
 
     def program_kpis(self, period: Period) -> dict[str, Any]:
-        """The program's `kpis` over one range (a program goal's `actual`)."""
-        kpis: dict[str, Any] = self._program(period)["kpis"]
-        return kpis
+        """The program's `kpis` over one range (a program goal's `actual`): `program`'s
+        `kpis` without its previous period, channels, stages and ranking."""
+        partners = self.partners()
+        self.refresh_rollups()
+        with self.store.engine.connect() as connection:
+            totals = Aggregator(connection, self.settings.tz).totals(period)
+        pooled = _pooled(totals)
+        return kpis_of(pooled) | self._program_kpis(partners, period, pooled, totals)
 
     def goals(
         self,

@@ -26,7 +26,14 @@ from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.digests import DigestConfig
-from settings.goals import PARTNER_GOAL_KPIS, Direction, GoalError, goal_period, parse_amount
+from settings.goals import (
+    PARTNER_GOAL_KPIS,
+    PROGRAM_ONLY_KPIS,
+    Direction,
+    GoalError,
+    goal_period,
+    parse_amount,
+)
 from settings.periods import parse_period
 
 D = date(2026, 11, 15)  # Q4 to date: [10-01, 11-16)
@@ -342,3 +349,16 @@ def test_amounts_as_people_type_them(typed: str, kpi: str, value: Decimal) -> No
 def test_amounts_that_are_refused(typed: str, kpi: str, says: str) -> None:
     with pytest.raises(GoalError, match=says):
         parse_amount(typed, kpi)
+
+
+@pytest.mark.parametrize("period", ["2026-Q4", "2026", "last-90d"])
+def test_a_program_goals_actual_is_the_programs_kpi_over_the_same_range(
+    loaded: Store, period: str
+) -> None:
+    engine = _engine(loaded)
+    span = parse_period(period, D)
+    card = engine.program(span, as_of=D)["kpis"]
+    ranged = engine.program_kpis(span)
+    goal_keys = (set(PARTNER_GOAL_KPIS) | set(PROGRAM_ONLY_KPIS)) & set(card)
+    assert goal_keys <= set(ranged)
+    assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
