@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 from sqlalchemy.engine import make_url
 
+from settings.alerts import Alerts
 from settings.base import ConfigError, Section, TimezoneName, describe_errors
 from settings.crm import FilesSourceConfig, HubSpotConfig, SalesforceConfig, SyncConfig
 from settings.database import DEFAULT_DATABASE_FILE, DatabaseUrl
@@ -58,6 +59,7 @@ class AppConfig(Section):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     surveys: Surveys = Field(default_factory=list)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    alerts: Alerts = Field(default_factory=list)
 
     @property
     def kpi_settings(self) -> KpiSettings:
