@@ -117,7 +117,16 @@ class KpiEngine:
     def program(self, period: Period) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs added."""
         partners = self.partners()
+        return self._program_card(self._compute(period, partners, None), partners)
+
+    def overview(self, period: Period) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The program's card and every partner's, from one set of queries (the App Home)."""
+        partners = self.partners()
         data = self._compute(period, partners, None)
+        cards = {partner.id: self._card(data, partner) for partner in partners}
+        return self._program_card(data, partners), cards
+
+    def _program_card(self, data: PeriodData, partners: list[PartnerRow]) -> dict[str, Any]:
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
         kpis = kpis_of(pooled_now) | self._program_kpis(
             partners, data.period, pooled_now, data.current
