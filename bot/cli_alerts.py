@@ -3,6 +3,8 @@ now, without claiming or posting anything. Registered on the main group by bot/c
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
 from bot.alerts.events import AlertEvent
@@ -10,6 +12,7 @@ from bot.alerts.job import AlertJob
 from bot.cli_common import Context, UserError
 from bot.formatting import format_value
 from settings.alerts import AlertRule
+from settings.periods import today_in
 
 
 def rule_summary(rule: AlertRule, currency: str) -> str:
@@ -40,8 +43,9 @@ def _event_line(rule: AlertRule, event: AlertEvent, currency: str) -> str:
 
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Show what would be posted now; post nothing.")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), help="Today, for the periods.")
 @click.pass_obj
-def alerts(obj: Context, dry_run: bool) -> None:
+def alerts(obj: Context, dry_run: bool, as_of: datetime | None) -> None:
     """Show what the alert rules would post if checked now (they are posted by `serve` after
     every sync)."""
     if not dry_run:
@@ -55,7 +59,8 @@ def alerts(obj: Context, dry_run: bool) -> None:
         return
     latest = obj.store.last_sync(status=None)
     version = latest.id + 1 if latest is not None else 1  # as if the next sync had just ended
-    job = AlertJob(obj.store, app, None)
+    today = as_of.date() if as_of is not None else today_in(app.tz)
+    job = AlertJob(obj.store, app, None, today=lambda: today)
     for rule, outcome in zip(app.alerts, job.check(version, post=False), strict=True):
         told = [e for e in outcome.events if e.kind != "baseline"]
         baseline = len(outcome.events) - len(told)
