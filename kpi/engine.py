@@ -155,6 +155,11 @@ class KpiEngine:
         with self.store.engine.connect() as connection:
             return Aggregator(connection, self.settings.tz).trust(period)
 
+    def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
+        """Every partner's open deals past their expected close date at the period's end."""
+        with self.store.engine.connect() as connection:
+            return Aggregator(connection, self.settings.tz).open_past_close(period)
+
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
         query = select(p.c.id, p.c.name, p.c.tier, p.c.joined_on, p.c.left_on).order_by(p.c.name)

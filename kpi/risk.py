@@ -60,9 +60,5 @@ def risks_in(
     """`partners_at_risk` over `cards` of `period`, with the partners active at its end and
     their open deals past the close date read from the store."""
     active = {p.id for p in engine.partners() if p.active_at(period.end)}
-    stale = {
-        key: counts.open_past_close_date
-        for key, counts in engine.trust_counts(period).items()
-        if key is not None
-    }
+    stale = {key: count for key, count in engine.open_past_close(period).items() if key}
     return partners_at_risk(cards, active, stale, rules)
