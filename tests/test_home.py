@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -197,3 +198,20 @@ def test_the_manifest_turns_on_the_home_tab_and_its_event() -> None:
     found = manifest(AppConfig(), socket_mode=True)
     assert found["features"]["app_home"]["home_tab_enabled"] is True
     assert "app_home_opened" in found["settings"]["event_subscriptions"]["bot_events"]
+
+
+def test_the_overview_has_the_same_numbers_as_the_full_cards(store: Store) -> None:
+    from kpi.engine import KpiEngine
+    from settings.periods import parse_period
+
+    seed(store, NAMES, OWNERS)
+    engine = KpiEngine(store, AppConfig().kpi_settings)
+    period = parse_period("last-90d", date(2026, 11, 22))
+    program, cards = engine.overview(period)
+    full = engine.all_partners(period)
+    for key in ("kpis", "previous", "quality_score", "rank", "ranked_partners"):
+        assert {pid: card[key] for pid, card in cards.items()} == {
+            pid: card[key] for pid, card in full.items()
+        }
+    assert program["kpis"] == engine.program(period)["kpis"]
+    assert program["kpis"]["partner_revenue"] == 12_000  # 3 x (1,000 + 3,000)
