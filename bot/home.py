@@ -42,7 +42,7 @@ TOP_PARTNERS = 5
 AT_RISK_SHOWN = 10
 OWN_SHOWN = 25
 VIEW_TTL = 10.0  # seconds a viewer's built view is reused while the data version is the same
-SHARED_KEPT = 8  # program snapshots kept (periods by data versions)
+SHARED_KEPT = 4  # program snapshots kept: the four periods of one data version
 
 
 def home_period(text: str | None) -> str:

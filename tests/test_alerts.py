@@ -139,7 +139,9 @@ def test_a_rule_fires_once_across_replicas_and_restarts_then_recovers_once(
     second.tick()
     restarted.tick()
     assert posts(fake)[1:] == ["revenue-drop: 0 new, 1 back to normal"]
-    assert "*Acme &lt;Corp&gt;*: $10,000, previous period $10,000" in blocks_text(fake, 1)
+    recovered = blocks_text(fake, 1)
+    assert recovered.startswith("*:white_check_mark: revenue-drop · Won revenue (last-90d) down")
+    assert "*Acme &lt;Corp&gt;*: $10,000, previous period $10,000" in recovered
     sends = [row for row in store.claims("alert") if row["posted_at"] is not None]
     assert len(sends) == 2 and all(row["slack_ts"] for row in sends)
 

@@ -71,16 +71,19 @@ class Watcher:
         return found
 
     def _partner_cards(self, period: Period) -> dict[str, dict[str, Any]]:
-        if period.name not in self._cards:
-            self._cards[period.name] = self.engine.all_partners(period)
+        self._overview(period)
         return self._cards[period.name]
 
     def _program_observation(self, rule: AlertRule, period: Period) -> Observation:
-        if period.name not in self._program:
-            self._program[period.name] = self.engine.program(period)
+        self._overview(period)
         card = self._program[period.name]
         now, before = card["kpis"].get(rule.kpi), card["previous"].get(rule.kpi)
         return Observation(PROGRAM, PROGRAM, holds(rule, now, before), now, before)
+
+    def _overview(self, period: Period) -> None:
+        """The program's and every partner's KPIs for `period`, computed once for all rules."""
+        if period.name not in self._cards:
+            self._program[period.name], self._cards[period.name] = self.engine.overview(period)
 
     def _sync(self, rule: AlertRule) -> Observation:
         runs = self.store.recent_syncs(rule.sync_failures)
