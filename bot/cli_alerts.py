@@ -13,32 +13,52 @@ from bot.cli_common import Context, UserError
 from bot.formatting import format_value
 from settings.alerts import AlertRule
 from settings.periods import today_in
+from templates import word
 
 
 def rule_summary(rule: AlertRule, currency: str) -> str:
     """One line of what a rule watches, for `alerts` and `jobs`."""
     if rule.kpi == "sync":
-        return f"sync refused, or failed {rule.sync_failures} times in a row → {rule.channel}"
+        return word("cli.alert_rule_sync", count=rule.sync_failures, channel=rule.channel)
     if rule.kpi == "tier":
-        return f"earned tier ({rule.period}) changed → {rule.channel}"
-    scope = "" if rule.scope == "partners" else " of the program"
+        return word("cli.alert_rule_tier", period=rule.period, channel=rule.channel)
     if rule.comparison.endswith("percent"):
         threshold = f"{rule.threshold:g}%"
     else:
         threshold = format_value(rule.kpi, rule.threshold, currency)
-    return f"{rule.kpi}{scope} ({rule.period}) {rule.comparison} {threshold} → {rule.channel}"
+    return word(
+        "cli.alert_rule_kpi",
+        kpi=rule.kpi,
+        scope="" if rule.scope == "partners" else word("cli.alert_rule_program"),
+        period=rule.period,
+        comparison=rule.comparison,
+        threshold=threshold,
+        channel=rule.channel,
+    )
 
 
 def _event_line(rule: AlertRule, event: AlertEvent, currency: str) -> str:
-    who = event.name
     if rule.kpi == "sync":
-        return f"  {event.kind}: last sync {event.value} {event.previous or ''}".rstrip()
+        line = word(
+            "cli.alert_event_sync", kind=event.kind, status=event.value, error=event.previous or ""
+        )
+        return line.rstrip()
     if rule.kpi == "tier":
-        before = event.previous or "none"
-        return f"  {event.kind}: {who}: {before} → {event.value or 'none'}"
-    now = format_value(rule.kpi, event.value, currency)
-    before = format_value(rule.kpi, event.previous, currency)
-    return f"  {event.kind}: {who}: {now} (previous period {before})"
+        none = word("cli.alert_no_tier")
+        return word(
+            "cli.alert_event_tier",
+            kind=event.kind,
+            name=event.name,
+            before=event.previous or none,
+            after=event.value or none,
+        )
+    return word(
+        "cli.alert_event_kpi",
+        kind=event.kind,
+        name=event.name,
+        now=format_value(rule.kpi, event.value, currency),
+        before=format_value(rule.kpi, event.previous, currency),
+    )
 
 
 @click.command()
@@ -49,13 +69,10 @@ def alerts(obj: Context, dry_run: bool, as_of: datetime | None) -> None:
     """Show what the alert rules would post if checked now (they are posted by `serve` after
     every sync)."""
     if not dry_run:
-        raise UserError(
-            "alerts are posted by `partner-kpi serve` after every sync; "
-            "`partner-kpi alerts --dry-run` shows what would be posted now."
-        )
+        raise UserError(word("cli.alerts_serve_only"))
     app = obj.config.app
     if not app.alerts:
-        click.echo("No alert rules: add them under alerts: in app.yaml.")
+        click.echo(word("cli.no_alert_rules"))
         return
     latest = obj.store.last_sync(status=None)
     version = latest.id + 1 if latest is not None else 1  # as if the next sync had just ended
@@ -66,10 +83,10 @@ def alerts(obj: Context, dry_run: bool, as_of: datetime | None) -> None:
         baseline = len(outcome.events) - len(told)
         click.echo(f"{rule.name}: {rule_summary(rule, app.currency)}")
         if outcome.detail:
-            click.echo(f"  could not be checked: {outcome.detail}")
+            click.echo(word("cli.alert_unchecked", detail=outcome.detail))
         for event in told:
             click.echo(_event_line(rule, event, app.currency))
         if baseline:
-            click.echo(f"  {baseline} partner tier(s) would be remembered, not posted (first look)")
+            click.echo(word("cli.alert_baselines", count=baseline))
         if not outcome.events and not outcome.detail:
-            click.echo("  nothing would be posted")
+            click.echo(word("cli.alert_nothing"))

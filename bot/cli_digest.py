@@ -24,10 +24,7 @@ from bot.serve_jobs import process_jobs
 from bot.terminal import table
 from kpi.digest_data import build_digest
 from settings.digests import DigestConfig
-
-
-def _error(message: str) -> click.ClickException:
-    return UserError(message)
+from templates import word
 
 
 def _digest_named(obj: Context, name: str) -> DigestConfig:
@@ -35,8 +32,8 @@ def _digest_named(obj: Context, name: str) -> DigestConfig:
     for digest in digests:
         if digest.name.casefold() == name.casefold():
             return digest
-    known = ", ".join(d.name for d in digests) or "none: add one under digests: in app.yaml"
-    raise _error(f"no digest is named {name!r}; the digests are {known}.")
+    known = ", ".join(d.name for d in digests) or word("cli.no_digests")
+    raise UserError(word("cli.no_digest", name=name, known=known))
 
 
 @click.command()
@@ -72,7 +69,7 @@ def digest(
     else:
         click.echo(render_text(message))
     if chart_path is not None:
-        click.echo(f"\nChart saved to {chart_path}.", err=as_json)
+        click.echo(word("cli.chart_saved", path=chart_path), err=as_json)
 
 
 def _client() -> WebClient:
@@ -82,7 +79,7 @@ def _client() -> WebClient:
     try:
         return web_client(secret("SLACK_BOT_TOKEN"))
     except MissingSecret as error:
-        raise _error(str(error)) from None
+        raise UserError(str(error)) from None
 
 
 def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str | None) -> None:
@@ -96,17 +93,23 @@ def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str 
             chosen, run_at, key, prepare=lambda: store.claim(key, "digest", "cli", detail)
         )
     except SharedChannelRefused as error:
-        raise _error(f"Digest {chosen.name} was not posted: {error}.") from None
+        raise UserError(word("cli.digest_not_posted", name=chosen.name, error=error)) from None
     except ChannelUnavailable as error:
-        raise _error(str(error)) from None
+        raise UserError(str(error)) from None
     if chart_path is not None:
         chart = delivered.chart or chart_png(delivered.data, obj.config.app.currency)
         Path(chart_path).write_bytes(chart)
-    chart_note = {"uploaded": " with its chart", "text": " with the chart as text"}.get(
-        delivered.posted.chart, ""
-    )
     posted = delivered.posted
-    click.echo(f"Posted digest {chosen.name} to {chosen.channel}{chart_note} (ts {posted.ts}).")
+    chart_note = word(f"cli.digest_chart_{posted.chart}") if posted.chart != "none" else ""
+    click.echo(
+        word(
+            "cli.digest_posted",
+            name=chosen.name,
+            channel=chosen.channel,
+            chart=chart_note,
+            ts=posted.ts,
+        )
+    )
 
 
 @click.command()
@@ -117,13 +120,15 @@ def jobs(obj: Context) -> None:
     found = process_jobs(obj.store, obj.config, None).listing()
     rules = obj.config.app.alerts
     if not found and not rules:
-        click.echo("No scheduled jobs: add digests, scheduler.sync, surveys or alerts to app.yaml.")
+        click.echo(word("cli.no_jobs"))
         return
     rows = []
     for job in found:
         runs = ", ".join(run.strftime("%a %Y-%m-%d %H:%M %Z") for run in job.next_runs)
-        rows.append((job.id, job.what, job.schedule, job.timezone, runs or "never"))
+        rows.append((job.id, job.what, job.schedule, job.timezone, runs or word("cli.never")))
     for rule in rules:
-        what = f"alert {rule.name}: {rule_summary(rule, obj.config.app.currency)}"
-        rows.append((f"alert:{rule.name}", what, "after every sync", "", "after the next sync"))
+        what = word(
+            "cli.alert_job", name=rule.name, rule=rule_summary(rule, obj.config.app.currency)
+        )
+        rows.append((f"alert:{rule.name}", what, word("cli.after_sync"), "", word("cli.next_sync")))
     click.echo(table(("job", "what", "schedule", "timezone", "next runs"), rows, numeric=set()))

@@ -39,6 +39,7 @@ from kpi.store import Store, open_store
 from settings.app import AppConfig
 from settings.kpi import DEFAULT_WEIGHTS, KpiConfig, KpiWeights
 from settings.periods import Period, parse_period, previous_period
+from tests.budget import examples
 from tests.kpi_compare import REL, assert_same
 from tests.kpi_reference import (
     Dataset,
@@ -347,7 +348,7 @@ def check_invariants(data: Dataset, period: Period, cards: dict[str, Any]) -> No
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

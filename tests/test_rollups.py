@@ -21,6 +21,7 @@ from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletio
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
 from settings.periods import Period, parse_period
+from tests.budget import examples
 from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import (
     assert_engine_equals_reference,
@@ -70,7 +71,7 @@ def load_at_0003(store: Store, data: Dataset) -> None:
 def store_examples(count: int) -> settings:
     """Hypothesis settings for a test that fills a store per example: slow, and no deadline."""
     return settings(
-        max_examples=count,
+        max_examples=examples(count),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -40,6 +40,7 @@ from kpi.store import Store
 from settings.alerts import AlertRule
 from settings.app import AppConfig
 from settings.periods import today_in
+from templates import word
 
 log = logging.getLogger("partner_kpi.alerts")
 
@@ -146,7 +147,7 @@ class AlertJob:
         what = f"alert {rule.name}"
         partner = audience_or_refusal(self.store, self.client, self.app.access, rule.channel, what)
         if partner is not None and (rule.kpi == "sync" or rule.scope == "program"):
-            raise SharedChannelRefused(f"{rule.channel} is shared with a partner: {what} is ours")
+            raise SharedChannelRefused(word("faults.alert_shared", channel=rule.channel, what=what))
         return partner
 
     def _claim_and_post(self, rule: AlertRule, version: int, outcome: RuleOutcome) -> None:
