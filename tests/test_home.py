@@ -16,6 +16,7 @@ from bot.listeners.home import home_view
 from bot.manifest import manifest
 from kpi.store import Store
 from settings.app import AppConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.fake_slack import Call, FakeSlack, app_home_opened_event, validate_view
 from tests.slack_bot import Bot, start_bot
 from tests.test_slack_app import fake, seed
