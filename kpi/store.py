@@ -530,12 +530,15 @@ class Store:
             row = connection.execute(select(log).where(log.c.key == key)).first()
         return dict(row._mapping) if row is not None else None
 
-    def claims(self, kind: str, prefix: str = "") -> list[dict[str, Any]]:
-        """Every send-log row of `kind` whose key starts with `prefix` (as claim_state)."""
+    def claims(self, kind: str, prefix: str = "", unposted: bool = False) -> list[dict[str, Any]]:
+        """Every send-log row of `kind` whose key starts with `prefix` (as claim_state); with
+        `unposted`, only the claims not yet marked sent."""
         log = schema.send_log
         query = select(log).where(log.c.kind == kind)
         if prefix:
             query = query.where(log.c.key.startswith(prefix, autoescape=True))
+        if unposted:
+            query = query.where(log.c.posted_at.is_(None))
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query.order_by(log.c.key))]
 

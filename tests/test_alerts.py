@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from bot.alerts.job import AlertJob
+from bot.alerts.job import AlertJob, run_key
 from bot.alerts.watch import Watcher
 from bot.cli import cli
 from bot.cli_common import Context
@@ -172,6 +172,20 @@ def test_replicas_ticking_at_the_same_moment_post_once(store: Store, fake: FakeS
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert posts(fake) == ["revenue-drop: 1 new, 0 back to normal"]
+
+
+def test_a_check_waits_while_a_replica_checks_another_version(
+    store: Store, fake: FakeSlack
+) -> None:
+    seed(store)
+    earlier = store.last_sync(status=None).id  # type: ignore[union-attr]
+    store.claim(run_key(earlier), "alert-run", "r0", {"version": earlier})  # r0 is on it
+    synced(store, [])
+    alerts = job(store, fake, app_with(DROP), "r1")
+    assert alerts.tick() is None and posts(fake) == []
+    store.mark_sent(run_key(earlier), None)  # r0 done (it posted nothing here)
+    assert alerts.tick() is not None
     assert posts(fake) == ["revenue-drop: 1 new, 0 back to normal"]
 
 

@@ -106,6 +106,8 @@ class AlertJob:
             latest = self.store.last_sync(status=None)
             if latest is None or latest.id == self._checked:
                 return None
+            if self._other_check_running(latest.id):
+                return None  # its events would race this one's: the next tick checks
             key = run_key(latest.id)
             state = self.store.claim_state(key)
             if not self.store.claim(key, RUN_KIND, self.replica, {"version": latest.id}):
@@ -118,6 +120,15 @@ class AlertJob:
             self.store.mark_sent(key, None)
             self._checked = latest.id
             return outcomes
+
+    def _other_check_running(self, version: int) -> bool:
+        """Whether a replica is checking another data version now (claimed, not done, younger
+        than the stale time): two versions checked at once could both say one event."""
+        cutoff = (self.clock() - self.stale).astimezone(UTC).replace(tzinfo=None)
+        return any(
+            row["key"] != run_key(version) and row["claimed_at"] >= cutoff
+            for row in self.store.claims(RUN_KIND, unposted=True)
+        )
 
     def check(self, version: int, post: bool = True) -> list[RuleOutcome]:
         """Every rule over the store as it is, for data `version`; with `post`, each event is
@@ -204,8 +215,8 @@ class AlertJob:
             return
         cutoff = (self.clock() - self.stale).astimezone(UTC).replace(tzinfo=None)
         groups: dict[tuple[str, int], list[tuple[AlertEvent, datetime]]] = defaultdict(list)
-        for row in self.store.claims(SEND_LOG_KIND, "alert:"):
-            if row["posted_at"] is None and row["claimed_at"] < cutoff and row.get("detail"):
+        for row in self.store.claims(SEND_LOG_KIND, "alert:", unposted=True):
+            if row["claimed_at"] < cutoff and row.get("detail"):
                 event = AlertEvent.of(row["detail"])
                 groups[(event.rule, event.version)].append((event, row["claimed_at"]))
         rules = {rule.name: rule for rule in self.app.alerts}
