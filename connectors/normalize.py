@@ -49,6 +49,15 @@ class Normalizer:
         ]
 
 
+def channel_value(value: str | None) -> Channel | None:
+    """A CRM channel field's value (paid, earned, owned or other, in any case), or None when
+    it is empty or another value: then the lead source decides."""
+    try:
+        return Channel(value.strip().lower()) if value else None
+    except ValueError:
+        return None
+
+
 def validation_reason(error: ValidationError) -> str:
     """A record that failed validation, as one reason: `closed_on: a won or lost deal needs …`."""
     first = error.errors()[0]

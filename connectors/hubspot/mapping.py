@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer, validation_reason
+from connectors.normalize import Normalizer, channel_value, validation_reason
 from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
 from settings.crm import HubSpotConfig
 
@@ -105,8 +105,10 @@ class Pipelines:
     def __init__(self, results: Iterable[Mapping[str, Any]]) -> None:
         self.stages: dict[str, Stage] = {}
         self.order: list[str] = []
+        self.labels: dict[str, str] = {}  # pipeline id -> label
         live = [p for p in results if not p.get("archived")]
         for pipeline in sorted(live, key=_display_order):
+            self.labels[str(pipeline["id"])] = str(pipeline.get("label") or pipeline["id"])
             stages = [s for s in pipeline.get("stages", []) if not s.get("archived")]
             for stage in sorted(stages, key=_display_order):
                 label = str(stage.get("label") or stage["id"])
@@ -192,6 +194,9 @@ class DealMapper:
     ) -> None:
         self.fields = settings.deals
         self.types = self.fields.types
+        self.ambiguous = self.fields.ambiguous_types
+        self.by_pipeline = _types_by_pipeline(self.fields.type_by_pipeline, pipelines)
+        self.undecided = 0  # deals typed only by an ambiguous value (counted, then reported)
         self.normalizer = normalizer
         self.zone = zone
         self.pipelines = pipelines
@@ -206,8 +211,9 @@ class DealMapper:
             f.name,
             f.amount,
             f.currency,
-            f.type,
+            *f.type_properties,
             f.lead_source,
+            f.channel,
             f.registered,
             f.registered_on,
             f.csat,
@@ -275,9 +281,9 @@ class DealMapper:
                 created_on=created_on,
                 closed_on=closed_on,
                 expected_close_on=close_date if status is DealStatus.OPEN else None,
-                type=self.deal_type(text(props, f.type)),
+                type=self.deal_type_of(props),
                 lead_source=lead_source,
-                channel=self.normalizer.channel(lead_source),
+                channel=self.normalizer.channel(lead_source, channel_value(text(props, f.channel))),
                 registered=_registered(text(props, f.registered)),
                 registered_on=to_date(props.get(f.registered_on), self.zone)
                 if f.registered_on
@@ -292,6 +298,43 @@ class DealMapper:
         if value is None:
             return None
         return self.types.get(" ".join(value.split()).casefold())
+
+    def deal_type_of(self, props: Mapping[str, Any]) -> DealType | None:
+        """The first type property whose value maps to a type, unless that value cannot tell
+        renewals from upsells (built-in `existingbusiness`); then the pipeline's type; then
+        the ambiguous value's default, counted in `undecided` for the report."""
+        fallback = None
+        for name in self.fields.type_properties:
+            value = text(props, name)
+            kind = self.deal_type(value)
+            if kind is None or value is None:
+                continue
+            if " ".join(value.split()).casefold() not in self.ambiguous:
+                return kind
+            fallback = fallback or kind
+        pipeline = text(props, "pipeline")
+        kind = self.by_pipeline.get(pipeline) if pipeline else None
+        if kind is not None:
+            return kind
+        if fallback is not None:
+            self.undecided += 1
+        return fallback
+
+    def warnings(self) -> list[str]:
+        if not self.undecided:
+            return []
+        return [
+            f"{self.undecided} deal(s) have dealtype existingbusiness, which does not tell "
+            "renewals from upsells; they count as upsell: name another property first in "
+            "hubspot.deals.type, map their pipeline in hubspot.deals.type_by_pipeline, or map "
+            "existingbusiness in hubspot.deals.type_map"
+        ]
+
+
+def _types_by_pipeline(given: Mapping[str, DealType], pipelines: Pipelines) -> dict[str, DealType]:
+    """type_by_pipeline by pipeline id; a key may be a pipeline's id or label (any case)."""
+    ids = {key.casefold(): pid for pid, label in pipelines.labels.items() for key in (pid, label)}
+    return {ids.get(key.casefold(), key): kind for key, kind in given.items()}
 
 
 def _registered(value: str | None) -> bool:

@@ -57,6 +57,7 @@ from connectors.incremental import (
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
+from connectors.secondary import SecondaryFiles
 from kpi.models import Deal, Partner, Record, StageChange
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
@@ -85,8 +86,10 @@ class HubSpotSource:
         limiter: RateLimiter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] | None = None,  # when OAuth tokens expire (the limiter's)
+        secondary: SecondaryFiles | None = None,
     ) -> None:
         self.app = app
+        self.secondary = secondary
         self.settings = app.hubspot
         self.normalizer = normalizer
         self.env = Secrets().environment() if env is None else env
@@ -126,7 +129,7 @@ class HubSpotSource:
                     f"HubSpot rate limits: the client-side limiter waited {waited:.1f} s over "
                     f"{budget.calls} API calls, and {retried} answer(s) were retried"
                 )
-        finish_crm_sync(store, report, self.normalizer, guard)
+        finish_crm_sync(store, report, self.normalizer, guard, self.secondary, progress)
 
     def _sync(
         self,
