@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 
-from kpi.models import Channel
+from kpi.models import Channel, Customer
 from settings.app import AppConfig
 from settings.kpi import normalize_lead_source
 
@@ -47,6 +48,16 @@ class Normalizer:
             f"{count} amount(s) in {code} have no rate in currency_rates and count as empty"
             for code, count in sorted(self.unconvertible.items())
         ]
+
+
+def customer_record(
+    normalizer: Normalizer, mrr: Decimal | None, currency: str | None, **fields: Any
+) -> Customer:
+    """A Customer with its MRR as the CRM has it and converted (a ValidationError when a field
+    is invalid; the MRR is converted last, so such a record never counts as unconverted)."""
+    code = currency.upper() if currency else None
+    record = Customer(original_mrr=mrr, currency=code, **fields)
+    return record.model_copy(update={"mrr": normalizer.amount(mrr, currency)})
 
 
 def channel_value(value: str | None) -> Channel | None:

@@ -22,9 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer, channel_value, validation_reason
-from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
-from settings.crm import HubSpotConfig
+from connectors.normalize import (
+    Normalizer,
+    channel_value,
+    customer_record,
+    validation_reason,
+)
+from kpi.models import Customer, Deal, DealStatus, DealType, Partner, StageChange, SupportTicket
+from settings.crm import HubSpotConfig, HubSpotCustomerProperties
 
 JsonObject = dict[str, Any]
 #: The prefix of the properties holding when a deal last entered each stage.
@@ -144,21 +149,40 @@ def _stage_status(metadata: Mapping[str, Any]) -> DealStatus:
 # --- companies --------------------------------------------------------------------------
 
 
+def holds_one_of(company: Mapping[str, Any], name: str, values: set[str]) -> bool:
+    """The property holds one of `values` (casefolded option values); a multiple-checkbox
+    property holds several values separated by semicolons."""
+    value = text(company.get("properties") or {}, name) or ""
+    return any(part.strip().casefold() in values for part in value.split(";"))
+
+
 class CompanyMapper:
-    def __init__(self, settings: HubSpotConfig, zone: tzinfo, values: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: HubSpotConfig,
+        zone: tzinfo,
+        values: Sequence[str],
+        owners: Mapping[str, str] | None = None,
+    ) -> None:
         self.fields = settings.partners
         self.zone = zone
         self.values = {v.casefold() for v in values}  # option values that mark a partner
+        self.owners = owners or {}  # owner id -> email, when owner_id names the owner
 
     def properties(self) -> list[str]:
         f = self.fields
-        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, f.owner_email, f.region]
+        owner = f.owner_email or f.owner_id
+        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, owner, f.region]
         return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
 
     def is_partner(self, company: Mapping[str, Any]) -> bool:
-        value = text(company.get("properties") or {}, self.fields.property) or ""
-        # a multiple-checkbox property holds several values separated by semicolons
-        return any(part.strip().casefold() in self.values for part in value.split(";"))
+        return holds_one_of(company, self.fields.property, self.values)
+
+    def owner_email(self, props: Mapping[str, Any]) -> str | None:
+        if self.fields.owner_email:
+            return text(props, self.fields.owner_email)
+        owner = text(props, self.fields.owner_id)
+        return self.owners.get(owner) if owner else None
 
     def partner(self, company: Mapping[str, Any], emails: Iterable[str]) -> Partner:
         f = self.fields
@@ -173,12 +197,75 @@ class CompanyMapper:
                 tier=text(props, f.tier),
                 joined_on=joined_on,
                 left_on=to_date(props.get(f.left_on), self.zone) if f.left_on else None,
-                owner_email=text(props, f.owner_email),
+                owner_email=self.owner_email(props),
                 contact_emails=tuple(sorted({e.strip() for e in emails if e.strip()})),
                 region=text(props, f.region),
             )
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None
+
+
+# --- customers and tickets --------------------------------------------------------------
+
+
+class CustomerMapper:
+    """Customer companies → Customers (kpi-spec.md section 7); tickets → SupportTickets."""
+
+    def __init__(
+        self,
+        fields: HubSpotCustomerProperties,
+        normalizer: Normalizer,
+        zone: tzinfo,
+        values: Sequence[str],
+    ) -> None:
+        self.fields = fields
+        self.normalizer = normalizer
+        self.zone = zone
+        self.values = {v.casefold() for v in values}  # option values that mark a customer
+
+    def properties(self) -> list[str]:
+        f = self.fields
+        wanted = [f.property, f.name, f.became_customer_on, f.partner_property, f.churned_on]
+        wanted += [f.mrr, f.currency, f.onboarded_on, f.referred_by]
+        return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
+
+    def is_customer(self, company: Mapping[str, Any]) -> bool:
+        return holds_one_of(company, self.fields.property, self.values)
+
+    def customer(self, company: Mapping[str, Any], partner_id: str | None) -> Customer:
+        f = self.fields
+        props = company.get("properties") or {}
+        became = to_date(props.get(f.became_customer_on), self.zone)
+        if became is None:
+            raise Unmappable(f"{f.became_customer_on} is empty")
+        try:
+            return customer_record(
+                self.normalizer,
+                decimal(props.get(f.mrr)) if f.mrr else None,
+                text(props, f.currency),
+                id=str(company["id"]),
+                partner_id=partner_id,
+                name=text(props, f.name) or "",
+                became_customer_on=became,
+                churned_on=self._date(props, f.churned_on),
+                onboarded_on=self._date(props, f.onboarded_on),
+                referred_by=text(props, f.referred_by),
+            )
+        except ValidationError as error:
+            raise Unmappable(validation_reason(error)) from None
+
+    def _date(self, props: Mapping[str, Any], name: str | None) -> date | None:
+        return to_date(props.get(name), self.zone) if name else None
+
+    @staticmethod
+    def ticket(ticket: Mapping[str, Any], customer_id: str) -> SupportTicket:
+        props = ticket.get("properties") or {}
+        opened_at = parse_timestamp(props.get("createdate")) or parse_timestamp(
+            ticket.get("createdAt")
+        )
+        if opened_at is None:
+            raise Unmappable("createdate is empty")
+        return SupportTicket(id=str(ticket["id"]), customer_id=customer_id, opened_at=opened_at)
 
 
 # --- deals ------------------------------------------------------------------------------

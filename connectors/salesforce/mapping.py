@@ -19,7 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer, channel_value, validation_reason
+from connectors.normalize import (
+    Normalizer,
+    channel_value,
+    customer_record,
+    validation_reason,
+)
 from kpi.models import (
     Customer,
     Deal,
@@ -218,23 +223,22 @@ class CustomerMapper:
         became = to_date(value_at(row, f.became_customer_on), self.zone)
         if became is None:
             raise Unmappable(f"{f.became_customer_on} is empty")
-        original = _decimal(value_at(row, f.mrr)) if f.mrr else None
         currency = text_at(row, "CurrencyIsoCode") if self.has_currency else None
         try:
-            customer = Customer(
+            return customer_record(
+                self.normalizer,
+                _decimal(value_at(row, f.mrr)) if f.mrr else None,
+                currency,
                 id=str(row["Id"]),
                 partner_id=text_at(row, f.partner),
                 name=text_at(row, f.name) or "",
                 became_customer_on=became,
                 churned_on=self._date(row, f.churned_on),
-                original_mrr=original,
-                currency=currency.upper() if currency else None,
                 onboarded_on=self._date(row, f.onboarded_on),
                 referred_by=text_at(row, f.referred_by),
             )
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None
-        return customer.model_copy(update={"mrr": self.normalizer.amount(original, currency)})
 
     def _date(self, row: Mapping[str, Any], path: str | None) -> date | None:
         return to_date(value_at(row, path), self.zone) if path else None
