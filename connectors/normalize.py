@@ -21,6 +21,8 @@ class Normalizer:
         self.channels = app.lead_source_channels
         #: amounts dropped because their currency has no rate, by currency code
         self.unconvertible: Counter[str] = Counter()
+        #: values of a CRM's channel field that are no channel, by value
+        self.unknown_channels: Counter[str] = Counter()
 
     def channel(self, lead_source: str | None, explicit: Channel | None = None) -> Channel:
         """An explicit channel wins; else the lead source's mapping; else `other`."""
@@ -29,6 +31,17 @@ class Normalizer:
         if not lead_source:
             return Channel.OTHER
         return self.channels.get(normalize_lead_source(lead_source), Channel.OTHER)
+
+    def explicit_channel(self, value: str | None) -> Channel | None:
+        """A CRM channel field's value (paid, earned, owned or other, in any case), or None
+        when it is empty or another value (counted for the report): the lead source decides."""
+        if not value or not value.strip():
+            return None
+        try:
+            return Channel(value.strip().lower())
+        except ValueError:
+            self.unknown_channels[value.strip()] += 1
+            return None
 
     def amount(self, amount: Decimal | None, currency: str | None) -> Decimal | None:
         """`amount` in the deployment's currency, or None where its currency has no rate."""
@@ -44,10 +57,17 @@ class Normalizer:
         return amount * rate
 
     def warnings(self) -> list[str]:
-        return [
+        found = [
             f"{count} amount(s) in {code} have no rate in currency_rates and count as empty"
             for code, count in sorted(self.unconvertible.items())
         ]
+        if self.unknown_channels:
+            values = ", ".join(sorted(self.unknown_channels)[:5])
+            found.append(
+                f"{self.unknown_channels.total()} deal(s) have a channel value that is none of "
+                f"paid, earned, owned, other ({values}); their lead source decides"
+            )
+        return found
 
 
 def customer_record(
@@ -58,15 +78,6 @@ def customer_record(
     code = currency.upper() if currency else None
     record = Customer(original_mrr=mrr, currency=code, **fields)
     return record.model_copy(update={"mrr": normalizer.amount(mrr, currency)})
-
-
-def channel_value(value: str | None) -> Channel | None:
-    """A CRM channel field's value (paid, earned, owned or other, in any case), or None when
-    it is empty or another value: then the lead source decides."""
-    try:
-        return Channel(value.strip().lower()) if value else None
-    except ValueError:
-        return None
 
 
 def validation_reason(error: ValidationError) -> str:

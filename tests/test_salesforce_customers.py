@@ -19,9 +19,10 @@ from connectors.salesforce.describe import UnknownFields
 from connectors.secondary import SecondaryFiles
 from connectors.sync import run_sync
 from kpi.engine import KpiEngine
-from kpi.models import Customer, SupportTicket, TrainingCompletion
+from kpi.models import Customer, Deal, SupportTicket, TrainingCompletion
 from kpi.store import Store
-from settings.app import AppConfig
+from settings.app import AppConfig, parse_config
+from settings.base import ConfigError
 from settings.periods import parse_period
 from tests.fake_salesforce import FakeOrg
 from tests.test_salesforce import ENV, server  # noqa: F401 - the fake, serving this org
@@ -323,3 +324,42 @@ partner_id,course,completed_on
     assert report.objects["files:trainings"].new == 2
     assert report.objects["files:trainings"].unchanged == 3
     assert len(store.records(TrainingCompletion)) == 5
+
+
+def test_an_explicit_channel_field_wins_over_the_lead_source(org: FakeOrg, store: Store) -> None:
+    org.custom_fields["Opportunity"] = {"Channel__c": ("picklist", None, None)}
+    base = {"IsClosed": False, "IsWon": False, "StageName": "Closed Won", "Name": "D"}
+    org.insert("Opportunity", {**base, "Id": "006000000000D01AAA", "LeadSource": "Web"})
+    org.insert(
+        "Opportunity",
+        {**base, "Id": "006000000000D02AAA", "LeadSource": "Web", "Channel__c": "Paid"},
+    )
+    org.insert(
+        "Opportunity",
+        {**base, "Id": "006000000000D03AAA", "LeadSource": "Partner", "Channel__c": "TV"},
+    )
+    app = app_config()
+    app.salesforce.deals.channel = "Channel__c"
+    report = sync(store, org, full=True, app=app)
+    channels = {d.id[-6:-3]: d.channel for d in store.records(Deal)}
+    assert channels == {"D01": "owned", "D02": "paid", "D03": "earned"}
+    assert any("1 deal(s) have a channel value that is none" in w for w in report.warnings)
+
+
+def test_a_customer_filter_value_the_picklist_lacks_is_reported(org: FakeOrg, store: Store) -> None:
+    report = sync(store, org, full=True, app=app_config(filter={"Type": "Customer - Direct"}))
+    assert (
+        "salesforce.customers.filter: Customer - Direct is no value of Account.Type (values: "
+        "Customer, Former Customer, Prospect, Partner)"
+    ) in report.warnings
+    assert store.records(Customer) == []
+
+
+def test_secondary_files_need_a_crm_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config("secondary_files: lms\n", tmp_path / "app.yaml")
+    assert str(error.value).startswith(
+        "app.yaml: secondary_files: only with source: salesforce or hubspot"
+    )
+    loaded = parse_config("source: salesforce\nsecondary_files: lms\n", tmp_path / "app.yaml")
+    assert loaded.secondary_files == tmp_path / "lms"

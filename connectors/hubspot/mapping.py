@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from connectors.normalize import (
     Normalizer,
-    channel_value,
     customer_record,
     validation_reason,
 )
@@ -370,7 +369,9 @@ class DealMapper:
                 expected_close_on=close_date if status is DealStatus.OPEN else None,
                 type=self.deal_type_of(props),
                 lead_source=lead_source,
-                channel=self.normalizer.channel(lead_source, channel_value(text(props, f.channel))),
+                channel=self.normalizer.channel(
+                    lead_source, self.normalizer.explicit_channel(text(props, f.channel))
+                ),
                 registered=_registered(text(props, f.registered)),
                 registered_on=to_date(props.get(f.registered_on), self.zone)
                 if f.registered_on

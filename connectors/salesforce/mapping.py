@@ -21,7 +21,6 @@ from pydantic import ValidationError
 
 from connectors.normalize import (
     Normalizer,
-    channel_value,
     customer_record,
     validation_reason,
 )
@@ -178,7 +177,7 @@ class DealMapper:
                 type=self.deal_type(text_at(row, f.type)),
                 lead_source=lead_source,
                 channel=self.normalizer.channel(
-                    lead_source, channel_value(text_at(row, f.channel))
+                    lead_source, self.normalizer.explicit_channel(text_at(row, f.channel))
                 ),
                 registered=_registered(value_at(row, f.registered) if f.registered else None),
                 registered_on=to_date(value_at(row, f.registered_on), self.zone)

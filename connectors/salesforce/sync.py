@@ -203,7 +203,7 @@ class _Plan:
         return [str(row[name]) for rows in self.api.query_pages(query.text()) for row in rows]
 
     def picklist_warnings(self) -> list[str]:
-        warnings = []
+        warnings = self.customer_filter_warnings()
         deals = self.settings.deals
         if deals.type:
             unmapped = [
@@ -227,6 +227,25 @@ class _Plan:
                 warnings.append(
                     f"lead source(s) {', '.join(unmapped)} map to no channel and count as "
                     "other; add them to channel_map"
+                )
+        return warnings
+
+    def customer_filter_warnings(self) -> list[str]:
+        """Filter values that are no value of their picklist: such a filter matches no account
+        (the default `Type = 'Customer'` on an org whose types are `Customer - Direct`...)."""
+        customers = self.settings.customers
+        warnings = []
+        for name, wanted in (customers.filter if customers else {}).items():
+            options = self.org.picklist("Account", name)
+            given = [wanted] if isinstance(wanted, str) else wanted
+            if not options or not isinstance(given, list):
+                continue
+            known = {o.casefold() for o in options}
+            missing = [v for v in given if v.casefold() not in known]
+            if missing:
+                warnings.append(
+                    f"salesforce.customers.filter: {', '.join(missing)} is no value of "
+                    f"Account.{name} (values: {', '.join(options)})"
                 )
         return warnings
 
