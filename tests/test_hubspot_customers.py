@@ -368,3 +368,27 @@ def test_source_for_reads_the_secondary_folder_beside_hubspot(
     period = parse_period("2026", date(2026, 12, 1))
     assert engine.partner(str(P1), period)["kpis"]["courses_completed"] == 2
     assert engine.partner(str(P2), period)["kpis"]["courses_completed"] == 0
+
+
+def test_a_label_picks_the_customers_partner_and_a_second_type_property_decides(
+    server: FakeHubSpot,  # noqa: F811
+    store: Store,
+) -> None:
+    hub = server.portal
+    # Gamma is associated with both partners; only Contoso through the label "Sourced by"
+    hub.associate("companies", C3, "companies", P1)
+    hub.associate("companies", C3, "companies", P2, label=(77, "Sourced by"))
+    hub.define("deals", "deal_kind", [("Renewal", "renewal"), ("Upsell", "upsell")])
+    hub.update("deals", 601, deal_kind="renewal")
+    app = app_config(server, association_type_id=77)
+    app.hubspot.deals.type = ["deal_kind", "dealtype"]
+
+    report = sync(store, server, full=True, app=app)
+
+    partners = {c.id: c.partner_id for c in store.records(Customer)}
+    # only the labelled association counts: Alpha and Beta have none, so they are direct
+    assert partners == {str(C1): None, str(C2): None, str(C3): str(P2), str(C4): None}
+    deals = {d.id: d.type for d in store.records(Deal)}
+    assert deals["601"] == "renewal"  # deal_kind first; its dealtype existingbusiness unused
+    assert deals["603"] == "new"  # no deal_kind: dealtype decides
+    assert not [w for w in report.warnings if "existingbusiness" in w]
