@@ -363,3 +363,26 @@ def test_secondary_files_need_a_crm_source(tmp_path: Path) -> None:
     )
     loaded = parse_config("source: salesforce\nsecondary_files: lms\n", tmp_path / "app.yaml")
     assert loaded.secondary_files == tmp_path / "lms"
+
+
+def test_the_deletion_guard_covers_the_secondary_folder(
+    org: FakeOrg, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lms"
+    folder.mkdir()
+    rows = f"{P1},Sales 101,2026-02-01\n{P1},Sales 201,2026-05-01\n{P2},Sales 101,2025-01-01\n"
+    write_csv(folder / "trainings.csv", "partner_id,course,completed_on\n" + rows)
+    app = app_config()
+    secondary = SecondaryFiles.for_crm(folder, app, syncs_customers=True)
+    sync(store, org, full=True, app=app, secondary=secondary)
+    write_csv(folder / "trainings.csv", "partner_id,course,completed_on")  # an export cut short
+    org.update("Account", C3, MRR__c=75.0)
+
+    with pytest.raises(DeletionRefused) as refused:
+        sync(store, org, app=app, secondary=secondary)
+
+    assert "3 of the 3 stored trainings" in str(refused.value)
+    assert len(store.records(TrainingCompletion)) == 3  # the folder's part changed nothing
+    assert customers(store)[C3].mrr == 75  # the CRM's pages are committed
+    sync(store, org, app=app, secondary=secondary, accept_deletes=True)
+    assert store.records(TrainingCompletion) == []
