@@ -270,6 +270,21 @@ def test_an_unknown_customer_field_is_named_and_nothing_is_synced(
     assert store.records(Customer) == []
 
 
+def test_cases_the_user_cannot_see_are_named_and_nothing_is_synced(
+    org: FakeOrg, store: Store
+) -> None:
+    def no_case(method: str, path: str) -> tuple[int, Any] | None:
+        if not path.endswith("/sobjects/Case/describe"):
+            return None
+        return 404, [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]
+
+    org.fault = no_case
+    with pytest.raises(UnknownFields) as unknown:
+        sync(store, org, full=True)
+    assert "Case.AccountId (salesforce.customers.tickets)" in str(unknown.value)
+    assert store.records(Customer) == []
+
+
 def test_customers_null_reads_no_customer_account_and_no_case(org: FakeOrg, store: Store) -> None:
     app = app_config()
     app.salesforce.customers = None

@@ -13,7 +13,15 @@ then one stream per object, each page committed with its watermark:
 - `deals`: changed deals with their partner (through associations or a property) and their
   whole stage history (`dealstage`'s propertiesWithHistory, or with `stage_history:
   date_entered` the deals' own `hs_v2_date_entered_<stage id>` properties), which replaces the
-  stored one in the same transaction.
+  stored one in the same transaction;
+- unless `hubspot.customers` is null: `companies:customers` (a second stream over companies,
+  with its own watermark: customers, their partner through a property or an association, a
+  company that is no longer a customer deleted, a new customer's older tickets read with it),
+  `companies:customers:archived`, `tickets:archived` and `tickets` (each with its customer:
+  the associated company that is a stored customer).
+
+A partner's owner email comes from the owners API when `owner_id` names it. The secondary folder
+(`connectors.secondary`), when app.yaml names one, is read at the end (`finish_crm_sync`).
 
 Changes come from the search API (`connectors.hubspot.search`); a full sync (`--full`), or an
 object with no watermark yet, reads the list endpoints instead and sweeps what it did not see
@@ -213,7 +221,7 @@ class _Plan:
         if definition is None:
             raise SourceError(
                 f"HubSpot companies have no property {name!r}; set {where}.property in "
-                "app.yaml to the property that marks them."
+                f"app.yaml to the property that marks {where.rsplit('.', 1)[-1]}."
             )
         options = definition.get("options") or []
         if not options:

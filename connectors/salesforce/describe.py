@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import SourceError
-from connectors.salesforce.client import SalesforceApi
+from connectors.salesforce.client import NotFound, SalesforceApi
 from settings.crm import SalesforceConfig
 
 
@@ -25,7 +25,10 @@ class OrgSchema:
         """The object's fields by lower-cased name (Salesforce names ignore case)."""
         key = sobject.casefold()
         if key not in self.describes:
-            described = self.api.describe(sobject)
+            try:
+                described = self.api.describe(sobject)
+            except NotFound:  # an object the org lacks or the user cannot see: no fields
+                described = {}
             self.describes[key] = {f["name"].casefold(): f for f in described.get("fields", [])}
         return self.describes[key]
 
