@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -273,7 +273,7 @@ class FilesSource:
         normalizer: Normalizer,
         encoding: str = "utf-8",
         max_delete_share: float = 0.2,
-        only: Collection[str] | None = None,
+        only: tuple[str, ...] | None = None,
     ) -> None:
         self.folder = folder
         self.normalizer = normalizer

@@ -43,7 +43,7 @@ class SecondaryFiles:
     def __init__(self, folder: Path, app: AppConfig, crm_holds: Collection[str] = ()) -> None:
         self.folder = folder
         self.crm_holds = tuple(crm_holds)
-        self.wanted = [name for name in SECONDARY_FILES if name not in self.crm_holds]
+        self.wanted = tuple(name for name in SECONDARY_FILES if name not in self.crm_holds)
         self.files = FilesSource(
             folder, Normalizer(app), app.files.encoding, app.sync.max_delete_share, self.wanted
         )
