@@ -7,7 +7,7 @@ import codecs
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from settings.base import Section
 from settings.vocab import DealType
@@ -121,8 +121,7 @@ class SalesforceCustomerFields(Section):
     be Date or DateTime fields; `partner` and `referred_by` are lookups to Accounts."""
 
     filter: dict[SalesforceField, bool | str | list[str]] = Field(
-        default_factory=lambda: dict[str, bool | str | list[str]](Type="Customer"),
-        min_length=1,
+        default_factory=lambda: dict[str, bool | str | list[str]](Type="Customer")
     )
     partner: SalesforceField | None = None  # e.g. a custom Sourcing_Partner__c
     name: SalesforceField = "Name"
@@ -138,6 +137,8 @@ class SalesforceCustomerFields(Section):
     def _no_empty_list(
         cls, value: dict[str, bool | str | list[str]]
     ) -> dict[str, bool | str | list[str]]:
+        if not value:
+            raise ValueError("name at least one field that marks customer accounts")
         if any(isinstance(v, list) and not v for v in value.values()):
             raise ValueError("a list of values must not be empty")
         return value
@@ -193,6 +194,12 @@ def _hubspot_property(value: str) -> str:
 
 HubSpotProperty = Annotated[str, AfterValidator(_hubspot_property)]
 
+
+def _one_or_more(value: object) -> object:
+    """One property name, or a list of them: `type: dealtype` is `type: [dealtype]`."""
+    return [value] if isinstance(value, str) else value
+
+
 #: dealtype values (matched ignoring case) and the deal type each means.
 DEFAULT_HUBSPOT_TYPES: dict[str, DealType] = {
     "newbusiness": DealType.NEW,
@@ -236,7 +243,9 @@ class HubSpotDealProperties(Section):
     currency: HubSpotProperty | None = "deal_currency_code"
     # One property or several, tried in order: the first value type_map (or the defaults)
     # maps decides; then the pipeline (type_by_pipeline).
-    type: HubSpotProperty | list[HubSpotProperty] | None = "dealtype"
+    type: Annotated[list[HubSpotProperty], BeforeValidator(_one_or_more)] | None = Field(
+        default_factory=lambda: ["dealtype"]
+    )
     lead_source: HubSpotProperty | None = "hs_analytics_source"
     # A property holding paid, earned, owned or other: a non-empty value wins over lead_source.
     channel: HubSpotProperty | None = None
@@ -255,9 +264,7 @@ class HubSpotDealProperties(Section):
 
     @property
     def type_properties(self) -> list[str]:
-        if self.type is None:
-            return []
-        return [self.type] if isinstance(self.type, str) else list(self.type)
+        return list(self.type or [])
 
     @property
     def ambiguous_types(self) -> set[str]:
