@@ -281,7 +281,8 @@ class HubSpotCustomerProperties(Section):
     partner company (only through the association label `association_type_id` when set)."""
 
     property: HubSpotProperty = "lifecyclestage"
-    values: list[str] = Field(default_factory=lambda: ["customer"], min_length=1)
+    # Evangelists are customers too (the stage after customer in HubSpot's lifecycle).
+    values: list[str] = Field(default_factory=lambda: ["customer", "evangelist"], min_length=1)
     name: HubSpotProperty = "name"
     became_customer_on: HubSpotProperty = "hs_lifecyclestage_customer_date"
     partner_property: HubSpotProperty | None = None
