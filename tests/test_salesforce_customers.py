@@ -368,6 +368,15 @@ def test_a_customer_filter_value_the_picklist_lacks_is_reported(org: FakeOrg, st
         "Customer, Former Customer, Prospect, Partner)"
     ) in report.warnings
     assert store.records(Customer) == []
+    assert not [w for w in report.warnings if "customers.partner" in w]  # it is named
+
+
+def test_customers_without_a_partner_field_are_direct_and_the_report_says_so(
+    org: FakeOrg, store: Store
+) -> None:
+    report = sync(store, org, full=True, app=app_config(partner=None))
+    assert {c.partner_id for c in store.records(Customer)} == {None}
+    assert any(w.startswith("salesforce.customers.partner names no field") for w in report.warnings)
 
 
 def test_secondary_files_need_a_crm_source(tmp_path: Path) -> None:

@@ -231,10 +231,17 @@ class _Plan:
         return warnings
 
     def customer_filter_warnings(self) -> list[str]:
-        """Filter values that are no value of their picklist: such a filter matches no account
-        (the default `Type = 'Customer'` on an org whose types are `Customer - Direct`...)."""
+        """A customer mapping without a partner field, and filter values that are no value of
+        their picklist: such a filter matches no account (the default `Type = 'Customer'` on an
+        org whose types are `Customer - Direct`...)."""
         customers = self.settings.customers
         warnings = []
+        if customers is not None and customers.partner is None:
+            warnings.append(
+                "salesforce.customers.partner names no field, so every customer counts as "
+                "direct and no partner has customer KPIs; name the Account lookup to the "
+                "partner (e.g. Sourcing_Partner__c), or set customers: null"
+            )
         for name, wanted in (customers.filter if customers else {}).items():
             options = self.org.picklist("Account", name)
             given = [wanted] if isinstance(wanted, str) else wanted
