@@ -232,15 +232,11 @@ def test_an_incremental_sync_brings_changed_customers_cases_and_deletions(
     assert stored[PROSPECT].partner_id is None
     assert report.objects["Account:customers:left"].deleted == 1  # Beta
     assert report.objects["Account:customers:deleted"].deleted == 1  # Delta
-    # Case 1 (recycle bin) and Case 4 (purged) through getDeleted; Beta's stays until --full
-    assert report.objects["Case:deleted"].deleted == 2
+    # Case 1 (recycle bin) through getDeleted; Case 4 (purged) went with its customer Delta,
+    # read first; Beta's Case 3 went with Beta
+    assert report.objects["Case:deleted"].deleted == 1
     # the new customer's Case is read with it, though the Case itself did not change
-    assert tickets(store) == {
-        case_id(2): C1,
-        case_id(3): C2,
-        case_id(5): PROSPECT,
-        new_case: C1,
-    }
+    assert tickets(store) == {case_id(2): C1, case_id(5): PROSPECT, new_case: C1}
     assert org.api_used - calls_before <= 20  # one or two calls per object, not a full pass
 
 
@@ -410,3 +406,25 @@ def test_the_deletion_guard_covers_the_secondary_folder(
     assert customers(store)[C3].mrr == 75  # the CRM's pages are committed
     sync(store, org, app=app, secondary=secondary, accept_deletes=True)
     assert store.records(TrainingCompletion) == []
+
+
+def test_deleting_a_customer_takes_its_tickets_of_that_source_only(store: Store) -> None:
+    opened = datetime(2026, 3, 1, tzinfo=UTC)
+    with store.transaction() as connection:
+        store.upsert(
+            connection,
+            [
+                Customer(id="c1", became_customer_on=date(2026, 1, 1)),
+                Customer(id="c2", became_customer_on=date(2026, 1, 1)),
+                SupportTicket(id="t1", customer_id="c1", opened_at=opened),
+                SupportTicket(id="t2", customer_id="c2", opened_at=opened),
+            ],
+            "salesforce",
+        )
+        store.upsert(
+            connection, [SupportTicket(id="t3", customer_id="c1", opened_at=opened)], "files"
+        )
+        deleted = store.delete_records(connection, Customer, "salesforce", ["c1"])
+    assert deleted == 1
+    assert sorted(customers(store)) == ["c2"]
+    assert tickets(store) == {"t2": "c2", "t3": "c1"}  # the folder's ticket is the folder's
