@@ -369,6 +369,7 @@ def test_a_label_picks_the_customers_partner_and_a_second_type_property_decides(
     store: Store,
 ) -> None:
     hub = server.portal
+    hub.association_page_size = 1  # each result's own paging.next.after is followed
     # Gamma is associated with both partners; only Contoso through the label "Sourced by"
     hub.associate("companies", C3, "companies", P1)
     hub.associate("companies", C3, "companies", P2, label=(77, "Sourced by"))

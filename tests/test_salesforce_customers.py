@@ -159,6 +159,7 @@ def tickets(store: Store) -> dict[str, str]:
 
 
 def test_a_full_sync_reads_customer_accounts_and_their_cases(org: FakeOrg, store: Store) -> None:
+    org.page_size = 2  # Salesforce's pages of at most 2 rows: queryMore through nextRecordsUrl
     report = sync(store, org, full=True)
 
     assert report.stopped_early is None
@@ -206,6 +207,7 @@ def test_a_full_sync_reads_customer_accounts_and_their_cases(org: FakeOrg, store
     assert tickets(store) == {case_id(1): C1, case_id(2): C1, case_id(3): C2, case_id(4): C4}
     opened = {t.id: t.opened_at for t in store.records(SupportTicket)}
     assert opened[case_id(2)] == datetime(2026, 7, 15, 23, 30, tzinfo=UTC)
+    assert [r for r in org.requests if "/query/01g" in r]  # more pages were followed
 
 
 def test_an_incremental_sync_brings_changed_customers_cases_and_deletions(
