@@ -40,7 +40,8 @@ class Source(Protocol):
 
 
 def source_for(config: LoadedConfig) -> Source:
-    """The source app.yaml names, built with its settings."""
+    """The source app.yaml names, built with its settings; a CRM source with the reader of
+    `secondary_files` when app.yaml names that folder."""
     app = config.app
     if app.source == "files":
         return FilesSource(
