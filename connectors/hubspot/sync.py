@@ -210,6 +210,14 @@ class _Plan:
         if wanted is not None:
             values = self.option_values(wanted.property, wanted.values, "hubspot.customers")
             self.customers = CustomerMapper(wanted, source.normalizer, zone, values)
+        # An incremental sync brings a new customer's older tickets, unless the tickets stream
+        # reads them all anyway (its first run)
+        self.reads_new_customers_tickets = (
+            not self.full
+            and wanted is not None
+            and wanted.tickets
+            and read_watermark(store, SOURCE, "tickets") is not None
+        )
 
     # --- the portal's schema --------------------------------------------------------------
 
@@ -447,7 +455,7 @@ class _Plan:
                 self._skip("companies:customers", company, error)
         ids = {str(row["id"]) for row in chosen}
         page.deleted_ids = [str(r["id"]) for r in rows if str(r["id"]) not in ids]
-        if not self.full and self.customers.fields.tickets and ids:
+        if self.reads_new_customers_tickets and ids:
             new = sorted(ids - self.store.stored_ids(Customer, SOURCE, ids), key=int)
             page.records.extend(self._tickets_of(new))
         return page

@@ -32,6 +32,7 @@ from connectors.incremental import (
     Stream,
     StreamWriter,
     finish_crm_sync,
+    read_watermark,
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
@@ -153,6 +154,14 @@ class _Plan:
             )
         )
         self.full = report.full
+        # An incremental sync brings a new customer's older Cases, unless the Case stream
+        # reads them all anyway (its first run)
+        self.reads_new_customers_cases = (
+            not self.full
+            and self.settings.customers is not None
+            and self.settings.customers.tickets
+            and read_watermark(store, SOURCE, "Case") is not None
+        )
 
     # --- queries --------------------------------------------------------------------------
 
@@ -396,7 +405,7 @@ class _Plan:
         too (they were not read while it was no customer, and need not change now)."""
         assert self.customers is not None and self.settings.customers is not None
         page = self._mapped_page("Account", rows, self.customers.customer)
-        if not self.full and self.settings.customers.tickets and page.records:
+        if self.reads_new_customers_cases and page.records:
             ids = {str(r["Id"]) for r in rows if not r.get("IsDeleted")}
             new = sorted(ids - self.store.stored_ids(Customer, SOURCE, ids))
             page.records.extend(self._cases_of(new))
