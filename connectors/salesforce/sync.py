@@ -404,7 +404,7 @@ class _Plan:
         """Customers; in an incremental sync, an account new to the store brings its Cases
         too (they were not read while it was no customer, and need not change now)."""
         assert self.customers is not None and self.settings.customers is not None
-        page = self._mapped_page("Account", rows, self.customers.customer)
+        page = self._mapped_page("Account:customers", rows, self.customers.customer)
         if self.reads_new_customers_cases and page.records:
             ids = {str(r["Id"]) for r in rows if not r.get("IsDeleted")}
             new = sorted(ids - self.store.stored_ids(Customer, SOURCE, ids))
