@@ -430,3 +430,11 @@ def test_deleting_a_customer_takes_its_tickets_of_that_source_only(store: Store)
     assert deleted == 1
     assert sorted(customers(store)) == ["c2"]
     assert tickets(store) == {"t2": "c2", "t3": "c1"}  # the folder's ticket is the folder's
+
+
+def test_a_customer_without_its_date_is_skipped_and_reported(org: FakeOrg, store: Store) -> None:
+    org.update("Account", C3, Customer_Since__c=None)
+    report = sync(store, org, full=True)
+    assert f"Account:customers {C3}: Customer_Since__c is empty" in report.problems
+    assert report.objects["Account:customers"].skipped == 1
+    assert sorted(customers(store)) == [C1, C2, C4]
