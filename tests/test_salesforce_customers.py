@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from connectors.errors import SourceError
 from connectors.guard import DeletionRefused
 from connectors.incremental import RetryPolicy
 from connectors.normalize import Normalizer
@@ -438,3 +439,17 @@ def test_a_customer_without_its_date_is_skipped_and_reported(org: FakeOrg, store
     assert f"Account:customers {C3}: Customer_Since__c is empty" in report.problems
     assert report.objects["Account:customers"].skipped == 1
     assert sorted(customers(store)) == [C1, C2, C4]
+
+
+def test_a_missing_secondary_folder_is_one_sentence_after_the_crm_is_read(
+    org: FakeOrg, store: Store, tmp_path: Path
+) -> None:
+    app = app_config()
+    secondary = SecondaryFiles.for_crm(tmp_path / "nowhere", app, syncs_customers=True)
+    with pytest.raises(SourceError) as error:
+        sync(store, org, full=True, app=app, secondary=secondary)
+    assert str(error.value) == (
+        f"{tmp_path / 'nowhere'}: no such folder; set secondary_files in app.yaml to the folder "
+        "of your trainings.csv and survey_responses.csv exports."
+    )
+    assert len(customers(store)) == 4  # the CRM's pages are committed
