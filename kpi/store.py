@@ -307,10 +307,12 @@ class Store:
     def delete_records(
         self, connection: Connection, model: type[Record], source: str, ids: Sequence[str]
     ) -> int:
-        """Deletes `source`'s records of `model` with these ids; a deal takes its stage history.
-        Returns how many records of `model` were deleted."""
+        """Deletes `source`'s records of `model` with these ids; a deal takes its stage history,
+        a customer its support tickets from `source`. Returns how many records of `model` were
+        deleted."""
         table = KINDS[model].table
         changes = schema.stage_changes
+        tickets = schema.support_tickets
         deleted = 0
         for batch in batched(ids, BATCH_SIZE):
             result = connection.execute(
@@ -319,6 +321,12 @@ class Store:
             deleted += result.rowcount or 0
             if model is Deal:
                 connection.execute(delete(changes).where(changes.c.deal_id.in_(batch)))
+            if model is Customer:
+                connection.execute(
+                    delete(tickets).where(
+                        tickets.c.customer_id.in_(batch), tickets.c.source == source
+                    )
+                )
         return deleted
 
     def stored_ids(self, model: type[Record], source: str, ids: Iterable[str]) -> set[str]:
