@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.blockkit import VIEW_MAX_BLOCKS, Message, fit
-from bot.listeners.home import home_view
+from bot.listeners.home import home_view, period_of
 from bot.manifest import manifest
 from kpi.store import Store
 from settings.app import AppConfig
@@ -30,6 +30,7 @@ OWNERS = {"P2": "Ann@OurCo.example", "P3": "ann@ourco.example"}  # compared igno
 CONFIG = {
     "access": {"users": ["U1", "UX"], "external": {"domains": {"acme.example": "P1"}}},
     "digests": [{"name": "weekly", "channel": "C0DIGEST", "schedule": "0 9 * * mon"}],
+    "surveys": [{"name": "nps", "schedule": "0 9 1 * *", "results_channel": "C0RESULTS"}],
 }
 
 
@@ -75,6 +76,7 @@ def test_a_manager_gets_the_program_leaders_risks_and_own_partners(
     assert "Northwind Traders" in own_text and "Globex &lt;Ltd&gt;" in own_text
     assert "Acme Corp" not in own_text
     assert "Next digest *weekly* to C0DIGEST" in shown and "last sync: ok" in shown
+    assert "Next survey round *nps*: <!date^" in shown
     assert home_bot.store.audit_entries(1)[0]["request"] == "home last-90d"
 
 
@@ -216,3 +218,16 @@ def test_the_overview_has_the_same_numbers_as_the_full_cards(store: Store) -> No
         }
     assert program["kpis"] == engine.program(period)["kpis"]
     assert program["kpis"]["partner_revenue"] == 12_000  # 3 x (1,000 + 3,000)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "period"),
+    [
+        ('{"period": "last-30d"}', "last-30d"),
+        ('{"period": "last-7d"}', "last-90d"),
+        ("[1]", "last-90d"),
+        ("", "last-90d"),
+    ],
+)
+def test_the_remembered_period_is_one_of_the_selects(metadata: str, period: str) -> None:
+    assert period_of({"private_metadata": metadata}) == period
