@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 
 from kpi import schema
 from kpi.goal_progress import GoalSpec, OpenDeals, progress
@@ -22,6 +22,7 @@ from kpi.store import Store
 from settings.periods import Period
 
 d = schema.deals
+OPEN = d.c.status == literal_column("'open'")
 
 
 class KpiEngine(Protocol):
@@ -120,7 +121,7 @@ def _open_deals(
             query = (
                 select(d.c.partner_id, func.count(), func.sum(d.c.amount))
                 .where(
-                    d.c.status == "open",  # ix_deals_open_expected (migration 0010)
+                    OPEN,  # a literal, so the partial index ix_deals_partner_open applies
                     d.c.created_on <= as_of,
                     d.c.expected_close_on >= low,
                     d.c.expected_close_on < high,

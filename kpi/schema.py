@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -90,6 +91,16 @@ deals = Table(
     Index("ix_deals_partner_created", "partner_id", "created_on"),
     # every partner's open deals past their expected close date: one range (migration 0010)
     Index("ix_deals_open_expected", "status", "expected_close_on", "created_on", "partner_id"),
+    # a goal's forecast: one partner's open deals by expected close date (migration 0009)
+    Index(
+        "ix_deals_partner_open",
+        "partner_id",
+        "expected_close_on",
+        "created_on",
+        "amount",
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
 )
 
 stage_changes = Table(
