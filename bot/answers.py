@@ -33,7 +33,7 @@ from kpi.deals import largest_deals
 from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import SLACK, clear_goal, set_goal
-from kpi.leaders import leaderboard, value_of
+from kpi.leaders import ATTAINMENT, attainment_leaderboard, leaderboard, value_of
 from kpi.lookup import Ambiguous, Found, NotFound, find_partner
 from kpi.models import Partner
 from kpi.risk import risks_in
@@ -207,7 +207,18 @@ class Answers:
 
     def top(self, intent: ShowTop) -> Message:
         period = self._period(intent.period)
-        cards = list(self.engine.all_partners(period).values())
+        cards = list(self.engine.all_partners(period, as_of=self.today()).values())
+        if intent.by == ATTAINMENT:
+            pairs = attainment_leaderboard(cards, intent.goal_kpi)
+            return render(
+                "leaderboard",
+                rows=[(card, goal["attainment"]) for card, goal in pairs[: intent.count]],
+                by=ATTAINMENT,
+                goal_kpi=intent.goal_kpi,
+                period=period,
+                total=len(pairs),
+                currency=self.app.currency,
+            )
         leaders = leaderboard(cards, intent.by)
         return render(
             "leaderboard",

@@ -36,6 +36,7 @@ KPI_KINDS: dict[str, str] = {
     "partner_revenue": "money",
     "partner_revenue_share": "rate",
     "quality_score": "score100",
+    "attainment": "rate",  # of a goal (top by attainment)
 }
 #: Each KPI's label and kind of value.
 KPI_LABELS: dict[str, tuple[str, str]] = {

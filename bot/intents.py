@@ -1,6 +1,6 @@
 """What a person asked for with `/partner-kpi ...`, parsed from the command's text.
 
-`help`, `top [N] [by KPI] [period]`, `compare A vs B [period]`, `program [period]`,
+`help`, `top [N] [by KPI|attainment [KPI]] [period]`, `compare A vs B [period]`, `program [period]`,
 `at-risk [period]`, `goal [clear] <partner>|program <kpi> [target] <period> [direction]`, else
 `<partner> [period]`. The trailing words that read as a period (up to
 three: `last quarter`, `Q3 2026`) are the period, and trailing words meant as a period that
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from kpi.leaders import RANKABLE
+from kpi.leaders import ATTAINMENT, RANKABLE
 from settings.goals import PARTNER_GOAL_KPIS, PROGRAM_ONLY_KPIS
 from settings.periods import DEFAULT_PERIOD, PeriodError, parse_period
 
@@ -37,6 +37,7 @@ class ShowTop:
     count: int = 10
     by: str = "quality_score"
     period: str = DEFAULT_PERIOD
+    goal_kpi: str = "won_revenue"  # with by = attainment: the KPI whose goals are compared
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,12 @@ def _top(rest: list[str], period: str) -> Intent:
         count = min(max(int(words.pop(0)), 1), MAX_TOP)
     if words and words[0].lower() == "by":
         words.pop(0)
+    if words and words[0].lower() == ATTAINMENT:  # `top by attainment [KPI]`: on goals
+        goal_kpi = words[1].lower() if len(words) == 2 else "won_revenue"
+        if len(words) > 2 or goal_kpi not in PARTNER_GOAL_KPIS:
+            known = ", ".join(PARTNER_GOAL_KPIS)
+            return BadRequest("cannot_rank_by", (("words", " ".join(words)), ("known", known)))
+        return ShowTop(count, ATTAINMENT, period, goal_kpi)
     if words:
         wanted = "_".join(w.lower() for w in words).replace("-", "_")
         by = _BY_ALIASES.get(wanted, wanted)

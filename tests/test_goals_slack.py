@@ -186,3 +186,17 @@ def test_an_external_user_sees_only_its_own_partners_goals(bot: Bot) -> None:
     assert "scorecard_set_goal" not in raw and "Globex" not in raw
     other = bot.answer("globex", user="UX")
     assert "deals won" not in json.dumps(other)
+
+
+def test_top_by_attainment_in_slack(bot: Bot) -> None:
+    bot.answer("goal Acme Corp won_revenue 8k 2026-Q4")  # 4,000 of 8,000: 50%
+    bot.answer("goal Globex won_revenue 1k 2026-Q4")  # nothing won: 0%
+    top = bot.answer("top by attainment")
+    assert top["blocks"][0]["text"]["text"] == "Top 2 by attainment of their won revenue goal"
+    assert "1. *Acme Corp* · 50%\n2. *Globex* · 0%" in json.dumps(top, ensure_ascii=False).replace(
+        "\\n", "\n"
+    )
+    deals = bot.answer("top 3 by attainment deal_count")
+    assert "No partner has a current goal on this KPI." in json.dumps(deals)
+    bad = bot.answer("top by attainment nonsense")
+    assert "can't rank by" in bad["text"]
