@@ -123,3 +123,14 @@ def test_deals_expected_close_date_is_read(store: Store, tmp_path: Path) -> None
     sync(store, minimal_folder(tmp_path))
     [direct] = [d for d in store.records(Deal) if d.id == "d3"]
     assert direct.expected_close_on == date(2026, 12, 1)
+
+
+def test_a_goals_file_without_a_direction_column_takes_the_defaults(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = minimal_folder(tmp_path)
+    (folder / "goals.csv").write_text(
+        "kpi,partner_id,target,period\nsales_cycle_days,p1,40,2026\n", encoding="utf-8"
+    )
+    assert sync(store, folder).problems == []
+    assert goals(store) == [("p1", "sales_cycle_days", "2026", Decimal(40), "at_most")]
