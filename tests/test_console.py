@@ -124,3 +124,19 @@ def test_manifest_for_http_and_socket_mode() -> None:
     assert "url" not in socket["features"]["slash_commands"][0]
     assert "request_url" not in socket["settings"]["event_subscriptions"]
     assert yaml.safe_load(yaml.safe_dump(socket)) == socket
+
+
+def test_the_console_sets_and_clears_goals_as_its_operator(store: Store) -> None:
+    seed(store)
+    text = console_session(
+        store,
+        [
+            "goal acme won_revenue 8k 2026-Q4",
+            "acme",
+            "goal clear acme won_revenue 2026-Q4",
+            "quit",
+        ],
+    )
+    assert "Goal set: Acme Corp · 2026-Q4 won revenue at least $8,000" in text
+    assert "2026-Q4 won revenue $4k of $8k (50%)" in text  # deals 0 and 2: 1,000 + 3,000
+    assert "Goal cleared: Acme Corp · 2026-Q4 won revenue" in text
