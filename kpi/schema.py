@@ -128,6 +128,8 @@ trainings = Table(
     Column("partner_id", String(ID), nullable=False),
     Column("course", Text, nullable=False),
     Column("completed_on", Date, nullable=False),
+    # the completion's number among identical rows (migration 0011): 1, 2, …
+    Column("occurrence", Integer, nullable=False, server_default="1"),
     *_record_columns(),
     Index("ix_trainings_partner_completed", "partner_id", "completed_on"),
 )

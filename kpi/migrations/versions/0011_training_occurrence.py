@@ -1,0 +1,26 @@
+"""trainings.occurrence: identical training rows are separate completions (issue #16)
+
+Revision ID: 0011
+Revises: 0008
+Create Date: 2026-12-03
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # A plain ADD COLUMN (no batch copy on SQLite), so migration 0004's triggers stay.
+    op.add_column(
+        "trainings",
+        sa.Column("occurrence", sa.Integer(), nullable=False, server_default="1"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("trainings", "occurrence")
