@@ -12,13 +12,21 @@ from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
+from kpi.customers import add_customers
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
+from kpi.training import (
+    Latest,
+    latest_trainings,
+    program_training,
+    trained_partners,
+    training_object,
+)
 from settings.kpi import KpiSettings
-from settings.periods import Period, previous_period
+from settings.periods import Period, previous_period, today_in
 
 
 class PartnerRow(NamedTuple):  # a NamedTuple: thousands are built per question
@@ -51,6 +59,9 @@ class PeriodData:
     components: dict[str, dict[str, Any]]  # every active partner's quality components
     standings: dict[str, Standing]
     data_as_of: str | None
+    as_of: date  # the date the period was named relative to (section 8's after_days)
+    trainings: dict[str, Latest]  # the latest completion of the partners asked about
+    trained: set[str]  # partners trained in the year before the period's end (the program's)
 
     @property
     def ranked_partners(self) -> int:
@@ -117,7 +128,7 @@ class KpiEngine:
     def program(self, period: Period) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs added."""
         partners = self.partners()
-        data = self._compute(period, partners, None)
+        data = self._compute(period, partners, None, program=True)
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
         kpis = kpis_of(pooled_now) | self._program_kpis(
             partners, data.period, pooled_now, data.current
@@ -132,6 +143,11 @@ class KpiEngine:
             previous=previous,
             totals=pooled_now,
             standing=None,
+            training=program_training(
+                (p.id for p in partners if p.active_at(data.period.end)),
+                data.trained,
+                data.current,
+            ),
         )
 
     def baseline(self, period: Period) -> dict[str, Any]:
@@ -155,10 +171,15 @@ class KpiEngine:
     # --- computing ---------------------------------------------------------------------
 
     def _compute(
-        self, period: Period, partners: list[PartnerRow], partner_ids: Sequence[str] | None
+        self,
+        period: Period,
+        partners: list[PartnerRow],
+        partner_ids: Sequence[str] | None,
+        program: bool = False,
     ) -> PeriodData:
         """The period's totals for every partner (the quality score ranks them all), and the
-        previous period's and the stages only for `partner_ids` (None: all)."""
+        previous period's, the stages, customers and trainings only for `partner_ids` (None:
+        all); for the `program`, who is trained instead of each partner's latest training."""
         previous = previous_period(period)
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
@@ -169,6 +190,12 @@ class KpiEngine:
             aggregator.add_stages(current, period, pipeline, partner_ids)
             earlier = aggregator.totals(previous, partner_ids)
             all_entries = aggregator.stage_entries(period, pipeline)
+            add_customers(connection, self.settings.tz, current, period, partner_ids)
+            add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
+            if program:
+                trainings, trained = {}, trained_partners(connection, period.end)
+            else:
+                trainings, trained = latest_trainings(connection, period.end, partner_ids), set()
         as_of = self.store.data_as_of()
         nothing = Totals()
         components = {
@@ -188,6 +215,9 @@ class KpiEngine:
             # An empty period ranks nobody: equal zeros would tie everyone at "1st".
             standings=standings(components, self.settings.weights) if ranks else {},
             data_as_of=as_of.isoformat() if as_of else None,
+            as_of=period.as_of or today_in(self.settings.tz),
+            trainings=trainings,
+            trained=trained,
         )
 
     def _pipeline(self, connection: Connection) -> list[str]:
@@ -202,6 +232,7 @@ class KpiEngine:
             previous=kpis_of(data.earlier.get(partner.id, Totals())),
             totals=totals,
             standing=data.standings.get(partner.id),
+            training=training_object(data.trainings.get(partner.id), data.as_of),
         )
 
     def _envelope(
@@ -212,6 +243,7 @@ class KpiEngine:
         previous: dict[str, Any],
         totals: Totals,
         standing: Standing | None,
+        training: dict[str, Any] | None,
     ) -> dict[str, Any]:
         return {
             "partner": partner,
@@ -231,6 +263,7 @@ class KpiEngine:
             "quality_score": standing.score if standing else None,
             "rank": standing.rank if standing else None,
             "ranked_partners": data.ranked_partners,
+            "training": training,
             "data_as_of": data.data_as_of,
         }
 
