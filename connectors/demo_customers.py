@@ -184,7 +184,7 @@ def _tickets(
         mean = draws.behaviour(partner, day).tickets_per_month
         if _trained(partner, day):
             mean /= 2
-        for _ in range(_poisson(draws.rng, mean)):
+        for _ in range(poisson(draws.rng, mean)):
             opened = draws.day_between(day, min(day + timedelta(days=MONTH_DAYS - 1), end))
             minute = draws.rng.randint(7 * 60, 20 * 60)
             draws.tickets += 1
@@ -196,7 +196,8 @@ def _tickets(
         day += timedelta(days=MONTH_DAYS)
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
+def poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's method; fine for the small means of the demo (deals per week, tickets)."""
     limit, count, product = math.exp(-mean), 0, rng.random()
     while product > limit:
         count += 1

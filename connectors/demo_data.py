@@ -42,7 +42,13 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
-from connectors.demo_customers import DemoCustomer, DemoPartner, DemoTicket, demo_customers
+from connectors.demo_customers import (
+    DemoCustomer,
+    DemoPartner,
+    DemoTicket,
+    demo_customers,
+    poisson,
+)
 from kpi.models import Channel, DealStatus, DealType
 
 DEMO_MARKER = ".partner-kpi-demo"
@@ -477,15 +483,6 @@ def _region(name: str) -> str:
 # --- deals --------------------------------------------------------------------------------
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method; fine for the small means used here."""
-    limit, count, product = math.exp(-mean), 0, rng.random()
-    while product > limit:
-        count += 1
-        product *= rng.random()
-    return count
-
-
 def _deal_days(ctx: _Context, partner: _Partner | None) -> Iterator[date]:
     """Creation dates of one partner's (or direct sales') deals, week by week, growing over time."""
     first, last = ctx.start, ctx.as_of
@@ -497,7 +494,7 @@ def _deal_days(ctx: _Context, partner: _Partner | None) -> Iterator[date]:
         days = min(7, (last - week).days + 1)
         growth = 0.75 + 0.5 * (week - ctx.start).days / HISTORY_DAYS
         mean = ctx.profile(partner, week).deals_per_week * growth * days / 7
-        for _ in range(_poisson(ctx.rng, mean)):
+        for _ in range(poisson(ctx.rng, mean)):
             yield week + timedelta(days=_randint(ctx.rng, 0, days - 1))
         week += timedelta(days=7)
 

@@ -314,16 +314,24 @@ def test_channel_is_mostly_left_to_the_lead_source(demo: tuple[Path, DemoSummary
     assert set(explicit) <= {"paid", "earned", "owned", "other"}
 
 
+def won_revenue(
+    records: dict[str, list[Any]], periods: tuple[tuple[date, date], ...]
+) -> dict[tuple[str, tuple[date, date]], Decimal]:
+    """Each partner's won amount in each of `periods` ([first, end) date pairs)."""
+    revenue: dict[tuple[str, tuple[date, date]], Decimal] = defaultdict(Decimal)
+    for deal in records["deals.csv"]:
+        if deal.partner_id and deal.status is DealStatus.WON and deal.amount is not None:
+            for period in periods:
+                if period[0] <= deal.closed_on < period[1]:
+                    revenue[deal.partner_id, period] += deal.amount
+    return revenue
+
+
 def test_some_partner_is_declining(records: dict[str, list[Any]]) -> None:
     end = AS_OF + timedelta(days=1)
     recent = (end - timedelta(days=90), end)
     year_before = (recent[0] - timedelta(days=365), recent[1] - timedelta(days=365))
-    revenue: dict[tuple[str, tuple[date, date]], Decimal] = defaultdict(Decimal)
-    for deal in records["deals.csv"]:
-        if deal.partner_id and deal.status is DealStatus.WON and deal.amount is not None:
-            for period in (recent, year_before):
-                if period[0] <= deal.closed_on < period[1]:
-                    revenue[deal.partner_id, period] += deal.amount
+    revenue = won_revenue(records, (recent, year_before))
     declining = [
         p.id
         for p in records["partners.csv"]
@@ -404,12 +412,7 @@ def test_declining_partners_lose_customers(records: dict[str, list[Any]]) -> Non
         (end - timedelta(days=90), end),
         (end - timedelta(days=455), end - timedelta(days=365)),
     )
-    revenue: dict[tuple[str, tuple[date, date]], Decimal] = defaultdict(Decimal)
-    for deal in records["deals.csv"]:
-        if deal.partner_id and deal.status is DealStatus.WON and deal.amount is not None:
-            for period in (recent, year_before):
-                if period[0] <= deal.closed_on < period[1]:
-                    revenue[deal.partner_id, period] += deal.amount
+    revenue = won_revenue(records, (recent, year_before))
     staying = [p.id for p in records["partners.csv"] if p.left_on is None]
     declining = {pid for pid in staying if revenue[pid, recent] < revenue[pid, year_before] / 2}
     half_year = AS_OF - timedelta(days=180)
