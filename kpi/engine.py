@@ -80,6 +80,7 @@ class Scorecard:
     trust: TrustCounts
     baseline: dict[str, Any]  # the same KPIs over direct deals
     sync_problem: str | None = None  # the last sync failed, was refused or stopped early
+    has_customers: bool = False  # the deployment has customer data (section 7) to show
 
 
 class KpiEngine:
@@ -117,6 +118,7 @@ class KpiEngine:
             trust=trust.get(partner_id, TrustCounts()),
             baseline=kpis_of(data.current.get(None, Totals())),
             sync_problem=str(problem) if (problem := last_sync_problem(self.store)) else None,
+            has_customers=self.has_customers(),
         )
 
     def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:
@@ -161,6 +163,13 @@ class KpiEngine:
         """Every partner's data-trust counts for the period."""
         with self.store.engine.connect() as connection:
             return Aggregator(connection, self.settings.tz).trust(period)
+
+    def has_customers(self) -> bool:
+        """Whether the store holds any customer: without, the customer KPIs are all zero and
+        n/a, and the messages leave them out."""
+        query = select(schema.customers.c.id).limit(1)
+        with self.store.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
