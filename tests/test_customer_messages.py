@@ -4,16 +4,20 @@ losing customers. Rendered through the bot's own answers, on a small store."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from bot.answers import Answers
+from bot.digest import render_digest
 from bot.intents import parse
 from bot.messages import Message
+from kpi.digest_data import build_digest
 from kpi.models import Customer, Deal, DealStatus, Partner, TrainingCompletion
 from kpi.store import Store
 from settings.app import AppConfig
+from settings.digests import DigestConfig, DigestPartnerFilter
 from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import load
 from tests.test_templates import assert_valid
@@ -122,3 +126,19 @@ def test_the_program_compares_trained_and_untrained(store: Store) -> None:
     )
     assert trained in training
     assert "• untrained: 1 partner(s), won revenue per partner $0, close rate n/a" in training
+
+
+def test_the_digest_compares_trained_and_untrained(store: Store) -> None:
+    load(store, program(with_customers=False))
+    digest = DigestConfig.model_validate(
+        {"name": "weekly", "channel": "C0DIGEST", "schedule": "0 9 * * mon", "period": "last-90d"}
+    )
+    data = build_digest(store, APP, digest, datetime(2026, 10, 14, 8, tzinfo=UTC))
+    text = json.dumps(render_digest(data, "USD").blocks, ensure_ascii=False)
+    assert (
+        "*Trained partners* (a course in the last 365 days): 1, won revenue per partner $3,000,"
+        " close rate 60% · untrained: 1, $0, n/a"
+    ) in text
+    filtered = digest.model_copy(update={"partners": DigestPartnerFilter(ids=["L"])})
+    narrowed = build_digest(store, APP, filtered, datetime(2026, 10, 14, 8, tzinfo=UTC))
+    assert "Trained partners" not in json.dumps(render_digest(narrowed, "USD").blocks)
