@@ -142,3 +142,10 @@ def test_the_digest_compares_trained_and_untrained(store: Store) -> None:
     filtered = digest.model_copy(update={"partners": DigestPartnerFilter(ids=["L"])})
     narrowed = build_digest(store, APP, filtered, datetime(2026, 10, 14, 8, tzinfo=UTC))
     assert "Trained partners" not in json.dumps(render_digest(narrowed, "USD").blocks)
+
+
+def test_top_by_a_customer_kpi(store: Store) -> None:
+    load(store, program(with_customers=True))
+    lines = texts(ask(store, "top 5 by account_retention"))
+    assert any("Leaky Co" in line and "25%" in line for line in lines)
+    assert not any("Trained Co" in line for line in lines)  # no customers: no retention
