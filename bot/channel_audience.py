@@ -17,6 +17,7 @@ from bot.slack_facts import SlackFacts
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.slack import AccessConfig
+from templates import word
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -43,9 +44,7 @@ def channel_partner(facts: SlackFacts, access: AccessConfig, channel: str) -> st
         sharing = facts.channel_sharing(channel)
     except FactUnavailable as error:
         raise ChannelUnchecked(
-            f"could not check whether {channel} is shared with another organisation "
-            f"({error.cause}), so nothing was posted there; it is tried again later",
-            error.cause,
+            word("faults.channel_unchecked", channel=channel, cause=error.cause), error.cause
         ) from None
     if not sharing.external:
         return None
@@ -53,9 +52,7 @@ def channel_partner(facts: SlackFacts, access: AccessConfig, channel: str) -> st
     partner = mapped.get(sharing.channel_id) or mapped.get(channel)
     if partner is None:
         raise SharedChannelRefused(
-            f"{channel} is shared with another organisation, so partner-kpi posts nothing there "
-            f"unless app.yaml maps it to that partner (access.external.channels: "
-            f"{{{sharing.channel_id}: <partner id>}})"
+            word("faults.shared_channel", channel=channel, channel_id=sharing.channel_id)
         )
     return partner
 

@@ -53,6 +53,7 @@ from kpi.store_faults import first_line
 from settings.base import ConfigError
 from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from settings.secrets import Secrets
+from templates import word
 
 log = logging.getLogger("partner_kpi")
 
@@ -107,35 +108,25 @@ def demo(obj: Context, as_of: Any) -> None:
     """Load the demo partner program into the local store and show what partner-kpi does."""
     config = obj.config
     if config.app.source != "files":
-        raise UserError(
-            f"demo loads CSV demo data, but app.yaml says source: {config.app.source}; "
-            "run it with --config pointing at a files-source app.yaml (or in an empty folder)."
-        )
+        raise UserError(word("cli.demo_needs_files", source=config.app.source))
     folder = config.files_path
     if folder.exists() and any(folder.iterdir()) and not (folder / DEMO_MARKER).exists():
-        raise UserError(
-            f"{folder} holds data that is not the demo's; demo will not overwrite it. "
-            "Point files.path at another folder, or run `partner-kpi sync` to load it."
-        )
+        raise UserError(word("cli.demo_folder_taken", folder=folder))
     day = as_of.date() if as_of else today_in(config.app.tz)
     summary = write_demo_data(folder, day)
     click.echo(
-        f"Demo data for a program of {summary.partners} partners and {summary.deals:,} deals "
-        f"written to {folder}."
+        word("cli.demo_written", partners=summary.partners, deals=summary.deals, folder=folder)
     )
     # The demo's own data replaces the last demo's (its dates move with --as-of): not a loss.
     report = _sync(obj, full=True, accept_deletes=True)
     click.echo(sync_report(report))
     _showcase(obj, day)
-    click.echo(f"\nStore: {config.database_url}")
+    click.echo(word("cli.demo_store", url=config.database_url))
     if sys.stdin.isatty():
-        click.echo("\nTry the Slack app's answers here, no workspace needed:")
+        click.echo(word("cli.demo_try_console"))
         _console(obj, day)
     else:
-        click.echo(
-            "Next: `partner-kpi console` answers /partner-kpi as Slack would; "
-            "`partner-kpi kpi NAME`, `partner-kpi program`, `partner-kpi top --by close_rate`."
-        )
+        click.echo(word("cli.demo_next"))
 
 
 def _console(obj: Context, day: date | None = None) -> None:
@@ -228,10 +219,7 @@ def serve(obj: Context, host: str, port: int | None, idle_timeout: int) -> None:
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
-        raise UserError(
-            f"port {listen_port} on {host} is already in use by another program; stop it, or "
-            "choose another port with --port or slack.port in app.yaml."
-        ) from None
+        raise UserError(word("cli.port_in_use", port=listen_port, host=host)) from None
     finally:
         scheduler.shutdown()
         if unfinished or (socket is not None and socket.unfinished):
@@ -273,12 +261,12 @@ def _showcase(obj: Context, day: date) -> None:
         (i, card["partner"]["name"], format_value("quality_score", card["quality_score"]))
         for i, card in enumerate(leaders, 1)
     ]
-    click.echo(f"\n$ partner-kpi top -n 5\nTop 5 by quality score · {period.name}\n")
+    click.echo(word("cli.showcase_top", period=period.name))
     click.echo(table(("#", "partner", "Quality score"), rows, numeric={0, 2}))
     if leaders:
         first = leaders[0]["partner"]
         details = engine.scorecard(first["id"], period)
-        click.echo(f"\n$ partner-kpi kpi {first['name']!r}")
+        click.echo(word("cli.showcase_kpi", name=first["name"]))
         click.echo(scorecard(details.card, currency))
         click.echo(scorecard_notes(details, currency))
 
@@ -325,8 +313,9 @@ def partners(obj: Context, search: str | None) -> None:
         needle = search.casefold().strip()
         found = [p for p in found if needle in p.name.casefold() or needle == p.id.casefold()]
     if not found:
-        hint = " Run `partner-kpi demo` or `partner-kpi sync` first." if not search else ""
-        click.echo(f"No partners{f' match {search!r}' if search else ''}.{hint}")
+        click.echo(
+            word("cli.no_partners_match", search=search) if search else word("cli.no_partners_hint")
+        )
         return
     deals = store.deal_counts_by_partner()
     rows = [
@@ -334,7 +323,7 @@ def partners(obj: Context, search: str | None) -> None:
         for p in found
     ]
     click.echo(table(("partner", "id", "tier", "joined", "left", "deals"), rows, numeric={5}))
-    click.echo(f"\n{len(found)} partner(s)")
+    click.echo(word("cli.partner_count", count=len(found)))
 
 
 def _period(obj: Context, text: str, as_of: Any) -> Period:
@@ -348,11 +337,7 @@ def _period(obj: Context, text: str, as_of: Any) -> Period:
 def _partner(obj: Context, name: str) -> Partner:
     partners = obj.store.partners()
     if not partners:
-        raise UserError(
-            "the store is empty: no partner has been synced into it yet. "
-            "Run `partner-kpi sync` (the source set in app.yaml), or `partner-kpi demo` to try "
-            "it with generated data."
-        )
+        raise UserError(word("cli.store_empty"))
     result = find_partner(name, partners)
     if isinstance(result, Found):
         return result.partner
@@ -414,7 +399,7 @@ def top(obj: Context, kpi_key: str, count: int, period: str, as_of: Any) -> None
         for i, card in enumerate(leaders, 1)
     ]
     label = KPI_LABELS[kpi_key][0]
-    click.echo(f"Top {len(rows)} by {label.lower()} · {chosen.name}\n")
+    click.echo(word("cli.top_title", count=len(rows), label=label.lower(), period=chosen.name))
     click.echo(table(("#", "partner", label), rows, numeric={0, 2}))
 
 
@@ -434,9 +419,9 @@ def db_upgrade(obj: Context) -> None:
     store = open_store(obj.config.database_url, migrate=False, **obj.store_options())
     before, after = upgrade(store.engine)
     if before == after:
-        click.echo(f"The database is up to date (revision {after}).")
+        click.echo(word("cli.db_up_to_date", revision=after))
     else:
-        click.echo(f"Upgraded the database from revision {before or 'empty'} to {after}.")
+        click.echo(word("cli.db_upgraded", before=before or word("cli.db_empty"), after=after))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -446,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="partner-kpi", standalone_mode=False, obj=state)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+        click.echo(word("cli.aborted"), err=True)
         sys.exit(1)
     except click.ClickException as error:
         error.show()

@@ -22,10 +22,7 @@ from bot.serve_jobs import process_jobs
 from bot.terminal import table
 from kpi.digest_data import build_digest
 from settings.digests import DigestConfig
-
-
-def _error(message: str) -> click.ClickException:
-    return UserError(message)
+from templates import word
 
 
 def _digest_named(obj: Context, name: str) -> DigestConfig:
@@ -33,8 +30,8 @@ def _digest_named(obj: Context, name: str) -> DigestConfig:
     for digest in digests:
         if digest.name.casefold() == name.casefold():
             return digest
-    known = ", ".join(d.name for d in digests) or "none: add one under digests: in app.yaml"
-    raise _error(f"no digest is named {name!r}; the digests are {known}.")
+    known = ", ".join(d.name for d in digests) or word("cli.no_digests")
+    raise UserError(word("cli.no_digest", name=name, known=known))
 
 
 @click.command()
@@ -70,7 +67,7 @@ def digest(
     else:
         click.echo(render_text(message))
     if chart_path is not None:
-        click.echo(f"\nChart saved to {chart_path}.", err=as_json)
+        click.echo(word("cli.chart_saved", path=chart_path), err=as_json)
 
 
 def _client() -> WebClient:
@@ -80,7 +77,7 @@ def _client() -> WebClient:
     try:
         return web_client(secret("SLACK_BOT_TOKEN"))
     except MissingSecret as error:
-        raise _error(str(error)) from None
+        raise UserError(str(error)) from None
 
 
 def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str | None) -> None:
@@ -94,17 +91,23 @@ def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str 
             chosen, run_at, key, prepare=lambda: store.claim(key, "digest", "cli", detail)
         )
     except SharedChannelRefused as error:
-        raise _error(f"Digest {chosen.name} was not posted: {error}.") from None
+        raise UserError(word("cli.digest_not_posted", name=chosen.name, error=error)) from None
     except ChannelUnavailable as error:
-        raise _error(str(error)) from None
+        raise UserError(str(error)) from None
     if chart_path is not None:
         chart = delivered.chart or chart_png(delivered.data, obj.config.app.currency)
         Path(chart_path).write_bytes(chart)
-    chart_note = {"uploaded": " with its chart", "text": " with the chart as text"}.get(
-        delivered.posted.chart, ""
-    )
     posted = delivered.posted
-    click.echo(f"Posted digest {chosen.name} to {chosen.channel}{chart_note} (ts {posted.ts}).")
+    chart_note = word(f"cli.digest_chart_{posted.chart}") if posted.chart != "none" else ""
+    click.echo(
+        word(
+            "cli.digest_posted",
+            name=chosen.name,
+            channel=chosen.channel,
+            chart=chart_note,
+            ts=posted.ts,
+        )
+    )
 
 
 @click.command()
@@ -113,10 +116,10 @@ def jobs(obj: Context) -> None:
     """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
     found = process_jobs(obj.store, obj.config, None).listing()
     if not found:
-        click.echo("No scheduled jobs: add digests, scheduler.sync or surveys to app.yaml.")
+        click.echo(word("cli.no_jobs"))
         return
     rows = []
     for job in found:
         runs = ", ".join(run.strftime("%a %Y-%m-%d %H:%M %Z") for run in job.next_runs)
-        rows.append((job.id, job.what, job.schedule, job.timezone, runs or "never"))
+        rows.append((job.id, job.what, job.schedule, job.timezone, runs or word("cli.never")))
     click.echo(table(("job", "what", "schedule", "timezone", "next runs"), rows, numeric=set()))

@@ -10,39 +10,27 @@ from typing import Any
 import click
 
 from bot.cli_common import Context, UserError
+from bot.formatting import format_value
 from bot.jobs import utc_now
 from bot.surveys.sender import SurveySender
 from bot.terminal import table
 from kpi import surveys as db
 from settings.secrets import Secrets
 from settings.slack import SurveyCampaign
-
-NO_CAMPAIGNS = """No survey campaigns yet. Add one to app.yaml, e.g.:
-
-surveys:
-  - name: quarterly-nps
-    schedule: "0 9 * 1,4,7,10 tue#1"   # the first Tuesday of each quarter, 09:00
-    results_channel: C0123456789       # where the results go
-
-then `partner-kpi survey send quarterly-nps` shows who it would ask (the README's Surveys
-section lists every setting)."""
-
-
-def _error(message: str) -> click.ClickException:
-    return UserError(message)
+from templates import word, word_table
 
 
 def _campaigns(obj: Context, name: str | None) -> list[SurveyCampaign]:
     campaigns: list[SurveyCampaign] = obj.config.app.surveys
     if name is None:
         if not campaigns:
-            raise _error("no survey campaigns; add one under surveys: in app.yaml.")
+            raise UserError(word("cli.no_campaigns"))
         return campaigns
     for campaign in campaigns:
         if campaign.name.casefold() == name.casefold():
             return [campaign]
-    known = ", ".join(c.name for c in campaigns) or "none: add one under surveys: in app.yaml"
-    raise _error(f"no survey campaign is named {name!r}; the campaigns are {known}.")
+    known = ", ".join(c.name for c in campaigns) or word("cli.no_campaigns_known")
+    raise UserError(word("cli.no_campaign", name=name, known=known))
 
 
 def _client() -> Any:
@@ -58,33 +46,46 @@ def survey() -> None:
 
 
 def status_lines(sender: SurveySender, campaign: SurveyCampaign, now: datetime) -> list[str]:
-    lines = [f"Survey {campaign.name}: {campaign.question}"]
+    lines = [word("cli.survey_title", name=campaign.name, question=campaign.question)]
     past = db.rounds(sender.store, campaign.name)
     if past:
         the_round = past[-1]
         delivered = db.deliveries(sender.store, campaign.name, the_round.round_id)
         sent = sum(1 for d in delivered if d.sent_at is not None)
         answered = sum(1 for d in delivered if d.answered)
-        rate = f"{100 * answered / sent:.0f}%" if sent else "n/a"
-        state = "closed" if the_round.is_closed(now) else "open"
+        rate = format_value("close_rate", answered / sent if sent else None)
+        closed = the_round.is_closed(now)
+        state = word("cli.survey_round_closed" if closed else "cli.survey_round_open")
         lines.append(
-            f"Round {the_round.round_id} ({state}, closes "
-            f"{sender.when(the_round.closes_at, campaign)}): sent {sent}, answered {answered}, "
-            f"response rate {rate}"
+            word(
+                "cli.survey_round",
+                round=the_round.round_id,
+                state=state,
+                closes=sender.when(the_round.closes_at, campaign),
+                sent=sent,
+                answered=answered,
+                rate=rate,
+            )
         )
     else:
-        lines.append("No round sent yet.")
+        lines.append(word("cli.survey_no_round"))
     audience = sender.audience(campaign, now, lookup=False)
     lines.append(
-        f"Contacts: {len(audience.asked)} in Slack, {len(audience.unresolved)} not found in "
-        f"Slack, {len(audience.opted_out)} opted out, {len(audience.lookup_errors)} not looked "
-        "up yet"
+        word(
+            "cli.survey_contacts",
+            asked=len(audience.asked),
+            unresolved=len(audience.unresolved),
+            opted_out=len(audience.opted_out),
+            errors=len(audience.lookup_errors),
+        )
     )
     for contact in audience.unresolved:
-        lines.append(f"  unresolved: {contact.email} ({contact.partner_name})")
+        lines.append(
+            word("cli.survey_unresolved", email=contact.email, partner=contact.partner_name)
+        )
     upcoming = sender.next_round(campaign, now)
     if upcoming is not None:
-        lines.append(f"Next round: {sender.when(upcoming, campaign)}")
+        lines.append(word("cli.survey_next_round", when=sender.when(upcoming, campaign)))
     return lines
 
 
@@ -94,7 +95,7 @@ def status_lines(sender: SurveySender, campaign: SurveyCampaign, now: datetime) 
 def status(obj: Context, campaign: str | None) -> None:
     """Sent, answered, unresolved contacts and response rate of each campaign's latest round."""
     if campaign is None and not obj.config.app.surveys:
-        click.echo(NO_CAMPAIGNS)
+        click.echo(word("cli.no_campaigns_yet"))
         return
     sender = SurveySender(obj.store, obj.config, None)
     now = utc_now()
@@ -115,9 +116,7 @@ def send(obj: Context, campaign: str, mode: str) -> None:
     chosen = _campaigns(obj, campaign)[0]
     client = _client()
     if mode == "send" and client is None:
-        raise _error(
-            "SLACK_BOT_TOKEN is not set; export it in the environment (never in app.yaml)."
-        )
+        raise UserError(word("cli.no_bot_token"))
     sender = SurveySender(obj.store, obj.config, client, replica="cli")
     now = utc_now()
     times = sender.round_to_send(chosen, now)
@@ -125,28 +124,35 @@ def send(obj: Context, campaign: str, mode: str) -> None:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         report = sender.send_round(chosen, times, now)
         click.echo(
-            f"Round {times.round_id} of {chosen.name}: {report.sent} sent, {report.already} "
-            f"asked before, {report.failed} failed, {report.unresolved} not found in Slack, "
-            f"{report.opted_out} opted out."
+            word(
+                "cli.survey_sent",
+                round=times.round_id,
+                name=chosen.name,
+                sent=report.sent,
+                already=report.already,
+                failed=report.failed,
+                unresolved=report.unresolved,
+                opted_out=report.opted_out,
+            )
         )
         return
     audience = sender.audience(chosen, now, lookup=client is not None)
     asked = {d.slack_user_id for d in db.deliveries(obj.store, chosen.name, times.round_id)}
+    action = word_table("cli.survey_actions")
     rows = []
     for contact, user_id in audience.asked:
-        rows.append(
-            (contact.partner_name, contact.email, user_id, "asked" if user_id in asked else "ask")
-        )
+        todo = action["asked"] if user_id in asked else action["ask"]
+        rows.append((contact.partner_name, contact.email, user_id, todo))
     for contact, user_id in audience.opted_out:
-        rows.append((contact.partner_name, contact.email, user_id, "opted out"))
+        rows.append((contact.partner_name, contact.email, user_id, action["opted_out"]))
     for contact in audience.unresolved:
-        rows.append((contact.partner_name, contact.email, "", "not in Slack"))
+        rows.append((contact.partner_name, contact.email, "", action["not_in_slack"]))
     for contact, _ in audience.lookup_errors:
-        rows.append((contact.partner_name, contact.email, "", "not looked up"))
-    click.echo(f"Round {times.round_id} of {chosen.name} (dry run: nothing is sent):")
+        rows.append((contact.partner_name, contact.email, "", action["not_looked_up"]))
+    click.echo(word("cli.survey_dry_run", round=times.round_id, name=chosen.name))
     if rows:
         click.echo(table(("partner", "email", "Slack user", "action"), rows, numeric=set()))
     else:
-        click.echo("No contacts in the audience.")
-    would = sum(1 for row in rows if row[3] == "ask")
-    click.echo(f"{would} would be asked.")
+        click.echo(word("cli.survey_no_contacts"))
+    would = sum(1 for row in rows if row[3] == action["ask"])
+    click.echo(word("cli.survey_would_ask", count=would))

@@ -17,17 +17,14 @@ from typing import IO, Any
 from bot.answers import Answers
 from bot.blockkit import Message
 from bot.intents import parse
+from templates import word
 
 PROMPT = "partner-kpi> "
 #: What leaves the console (before anything is read as a partner name).
 QUIT = ("quit", "exit", "q", r"\q", ":q")
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
-HELP = (
-    "Type what you would type in Slack, e.g. `/partner-kpi Acme`, `top 5`, `compare A vs B`, "
-    "`program`, `at-risk`, `help`. A button's number presses it; `json` shows the last "
-    "message's Block Kit JSON; `quit`, `exit` or `q` leaves."
-)
+HELP = word("console.help")
 
 
 @dataclass
@@ -61,7 +58,7 @@ class Console:
 
     def press(self, button: dict[str, Any]) -> None:
         if button["action_id"] == "scorecard_share":
-            self.out.write("(In Slack, this posts the scorecard for the whole channel.)\n")
+            self.out.write(word("console.share"))
             return
         self.show(self.answers.press(button["action_id"], button.get("value", ""), self.deal_url))
 

@@ -9,6 +9,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from templates import word
+
 CRASH_DIR_ENV = "PARTNER_KPI_CRASH_DIR"  # where tracebacks go (default: the temp folder)
 
 
@@ -23,8 +25,7 @@ def last_resort(error: BaseException) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
     except OSError as unwritable:
-        return (
-            f"unexpected error ({summary}), and its traceback could not be written to "
-            f"{path} ({unwritable.strerror}); please report it."
+        return word(
+            "faults.crash_unwritten", summary=summary, path=path, reason=unwritable.strerror
         )
-    return f"unexpected error ({summary}); the full traceback is in {path}; please report it."
+    return word("faults.crash", summary=summary, path=path)

@@ -28,6 +28,7 @@ from kpi.snapshots import save_snapshot
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.digests import DigestConfig
+from templates import word
 
 log = logging.getLogger("partner_kpi.digest")
 
@@ -155,9 +156,7 @@ def _raise_for_channel(digest: DigestConfig, error: SlackApiError) -> None:
     code = str(error.response.get("error", ""))
     if code in CHANNEL_ERRORS:
         raise ChannelUnavailable(
-            f"digest {digest.name} cannot be posted to {digest.channel}: {code}; "
-            "invite the bot there with `/invite @partner-kpi` (a private channel needs it "
-            "too), or fix the channel in app.yaml."
+            word("faults.digest_channel", name=digest.name, channel=digest.channel, code=code)
         ) from None
 
 

@@ -52,6 +52,9 @@ KPI_LABELS: dict[str, tuple[str, str]] = {
     key: (word_table("kpi_labels")[key], kind) for key, kind in KPI_KINDS.items()
 }
 
+#: The kinds of value with a format of their own in words.yaml (others are plain numbers).
+VALUE_FORMATS = frozenset(word_table("value_formats"))
+
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
@@ -63,26 +66,16 @@ def money(value: float, currency: str) -> str:
 
 
 def format_value(key: str, value: Any, currency: str = "USD") -> str:
-    """A KPI value as a person reads it; None is n/a."""
+    """A KPI value as a person reads it (templates/words.yaml `value_formats`); None is n/a."""
     if value is None:
         return NOT_AVAILABLE
     kind = KPI_LABELS.get(key, ("", "number"))[1]
-    if kind == "money":
-        return money(value, currency)
-    if kind == "money_per_day":
-        return f"{money(value, currency)}/day"
+    if kind in ("money", "money_per_day"):
+        return word(f"value_formats.{kind}", money=money(value, currency))
     if kind == "rate":
-        return f"{100 * value:.0f}%"
-    if kind == "days":
-        return f"{value:.0f} days"
-    if kind == "nps":
-        return f"{value:+.0f}"
-    if kind == "score5":
-        return f"{value:.1f}/5"
-    if kind == "score100":
-        return f"{value:.1f}"
-    if kind == "signed":
-        return f"{value:+d}"
+        return word("value_formats.rate", value=100 * value)
+    if kind in VALUE_FORMATS:
+        return word(f"value_formats.{kind}", value=value)
     if isinstance(value, float):
         return f"{value:,.1f}"
     return f"{value:,}"
@@ -111,15 +104,15 @@ def format_change(key: str, current: Any, previous: Any, currency: str = "USD") 
         return ""
     change = shown(key, current) - shown(key, previous)
     if change == 0:
-        return "= no change"
-    arrow = "▲" if change > 0 else "▼"
+        return word("trend.no_change")
+    arrow = word("trend.up" if change > 0 else "trend.down")
     kind = KPI_LABELS.get(key, ("", "number"))[1]
     if kind == "rate":
-        text = f"{change:+.0f} pts"
+        text = word("trend.points", change=change)
     elif kind in ("money", "money_per_day"):
         text = ("+" if change > 0 else "") + money(change, currency)
     elif kind == "days":
-        text = f"{abs(change):.0f} days {'slower' if change > 0 else 'faster'}"
+        text = word("trend.slower" if change > 0 else "trend.faster", days=abs(change))
     elif kind == "nps":
         text = f"{change:+.0f}"
     elif kind in ("score100", "score5") or isinstance(change, float):

@@ -8,6 +8,7 @@ import yaml
 
 from settings.app import AppConfig
 from settings.secrets import Secrets
+from templates import word
 
 BOT_SCOPES = [
     "commands",  # the slash command
@@ -53,16 +54,13 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
     request_url = None
     if not socket_mode:
         if not slack.request_url:
-            raise NoRequestUrl(
-                "a manifest for HTTP mode needs the app's public URL: set slack.request_url in "
-                "app.yaml (e.g. https://kpi.example.com), or ask for --socket-mode."
-            )
+            raise NoRequestUrl(word("faults.manifest_needs_url"))
         base = slack.request_url.rstrip("/")
         request_url = base if base.endswith(slack.path) else base + slack.path
     command: dict[str, Any] = {
         "command": slack.command,
-        "description": "A partner's KPI scorecard, leaders, comparisons and the program",
-        "usage_hint": "Acme [last-quarter] | top 10 by close_rate | compare A vs B | help",
+        "description": word("manifest.command_description"),
+        "usage_hint": word("manifest.command_usage"),
         "should_escape": False,
     }
     interactivity: dict[str, Any] = {"is_enabled": True}
@@ -74,7 +72,7 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
     return {
         "display_information": {
             "name": slack.app_name,
-            "description": "Channel-partner KPIs from your CRM, in Slack",
+            "description": word("manifest.description"),
         },
         "features": {
             "bot_user": {"display_name": slack.app_name, "always_online": True},

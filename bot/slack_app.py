@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import date
 
 from slack_bolt import App
@@ -21,6 +22,7 @@ from kpi.store import Store
 from settings.app import LoadedConfig
 from settings.periods import today_in
 from settings.secrets import Secrets
+from templates import word
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -50,7 +52,7 @@ class MissingSecret(Exception):
 def secret(name: str) -> str:
     value = Secrets().value(name)
     if not value:
-        raise MissingSecret(f"{name} is not set; export it in the environment (never in app.yaml).")
+        raise MissingSecret(word("faults.missing_secret", name=name))
     return value
 
 
@@ -102,10 +104,7 @@ def learn_workspace_until_known(
                 return
             waited = time.monotonic() - started
             if give_up is not None and give_up_after is not None and waited >= give_up_after:
-                give_up(
-                    f"Slack could not be reached for {give_up_after:.0f} s since the start "
-                    f"({cause}); check the network, a proxy or SLACK_API_URL."
-                )
+                give_up(word("faults.slack_unreachable", seconds=give_up_after, cause=cause))
                 return
             wait = min(wait * 2, WORKSPACE_RETRY_MAX)
             log.warning("auth.test still failing (%s); retrying in %.0f s", cause, wait)
@@ -124,6 +123,7 @@ def build_app(
     today: Callable[[], date] | None = None,
     workspace_retry: float = WORKSPACE_RETRY_FIRST,
     give_up: GiveUp | None = None,
+    listener_executor: Executor | None = None,
 ) -> tuple[App, BotServices]:
     """The Bolt app with every listener registered. Request signatures are always verified.
     Raises TokenRefused when Slack refuses the bot token."""
@@ -139,6 +139,7 @@ def build_app(
         token_verification_enabled=False,  # auth.test below, with retries
         process_before_response=False,  # ack at once; answer through response_url after
         logger=log,
+        listener_executor=listener_executor,  # None: Bolt's own pool
     )
     facts = SlackFacts(client)
     learn_workspace_until_known(facts, workspace_retry, slack.startup_timeout_seconds, give_up)

@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.access import FactUnavailable, Workspace
+from templates import word
 
 log = logging.getLogger("partner_kpi.slack")
 
@@ -116,11 +117,8 @@ class SlackFacts:
             except SlackApiError as error:
                 code = str(error.response.get("error", ""))
                 if code in TOKEN_ERRORS:
-                    self._workspace_problem = f"Slack refused SLACK_BOT_TOKEN ({code})"
-                    raise TokenRefused(
-                        f"Slack refused SLACK_BOT_TOKEN ({code}); set it to the app's Bot User "
-                        "OAuth Token (xoxb-…) from its OAuth & Permissions page."
-                    ) from None
+                    self._workspace_problem = word("faults.bot_token_refused_short", code=code)
+                    raise TokenRefused(word("faults.bot_token_refused", code=code)) from None
                 raise self._unknown(_cause("auth.test", error)) from None
             except Exception as error:  # a timeout, an unreachable Slack
                 raise self._unknown(_cause("auth.test", error)) from None
@@ -184,7 +182,7 @@ class SlackFacts:
                         return str(found["id"])
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
-                    raise LookupError(f"no channel named #{name} among the bot's channels")
+                    raise LookupError(word("faults.no_channel_named", name=name))
 
         channel_id: str = self._fetch(f"name:{name}", "conversations.list", fetch)
         return channel_id

@@ -29,11 +29,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from bot.drain import finish_listeners
 from bot.socket_health import SocketHealth
+from templates import word, word_table
 
 log = logging.getLogger("partner_kpi.socket_mode")
 
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"  # noqa: S105 (a variable's name)
-EXPECTED = "an app-level token (xapp-…) with the connections:write scope"
+EXPECTED = word("faults.app_token_expected")
 PING_INTERVAL = 4.0
 PING_TIMEOUT = 4.0
 OPEN_TIMEOUT = 10.0
@@ -42,7 +43,7 @@ BACKOFF_MAX = 30.0
 HANDOVER_SECONDS = 3.0  # how long a refreshed connection may finish its envelopes' acks
 ACK_DRAIN_SECONDS = 3.0  # at shutdown, for envelopes being dispatched to get their ack out
 MAX_MESSAGE = 16 * 2**20
-TOKEN_KINDS = {"xoxb-": "the bot token (xoxb-…)", "xoxp-": "a user token (xoxp-…)"}
+TOKEN_KINDS = word_table("faults.app_token_kinds")
 BAD_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 
 
@@ -56,23 +57,15 @@ class Unreachable(Exception):
 
 def token_problem(error: str, token: str) -> str:
     """The sentence for Slack's refusal of the app token (never the token itself)."""
+    said = {"env": APP_TOKEN_ENV, "expected": EXPECTED, "error": error}
     if error in BAD_TOKEN:
-        return (
-            f"{APP_TOKEN_ENV} was refused by Slack ({error}): set it to {EXPECTED}, from the "
-            "app's Basic Information page."
-        )
+        return word("faults.app_token_refused", **said)
     if error == "not_allowed_token_type":
-        kind = TOKEN_KINDS.get(token[:5], "another kind of token")
-        return (
-            f"{APP_TOKEN_ENV} is not an app-level token (Slack says not_allowed_token_type; it "
-            f"looks like {kind}): set it to {EXPECTED}."
-        )
+        kind = TOKEN_KINDS.get(token[:5], TOKEN_KINDS["other"])
+        return word("faults.app_token_wrong_kind", kind=kind, **said)
     if error == "missing_scope":
-        return f"{APP_TOKEN_ENV} lacks the connections:write scope: set it to {EXPECTED}."
-    return (
-        f"Slack refused a Socket Mode connection ({error}): check that Socket Mode is on for "
-        f"the app and that {APP_TOKEN_ENV} is {EXPECTED}."
-    )
+        return word("faults.app_token_no_scope", **said)
+    return word("faults.socket_mode_refused", **said)
 
 
 def backoff(attempt: int) -> float:

@@ -18,6 +18,7 @@ from bot.formatting import (
 )
 from connectors.report import SyncReport
 from kpi.engine import Scorecard
+from templates import word, word_table
 
 MAX_PROBLEMS_SHOWN = 20
 
@@ -38,10 +39,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: set
 
 
 def sync_report(report: SyncReport) -> str:
-    kind = "full sync" if report.full else "sync"
-    lines = [f"{report.source} {kind} finished in {report.seconds:.1f} s"]
+    kind = word("terminal.full_sync" if report.full else "terminal.sync")
     if report.stopped_early:
-        lines[0] = f"{report.source} {kind} stopped early: {report.stopped_early}"
+        first = word(
+            "terminal.sync_stopped", source=report.source, kind=kind, reason=report.stopped_early
+        )
+    else:
+        first = word(
+            "terminal.sync_finished", source=report.source, kind=kind, seconds=report.seconds
+        )
+    lines = [first]
     rows = [
         (name, o.new, o.updated, o.unchanged, o.deleted, o.skipped)
         for name, o in report.objects.items()
@@ -49,22 +56,22 @@ def sync_report(report: SyncReport) -> str:
     headers = ("object", "new", "updated", "unchanged", "deleted", "skipped")
     lines += ["", table(headers, rows, numeric={1, 2, 3, 4, 5})]
     if report.api_calls:
-        lines.append(f"API calls: {report.api_calls}")
-        lines.append(f"Client-side rate-limit waits: {report.throttled_seconds:.1f} s")
+        lines.append(word("terminal.api_calls", count=report.api_calls))
+        lines.append(word("terminal.throttled", seconds=report.throttled_seconds))
     reasons = [
-        f"  {name}: {count} × {reason}"
+        word("terminal.skip_reason", name=name, count=count, reason=reason)
         for name, o in report.objects.items()
         for reason, count in o.skip_reasons.most_common()
     ]
     if reasons:
-        lines += ["", "Skipped, by reason:", *reasons]
+        lines += ["", word("terminal.skipped_by_reason"), *reasons]
     if report.problems:
-        lines += ["", "Rows that could not be read (skipped; the rest loaded):"]
+        lines += ["", word("terminal.unreadable_rows")]
         lines += [f"  {problem}" for problem in report.problems[:MAX_PROBLEMS_SHOWN]]
         if len(report.problems) > MAX_PROBLEMS_SHOWN:
-            lines.append(f"  … and {len(report.problems) - MAX_PROBLEMS_SHOWN} more")
+            lines.append("  " + word("more", count=len(report.problems) - MAX_PROBLEMS_SHOWN))
     if report.warnings:
-        lines += ["", "Warnings:", *(f"  {warning}" for warning in report.warnings)]
+        lines += ["", word("terminal.warnings"), *(f"  {warning}" for warning in report.warnings)]
     return "\n".join(lines)
 
 
@@ -90,9 +97,9 @@ class LineProgress:
         """`Opportunity: 40,000 rows read, 1,850/s` (the rate once a second has passed)."""
         now = self.clock()
         started = self.started.setdefault(name, now)
-        text = f"{name}: {rows:,} rows read"
+        text = word("terminal.rows_read", name=name, rows=rows)
         if now - started >= 1:
-            text += f", {rows / (now - started):,.0f}/s"
+            text += word("terminal.rows_per_second", rate=rows / (now - started))
         return text
 
     def done(self) -> None:
@@ -104,11 +111,15 @@ class LineProgress:
 def scorecard(card: dict[str, Any], currency: str) -> str:
     """A partner's (or the program's) KPIs as a terminal table with trends."""
     period, previous = card["period"], card["previous_period"]
-    title = card["partner"]["name"] if card["partner"] else "The partner program"
-    lines = [
-        f"{title} · {period['name']} ({_span(period)}), compared with {_span(previous)}",
-        "",
-    ]
+    title = card["partner"]["name"] if card["partner"] else word("terminal.program_title")
+    heading = word(
+        "terminal.scorecard_title",
+        title=title,
+        period=period["name"],
+        span=_span(period),
+        previous=_span(previous),
+    )
+    lines = [heading, ""]
     rows = [
         (
             KPI_LABELS[key][0],
@@ -144,15 +155,19 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
     lines.append("")
     if card["partner"] is not None:
         if card["quality_score"] is None:
-            lines.append("Quality score: n/a (not active in the period, or no KPI to rank)")
+            lines.append(word("terminal.no_quality_score"))
         else:
             lines.append(
-                f"Quality score {card['quality_score']:.1f} · "
-                f"rank {ordinal(card['rank'])} of {card['ranked_partners']}"
+                word(
+                    "terminal.quality_score",
+                    score=card["quality_score"],
+                    rank=ordinal(card["rank"]),
+                    ranked=card["ranked_partners"],
+                )
             )
     else:
-        lines.append(f"{card['ranked_partners']} partners ranked by quality score")
-    lines.append(f"Data as of {as_of(card['data_as_of'])}")
+        lines.append(word("terminal.ranked_partners", count=card["ranked_partners"]))
+    lines.append(word("terminal.data_as_of", when=as_of(card["data_as_of"])))
     return "\n".join(lines)
 
 
@@ -161,40 +176,43 @@ def scorecard_notes(details: Scorecard, currency: str) -> str:
     lines = []
     tier = details.tier
     if tier.earned or tier.next_tier:
-        earned = f"Tier earned: {tier.earned or 'none'}"
+        earned = word("terminal.tier_earned", tier=tier.earned or word("terminal.tier_none"))
         if tier.differs:
-            earned += f" (the CRM records {tier.recorded})"
+            earned += word("terminal.tier_recorded", tier=tier.recorded)
         lines.append(earned)
     if tier.next_tier and tier.gap is not None:
-        text = f"{tier.gap:.1f} points short of {tier.next_tier}"
+        text = word("terminal.tier_gap", gap=tier.gap, tier=tier.next_tier)
         if tier.lever:
-            label = KPI_LABELS[tier.lever.kpi][0].lower()
-            text += (
-                f"; fastest way there: {label} above "
-                f"{format_value(tier.lever.kpi, tier.lever.beat, currency)} "
-                f"(now {format_value(tier.lever.kpi, tier.lever.current, currency)})"
+            text += word(
+                "terminal.tier_lever",
+                kpi=KPI_LABELS[tier.lever.kpi][0].lower(),
+                beat=format_value(tier.lever.kpi, tier.lever.beat, currency),
+                current=format_value(tier.lever.kpi, tier.lever.current, currency),
             )
         else:
-            text += "; no single KPI closes the gap alone"
+            text += word("terminal.tier_no_lever")
         lines.append(text)
     kpis, direct = details.card["kpis"], details.baseline
     comparisons = [
-        f"{KPI_LABELS[key][0].lower()} {format_value(key, kpis[key], currency)} vs "
-        f"{format_value(key, direct[key], currency)}"
+        word(
+            "terminal.direct_comparison",
+            kpi=KPI_LABELS[key][0].lower(),
+            value=format_value(key, kpis[key], currency),
+            direct=format_value(key, direct[key], currency),
+        )
         for key in ("close_rate", "avg_deal_size", "sales_cycle_days")
         if kpis[key] is not None and direct[key] is not None
     ]
     if comparisons:
-        lines.append("Against direct deals: " + "; ".join(comparisons))
+        lines.append(word("terminal.against_direct", comparisons="; ".join(comparisons)))
     trust = details.trust
-    doubts = [
-        (trust.no_amount, "without an amount"),
-        (trust.no_rate, "in a currency with no rate"),
-        (trust.closed_before_created, "closed before created"),
-        (trust.open_past_close_date, "open past their close date"),
+    shown = [
+        word("terminal.doubt", count=getattr(trust, doubt), what=what)
+        for doubt, what in word_table("terminal.doubts").items()
+        if getattr(trust, doubt)
     ]
-    shown = [f"{count} {what}" for count, what in doubts if count]
-    lines.append("Data trust: " + ("; ".join(shown) if shown else "no deals skipped or doubted"))
+    doubts = "; ".join(shown) if shown else word("terminal.trust_clean")
+    lines.append(word("terminal.trust", doubts=doubts))
     if details.sync_problem:
         lines.append(details.sync_problem)
     return "\n".join(lines)
@@ -202,4 +220,4 @@ def scorecard_notes(details: Scorecard, currency: str) -> str:
 
 def _span(period: dict[str, str]) -> str:
     last = date.fromisoformat(period["end"]) - timedelta(days=1)
-    return f"{period['start']} – {last.isoformat()}"
+    return word("terminal.span", start=period["start"], last=last.isoformat())

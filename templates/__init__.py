@@ -18,11 +18,19 @@ def _words() -> dict[str, Any]:
     return loaded
 
 
+def _entry(key: str) -> Any:
+    """The entry at `key` of words.yaml; a dotted key (`cli.demo_written`) names a nested one."""
+    entry: Any = _words()
+    for part in key.split("."):
+        entry = entry[part]
+    return entry
+
+
 def word(key: str, **values: object) -> str:
     """The words named `key` in templates/words.yaml, with `values` filled in."""
-    return str(_words()[key]).format(**values)
+    return str(_entry(key)).format(**values)
 
 
 def word_table(key: str) -> dict[str, str]:
     """A table of words in templates/words.yaml (such as each KPI's label), by key."""
-    return {str(name): str(text) for name, text in _words()[key].items()}
+    return {str(name): str(text) for name, text in _entry(key).items()}

@@ -12,12 +12,30 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from kpi.store import Store, open_store
+from tests import budget
+from tests.databases import DATABASES, TEST_DATABASE_ENV
 
-TEST_DATABASE_ENV = "PARTNER_KPI_TEST_DATABASE_URL"
 
-DATABASES = ["sqlite"]
-if os.environ.get(TEST_DATABASE_ENV):
-    DATABASES.append("postgresql")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="Also run the tests marked slow (hypothesis searches, programs of thousands of "
+        "partners, processes that must outlast a timeout). The README's test command does.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    budget.FULL = bool(config.getoption("--slow"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (the README's test command does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(params=DATABASES)

@@ -4,10 +4,14 @@ signed as Slack signs them, answers read from the fake's response_urls."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from slack_bolt import App
 
 from bot.server import http_server
 from bot.services import BotServices
@@ -27,9 +31,59 @@ SECRET = "test-signing-secret"
 TODAY = date(2026, 11, 22)
 
 
+class SettlingExecutor(ThreadPoolExecutor):
+    """Bolt's listener pool, counting the work it has not finished: `settle` waits for none,
+    so a test can say "nothing more came" once the bot has really finished, not after a nap."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=5, thread_name_prefix="listener")
+        self._unfinished = 0
+        self._changed = threading.Condition()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._changed:
+            self._unfinished += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: Future[Any]) -> None:
+        with self._changed:
+            self._unfinished -= 1
+            self._changed.notify_all()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._unfinished:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self._unfinished} listener(s) still running")
+                self._changed.wait(left)
+
+
+def settle(app: App, timeout: float = 10.0) -> None:
+    """Returns once every listener `app` (built with a SettlingExecutor) started has finished."""
+    executor = app.listener_runner.listener_executor
+    assert isinstance(executor, SettlingExecutor), "build the app with a SettlingExecutor"
+    executor.settle(timeout)
+
+
 class Bot:
-    def __init__(self, url: str, fake: FakeSlack, store: Store, services: BotServices) -> None:
+    def __init__(
+        self,
+        url: str,
+        fake: FakeSlack,
+        store: Store,
+        services: BotServices,
+        listeners: SettlingExecutor,
+    ) -> None:
         self.url, self.fake, self.store, self.services = url, fake, store, services
+        self.listeners = listeners
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Returns once every listener the bot started has finished (answers, records)."""
+        self.listeners.settle(timeout)
 
     def command(
         self, text: str, user: str = "U1", channel: str = "C1", **fields: Any
@@ -77,9 +131,10 @@ def start_bot(
 ) -> Iterator[Bot]:
     """Serves the app until the generator is closed; `options` go to build_app."""
     config = LoadedConfig(app_config, None, Path("."), "unused")
+    listeners = SettlingExecutor()
     app, services = build_app(
         store, config, token="xoxb-test", signing_secret=SECRET, api_url=fake.api_url,
-        today=lambda: TODAY, **options,
+        today=lambda: TODAY, listener_executor=listeners, **options,
     )  # fmt: skip
     server = http_server(
         app, store, "127.0.0.1", 0, "/slack/events", None, services.facts.workspace_problem
@@ -87,7 +142,8 @@ def start_bot(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Bot(f"http://127.0.0.1:{server.server_port}/slack/events", fake, store, services)
+        url = f"http://127.0.0.1:{server.server_port}/slack/events"
+        yield Bot(url, fake, store, services, listeners)
     finally:
         server.shutdown()
         server.server_close()

@@ -27,6 +27,7 @@ from kpi.store import Store, open_store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.periods import parse_period
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.fake_slack import FakeSlack
 from tests.slack_bot import TODAY, Bot, start_bot
 

@@ -17,6 +17,7 @@ from bot.manifest import manifest
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.slack import SlackConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.test_slack_app import seed
 
 TODAY = date(2026, 11, 22)

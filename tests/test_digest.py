@@ -156,6 +156,7 @@ def test_digest_defaults_and_distinct_names(tmp_path: Path) -> None:
 # --- contents ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_digest_for_2000_partners_fits_block_kit(store: Store) -> None:
     seed(store, 2000, deals_each=3, long_names=True)
     data = build_digest(store, APP, weekly(), RUN_AT)

@@ -251,6 +251,7 @@ def test_serve_with_a_bot_token_slack_refuses_stops_at_once(synced: Path) -> Non
     assert "xoxb-no" not in done.stderr
 
 
+@pytest.mark.slow
 def test_serve_stops_when_slack_stays_unreachable_past_the_start_bound(synced: Path) -> None:
     with (synced / "app.yaml").open("a") as app_yaml:
         app_yaml.write("slack:\n  startup_timeout_seconds: 2\n")

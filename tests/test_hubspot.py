@@ -384,6 +384,7 @@ def _bulk_deals(portal: FakePortal, count: int, partner: int, at: datetime) -> N
         portal.associate("deals", deal, "companies", partner)
 
 
+@pytest.mark.slow
 def test_more_than_10000_deals_changed_at_one_timestamp(
     server: FakeHubSpot, portal: FakePortal, store: Store
 ) -> None:
@@ -720,6 +721,7 @@ def test_hubspots_daily_limit_stops_the_sync_at_once(
     assert run is not None and run.status == "stopped"
 
 
+@pytest.mark.slow
 def test_a_stopped_sync_exits_with_its_own_status(
     server: FakeHubSpot, portal: FakePortal, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
+from tests.budget import examples
 
 from kpi import schema
 from kpi.engine import KpiEngine
@@ -383,7 +384,7 @@ def check_invariants(data: Dataset, period: Period, cards: dict[str, Any]) -> No
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

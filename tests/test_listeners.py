@@ -21,6 +21,7 @@ from bot.services import BotServices
 from bot.slack_facts import ChannelSharing, SlackFacts
 from kpi.store import Store, open_store
 from settings.app import AppConfig, LoadedConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.test_slack_app import seed
 
 TODAY = date(2026, 11, 22)

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import delete, func, insert, select, update
+from tests.budget import examples
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator
@@ -70,7 +71,7 @@ def load_at_0003(store: Store, data: Dataset) -> None:
 def store_examples(count: int) -> settings:
     """Hypothesis settings for a test that fills a store per example: slow, and no deadline."""
     return settings(
-        max_examples=count,
+        max_examples=examples(count),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -265,12 +265,15 @@ def test_two_schedulers_on_one_database_post_exactly_once(
 
         # The real thing: each replica's own BackgroundScheduler, catching up at start.
         clock.now = MONDAY_CET + timedelta(minutes=5)
+        caught_up = [after_tick(r) for r in replicas]
         schedulers = [Jobs(60, [r], clock=r.clock, replica=r.replica) for r in replicas]
         for scheduler in schedulers:
             scheduler.start()
         try:
             fake.wait_for(lambda: len(fake.messages_in(CHANNEL)) >= 2, timeout=15)
-            time.sleep(0.5)  # time enough for a duplicate to arrive, were there one
+            # every replica's catch-up tick has ended (the next is a minute away): a duplicate,
+            # were there one, has been posted by now
+            assert all(done.wait(15) for done in caught_up)
         finally:
             for scheduler in schedulers:
                 scheduler.shutdown()
@@ -280,6 +283,21 @@ def test_two_schedulers_on_one_database_post_exactly_once(
     finally:
         first.engine.dispose()
         second.engine.dispose()
+
+
+def after_tick(replica: DigestScheduler) -> threading.Event:
+    """An event set once `replica` has finished a tick run by its scheduler."""
+    done = threading.Event()
+    tick = replica.tick
+
+    def tick_then_tell() -> list[Outcome]:
+        try:
+            return tick()
+        finally:
+            done.set()
+
+    replica.tick = tick_then_tell  # type: ignore[method-assign]
+    return done
 
 
 @pytest.mark.skipif(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -19,6 +20,7 @@ from kpi import schema
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
 from settings.app import AppConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.fake_slack import (
     RESPONSE_URL_OK,
     RESPONSE_URL_OK_PLAIN,
@@ -93,9 +95,10 @@ def test_ack_is_fast_even_when_the_answer_is_slow(
     slack_bot: Bot, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = bot.answers.Answers.scorecard
+    answer_may_finish = threading.Event()
 
     def slow(self, partner_id, period):  # type: ignore[no-untyped-def]
-        time.sleep(3.5)
+        answer_may_finish.wait(10)  # an answer slower than Slack's 3 seconds, until released
         return original(self, partner_id, period)
 
     monkeypatch.setattr(bot.answers.Answers, "scorecard", slow)
@@ -103,6 +106,8 @@ def test_ack_is_fast_even_when_the_answer_is_slow(
     reply, url = slack_bot.command("acme")
     assert reply.status == 200
     assert time.monotonic() - started < 1.0
+    assert fake.responses(url) == []  # acked while the answer is still being worked out
+    answer_may_finish.set()
     assert fake.wait_for_response(url, timeout=10).ok
 
 
@@ -114,7 +119,7 @@ def test_forged_and_stale_requests_get_401_and_cause_nothing(
     assert post_to_bot(slack_bot.url, body, "not-the-secret").status == 401
     stale = int(time.time()) - 600
     assert post_to_bot(slack_bot.url, body, SECRET, timestamp=stale).status == 401
-    time.sleep(0.5)
+    slack_bot.settle()
     assert fake.responses(url) == []
     assert slack_bot.store.audit_entries() == []
 
@@ -179,7 +184,7 @@ def redeliver(bot: Bot, action_id: str, value: str) -> tuple[str, str]:
     assert post_to_bot(bot.url, body, SECRET).status == 200
     bot.fake.wait_for_response(response_url)
     assert post_to_bot(bot.url, body, SECRET, retry_num=1).status == 200
-    time.sleep(0.5)  # time for a second answer, were there one
+    bot.settle()  # a second answer, were there one, has come by now
     return response_url, trigger_id
 
 
@@ -224,7 +229,7 @@ def test_any_2xx_from_response_url_is_a_posted_share(
         for bot in start_bot(store, fake, app_config):
             _, url = bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000005.1")
             assert fake.wait_for_response(url).body["response_type"] == "in_channel"
-            time.sleep(0.3)  # the bot records the post after Slack's answer
+            bot.settle()  # the bot records the post after Slack's answer
     (row,) = [r for r in store_rows(store) if r["key"].startswith("click:U1:1700000005.1:")]
     assert row["posted_at"] is not None
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
@@ -236,7 +241,7 @@ def test_a_refused_reply_is_logged_and_not_marked_posted(
     fake.fail_next("response_url", "expired_url", status=404)
     _, url = slack_bot.click("scorecard_share", SCORECARD_BUTTON, action_ts="1700000006.1")
     assert fake.wait_for_response(url).status == 404
-    time.sleep(0.3)
+    slack_bot.settle()
     (row,) = [r for r in store_rows(slack_bot.store) if "1700000006.1" in r["key"]]
     assert row["posted_at"] is None
     assert any("Slack refused a reply (HTTP 404): expired_url" in r.message for r in caplog.records)

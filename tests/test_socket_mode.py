@@ -23,6 +23,7 @@ from bot.socket_health import SocketHealth
 from bot.socket_mode import AppTokenError, SocketModeRunner
 from kpi.store import Store
 from settings.app import AppConfig, LoadedConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.fake_slack import (
     DEFAULT_APP_TOKEN,
     DEFAULT_TOKEN,
@@ -32,7 +33,7 @@ from tests.fake_slack import (
     slash_command_body,
 )
 from tests.fake_socket_mode import FakeSocketMode, Link
-from tests.slack_bot import TODAY
+from tests.slack_bot import TODAY, SettlingExecutor, settle
 from tests.test_digest_processes import Serving, free_port, serve_process, wait_healthy
 from tests.test_slack_app import seed
 
@@ -74,7 +75,7 @@ def runner_for(
     )
     app, _ = build_app(
         store, config, token=DEFAULT_TOKEN, signing_secret="", api_url=slack.api_url,
-        today=lambda: TODAY,
+        today=lambda: TODAY, listener_executor=SettlingExecutor(),
     )  # fmt: skip
     return SocketModeRunner(app, app_token, health, api_url=slack.api_url)
 
@@ -119,7 +120,7 @@ def test_command_click_and_event_are_acked_at_once_and_answered_once(bot: Socket
     event = bot.socket.send(event_callback_body({"type": "app_home_opened", "user": "U1"}))
     assert bot.socket.wait_for_ack(event).latency < 3
 
-    time.sleep(0.5)  # nothing answered twice
+    settle(bot.runner.app)  # a second answer, were there one, has come by now
     for envelope in (envelope_id, click, event):
         assert len(bot.socket.acks(envelope)) == 1
     assert len(bot.slack.responses(response_url)) == 1 and len(bot.slack.responses(shared)) == 1
@@ -141,7 +142,9 @@ def test_refresh_opens_the_new_connection_first_and_reads_it_at_once(
     assert bot.health.report()[1]["connections_lost"] == 0
 
 
-@pytest.mark.parametrize("how", ["eof", "reset", "blackhole"])
+@pytest.mark.parametrize(
+    "how", ["eof", "reset", pytest.param("blackhole", marks=pytest.mark.slow)]
+)
 def test_a_broken_connection_is_replaced_within_15s_without_burning_cpu(
     bot: SocketBot, how: str
 ) -> None:
@@ -332,6 +335,7 @@ def test_close_waits_for_a_stuck_listener_no_longer_than_its_bound(bot: SocketBo
     release.set()
 
 
+@pytest.mark.slow
 def test_sigterm_with_a_hung_listener_still_exits_0_within_its_bound(tmp_path: Path) -> None:
     # A response_url whose server never answers: the listener answering through it hangs for
     # slack_sdk's 30 s timeout, longer than serve's 10 s drain.
@@ -342,8 +346,10 @@ def test_sigterm_with_a_hung_listener_still_exits_0_within_its_bound(tmp_path: P
         hung = f"http://127.0.0.1:{silent.getsockname()[1]}/response/hung"
         body = slash_command_body(text="help", response_url=hung)
         served.socket.wait_for_ack(served.socket.send(body))
-        time.sleep(0.5)
+        silent.settimeout(10)
+        waiting, _ = silent.accept()  # the listener now waits on a response_url that never answers
         served.stop()
+        waiting.close()
         assert served.status == 0 and served.stopped_in < 14, served.log
         assert served.socket.wait_for_close(served.link).close_code == 1000
     assert "stopped with listeners still running" in served.log

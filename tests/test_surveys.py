@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -106,6 +105,7 @@ class World:
     config: LoadedConfig
     url: str
     services: Any
+    settle: Callable[[], None]  # returns once the bot has finished all it started
 
     def sender(self, **options: Any) -> SurveySender:
         client = web_client("xoxb-test", self.fake.api_url)
@@ -182,7 +182,7 @@ def make_world(
     clock = Clock(IN_ROUND_1)
     for bot in start_bot(store, fake, app):
         bot.services.now = clock
-        yield World(store, fake, clock, bot.services.config, bot.url, bot.services)
+        yield World(store, fake, clock, bot.services.config, bot.url, bot.services, bot.settle)
 
 
 @pytest.fixture
@@ -281,11 +281,10 @@ def test_a_duplicated_delivery_of_a_click_gives_one_answer(world: World) -> None
     world.sender().tick()
     world.click("UB", "survey_score_8", action_ts="1759737600.000001", times=3)
     assert scores_of(world) == {"bob@acme.example": 8}
-    time.sleep(0.3)  # time for more updates, were there any
+    world.settle()  # more updates, were there any, have come by now
     assert len(world.fake.calls_to("chat.update")) == 1  # the DM shows the answer once
     world.click("UB", "survey_comment", action_ts="1759737600.000003", times=2)
-    world.fake.wait_for(lambda: world.fake.calls_to("views.open"))
-    time.sleep(0.3)
+    world.settle()
     assert len(world.fake.calls_to("views.open")) == 1
     # and deliveries that arrive at the same time
     channel, message = world.dm("UC")

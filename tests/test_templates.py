@@ -17,6 +17,7 @@ from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.kpi import TierConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 
 TODAY = date(2026, 11, 22)
 EVIL = "<!channel> & <https://evil.example|click>"
