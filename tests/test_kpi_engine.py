@@ -185,7 +185,10 @@ def apps(draw: st.DrawFn) -> AppConfig:
     weights = draw(
         st.one_of(
             st.just(DEFAULT_WEIGHTS),
-            st.fixed_dictionaries({key: st.sampled_from(WEIGHT_VALUES) for key in DEFAULT_WEIGHTS}),
+            # all zero is a configuration error (app.yaml refuses it), not a program to rank
+            st.fixed_dictionaries(
+                {key: st.sampled_from(WEIGHT_VALUES) for key in DEFAULT_WEIGHTS}
+            ).filter(lambda drawn: sum(drawn.values()) > 0),
         )
     )
     return AppConfig(
