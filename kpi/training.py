@@ -4,8 +4,8 @@ A partner's `training` compares the closed-deal figures of its deals closed in t
 before its latest completion (before the period's end) with those closed in the 90 days from it;
 `after_days` says how much of the after window has happened by the as-of date, so a reader sees
 when "after" is still filling. The program's compares partners trained in the year before the
-period's end with the others, over the period's closed deals. All sums come from SQL; one query
-serves every partner at once (the windows are per partner, so they are computed in the query).
+period's end with the others, over the period's closed deals. All sums come from SQL: the
+windows are differences of the KPI rollups' running totals, read for every partner at once.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection, func, select
 
-from kpi import schema
-from kpi.aggregates import ClosedTotals, PartnerKey, Totals, closed_measures, closed_totals, only
+from kpi import rollups, schema
+from kpi.aggregates import ClosedTotals, PartnerKey, Totals, closed_totals, only
 from kpi.formulas import closed_kpis, ratio
-from kpi.sqlfuncs import add_days
 
 WINDOW_DAYS = 90  # the before and after windows
 TRAINED_WITHIN_DAYS = 365  # a partner is trained when it completed a course this recently
 
 t = schema.trainings
-d = schema.deals
 
 
 @dataclass
@@ -45,37 +43,27 @@ def latest_trainings(
     """Every partner's (or only `partner_ids`') latest completion with `completed_on < end`,
     with the closed-deal sums of the 90 days before and from it."""
     latest = (
-        select(t.c.partner_id, func.max(t.c.completed_on).label("day"))
+        select(t.c.partner_id.label("partner_key"), func.max(t.c.completed_on).label("day"))
         .where(t.c.completed_on < end, *only(t.c.partner_id, partner_ids))
         .group_by(t.c.partner_id)
         .cte("latest")
     )
     found: dict[str, Latest] = {}
     courses = select(t.c.partner_id, t.c.completed_on, t.c.course).join(
-        latest, (t.c.partner_id == latest.c.partner_id) & (t.c.completed_on == latest.c.day)
+        latest, (t.c.partner_id == latest.c.partner_key) & (t.c.completed_on == latest.c.day)
     )
     for partner_id, day, course in connection.execute(courses):
         mine = found.get(partner_id)
         # the first course by name (code point order, the same on every database)
         if mine is None or course < mine.course:
             found[partner_id] = Latest(day, course, ClosedTotals(), ClosedTotals())
-    after = d.c.closed_on >= latest.c.day
-    windows = (
-        select(d.c.partner_id, after.label("after"), *closed_measures())
-        .join(latest, d.c.partner_id == latest.c.partner_id)
-        .where(
-            d.c.status.in_(("won", "lost")),
-            d.c.closed_on >= add_days(latest.c.day, literal_column(str(-WINDOW_DAYS))),
-            d.c.closed_on < add_days(latest.c.day, literal_column(str(WINDOW_DAYS))),
-        )
-        .group_by(d.c.partner_id, after)
-    )
-    for row in connection.execute(windows):
-        mine = found[row.partner_id]
-        if row.after:
-            mine.after = closed_totals(row[2:])
-        else:
-            mine.before = closed_totals(row[2:])
+    # The windows' sums are differences of the KPI rollups' running totals (kpi.rollups),
+    # which the engine refreshed before asking: no deal is read.
+    for partner_id, (before, after) in rollups.windows_around(
+        connection, latest, WINDOW_DAYS
+    ).items():
+        found[partner_id].before = closed_totals(before)
+        found[partner_id].after = closed_totals(after)
     return found
 
 

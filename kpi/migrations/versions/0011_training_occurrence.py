@@ -1,4 +1,5 @@
-"""trainings.occurrence: identical training rows are separate completions (issue #16)
+"""trainings.occurrence: identical training rows are separate completions (issue #16); a
+covering index for the customer KPIs of every partner
 
 Revision ID: 0011
 Revises: 0008
@@ -20,7 +21,13 @@ def upgrade() -> None:
         "trainings",
         sa.Column("occurrence", sa.Integer(), nullable=False, server_default="1"),
     )
+    op.create_index(
+        "ix_customers_partner_covering",
+        "customers",
+        ["partner_id", "became_customer_on", "churned_on", "onboarded_on", "mrr", "id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_customers_partner_covering", table_name="customers")
     op.drop_column("trainings", "occurrence")
