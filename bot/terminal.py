@@ -153,6 +153,7 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
         headers = ("stage", "entered", "share", "avg days")
         lines += ["", table(headers, stage_rows, numeric={1, 2, 3})]
     lines.append("")
+    lines += _training_lines(card, currency)
     if card["partner"] is not None:
         if card["quality_score"] is None:
             lines.append(word("terminal.no_quality_score"))
@@ -169,6 +170,41 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
         lines.append(word("terminal.ranked_partners", count=card["ranked_partners"]))
     lines.append(word("terminal.data_as_of", when=as_of(card["data_as_of"])))
     return "\n".join(lines)
+
+
+def _training_lines(card: dict[str, Any], currency: str) -> list[str]:
+    """kpi-spec.md section 8: a partner's latest course with the deals before and after it, or
+    the program's trained and untrained partners (nothing when there is no training)."""
+    training = card.get("training")
+    if not training:
+        return []
+    if card["partner"] is not None:
+        before, after = training["before"], training["after"]
+        return [
+            word(
+                "terminal.training",
+                course=training["course"],
+                day=training["completed_on"],
+                after=format_value("close_rate", after["close_rate"]),
+                before=format_value("close_rate", before["close_rate"]),
+                after_cycle=format_value("sales_cycle_days", after["sales_cycle_days"]),
+                before_cycle=format_value("sales_cycle_days", before["sales_cycle_days"]),
+                observed=training["after_days"],
+            )
+        ]
+    if not training["trained"]["partners"]:
+        return []
+    return [
+        word(
+            "terminal.training_group",
+            group=word(f"terminal.{name}"),
+            partners=group["partners"],
+            per_partner=format_value("won_revenue", group["won_revenue_per_partner"], currency),
+            close_rate=format_value("close_rate", group["close_rate"]),
+            cycle=format_value("sales_cycle_days", group["sales_cycle_days"]),
+        )
+        for name, group in training.items()
+    ]
 
 
 def scorecard_notes(details: Scorecard, currency: str) -> str:

@@ -170,6 +170,11 @@ def test_text_scorecard(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert status == 0
     assert out.startswith("Acme Corp · last-90d (2026-08-25 – 2026-11-22)")
     assert "Won revenue" in out and "Quality score" in out and "rank" in out
+    assert "Active customers" in out and "Account retention" in out  # the demo has customers
+    assert "Training: after " in out and " of 90 days observed" in out  # Acme trains
+    status, out, _ = run(capsys, "program", "--as-of", AS_OF)
+    assert status == 0 and "Training, trained in the last 365 days: " in out
+    assert "Training, untrained: " in out
 
 
 def test_demo_will_not_overwrite_other_data(
