@@ -130,7 +130,19 @@ class KpiEngine:
     def program(self, period: Period) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs added."""
         partners = self.partners()
-        data = self._compute(period, partners, None, program=True)
+        data = self._compute(period, partners, None, partner_training=False)
+        return self._program_card(data, partners)
+
+    def overview(self, period: Period) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The program's card and every partner's, from one set of queries, for a summary (the
+        App Home): every KPI, trend, score and rank, but no channels or stages (empty), which
+        would cost most of the time at 2,000 partners."""
+        partners = self.partners()
+        data = self._compute(period, partners, None, details=False)
+        cards = {partner.id: self._card(data, partner) for partner in partners}
+        return self._program_card(data, partners), cards
+
+    def _program_card(self, data: PeriodData, partners: list[PartnerRow]) -> dict[str, Any]:
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
         kpis = kpis_of(pooled_now) | self._program_kpis(
             partners, data.period, pooled_now, data.current
@@ -171,6 +183,11 @@ class KpiEngine:
         with self.store.engine.connect() as connection:
             return connection.execute(query).first() is not None
 
+    def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
+        """Every partner's open deals past their expected close date at the period's end."""
+        with self.store.engine.connect() as connection:
+            return Aggregator(connection, self.settings.tz).open_past_close(period)
+
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
         query = select(p.c.id, p.c.name, p.c.tier, p.c.joined_on, p.c.left_on).order_by(p.c.name)
@@ -184,27 +201,33 @@ class KpiEngine:
         period: Period,
         partners: list[PartnerRow],
         partner_ids: Sequence[str] | None,
-        program: bool = False,
+        details: bool = True,
+        partner_training: bool = True,
     ) -> PeriodData:
         """The period's totals for every partner (the quality score ranks them all), and the
-        previous period's, the stages, customers and trainings only for `partner_ids` (None:
-        all); for the `program`, who is trained instead of each partner's latest training."""
+        previous period's, the stages, customers and latest trainings only for `partner_ids`
+        (None: all), with who is trained (the program's groups). Without `details`, no
+        channels and no stages (their keys are then empty or zero); without
+        `partner_training` (the program alone), no partner's latest training."""
         previous = previous_period(period)
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
             current = aggregator.totals(period)
-            aggregator.add_channels(current, period, partner_ids)
-            pipeline = self._pipeline(connection)
-            aggregator.add_stages(current, period, pipeline, partner_ids)
+            pipeline: list[str] = []
+            all_entries: dict[str, int] = {}
+            if details:
+                aggregator.add_channels(current, period, partner_ids)
+                pipeline = self._pipeline(connection)
+                aggregator.add_stages(current, period, pipeline, partner_ids)
+                all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids)
-            all_entries = aggregator.stage_entries(period, pipeline)
             add_customers(connection, self.settings.tz, current, period, partner_ids)
             add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
-            if program:
-                trainings, trained = {}, trained_partners(connection, period.end)
-            else:
-                trainings, trained = latest_trainings(connection, period.end, partner_ids), set()
+            trained = trained_partners(connection, period.end)
+            trainings = (
+                latest_trainings(connection, period.end, partner_ids) if partner_training else {}
+            )
         as_of = self.store.data_as_of()
         nothing = Totals()
         components = {
