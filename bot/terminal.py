@@ -18,6 +18,7 @@ from bot.formatting import (
 )
 from connectors.report import SyncReport
 from kpi.engine import Scorecard
+from kpi.formulas import CUSTOMER_KEYS
 from templates import word, word_table
 
 MAX_PROBLEMS_SHOWN = 20
@@ -108,8 +109,9 @@ class LineProgress:
             self.stream.flush()
 
 
-def scorecard(card: dict[str, Any], currency: str) -> str:
-    """A partner's (or the program's) KPIs as a terminal table with trends."""
+def scorecard(card: dict[str, Any], currency: str, has_customers: bool = True) -> str:
+    """A partner's (or the program's) KPIs as a terminal table with trends; without customer
+    data in the store (`has_customers` false) the customer rows, all 0 and n/a, are left out."""
     period, previous = card["period"], card["previous_period"]
     title = card["partner"]["name"] if card["partner"] else word("terminal.program_title")
     heading = word(
@@ -128,6 +130,7 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
             format_change(key, value, card["previous"][key], currency),
         )
         for key, value in card["kpis"].items()
+        if has_customers or key not in CUSTOMER_KEYS
     ]
     lines.append(table(("KPI", "value", "previous", "trend"), rows, numeric={1, 2}))
     channel_rows = [

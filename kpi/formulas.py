@@ -11,8 +11,8 @@ from typing import Any
 from kpi.aggregates import ClosedTotals, CustomerTotals, Totals
 from kpi.models import Channel
 
-#: The keys of `kpis` in the JSON contract, in the spec's order.
-KPI_KEYS = (
+#: The keys of `kpis` in the JSON contract, in the spec's order (section 3's, then section 7's).
+DEAL_KEYS = (
     "deal_count",
     "won_revenue",
     "avg_deal_size",
@@ -29,7 +29,9 @@ KPI_KEYS = (
     "partner_nps",
     "survey_responses",
     "courses_completed",
-    # section 7: customer outcomes
+)
+#: kpi-spec.md section 7's keys: customer outcomes, after section 3's in `kpis`.
+CUSTOMER_KEYS = (
     "customers_active",
     "customers_gained",
     "customers_lost",
@@ -41,6 +43,8 @@ KPI_KEYS = (
     "tickets_per_customer",
     "referrals",
 )
+
+KPI_KEYS = DEAL_KEYS + CUSTOMER_KEYS
 
 #: The closed-deal figures of kpi-spec.md section 8 (training impact), in the spec's order.
 CLOSED_KEYS = ("deal_count", "won_revenue", "avg_deal_size", "close_rate", "sales_cycle_days")

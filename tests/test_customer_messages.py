@@ -13,11 +13,14 @@ from bot.answers import Answers
 from bot.digest import render_digest
 from bot.intents import parse
 from bot.messages import Message
+from bot.terminal import scorecard as terminal_scorecard
 from kpi.digest_data import build_digest
+from kpi.engine import KpiEngine
 from kpi.models import Customer, Deal, DealStatus, Partner, TrainingCompletion
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.digests import DigestConfig, DigestPartnerFilter
+from settings.periods import parse_period
 from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import load
 from tests.test_templates import assert_valid
@@ -149,3 +152,18 @@ def test_top_by_a_customer_kpi(store: Store) -> None:
     lines = texts(ask(store, "top 5 by account_retention"))
     assert any("Leaky Co" in line and "25%" in line for line in lines)
     assert not any("Trained Co" in line for line in lines)  # no customers: no retention
+
+
+def test_the_terminal_leaves_out_customer_rows_without_customer_data(store: Store) -> None:
+    load(store, program(with_customers=False))
+    engine = KpiEngine(store, APP.kpi_settings)
+    period = parse_period("last-90d", TODAY)
+    details = engine.scorecard("L", period)
+    assert not details.has_customers
+    text = terminal_scorecard(details.card, "USD", details.has_customers)
+    assert "Won revenue" in text and "Active customers" not in text
+    assert "Training: after " in terminal_scorecard(engine.scorecard("T", period).card, "USD")
+    load(store, program(with_customers=True))
+    details = engine.scorecard("L", period)
+    text = terminal_scorecard(details.card, "USD", details.has_customers)
+    assert "Active customers" in text and "Account retention" in text
