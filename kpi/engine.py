@@ -224,7 +224,8 @@ class KpiEngine:
             earlier = aggregator.totals(previous, partner_ids)
             add_customers(connection, self.settings.tz, current, period, partner_ids)
             add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
-            trained = trained_partners(connection, period.end)
+            # who is trained: for the program's groups, which only every-partner reads build
+            trained = trained_partners(connection, period.end) if partner_ids is None else set()
             trainings = (
                 latest_trainings(connection, period.end, partner_ids) if partner_training else {}
             )
