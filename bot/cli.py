@@ -377,7 +377,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
 
 def _print_scorecard(details: Scorecard, currency: str) -> None:
     """A partner's scorecard in the terminal: the KPIs, its current goals, the notes."""
-    click.echo(scorecard(details.card, currency))
+    click.echo(scorecard(details.card, currency, details.has_customers))
     if details.card["goals"]:
         click.echo("\n" + goal_lines(details.card["goals"], currency))
     click.echo(scorecard_notes(details, currency))
@@ -395,7 +395,7 @@ def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
     if as_json:
         click.echo(_json(card))
         return
-    click.echo(scorecard(card, obj.config.app.currency))
+    click.echo(scorecard(card, obj.config.app.currency, engine.has_customers()))
     if card["goals"]:
         click.echo("\n" + goal_lines(card["goals"], obj.config.app.currency))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
 from kpi.models import (
     Channel,
+    Customer,
     Deal,
     DealStatus,
     DealType,
@@ -38,6 +40,7 @@ from kpi.models import (
     Partner,
     Record,
     StageChange,
+    SupportTicket,
     SurveyResponse,
     TrainingCompletion,
 )
@@ -152,6 +155,9 @@ class CsvFile:
     later_wins: bool = False
     # Deletions pass the deletion guard (goals are the user's own intent, not CRM data).
     guarded: bool = True
+    # identical rows are separate records (training completions have no id): each repeat is
+    # numbered by its `occurrence` instead of being skipped as a repeated id
+    repeats_count: bool = False
 
 
 def _partner(row: Row, _: Normalizer) -> Partner:
@@ -214,6 +220,32 @@ def _training(row: Row, _: Normalizer) -> TrainingCompletion:
     )
 
 
+def _customer(row: Row, normalize: Normalizer) -> Customer:
+    original_mrr = row.decimal("mrr")
+    currency = row.text("currency")
+    customer = Customer(
+        id=row.required("id"),
+        partner_id=row.text("partner_id"),
+        name=row.text("name") or "",
+        became_customer_on=row.required_date("became_customer_on"),
+        churned_on=row.date("churned_on"),
+        original_mrr=original_mrr,
+        currency=currency.upper() if currency else None,
+        onboarded_on=row.date("onboarded_on"),
+        referred_by=row.text("referred_by"),
+    )
+    # Converted last, like a deal's amount: an unreadable row never counts as unconverted.
+    return customer.model_copy(update={"mrr": normalize.amount(original_mrr, currency)})
+
+
+def _ticket(row: Row, _: Normalizer) -> SupportTicket:
+    return SupportTicket(
+        id=row.required("id"),
+        customer_id=row.required("customer_id"),
+        opened_at=row.timestamp("opened_at"),
+    )
+
+
 def _survey_response(row: Row, _: Normalizer) -> SurveyResponse:
     partner_id = row.required("partner_id")
     score = row.integer("score", 0, 10, required=True)
@@ -273,6 +305,7 @@ FILES = (
         ("partner_id", "course", "completed_on"),
         _training,
         optional=True,
+        repeats_count=True,
     ),
     CsvFile(
         "survey_responses.csv",
@@ -280,6 +313,22 @@ FILES = (
         ("partner_id", "score", "submitted_at"),
         _survey_response,
         optional=True,
+    ),
+    CsvFile(
+        "customers.csv",
+        Customer,
+        ("id", "became_customer_on"),
+        _customer,
+        optional=True,
+        keyed_by_id=True,
+    ),
+    CsvFile(
+        "tickets.csv",
+        SupportTicket,
+        ("id", "customer_id", "opened_at"),
+        _ticket,
+        optional=True,
+        keyed_by_id=True,
     ),
     CsvFile(
         GOALS_FILE,
@@ -419,6 +468,7 @@ class FilesSource:
         check: Callable[[Record], None] | None,
     ) -> Iterator[Record]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
+        repeats: Counter[str] = Counter()  # rows seen per key, where identical rows count
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
             for count, cells in enumerate(reader, 1):
@@ -444,6 +494,10 @@ class FilesSource:
                         _keep_stored_copy(spec, row, read)
                     else:
                         key = key_of(record)
+                        if spec.repeats_count:
+                            repeats[key] += 1
+                            record = record.model_copy(update={"occurrence": repeats[key]})
+                            key = key_of(record)
                         if key not in read.loaded or spec.later_wins:
                             read.loaded.add(key)
                             yield record

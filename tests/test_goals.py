@@ -21,7 +21,7 @@ from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import PROGRAM, clear_goal, set_goal
 from kpi.leaders import attainment_leaderboard
-from kpi.models import Deal, DealStatus, Goal, Partner
+from kpi.models import Customer, Deal, DealStatus, Goal, Partner
 from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
@@ -87,6 +87,17 @@ def loaded(store: Store) -> Store:
               expected_close_on=date(2026, 11, 15)),  # expected on or before D
         _deal("o5", "P1", "open", "9", created_on=date(2026, 11, 1),
               expected_close_on=date(2027, 1, 1)),  # after the period
+        # P1's customers (section 7): C2 gained in Q4 to date, C3 after D, C4 lost in Q4, and
+        # C5 (P2's) referred by P1's C1.
+        Customer(id="C1", partner_id="P1", became_customer_on=date(2026, 1, 10),
+                 mrr=Decimal(100)),
+        Customer(id="C2", partner_id="P1", became_customer_on=date(2026, 10, 10),
+                 onboarded_on=date(2026, 10, 20), mrr=Decimal(50)),
+        Customer(id="C3", partner_id="P1", became_customer_on=date(2026, 11, 20)),
+        Customer(id="C4", partner_id="P1", became_customer_on=date(2025, 5, 1),
+                 churned_on=date(2026, 11, 1), mrr=Decimal(70)),
+        Customer(id="C5", partner_id="P2", became_customer_on=date(2026, 10, 2),
+                 referred_by="C1"),
     ]  # fmt: skip
     with store.transaction() as connection:
         store.upsert(connection, records, "files")
@@ -362,3 +373,23 @@ def test_a_program_goals_actual_is_the_programs_kpi_over_the_same_range(
     goal_keys = (set(PARTNER_GOAL_KPIS) | set(PROGRAM_ONLY_KPIS)) & set(card)
     assert goal_keys <= set(ranged)
     assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
+
+
+def test_customer_goals_read_section_7_to_date(loaded: Store) -> None:
+    _store_goals(
+        loaded,
+        _goal("P1", "customers_gained", "2026-Q4", "2"),  # C2 by D; C3 comes after D
+        _goal("P1", "customers_lost", "2026-Q4", "1", "at_most"),  # C4 on 11-01
+        _goal("P1", "referrals", "2026-Q4", "4"),  # C5
+        _goal("P1", "account_retention", "2026-Q4", "0.9"),  # C1 of {C1, C4} active at s
+    )
+    found = {g["kpi"]: g for g in _engine(loaded).goals("P1", D)[0]}
+    gained = found["customers_gained"]
+    assert (gained["actual"], gained["expected"], gained["pace"]) == (1, 1.0, 1.0)
+    assert gained["status"] == "on_track"
+    lost = found["customers_lost"]
+    assert (lost["actual"], lost["expected"], lost["status"]) == (1, 0.5, "behind")
+    assert (found["referrals"]["actual"], found["referrals"]["status"]) == (1, "at_risk")
+    retention = found["account_retention"]
+    assert (retention["actual"], retention["status"]) == (0.5, "behind")
+    assert retention["pace"] is None
