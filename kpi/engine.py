@@ -147,16 +147,22 @@ class KpiEngine:
     # --- goals (kpi-spec.md section 9) -------------------------------------------------
 
     def range_kpis(
-        self, period: Period, partner_ids: Sequence[str], refresh: bool = True
+        self,
+        period: Period,
+        partner_ids: Sequence[str],
+        refresh: bool = True,
+        customers: bool = True,
     ) -> dict[str, dict[str, Any]]:
         """The `kpis` of these partners over one range: the per-range KPI computation a goal's
         `actual` reads, so that any key of `kpis` can be a goal. `refresh=False` when the
-        caller has just refreshed the rollups (`refresh_rollups`) for several ranges."""
+        caller has just refreshed the rollups (`refresh_rollups`) for several ranges;
+        `customers=False` when no customer key is read (they are then 0 and null)."""
         if refresh:
             self.refresh_rollups()
         with self.store.engine.connect() as connection:
             totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
-            add_customers(connection, self.settings.tz, totals, period, partner_ids)
+            if customers:
+                add_customers(connection, self.settings.tz, totals, period, partner_ids)
         nothing = Totals()
         return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, literal_column, select
 
 from kpi import schema
+from kpi.formulas import CUSTOMER_KEYS
 from kpi.goal_progress import GoalSpec, OpenDeals, progress
 from kpi.store import Store
 from settings.periods import Period
@@ -31,7 +32,11 @@ class KpiEngine(Protocol):
     store: Store
 
     def range_kpis(
-        self, period: Period, partner_ids: Sequence[str], refresh: bool = True
+        self,
+        period: Period,
+        partner_ids: Sequence[str],
+        refresh: bool = True,
+        customers: bool = True,
     ) -> dict[str, dict[str, Any]]: ...
 
     def refresh_rollups(self) -> None: ...
@@ -93,7 +98,12 @@ def _actuals(engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date) -> dict[
     for span, indexes in by_range.items():
         period = periods[span]
         partner_ids = sorted({p for i in indexes if (p := goals[i].partner_id) is not None})
-        kpis = engine.range_kpis(period, partner_ids, refresh=False) if partner_ids else {}
+        customers = any(goals[i].kpi in CUSTOMER_KEYS for i in indexes)
+        kpis = (
+            engine.range_kpis(period, partner_ids, refresh=False, customers=customers)
+            if partner_ids
+            else {}
+        )
         program = None
         for index in indexes:
             goal = goals[index]
@@ -143,5 +153,5 @@ def _close_rates(
         return {}
     end = as_of + timedelta(days=1)
     year = Period("last-365d", end - timedelta(days=365), end)
-    kpis = engine.range_kpis(year, partner_ids, refresh=False)
+    kpis = engine.range_kpis(year, partner_ids, refresh=False, customers=False)
     return {pid: kpis[pid]["close_rate"] for pid in partner_ids}
