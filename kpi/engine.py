@@ -169,14 +169,16 @@ class KpiEngine:
     def refresh_rollups(self) -> None:
         rollups.refresh(self.store.engine, wait=False)
 
-    def program_kpis(self, period: Period) -> dict[str, Any]:
+    def program_kpis(self, period: Period, customers: bool = True) -> dict[str, Any]:
         """The program's `kpis` over one range (a program goal's `actual`): `program`'s
-        `kpis` without its previous period, channels, stages and ranking."""
+        `kpis` without its previous period, channels, stages and ranking (`customers=False`:
+        without the customer keys' sums either)."""
         partners = self.partners()
         self.refresh_rollups()
         with self.store.engine.connect() as connection:
             totals = Aggregator(connection, self.settings.tz).totals(period)
-            add_customers(connection, self.settings.tz, totals, period)
+            if customers:
+                add_customers(connection, self.settings.tz, totals, period)
         pooled = _pooled(totals)
         return kpis_of(pooled) | self._program_kpis(partners, period, pooled, totals)
 

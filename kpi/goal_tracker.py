@@ -41,7 +41,7 @@ class KpiEngine(Protocol):
 
     def refresh_rollups(self) -> None: ...
 
-    def program_kpis(self, period: Period) -> dict[str, Any]: ...
+    def program_kpis(self, period: Period, customers: bool = True) -> dict[str, Any]: ...
 
 
 def goal_objects(
@@ -108,7 +108,7 @@ def _actuals(engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date) -> dict[
         for index in indexes:
             goal = goals[index]
             if goal.partner_id is None:
-                program = program or engine.program_kpis(period)
+                program = program or engine.program_kpis(period, customers=customers)
                 actuals[index] = program.get(goal.kpi)
             else:
                 actuals[index] = kpis.get(goal.partner_id, {}).get(goal.kpi)
