@@ -393,3 +393,6 @@ def test_customer_goals_read_section_7_to_date(loaded: Store) -> None:
     retention = found["account_retention"]
     assert (retention["actual"], retention["status"]) == (0.5, "behind")
     assert retention["pace"] is None
+    _store_goals(loaded, _goal(None, "customers_gained", "2026-Q4", "4"))  # C5 and C2
+    [program] = _engine(loaded).goals(PROGRAM, D)[0]
+    assert (program["actual"], program["pace"], program["status"]) == (2, 1.0, "on_track")
