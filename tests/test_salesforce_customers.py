@@ -500,3 +500,31 @@ t-3,cu-9,2026-05-02T10:00:00Z
     assert kpis["customers_lost"] == 1
     assert kpis["mrr_active"] == pytest.approx(1080.0)
     assert kpis["tickets_per_customer"] == pytest.approx(1.0)
+
+
+def test_a_secondary_folder_brings_goals_for_the_crms_partners(
+    org: FakeOrg, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    write_csv(
+        folder / "goals.csv",
+        f"""
+partner_id,kpi,period,target,direction
+{P1},deal_count,2026,4,
+,partners_joined,2026,3,
+001000000000X99AAA,deal_count,2026,4,
+""",
+    )
+    app = app_config()
+    secondary = SecondaryFiles.for_crm(folder, app, syncs_customers=True)
+    report = sync(store, org, full=True, app=app, secondary=secondary)
+    assert report.objects["files:goals"].new == 2
+    assert report.problems[-1] == (
+        "goals.csv:4: partner_id '001000000000X99AAA' is not one of the partners"
+    )
+    goals, _ = KpiEngine(store, app.kpi_settings).goals(None, date(2026, 12, 1))
+    assert [(g["partner"] and g["partner"]["id"], g["kpi"]) for g in goals] == [
+        (None, "partners_joined"),
+        (P1, "deal_count"),
+    ]
