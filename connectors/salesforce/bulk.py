@@ -288,17 +288,21 @@ class BulkReader:
             response = self.wire.results(job_id, locator)
             following = response.headers.get("Sforce-Locator") or "null"
             expected = int(response.headers.get("Sforce-NumberOfRecords", "-1"))
-            read = 0
+            read, complete = 0, False
             try:
                 for row in _csv_rows(sobject, response, self.types):
                     read += 1
                     if read > given:
                         given = read
                         yield row
+                complete = True
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
                 pass  # read again below
             finally:
-                response.close()
+                if complete:  # read to its end: the connection goes back to the pool
+                    response.raw.release_conn()
+                else:
+                    response.close()
             if expected < 0 or read == expected:
                 return None if following == "null" else following
             self.sleep(self.api.retry.delay(attempt))
@@ -312,6 +316,7 @@ def _csv_rows(
     sobject: str, response: requests.Response, types: FieldType
 ) -> Iterator[dict[str, Any]]:
     response.raw.decode_content = True  # the body is gzip-compressed when asked for
+    response.raw.auto_close = False  # else it reports closed to the wrapper at its end
     text = io.TextIOWrapper(response.raw, encoding="utf-8", newline="")
     reader = csv.reader(text)
     header = next(reader, None)
