@@ -47,7 +47,7 @@ from connectors.salesforce.soql import Query
 from connectors.salesforce.streams import MODSTAMP, BuildPage
 
 MAX_RECORDS = 50_000  # records asked for per result set (maxRecords)
-ROWS_PER_PAGE = 5_000  # rows per committed page
+ROWS_PER_PAGE = 10_000  # rows per committed page (one transaction)
 FIRST_POLL_SECONDS = 0.5
 LONGEST_POLL_SECONDS = 10.0
 JOB_TIMEOUT_SECONDS = 3600.0
