@@ -376,6 +376,7 @@ class FakeOrg:
     bulk_polls: int = 2
     bulk_page_size: int = 50_000
     bulk_failures: dict[str, str] = field(default_factory=dict)
+    bulk_short_sets: int = 0  # result sets to send cut short (rows missing) before whole ones
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
     _version: int = 0  # bumped by every change, for the child-relationship index

@@ -12,7 +12,9 @@ tests/fake_salesforce.py, answering as Salesforce does.
   null, `true`/`false`, dateTimes in UTC with `Z`), at most `org.bulk_page_size` records a set,
   with `Sforce-NumberOfRecords` and `Sforce-Locator` (base64 of the offset; "null" after the
   last set), gzip-compressed when the client accepts it. A set can be fetched again by its
-  locator; over a generated object (the benchmark's) the rows are made set by set.
+  locator; over a generated object (the benchmark's) the rows are made set by set. The first
+  `org.bulk_short_sets` sets sent lose half their rows (a transfer cut short) while
+  `Sforce-NumberOfRecords` still counts them all.
 - `GET limits/recordCount?sObjects=A,B` answers {"sObjects": [{"count": n, "name": "A"}]}.
 """
 
@@ -163,6 +165,14 @@ class BulkJobs:
         if taken is None:
             return _error(400, "INVALID_LOCATOR", "The locator is not valid.")
         payload, count, following = taken
+        if self.org.bulk_short_sets > 0 and count > 1:  # a transfer cut short by the network
+            self.org.bulk_short_sets -= 1
+            header, *rows = csv.reader(io.StringIO(payload.decode()))
+            out = io.StringIO()
+            csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(
+                [header, *rows[: count // 2]]
+            )
+            payload = out.getvalue().encode()
         headers = {
             "Content-Type": "text/csv",
             "Sforce-NumberOfRecords": str(count),

@@ -174,3 +174,18 @@ def test_an_incremental_sync_stays_on_rest(
     assert not report.full and report.stopped_early is None
     assert requests_like(org, JOBS) == [] and requests_like(org, COUNTS) == []
     assert {d.id: d.name for d in store.records(Deal)}[deal_id] == "Renamed"
+
+
+def test_a_result_set_cut_short_is_read_again_from_its_locator(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    org.bulk_short_sets = 2  # the first two sets sent arrive with half their rows
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None and fallbacks(report) == []
+    results = [r for r in requests_like(org, "GET /services/data/v62.0/jobs/query/")]
+    opportunities = len(DATA["deals"])
+    history = sum(1 for r in org.records["OpportunityHistory"].values() if not r["IsDeleted"])
+    sets = -(-opportunities // 40) + -(-history // 40)
+    assert len([r for r in results if r.endswith("/results")]) == sets + 2
+    assert store.counts()["deals"] == opportunities
+    assert report.objects["Opportunity"].new == opportunities  # each once, none twice

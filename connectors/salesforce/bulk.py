@@ -140,6 +140,8 @@ class CsvRows:
         ]
 
     def row(self, values: list[str]) -> dict[str, Any]:
+        if len(values) != len(self.columns):
+            raise csv.Error(f"a row of {len(values)} values under {len(self.columns)} columns")
         row: dict[str, Any] = {}
         for column, text in zip(self.columns, values, strict=True):
             value = None if text == "" else column.convert(text)
@@ -296,7 +298,7 @@ class BulkReader:
                         given = read
                         yield row
                 complete = True
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, csv.Error):
                 pass  # read again below
             finally:
                 if complete:  # read to its end: the connection goes back to the pool
