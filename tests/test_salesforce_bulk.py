@@ -4,6 +4,7 @@ sync, locator paging, and the fallbacks to REST with their reasons."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from connectors.errors import SourceError
 from connectors.report import SyncReport
+from connectors.salesforce.bulk import read_ahead
 from connectors.sync import run_sync
 from kpi import schema
 from kpi.models import Deal
@@ -189,3 +192,29 @@ def test_a_result_set_cut_short_is_read_again_from_its_locator(
     assert len([r for r in results if r.endswith("/results")]) == sets + 2
     assert store.counts()["deals"] == opportunities
     assert report.objects["Opportunity"].new == opportunities  # each once, none twice
+
+
+def test_reading_ahead_raises_the_threads_error_and_stops_when_closed() -> None:
+    def breaking() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise SourceError("the connection broke")
+
+    got = []
+    with pytest.raises(SourceError, match="the connection broke"):
+        for item in read_ahead(breaking(), 1):
+            got.append(item)
+    assert got == [1, 2]
+
+    made: list[int] = []
+
+    def endless() -> Iterator[int]:
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    reader = read_ahead(endless(), 2)
+    assert next(reader) == 0
+    reader.close()
+    assert [t for t in threading.enumerate() if t.name == "bulk-results"] == []
+    assert len(made) <= 5  # the one read, two queued, one waiting, one made before the stop

@@ -27,11 +27,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from queue import Empty, Queue
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -48,10 +51,13 @@ from connectors.salesforce.streams import MODSTAMP, BuildPage
 
 MAX_RECORDS = 50_000  # records asked for per result set (maxRecords)
 ROWS_PER_PAGE = 10_000  # rows per committed page (one transaction)
+READ_AHEAD = 2  # pages of rows downloaded and parsed while the store writes the last one
 FIRST_POLL_SECONDS = 0.5
 LONGEST_POLL_SECONDS = 10.0
 JOB_TIMEOUT_SECONDS = 3600.0
 DONE = {"JobComplete", "Failed", "Aborted"}
+
+T = TypeVar("T")
 
 #: The type of a field at a path of an object (its describe's `type`), None if unknown.
 FieldType = Callable[[str, str], str | None]
@@ -232,7 +238,7 @@ class BulkReader:
         job_id = self._finished_job(soql, include_deleted)
         last: Cursor | None = None
         delivered = 0
-        for rows in self._row_chunks(query.sobject, job_id):
+        for rows in read_ahead(self._row_chunks(query.sobject, job_id), READ_AHEAD):
             for row in rows:
                 modified = parse_datetime(row.get(MODSTAMP))
                 if modified is not None:
@@ -265,7 +271,7 @@ class BulkReader:
             )
         return job_id
 
-    def _row_chunks(self, sobject: str, job_id: str) -> Iterator[list[dict[str, Any]]]:
+    def _row_chunks(self, sobject: str, job_id: str) -> Generator[list[dict[str, Any]], None, None]:
         """The job's rows, ROWS_PER_PAGE at a time."""
         rows = self._rows(sobject, job_id)
         while chunk := list(islice(rows, ROWS_PER_PAGE)):
@@ -327,3 +333,38 @@ def _csv_rows(
     rows = CsvRows(sobject, header, types)
     for values in reader:
         yield rows.row(values)
+
+
+def read_ahead(items: Generator[T, None, None], depth: int) -> Iterator[T]:
+    """`items`, made in a thread up to `depth` ahead of the reader: the next result set
+    downloads and parses while the store writes the last page (SQLite and the socket release
+    the GIL). An error in the thread is raised here; closing this iterator stops the thread."""
+    queue: Queue[tuple[str, Any]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            with closing(items):
+                for item in items:
+                    if stop.is_set():
+                        return
+                    queue.put(("item", item))
+            queue.put(("end", None))
+        except BaseException as error:  # handed to the reader, raised there
+            queue.put(("error", error))
+
+    thread = threading.Thread(target=make, name="bulk-results", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = queue.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblocks a thread waiting to put
+            with suppress(Empty):
+                queue.get(timeout=0.1)
