@@ -7,10 +7,11 @@ when the org holds more than `salesforce.bulk_threshold` of its records (the rec
 resource, one call; `0` keeps every object on REST). Incremental syncs stay on REST: they read
 few records, and a job's polling would cost more calls than it saves.
 
-Bulk 2.0 takes no ORDER BY (it would turn off chunking) and no child subqueries, so the rows
-arrive in no order: the pages carry no cursor, and the stream's watermark, the largest
-(SystemModstamp, Id) read, is committed with a last empty page. A query with child subqueries
-stays on REST. When the org refuses Bulk (the API or the permission missing: 403, 404,
+Bulk 2.0 takes no ORDER BY (it would turn off chunking), so the rows arrive in no order: the
+pages carry no cursor, and the stream's watermark, the largest (SystemModstamp, Id) read, is
+committed with a last empty page. It takes no child subqueries either: a query with them
+(partner Accounts with their Contacts, Opportunities with `partner_role`) stays on REST, by
+design and without a warning. When the org refuses Bulk (the API or the permission missing: 403, 404,
 API_DISABLED_FOR_ORG, INSUFFICIENT_ACCESS...) or a job ends Failed or Aborted, the object is read
 through REST from the start instead (upserts are idempotent, and the full sync's sweep counts
 what either path delivered) and the reason is a warning in the sync report.
@@ -213,7 +214,7 @@ class BulkReader:
         else (with the reason reported) through `rest`."""
         reason = None
         try:
-            if self.wanted(query):
+            if not query.children and self.wanted(query):
                 yield from self._bulk_pages(query, build, include_deleted)
                 return
         except BulkUnavailable as error:
@@ -231,9 +232,6 @@ class BulkReader:
     def _bulk_pages(self, query: Query, build: BuildPage, include_deleted: bool) -> Iterator[Page]:
         if self.refusal is not None:
             raise BulkUnavailable(self.refusal)
-        if query.children:
-            names = ", ".join(child.sobject for child in query.children)
-            raise BulkUnavailable(f"Bulk API 2.0 takes no child subqueries such as {names}")
         soql = Query(query.sobject, ["Id", MODSTAMP, *query.fields], query.where).text()
         job_id = self._finished_job(soql, include_deleted)
         last: Cursor | None = None
