@@ -11,10 +11,10 @@ Bulk 2.0 takes no ORDER BY (it would turn off chunking), so the rows arrive in n
 pages carry no cursor, and the stream's watermark, the largest (SystemModstamp, Id) read, is
 committed with a last empty page. It takes no child subqueries either: a query with them
 (partner Accounts with their Contacts, Opportunities with `partner_role`) stays on REST, by
-design and without a warning. When the org refuses Bulk (the API or the permission missing: 403, 404,
-API_DISABLED_FOR_ORG, INSUFFICIENT_ACCESS...) or a job ends Failed or Aborted, the object is read
-through REST from the start instead (upserts are idempotent, and the full sync's sweep counts
-what either path delivered) and the reason is a warning in the sync report.
+design and without a warning. When the org refuses Bulk (the API or the permission missing:
+403, 404, API_DISABLED_FOR_ORG, INSUFFICIENT_ACCESS...) or a job ends Failed or Aborted, the
+object is read through REST from the start instead (upserts are idempotent, and the full
+sync's sweep counts what either path delivered) and the reason is a warning in the report.
 
 Every request goes through the REST client's session and `call`, so it is counted against the
 same allowance (`ApiBudget`), retried, and logs in again on an expired session. Not
