@@ -13,14 +13,19 @@ from typing import Any
 import pytest
 
 from connectors.errors import SourceError
+from connectors.incremental import RetryPolicy
+from connectors.normalize import Normalizer
 from connectors.report import SyncReport
+from connectors.salesforce import SalesforceSource
 from connectors.salesforce.bulk import read_ahead
 from connectors.sync import run_sync
 from kpi import schema
 from kpi.models import Deal
 from kpi.store import Store, open_store
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
-from tests.test_salesforce import DATA, app_config, load_org, sf_source
+from tests.test_salesforce import DATA, ENV, app_config, load_org, sf_source
+from tests.test_salesforce_customers import app_config as customers_config
+from tests.test_salesforce_customers import load as load_customers
 
 JOBS = "POST /services/data/v62.0/jobs/query"
 COUNTS = "GET /services/data/v62.0/limits/recordCount"
@@ -218,3 +223,32 @@ def test_reading_ahead_raises_the_threads_error_and_stops_when_closed() -> None:
     reader.close()
     assert [t for t in threading.enumerate() if t.name == "bulk-results"] == []
     assert len(made) <= 5  # the one read, two queued, one waiting, one made before the stop
+
+
+def test_customer_accounts_and_their_cases_go_through_bulk_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: Store, rest_store: Store
+) -> None:
+    customers = FakeOrg(page_size=200, now=datetime(2026, 12, 1, 6, 0, tzinfo=UTC))
+    load_customers(customers)
+    app = customers_config()
+
+    def full(into: Store, threshold: int) -> SyncReport:
+        settings = app.salesforce.model_copy(update={"bulk_threshold": threshold})
+        config = app.model_copy(update={"salesforce": settings})
+        retry = RetryPolicy(attempts=3, sleep=lambda _: None)
+        source = SalesforceSource(
+            config, Normalizer(config), env=ENV, retry=retry, now=customers.clock
+        )
+        return run_sync(into, source, full=True)
+
+    with FakeSalesforce(customers, tmp_path) as running:
+        running.resolve(monkeypatch)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.cert_file))
+        bulk = full(store, 1)
+        jobs = sorted(job.sobject for job in running.server.bulk.jobs.values())
+        rest = full(rest_store, 0)
+    assert bulk.stopped_early is None and rest.stopped_early is None
+    assert fallbacks(bulk) == []
+    assert jobs == ["Account", "Case"]  # customer Accounts; partners (with Contacts) stay REST
+    assert bulk.objects["Case"].new == 4 and bulk.objects["Account:customers"].new == 4
+    assert contents(store) == contents(rest_store)
