@@ -23,11 +23,12 @@ from bench.generate import AS_OF, FIRST_DAY, PIPELINE
 from bench.harness import peak_mb
 from bot.answers import Answers
 from bot.server import settle_heap
+from kpi.aggregates import Window
 from kpi.engine import KpiEngine
 from kpi.store import open_store
 from settings.app import AppConfig
 from settings.kpi import KpiConfig, TierConfig
-from settings.periods import Period, parse_period
+from settings.periods import Period, parse_period, previous_period
 
 CHECK_KEYS = ("deal_count", "won_revenue", "close_rate", "quality_score")
 PERIOD_KINDS = (
@@ -95,6 +96,17 @@ BENCH_APP = AppConfig(
 )
 
 
+def sample_pairs(partner_ids: list[str], seed: int, count: int) -> list[tuple[str, str, Period]]:
+    """The (partner, period kind, period) pairs of the scorecard timings: the same for every
+    phase given the same sorted partner ids and seed."""
+    rng = random.Random(seed * 7919 + 1)
+    return [(rng.choice(partner_ids), *random_period(rng)) for _ in range(count)]
+
+
+#: The parts of the engine's card the DuckDB baseline computes too (all but names and dates).
+CARD_KEYS = ("kpis", "previous", "channels", "stages", "quality_score", "rank", "ranked_partners")
+
+
 def engine_for(db: str) -> KpiEngine:
     return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP.kpi_settings)
 
@@ -114,8 +126,7 @@ def engine_phase(
     engine = engine_for(db)
     settle_heap()  # as `partner-kpi serve` does once started
     partner_ids = sorted(p.id for p in engine.partners())
-    rng = random.Random(seed * 7919 + 1)
-    pairs = [(rng.choice(partner_ids), *random_period(rng)) for _ in range(warmup + samples)]
+    pairs = sample_pairs(partner_ids, seed, warmup + samples)
     for pid, _kind, period in pairs[:warmup]:
         engine.partner(pid, period)
     scorecards = []
@@ -159,8 +170,8 @@ def engine_phase(
         "all_partners_seconds": all_seconds,
         "all_partners_cold_seconds": cold_seconds,
         "program_seconds": program_seconds,
-        "cards": len(cards),
         "check": check,
+        "cards": {pid: {key: card[key] for key in CARD_KEYS} for pid, card in cards.items()},
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_mb(),
         "code": code_version(),
@@ -202,6 +213,64 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
         "compute_seconds": compute_seconds,
         "one_scorecard_seconds": one_seconds,
         "check": pb.check_values(cards, partner_ids),
+        "rss_after_imports_mb": rss_start,
+        "peak_rss_mb": peak_mb(),
+        "code": code_version(),
+    }
+
+
+def duckdb_phase(
+    db: str, seed: int, samples: int, warmup: int, period_text: str, repeats: int
+) -> dict[str, Any]:
+    """The DuckDB baseline: copy the store into memory once, prepare once, then one partner's
+    card over the engine's random (partner, period) pairs and every partner's cards for one
+    period (after an untimed first run), with the cards the check compares."""
+    from bench import duckdb_baseline as ddb  # duckdb is imported in this child only
+
+    rss_start = peak_mb()
+    settings = BENCH_APP.kpi_settings
+
+    def windows(period: Period) -> tuple[Window, Window]:
+        return Window.of(period, settings.tz), Window.of(previous_period(period), settings.tz)
+
+    load_seconds, connection = _timed(lambda: ddb.load(db))
+    prepare_seconds, _ = _timed(lambda: ddb.prepare(connection))
+    rows = {
+        name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
+        for name in ("partners", "deals", "stage_changes")
+    }
+    queries = ddb.Queries(BENCH_APP.stages or [], settings.weights)
+    partner_ids = sorted(row[0] for row in connection.execute("SELECT id FROM partners").fetchall())
+    pairs = sample_pairs(partner_ids, seed, warmup + samples)
+    for pid, _kind, period in pairs[:warmup]:
+        ddb.one_partner(connection, queries, pid, *windows(period))
+    scorecards = []
+    for pid, kind, period in pairs[warmup:]:
+        seconds, _card = _timed(
+            partial(ddb.one_partner, connection, queries, pid, *windows(period))
+        )
+        scorecards.append(
+            {"partner": pid, "kind": kind, "period": period.name, "ms": seconds * 1000}
+        )
+    period = parse_period(period_text, AS_OF)
+    every = partial(ddb.all_partners, connection, queries, *windows(period))
+    cold_seconds, cards = _timed(every)
+    all_seconds = []
+    for _ in range(repeats):
+        seconds, cards = _timed(every)
+        all_seconds.append(seconds)
+    threads = connection.execute("SELECT current_setting('threads')").fetchone()
+    connection.close()
+    return {
+        "version": ddb.duckdb.__version__,
+        "threads": threads[0] if threads else None,
+        "rows": rows,
+        "load_seconds": load_seconds,
+        "prepare_seconds": prepare_seconds,
+        "scorecards": scorecards,
+        "all_partners_seconds": all_seconds,
+        "all_partners_cold_seconds": cold_seconds,
+        "cards": cards,
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_mb(),
         "code": code_version(),
