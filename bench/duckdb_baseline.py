@@ -60,9 +60,12 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 
-def load(db_path: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB database holding the needed columns of the store's tables."""
+def load(db_path: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB database holding the needed columns of the store's tables, running
+    queries on `threads` threads (None: DuckDB's default, one per core)."""
     target = duckdb.connect()
+    if threads is not None:
+        target.execute(f"SET threads = {int(threads)}")
     source = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         for name, (query, columns) in TABLES.items():
@@ -112,7 +115,8 @@ def prepare(connection: duckdb.DuckDBPyConnection) -> None:
 # --- the SQL -------------------------------------------------------------------------------
 
 #: Every partner's KPIs (section 3) for the window [$s, $e) / [$s_at, $e_at), one row per
-#: partner of the partners table, with what the quality score and the check need.
+#: partner of the partners table, with what the quality score and the check need ({only} and
+#: {only_partner} limit it to partner $pid).
 _KPIS = """
 WITH closed AS (
     SELECT partner_id,
@@ -128,27 +132,27 @@ WITH closed AS (
         sum(csat) FILTER (status = 'won') AS csat_sum,
         count(csat) FILTER (status = 'won') AS csat_count
     FROM partner_deals
-    WHERE status IN ('won', 'lost') AND closed_on >= $s AND closed_on < $e
+    WHERE status IN ('won', 'lost') AND closed_on >= $s AND closed_on < $e {only}
     GROUP BY partner_id
 ), pipeline AS (
     SELECT partner_id, count(*) AS n, sum(amount) AS value
     FROM partner_deals
-    WHERE created_on < $e AND (status = 'open' OR closed_on >= $e)
+    WHERE created_on < $e AND (status = 'open' OR closed_on >= $e) {only}
     GROUP BY partner_id
 ), registrations AS (
     SELECT partner_id, count(*) AS n
     FROM partner_deals
-    WHERE registered AND registered_day >= $s AND registered_day < $e
+    WHERE registered AND registered_day >= $s AND registered_day < $e {only}
     GROUP BY partner_id
 ), courses AS (
     SELECT partner_id, count(*) AS n
-    FROM trainings WHERE completed_on >= $s AND completed_on < $e
+    FROM trainings WHERE completed_on >= $s AND completed_on < $e {only}
     GROUP BY partner_id
 ), answers AS (
     SELECT partner_id, count(*) AS n,
         count(*) FILTER (score >= 9) AS promoters,
         count(*) FILTER (score <= 6) AS detractors
-    FROM survey_responses WHERE submitted_at >= $s_at AND submitted_at < $e_at
+    FROM survey_responses WHERE submitted_at >= $s_at AND submitted_at < $e_at {only}
     GROUP BY partner_id
 ), base AS (
     SELECT p.id, p.joined_on < $e AND (p.left_on IS NULL OR p.left_on >= $s) AS active,
@@ -175,6 +179,7 @@ WITH closed AS (
     LEFT JOIN registrations r ON r.partner_id = p.id
     LEFT JOIN courses t ON t.partner_id = p.id
     LEFT JOIN answers a ON a.partner_id = p.id
+    {only_partner}
 )
 SELECT *,
     CASE WHEN sales_cycle_days <> 0
@@ -297,15 +302,17 @@ def quality_sql(weights: Mapping[str, float]) -> str:
     names = ", ".join(_quoted(list(weights)))
     return (
         "WITH kpis AS ("
-        + _KPIS
+        + kpis_sql()
         + ")"
         + _QUALITY.format(weighted=weighted, total=total, names=names)
     )
 
 
-def kpis_sql() -> str:
-    """Every partner's KPIs, without the quality score (the previous period's)."""
-    return _KPIS
+def kpis_sql(one_partner: bool = False) -> str:
+    """Every partner's KPIs (or partner $pid's), without the quality score."""
+    if one_partner:
+        return _KPIS.format(only="AND partner_id = $pid", only_partner="WHERE p.id = $pid")
+    return _KPIS.format(only="", only_partner="")
 
 
 def _quoted(values: Sequence[str]) -> list[str]:
@@ -345,7 +352,7 @@ class Queries:
     def __init__(self, stages: Sequence[str], weights: Mapping[str, float]) -> None:
         self.stages = list(stages)
         self.current = quality_sql(weights)
-        self.previous = kpis_sql()
+        self.previous = {only: kpis_sql(only) for only in (False, True)}
         pipeline = ", ".join(f"({value})" for value in _quoted(self.stages)) or "(NULL)"
         self.channels = {
             only: _CHANNELS.format(only="AND partner_id = $pid" if only else "")
@@ -361,9 +368,6 @@ class Queries:
             for only in (False, True)
         }
 
-    def previous_only(self, partner_id: str) -> str:
-        return f"SELECT * FROM ({self.previous}) WHERE id = $pid"
-
 
 def _cards(
     connection: duckdb.DuckDBPyConnection,
@@ -377,11 +381,9 @@ def _cards(
     current = _rows(_run(connection, queries.current, params))
     if partner_id is not None:
         current = [row for row in current if row["id"] == partner_id]
-        before = _rows(
-            _run(connection, queries.previous_only(partner_id), _params(previous) | only)
-        )
-    else:
-        before = _rows(_run(connection, queries.previous, _params(previous)))
+    before = _rows(
+        _run(connection, queries.previous[partner_id is not None], _params(previous) | only)
+    )
     channels = _run(connection, queries.channels[partner_id is not None], params | only).fetchall()
     stages = (
         _run(connection, queries.stage_table[partner_id is not None], params | only).fetchall()

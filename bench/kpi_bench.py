@@ -139,6 +139,7 @@ def summarize_engine(result: dict[str, Any]) -> dict[str, Any]:
             for kind, values in sorted(by_kind.items())
         },
         "all_partners_s": statistics.median(result["all_partners_seconds"]),
+        "all_partners_cpu_s": statistics.median(result["all_partners_cpu_seconds"]),
         "all_partners_cold_s": result["all_partners_cold_seconds"],
         "program_s": statistics.median(result["program_seconds"]),
         "peak_rss_mb": result["peak_rss_mb"],
@@ -222,6 +223,7 @@ def summarize_duckdb(raw: dict[str, Any]) -> dict[str, Any]:
         "scorecard_p95_ms": percentile(times, 95),
         "all_partners_s": statistics.median(raw["all_partners_seconds"]),
         "all_partners_runs_s": raw["all_partners_seconds"],
+        "all_partners_cpu_s": statistics.median(raw["all_partners_cpu_seconds"]),
         "all_partners_cold_s": raw["all_partners_cold_seconds"],
         "peak_rss_mb": raw["peak_rss_mb"],
         "rows": raw["rows"],
@@ -256,6 +258,12 @@ def duckdb_rows(engine: dict[str, Any], duck: dict[str, Any]) -> list[list[str]]
             f"{ratio:.2f}x",
             f"<= {TARGET_DUCKDB_RATIO:g}x",
             ratio <= TARGET_DUCKDB_RATIO,
+        ),
+        _row(
+            "CPU seconds of every partner's cards, engine / DuckDB (all threads)",
+            f"{engine['all_partners_cpu_s']:.2f} s / {duck['all_partners_cpu_s']:.2f} s = "
+            f"{_ratio(engine['all_partners_cpu_s'], duck['all_partners_cpu_s'])}",
+            "(info)",
         ),
         _row(
             "DuckDB: one partner's card, p50 / p95 (the engine's random pairs)",
@@ -343,8 +351,9 @@ def results_table(
             ],
             ["peak memory, pandas process", _fmt(pandas["peak_rss_mb"], "MB"), "", ""],
             _row(
-                "engine / pandas, every partner (compute only)",
-                _ratio(engine["all_partners_s"], pandas["compute_s"]),
+                "engine / pandas, every partner (compute only); CPU seconds",
+                f"{_ratio(engine['all_partners_s'], pandas['compute_s'])}; "
+                f"{_ratio(engine['all_partners_cpu_s'], pandas['compute_cpu_s'])}",
                 "(info)",
             ),
         ]
@@ -419,6 +428,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs of all_partners and program")
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline")
     parser.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB baseline")
+    parser.add_argument(
+        "--duckdb-threads", type=int, help="DuckDB's threads (default: its own, one per core)"
+    )
     parser.add_argument("--profile", action="store_true", help="profile the SQL even if all pass")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return parser.parse_args(argv)
@@ -511,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prepare_s": raw["prepare_seconds"],
             "compute_s": compute,
             "compute_runs_s": raw["compute_seconds"],
+            "compute_cpu_s": statistics.median(raw["compute_cpu_seconds"]),
             "with_load_s": raw["load_seconds"] + raw["prepare_seconds"] + compute,
             "one_s": one,
             "one_with_load_s": raw["load_seconds"] + raw["prepare_seconds"] + one,
@@ -556,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.warmup,
             PERIOD,
             args.repeats,
+            args.duckdb_threads,
         )
         CODES.append(raw["code"])
         duck = summarize_duckdb(raw)

@@ -117,6 +117,18 @@ def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
+def _repeated(action: Callable[[], Any], repeats: int) -> tuple[list[float], list[float], Any]:
+    """`repeats` runs of `action`: their wall seconds, their CPU seconds (every thread of this
+    process: what the work costs whatever else runs on the machine) and the last value."""
+    walls, cpus, value = [], [], None
+    for _ in range(repeats):
+        cpu = time.process_time()
+        wall, value = _timed(action)
+        cpus.append(time.process_time() - cpu)
+        walls.append(wall)
+    return walls, cpus, value
+
+
 def engine_phase(
     db: str, seed: int, samples: int, warmup: int, period_text: str, repeats: int
 ) -> dict[str, Any]:
@@ -144,13 +156,11 @@ def engine_phase(
     ]
 
     period = parse_period(period_text, AS_OF)
-    all_seconds, program_seconds = [], []
+    program_seconds = []
     # One untimed run first, as the scorecards had theirs (it reads pages no scorecard did);
     # its time is kept as the cold figure.
     cold_seconds, cards = _timed(lambda: engine.all_partners(period))
-    for _ in range(repeats):
-        seconds, cards = _timed(lambda: engine.all_partners(period))
-        all_seconds.append(seconds)
+    all_seconds, all_cpu, cards = _repeated(lambda: engine.all_partners(period), repeats)
     for _ in range(repeats):
         seconds, _program = _timed(lambda: engine.program(period))
         program_seconds.append(seconds)
@@ -168,6 +178,7 @@ def engine_phase(
         "scorecards": scorecards,
         "answer_ms": answer_ms,
         "all_partners_seconds": all_seconds,
+        "all_partners_cpu_seconds": all_cpu,
         "all_partners_cold_seconds": cold_seconds,
         "program_seconds": program_seconds,
         "check": check,
@@ -196,11 +207,9 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
     data = pb.prepare(frames)
     prepare_seconds = time.perf_counter() - started
     del frames  # what stays in memory is the prepared data, as in a long-running process
-    compute_seconds = []
-    cards: dict[str, Any] = {}
-    for _ in range(repeats):
-        seconds, cards = _timed(lambda: pb.scorecards(data, period, stages))
-        compute_seconds.append(seconds)
+    compute_seconds, compute_cpu, cards = _repeated(
+        lambda: pb.scorecards(data, period, stages), repeats
+    )
     one_seconds = []
     for _ in range(repeats):
         seconds, _one = _timed(lambda: pb.one_scorecard(data, partner_id, period, stages))
@@ -211,6 +220,7 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
         "load_seconds": load_seconds,
         "prepare_seconds": prepare_seconds,
         "compute_seconds": compute_seconds,
+        "compute_cpu_seconds": compute_cpu,
         "one_scorecard_seconds": one_seconds,
         "check": pb.check_values(cards, partner_ids),
         "rss_after_imports_mb": rss_start,
@@ -220,7 +230,13 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
 
 
 def duckdb_phase(
-    db: str, seed: int, samples: int, warmup: int, period_text: str, repeats: int
+    db: str,
+    seed: int,
+    samples: int,
+    warmup: int,
+    period_text: str,
+    repeats: int,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The DuckDB baseline: copy the store into memory once, prepare once, then one partner's
     card over the engine's random (partner, period) pairs and every partner's cards for one
@@ -233,7 +249,7 @@ def duckdb_phase(
     def windows(period: Period) -> tuple[Window, Window]:
         return Window.of(period, settings.tz), Window.of(previous_period(period), settings.tz)
 
-    load_seconds, connection = _timed(lambda: ddb.load(db))
+    load_seconds, connection = _timed(lambda: ddb.load(db, threads))
     prepare_seconds, _ = _timed(lambda: ddb.prepare(connection))
     rows = {
         name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
@@ -255,20 +271,18 @@ def duckdb_phase(
     period = parse_period(period_text, AS_OF)
     every = partial(ddb.all_partners, connection, queries, *windows(period))
     cold_seconds, cards = _timed(every)
-    all_seconds = []
-    for _ in range(repeats):
-        seconds, cards = _timed(every)
-        all_seconds.append(seconds)
-    threads = connection.execute("SELECT current_setting('threads')").fetchone()
+    all_seconds, all_cpu, cards = _repeated(every, repeats)
+    used = connection.execute("SELECT current_setting('threads')").fetchone()
     connection.close()
     return {
         "version": ddb.duckdb.__version__,
-        "threads": threads[0] if threads else None,
+        "threads": used[0] if used else None,
         "rows": rows,
         "load_seconds": load_seconds,
         "prepare_seconds": prepare_seconds,
         "scorecards": scorecards,
         "all_partners_seconds": all_seconds,
+        "all_partners_cpu_seconds": all_cpu,
         "all_partners_cold_seconds": cold_seconds,
         "cards": cards,
         "rss_after_imports_mb": rss_start,
