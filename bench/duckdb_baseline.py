@@ -7,7 +7,8 @@ wheel does not bundle it and this machine reaches only package registries. So `l
 needed columns of the store with Python's sqlite3, in chunks of numpy arrays that DuckDB scans,
 into typed in-memory tables (timed apart, like pandas' read). `prepare` does the
 period-independent work once, as the pandas baseline does (partner deals with their cycle and
-registration day; stage changes of known deals with their deal's partner and stay length).
+registration day; stage changes of known deals with their deal's partner; the ended stays of
+partner deals with their length).
 `all_partners` is the engine's `all_partners`: for one period every partner's KPIs, channels,
 stages, quality score and rank, and the previous period's KPIs, as cards of the engine's shape
 (so a check can compare them key by key); `one_partner` is one partner's card, ranking every
@@ -104,10 +105,21 @@ def prepare(connection: duckdb.DuckDBPyConnection) -> None:
     connection.execute(
         """
         CREATE TABLE changes AS
-        SELECT d.partner_id, c.stage, c.entered_at, c.left_at,
-               epoch(c.left_at - c.entered_at) / 86400.0 AS stay_days
+        SELECT d.partner_id, c.stage, c.entered_at
         FROM stage_changes c JOIN deals d ON d.id = c.deal_id
         ORDER BY c.entered_at
+        """
+    )
+    # The ended stays of partner deals, sorted by their end: the filter on a period's ends then
+    # skips row groups too (sorted by the start instead, it took twice as long).
+    connection.execute(
+        """
+        CREATE TABLE stays AS
+        SELECT d.partner_id, c.stage, c.left_at,
+               epoch(c.left_at - c.entered_at) / 86400.0 AS stay_days
+        FROM stage_changes c JOIN deals d ON d.id = c.deal_id
+        WHERE d.partner_id IS NOT NULL AND c.left_at IS NOT NULL
+        ORDER BY c.left_at
         """
     )
 
@@ -246,9 +258,8 @@ WITH pipeline(stage) AS (VALUES {stages}), entered AS (
     SELECT stage, sum(n) AS n FROM entered GROUP BY stage
 ), stays AS (
     SELECT partner_id, stage, avg(stay_days) AS avg_days
-    FROM changes
-    WHERE left_at >= $s_at AND left_at < $e_at AND stage IN ({listed})
-        AND partner_id IS NOT NULL {only}
+    FROM stays
+    WHERE left_at >= $s_at AND left_at < $e_at AND stage IN ({listed}) {only}
     GROUP BY partner_id, stage
 )
 SELECT p.id, pipeline.stage, coalesce(e.n, 0) AS entered,
