@@ -86,10 +86,10 @@ class Measured:
         self.seconds = 0.0
         self.peak_mb = 0.0
 
-    def sync(self, store: Any, report: Any, progress: Any) -> None:
+    def sync(self, store: Any, report: Any, progress: Any, accept_deletes: bool = False) -> None:
         started = time.perf_counter()
         try:
-            self.source.sync(store, report, progress)
+            self.source.sync(store, report, progress, accept_deletes)
         finally:
             self.seconds = time.perf_counter() - started
             self.peak_mb = peak_mb()

@@ -31,7 +31,7 @@ from kpi.engine import KpiEngine
 from kpi.leaders import leaderboard, value_of
 from kpi.lookup import Ambiguous, Found, NotFound, find_partner
 from kpi.models import Partner
-from kpi.risk import partners_at_risk
+from kpi.risk import risks_in
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.periods import Period, PeriodError, parse_period
@@ -176,15 +176,9 @@ class Answers:
     def at_risk(self, period_text: str) -> Message:
         period = self._period(period_text)
         cards = list(self.engine.all_partners(period).values())
-        active = {p.id for p in self.engine.partners() if p.active_at(period.end)}
-        stale = {
-            key: counts.open_past_close_date
-            for key, counts in self.engine.trust_counts(period).items()
-            if key is not None
-        }
         return render(
             "at_risk",
-            risks=partners_at_risk(cards, active, stale),
+            risks=risks_in(self.engine, period, cards),
             period=period,
             currency=self.app.currency,
         )

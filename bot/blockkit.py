@@ -13,6 +13,7 @@ from typing import Any
 from templates import word
 
 MAX_BLOCKS = 50
+VIEW_MAX_BLOCKS = 100  # a modal or the Home tab
 MAX_SECTION_TEXT = 3000
 MAX_FIELD_TEXT = 2000
 MAX_FIELDS = 10
@@ -41,19 +42,22 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
-def fit(message: Message) -> Message:
+def fit(
+    message: Message, max_blocks: int = MAX_BLOCKS, max_chars: int | None = MAX_TOTAL_CHARS
+) -> Message:
     """The message within every limit: long texts cut with an ellipsis, extra blocks replaced
-    by a closing "… and N more" line."""
+    by a closing "… and N more" line. A view (a modal, the Home tab) takes `VIEW_MAX_BLOCKS`
+    and no limit on its blocks' total size (`max_chars` None)."""
     blocks = [_fit_block(block) for block in message.blocks]
     hidden = 0
-    if len(blocks) > MAX_BLOCKS:
-        hidden = len(blocks) - (MAX_BLOCKS - 1)
-        blocks = blocks[: MAX_BLOCKS - 1]
+    if len(blocks) > max_blocks:
+        hidden = len(blocks) - (max_blocks - 1)
+        blocks = blocks[: max_blocks - 1]
 
     def closed(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [*kept, _more(hidden)] if hidden else kept
 
-    while len(blocks) > 1 and _size(closed(blocks)) > MAX_TOTAL_CHARS:
+    while max_chars is not None and len(blocks) > 1 and _size(closed(blocks)) > max_chars:
         blocks.pop()
         hidden += 1
     return Message(truncate(message.text, MAX_FALLBACK_TEXT), closed(blocks))

@@ -70,10 +70,11 @@ def audience_or_refusal(
 
 
 def check_post_channels(facts: SlackFacts, app: AppConfig) -> list[str]:
-    """At start: one sentence for each digest or survey results channel that is shared with
-    another organisation and not mapped to a partner (or that Slack cannot describe now)."""
+    """At start: one sentence for each digest, survey results or alert channel that is shared
+    with another organisation and not mapped to a partner (or that Slack cannot describe now)."""
     posts = [(f"digest {d.name}", d.channel) for d in app.digests]
     posts += [(f"survey {c.name} results", c.results_channel) for c in app.surveys]
+    posts += [(f"alert {rule.name}", rule.channel) for rule in app.alerts]
     problems = []
     for what, channel in posts:
         try:

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot.answers import Answers
 from bot.channel_audience import check_post_channels
+from bot.cli_alerts import alerts
 from bot.cli_common import (
     SYNC_STOPPED,
     UNEXPECTED_ERROR,
@@ -450,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(UNEXPECTED_ERROR)
 
 
+cli.add_command(alerts)
 cli.add_command(digest)
 cli.add_command(jobs)
 cli.add_command(survey)

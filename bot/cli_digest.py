@@ -1,5 +1,6 @@
 """`partner-kpi digest` and `partner-kpi jobs`: a digest printed, saved or posted now, and the
-scheduler's jobs with their next run times. Registered on the main group by bot/cli.py."""
+scheduler's jobs with their next run times (and the alert rules). Registered on the main group
+by bot/cli.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import click
 from slack_sdk import WebClient
 
 from bot.channel_audience import SharedChannelRefused
+from bot.cli_alerts import rule_summary
 from bot.cli_common import Context, UserError
 from bot.console import render_text
 from bot.digest import render_digest
@@ -113,13 +115,20 @@ def _send(obj: Context, chosen: DigestConfig, run_at: datetime, chart_path: str 
 @click.command()
 @click.pass_obj
 def jobs(obj: Context) -> None:
-    """List the scheduled jobs (digests, syncs and survey rounds) with their next run times."""
+    """List the scheduled jobs (digests, syncs, survey rounds) with their next run times, and
+    the alert rules checked after every sync."""
     found = process_jobs(obj.store, obj.config, None).listing()
-    if not found:
+    rules = obj.config.app.alerts
+    if not found and not rules:
         click.echo(word("cli.no_jobs"))
         return
     rows = []
     for job in found:
         runs = ", ".join(run.strftime("%a %Y-%m-%d %H:%M %Z") for run in job.next_runs)
         rows.append((job.id, job.what, job.schedule, job.timezone, runs or word("cli.never")))
+    for rule in rules:
+        what = word(
+            "cli.alert_job", name=rule.name, rule=rule_summary(rule, obj.config.app.currency)
+        )
+        rows.append((f"alert:{rule.name}", what, word("cli.after_sync"), "", word("cli.next_sync")))
     click.echo(table(("job", "what", "schedule", "timezone", "next runs"), rows, numeric=set()))

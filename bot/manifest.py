@@ -42,6 +42,10 @@ BOT_EVENTS = [
     "channel_unshared",
 ]
 
+#: The App Home: opening the Home tab publishes the viewer's view (bot/listeners/home.py).
+#: It needs no scope of its own; views.publish and views.open take the bot token.
+HOME_EVENTS = ["app_home_opened"]
+
 
 class NoRequestUrl(ValueError):
     """HTTP mode without the app's public URL; the message says which setting to fill."""
@@ -64,7 +68,7 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
         "should_escape": False,
     }
     interactivity: dict[str, Any] = {"is_enabled": True}
-    events: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
+    events: dict[str, Any] = {"bot_events": [*BOT_EVENTS, *HOME_EVENTS]}
     if request_url:
         command["url"] = request_url
         interactivity["request_url"] = request_url
@@ -76,6 +80,11 @@ def manifest(app: AppConfig, socket_mode: bool | None = None) -> dict[str, Any]:
         },
         "features": {
             "bot_user": {"display_name": slack.app_name, "always_online": True},
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": True,  # survey DMs arrive there
+                "messages_tab_read_only_enabled": False,
+            },
             "slash_commands": [command],
         },
         "oauth_config": {"scopes": {"bot": BOT_SCOPES}},

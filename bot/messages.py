@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
-from bot.blockkit import Message, fit, truncate
+from bot.blockkit import VIEW_MAX_BLOCKS, Message, fit, truncate
 from bot.formatting import (
     KPI_LABELS,
     age,
@@ -81,6 +81,7 @@ def _environment() -> Environment:
         age=age,
         as_of=as_of,
         value_json=_json_value,
+        from_json=json.loads,  # an element a macro wrote as JSON, back into data
         truncate_to=truncate,
     )
     env.tests["improvement"] = lambda pair, key: is_improvement(key, *pair) is True
@@ -94,9 +95,19 @@ ENVIRONMENT = _environment()
 
 def render(name: str, **context: Any) -> Message:
     """The message of `templates/<name>.json.j2`, fitted into Block Kit's limits."""
+    return fit(_rendered(name, context))
+
+
+def render_view(name: str, **context: Any) -> Message:
+    """The blocks of `templates/<name>.json.j2` for a view (a modal, the Home tab), fitted into
+    a view's limits: 100 blocks, ending with "… and N more" past them."""
+    return fit(_rendered(name, context), VIEW_MAX_BLOCKS, None)
+
+
+def _rendered(name: str, context: dict[str, Any]) -> Message:
     output = ENVIRONMENT.get_template(f"{name}.json.j2").render(**context)
     start = output.rfind(_MARKER)
     if start < 0:
         raise ValueError(f"template {name} did not end with message(text, blocks)")
     data = json.loads(output[start + len(_MARKER) :])
-    return fit(Message(data["text"], data["blocks"]))
+    return Message(data["text"], data["blocks"])

@@ -1,11 +1,11 @@
 """The jobs of one `partner-kpi serve` process, each kind registered on the one scheduler
-(bot/jobs.py), in the order `partner-kpi jobs` lists them. A new kind of job (alerts) is built
-and added here."""
+(bot/jobs.py), in the order `partner-kpi jobs` lists them. Alerts run after every sync."""
 
 from __future__ import annotations
 
 from slack_sdk import WebClient
 
+from bot.alerts.job import AlertJob
 from bot.jobs import Jobs, replica_id
 from bot.scheduler import DigestScheduler
 from bot.surveys.sender import SurveySender
@@ -17,7 +17,7 @@ from settings.app import LoadedConfig
 
 
 def process_jobs(store: Store, config: LoadedConfig, client: WebClient | None) -> Jobs:
-    """Digests, the sync and survey rounds of this replica; with no Slack client, only to be
+    """Digests, the sync, survey rounds and alerts of this replica; with no Slack client, only to be
     listed (nothing is sent)."""
     app = config.app
     replica = replica_id()
@@ -25,14 +25,15 @@ def process_jobs(store: Store, config: LoadedConfig, client: WebClient | None) -
     def sync() -> object:
         return run_sync(store, source_for(config))
 
-    sync_job = SyncJob(store, app, sync, replica=replica)
+    alerts = AlertJob(store, app, client, replica=replica)
+    sync_job = SyncJob(store, app, sync, replica=replica, after=alerts.tick)
     digests = DigestScheduler(store, config, client, sync=sync_job, replica=replica)
     surveys = None
     if client is not None and app.surveys:
         surveys = SurveySender(store, config, client, replica=replica)
     return Jobs(
         app.scheduler.tick_seconds,
-        [digests, sync_job, SurveyJobs(app, surveys)],
+        [digests, sync_job, SurveyJobs(app, surveys), alerts],
         clock=digests.clock,
         replica=replica,
     )

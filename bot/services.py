@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot.access import Decision, FactUnavailable, decide, identify
 from bot.answers import Answers
+from bot.home import HomeBuilder
 from bot.slack_facts import SlackFacts
 from bot.slack_request import SlackRequest
 from kpi.store import Store
@@ -28,6 +29,7 @@ class BotServices:
     today: Callable[[], date]
     facts: SlackFacts
     now: Callable[[], datetime] | None = None  # survey rounds' clock; None: the real UTC time
+    home: HomeBuilder | None = None  # the App Home's builder, set when its listeners register
 
     def answers(self, decision: Decision, partner_view: bool = False) -> Answers:
         """Answers within `decision`; in the partner view for an external asker, or where

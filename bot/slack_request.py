@@ -42,3 +42,12 @@ class SlackRequest:
             enterprise_id=(body.get("enterprise") or {}).get("id"),
             text=f"button {action.get('action_id', '')} {action.get('value', '')}".strip(),
         )
+
+    @classmethod
+    def of_home(cls, user_id: str, what: str) -> SlackRequest:
+        """The App Home opened, or a control on it used, by `user_id` (`what` for the audit
+        log). Slack's event carries no team of the viewer: users.info decides who they are."""
+        return cls(
+            user_id=user_id, user_name=None, channel_id=None, team_id=None, enterprise_id=None,
+            text=what,
+        )  # fmt: skip

@@ -30,6 +30,8 @@ class SyncJob:
     runner: SyncRunner
     clock: Clock = utc_now
     replica: str = "sync"
+    #: Run after each sync this replica makes (the alerts' check), whatever its outcome.
+    after: Callable[[], object] | None = None
     name: ClassVar[str] = "sync"
     catch_up: ClassVar[bool] = False
 
@@ -53,6 +55,11 @@ class SyncJob:
             self.runner()
         except Exception as error:  # the digest then warns that the last sync failed
             log.error("sync %s failed: %s", why, error)
+        if self.after is not None:
+            try:
+                self.after()
+            except Exception:  # the next tick tries again
+                log.exception("the check after the sync failed")
 
     def run_if_older(self, minutes: float, now: datetime) -> None:
         """Syncs first when the data is older than `minutes` (0: never)."""

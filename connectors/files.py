@@ -43,6 +43,7 @@ from kpi.store import KINDS, Store
 
 SOURCE = "files"
 PROGRESS_EVERY = 5000  # rows between progress reports
+Progress = Callable[[str, int], None]
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -272,11 +273,14 @@ class FilesSource:
         normalizer: Normalizer,
         encoding: str = "utf-8",
         max_delete_share: float = 0.2,
+        only: tuple[str, ...] | None = None,
     ) -> None:
         self.folder = folder
         self.normalizer = normalizer
         self.encoding = encoding
         self.max_delete_share = max_delete_share
+        # The file names to read, each optional (a CRM's secondary folder); None: all of FILES.
+        self.only = only
 
     def check(self) -> list[CsvFile]:
         """The files to read; raises SourceError when the folder or a file is unusable."""
@@ -287,9 +291,11 @@ class FilesSource:
             )
         present = []
         for spec in FILES:
+            if self.only is not None and spec.name not in self.only:
+                continue
             path = self.folder / spec.name
             if not path.exists():
-                if spec.optional:
+                if spec.optional or self.only is not None:
                     continue
                 raise SourceError(f"{path}: missing; the files source needs {spec.name}.")
             with csv_rows(path, self.encoding) as rows:
@@ -307,8 +313,17 @@ class FilesSource:
         progress: Callable[[str, int], None] | None = None,
         accept_deletes: bool = False,
     ) -> None:
+        self.load(store, report, DeleteGuard(self.max_delete_share, accept_deletes), progress)
+        with store.transaction() as connection:
+            report.warnings.extend(store.unknown_reference_warnings(connection))
+        report.warnings.extend(self.normalizer.warnings())
+
+    def load(
+        self, store: Store, report: SyncReport, guard: DeleteGuard, progress: Progress | None
+    ) -> None:
+        """The snapshot itself, without the warnings about the whole store (a CRM's sync that
+        reads a secondary folder gives those once, at its end)."""
         files = self.check()
-        guard = DeleteGuard(self.max_delete_share, accept_deletes)
         with store.transaction() as connection:
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
@@ -330,8 +345,6 @@ class FilesSource:
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
             store.refresh_stays(connection)
-            report.warnings.extend(store.unknown_reference_warnings(connection))
-        report.warnings.extend(self.normalizer.warnings())
 
     def _records(
         self,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection
 
@@ -29,6 +29,9 @@ from connectors.report import ObjectReport, SyncReport
 from connectors.seen import SeenIds
 from kpi.models import Record, StageChange
 from kpi.store import KINDS, Store
+
+if TYPE_CHECKING:
+    from connectors.secondary import SecondaryFiles
 
 T = TypeVar("T")
 
@@ -306,11 +309,19 @@ class ApiBudget:
 
 
 def finish_crm_sync(
-    store: Store, report: SyncReport, normalizer: Normalizer, guard: DeleteGuard
+    store: Store,
+    report: SyncReport,
+    normalizer: Normalizer,
+    guard: DeleteGuard,
+    secondary: SecondaryFiles | None = None,
+    progress: Progress | None = None,
 ) -> None:
-    """What ends every CRM sync, finished or stopped early: the warnings about references to
-    records the store lacks and the normalizer's, then the deletion guard's refusal, if any
-    (its sweeps held back; the pages read stay committed)."""
+    """What ends every CRM sync, finished or stopped early: the secondary folder's files
+    (`connectors.secondary`), the warnings about references to records the store lacks and the
+    normalizer's, then the deletion guard's refusal, if any, the folder's included (its sweeps
+    held back; the pages read stay committed)."""
+    if secondary is not None:
+        secondary.load(store, report, guard, progress)
     with store.transaction() as connection:
         report.warnings.extend(store.unknown_reference_warnings(connection))
     report.warnings.extend(normalizer.warnings())

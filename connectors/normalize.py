@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
+from typing import Any
 
 from pydantic import ValidationError
 
-from kpi.models import Channel
+from kpi.models import Channel, Customer
 from settings.app import AppConfig
 from settings.kpi import normalize_lead_source
 
@@ -20,6 +21,8 @@ class Normalizer:
         self.channels = app.lead_source_channels
         #: amounts dropped because their currency has no rate, by currency code
         self.unconvertible: Counter[str] = Counter()
+        #: values of a CRM's channel field that are no channel, by value
+        self.unknown_channels: Counter[str] = Counter()
 
     def channel(self, lead_source: str | None, explicit: Channel | None = None) -> Channel:
         """An explicit channel wins; else the lead source's mapping; else `other`."""
@@ -28,6 +31,17 @@ class Normalizer:
         if not lead_source:
             return Channel.OTHER
         return self.channels.get(normalize_lead_source(lead_source), Channel.OTHER)
+
+    def explicit_channel(self, value: str | None) -> Channel | None:
+        """A CRM channel field's value (paid, earned, owned or other, in any case), or None
+        when it is empty or another value (counted for the report): the lead source decides."""
+        if not value or not value.strip():
+            return None
+        try:
+            return Channel(value.strip().lower())
+        except ValueError:
+            self.unknown_channels[value.strip()] += 1
+            return None
 
     def amount(self, amount: Decimal | None, currency: str | None) -> Decimal | None:
         """`amount` in the deployment's currency, or None where its currency has no rate."""
@@ -43,10 +57,27 @@ class Normalizer:
         return amount * rate
 
     def warnings(self) -> list[str]:
-        return [
+        found = [
             f"{count} amount(s) in {code} have no rate in currency_rates and count as empty"
             for code, count in sorted(self.unconvertible.items())
         ]
+        if self.unknown_channels:
+            values = ", ".join(sorted(self.unknown_channels)[:5])
+            found.append(
+                f"{self.unknown_channels.total()} deal(s) have a channel value that is none of "
+                f"paid, earned, owned, other ({values}); their lead source decides"
+            )
+        return found
+
+
+def customer_record(
+    normalizer: Normalizer, mrr: Decimal | None, currency: str | None, **fields: Any
+) -> Customer:
+    """A Customer with its MRR as the CRM has it and converted (a ValidationError when a field
+    is invalid; the MRR is converted last, so such a record never counts as unconverted)."""
+    code = currency.upper() if currency else None
+    record = Customer(original_mrr=mrr, currency=code, **fields)
+    return record.model_copy(update={"mrr": normalizer.amount(mrr, currency)})
 
 
 def validation_reason(error: ValidationError) -> str:

@@ -11,6 +11,7 @@ from connectors.files import FilesSource
 from connectors.guard import DeletionRefused
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
+from connectors.secondary import SecondaryFiles
 from kpi import rollups
 from kpi.store import Store
 from settings.app import LoadedConfig
@@ -39,7 +40,8 @@ class Source(Protocol):
 
 
 def source_for(config: LoadedConfig) -> Source:
-    """The source app.yaml names, built with its settings."""
+    """The source app.yaml names, built with its settings; a CRM source with the reader of
+    `secondary_files` when app.yaml names that folder."""
     app = config.app
     if app.source == "files":
         return FilesSource(
@@ -48,11 +50,15 @@ def source_for(config: LoadedConfig) -> Source:
     if app.source == "salesforce":
         from connectors.salesforce import SalesforceSource  # the SDK loads only when used
 
-        return SalesforceSource(app, Normalizer(app))
+        customers = app.salesforce.customers is not None
+        secondary = SecondaryFiles.for_crm(config.secondary_files, app, customers)
+        return SalesforceSource(app, Normalizer(app), secondary=secondary)
     if app.source == "hubspot":
         from connectors.hubspot import HubSpotSource  # the SDK loads only when used
 
-        return HubSpotSource(app, Normalizer(app))
+        customers = app.hubspot.customers is not None
+        secondary = SecondaryFiles.for_crm(config.secondary_files, app, customers)
+        return HubSpotSource(app, Normalizer(app), secondary=secondary)
     raise SourceError(
         f"source: {app.source} is not available in this version of partner-kpi; "
         "use source: files with CSV exports for now."

@@ -254,6 +254,21 @@ class Aggregator:
             for row in self.connection.execute(query)
         }
 
+    def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
+        """Each partner's deals open at the period's end whose expected close date is before
+        it: `TrustCounts.open_past_close_date` alone, as one range of ix_deals_open_expected."""
+        window = Window.of(period, self.tz)
+        query = (
+            select(d.c.partner_id, func.count())
+            .where(
+                d.c.status == "open",
+                d.c.expected_close_on < window.end,
+                d.c.created_on < window.end,
+            )
+            .group_by(d.c.partner_id)
+        )
+        return {row[0]: int(row[1]) for row in self.connection.execute(query)}
+
     def stage_entries(self, period: Period, stages: Sequence[str]) -> dict[str, int]:
         """Entries into each of `stages` in the period by every known deal, partner or direct."""
         window = Window.of(period, self.tz)

@@ -174,11 +174,7 @@ def build_digest(
     ranked_cards = leaderboard(list(cards.values()), "quality_score")
     movers, basis = _movers(store, engine, digest, period, run_at, cards)
     active = {pid for pid in cards if _active_at(partners[pid], period.end)}
-    stale = {
-        key: counts.open_past_close_date
-        for key, counts in engine.trust_counts(period).items()
-        if key is not None
-    }
+    stale = {key: count for key, count in engine.open_past_close(period).items() if key}
     risks = _risks(store, digest, period, cards, active, stale)
     leaders = ranked_cards[: digest.top]
     chosen_partners = sorted((partners[pid] for pid in chosen), key=lambda p: p.name.casefold())

@@ -117,7 +117,18 @@ class KpiEngine:
     def program(self, period: Period) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs added."""
         partners = self.partners()
-        data = self._compute(period, partners, None)
+        return self._program_card(self._compute(period, partners, None), partners)
+
+    def overview(self, period: Period) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The program's card and every partner's, from one set of queries, for a summary (the
+        App Home): every KPI, trend, score and rank, but no channels or stages (empty), which
+        would cost most of the time at 2,000 partners."""
+        partners = self.partners()
+        data = self._compute(period, partners, None, details=False)
+        cards = {partner.id: self._card(data, partner) for partner in partners}
+        return self._program_card(data, partners), cards
+
+    def _program_card(self, data: PeriodData, partners: list[PartnerRow]) -> dict[str, Any]:
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
         kpis = kpis_of(pooled_now) | self._program_kpis(
             partners, data.period, pooled_now, data.current
@@ -146,6 +157,11 @@ class KpiEngine:
         with self.store.engine.connect() as connection:
             return Aggregator(connection, self.settings.tz).trust(period)
 
+    def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
+        """Every partner's open deals past their expected close date at the period's end."""
+        with self.store.engine.connect() as connection:
+            return Aggregator(connection, self.settings.tz).open_past_close(period)
+
     def partners(self) -> list[PartnerRow]:
         p = schema.partners
         query = select(p.c.id, p.c.name, p.c.tier, p.c.joined_on, p.c.left_on).order_by(p.c.name)
@@ -155,20 +171,28 @@ class KpiEngine:
     # --- computing ---------------------------------------------------------------------
 
     def _compute(
-        self, period: Period, partners: list[PartnerRow], partner_ids: Sequence[str] | None
+        self,
+        period: Period,
+        partners: list[PartnerRow],
+        partner_ids: Sequence[str] | None,
+        details: bool = True,
     ) -> PeriodData:
         """The period's totals for every partner (the quality score ranks them all), and the
-        previous period's and the stages only for `partner_ids` (None: all)."""
+        previous period's and the stages only for `partner_ids` (None: all). Without
+        `details`, no channels and no stages (their keys are then empty or zero)."""
         previous = previous_period(period)
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
             current = aggregator.totals(period)
-            aggregator.add_channels(current, period, partner_ids)
-            pipeline = self._pipeline(connection)
-            aggregator.add_stages(current, period, pipeline, partner_ids)
+            pipeline: list[str] = []
+            all_entries: dict[str, int] = {}
+            if details:
+                aggregator.add_channels(current, period, partner_ids)
+                pipeline = self._pipeline(connection)
+                aggregator.add_stages(current, period, pipeline, partner_ids)
+                all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids)
-            all_entries = aggregator.stage_entries(period, pipeline)
         as_of = self.store.data_as_of()
         nothing = Totals()
         components = {

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kpi.engine import KpiEngine
+from settings.periods import Period
+
 
 @dataclass(frozen=True)
 class RiskRules:
@@ -49,3 +52,13 @@ def partners_at_risk(
         if reasons:
             found.append(AtRisk(card, tuple(reasons)))
     return sorted(found, key=lambda item: (-len(item.reasons), item.card["partner"]["name"]))
+
+
+def risks_in(
+    engine: KpiEngine, period: Period, cards: list[dict[str, Any]], rules: RiskRules = RiskRules()
+) -> list[AtRisk]:
+    """`partners_at_risk` over `cards` of `period`, with the partners active at its end and
+    their open deals past the close date read from the store."""
+    active = {p.id for p in engine.partners() if p.active_at(period.end)}
+    stale = {key: count for key, count in engine.open_past_close(period).items() if key}
+    return partners_at_risk(cards, active, stale, rules)

@@ -307,10 +307,12 @@ class Store:
     def delete_records(
         self, connection: Connection, model: type[Record], source: str, ids: Sequence[str]
     ) -> int:
-        """Deletes `source`'s records of `model` with these ids; a deal takes its stage history.
-        Returns how many records of `model` were deleted."""
+        """Deletes `source`'s records of `model` with these ids; a deal takes its stage history,
+        a customer its support tickets from `source`. Returns how many records of `model` were
+        deleted."""
         table = KINDS[model].table
         changes = schema.stage_changes
+        tickets = schema.support_tickets
         deleted = 0
         for batch in batched(ids, BATCH_SIZE):
             result = connection.execute(
@@ -319,6 +321,12 @@ class Store:
             deleted += result.rowcount or 0
             if model is Deal:
                 connection.execute(delete(changes).where(changes.c.deal_id.in_(batch)))
+            if model is Customer:
+                connection.execute(
+                    delete(tickets).where(
+                        tickets.c.customer_id.in_(batch), tickets.c.source == source
+                    )
+                )
         return deleted
 
     def stored_ids(self, model: type[Record], source: str, ids: Iterable[str]) -> set[str]:
@@ -454,24 +462,31 @@ class Store:
 
     def last_sync(self, status: str | None = "ok") -> SyncRun | None:
         """The latest finished sync (of any outcome when `status` is None)."""
+        found = self.recent_syncs(1, status)
+        return found[0] if found else None
+
+    def recent_syncs(self, count: int, status: str | None = None) -> list[SyncRun]:
+        """The latest `count` finished syncs (of `status`, or any), newest first."""
         runs = schema.sync_runs
         query = select(runs).where(runs.c.finished_at.is_not(None))
         if status is not None:
             query = query.where(runs.c.status == status)
+        query = query.order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(count)
         with self.engine.connect() as connection:
-            row = connection.execute(query.order_by(runs.c.finished_at.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return SyncRun(
-            id=row.id,
-            source=row.source,
-            full=row.full,
-            status=row.status,
-            started_at=row.started_at.replace(tzinfo=UTC),
-            finished_at=row.finished_at.replace(tzinfo=UTC),
-            report=row.report or {},
-            error=row.error,
-        )
+            rows = connection.execute(query).all()
+        return [
+            SyncRun(
+                id=row.id,
+                source=row.source,
+                full=row.full,
+                status=row.status,
+                started_at=row.started_at.replace(tzinfo=UTC),
+                finished_at=row.finished_at.replace(tzinfo=UTC),
+                report=row.report or {},
+                error=row.error,
+            )
+            for row in rows
+        ]
 
     def data_as_of(self) -> datetime | None:
         """When the store last finished a sync successfully."""
@@ -522,6 +537,18 @@ class Store:
         with self.engine.connect() as connection:
             row = connection.execute(select(log).where(log.c.key == key)).first()
         return dict(row._mapping) if row is not None else None
+
+    def claims(self, kind: str, prefix: str = "", unposted: bool = False) -> list[dict[str, Any]]:
+        """Every send-log row of `kind` whose key starts with `prefix` (as claim_state); with
+        `unposted`, only the claims not yet marked sent."""
+        log = schema.send_log
+        query = select(log).where(log.c.kind == kind)
+        if prefix:
+            query = query.where(log.c.key.startswith(prefix, autoescape=True))
+        if unposted:
+            query = query.where(log.c.posted_at.is_(None))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query.order_by(log.c.key))]
 
     def reclaim_stale(self, key: str, claimed_by: str, older_than: timedelta) -> bool:
         """Takes over a claim that was never posted and is older than `older_than` (its claimer

@@ -51,7 +51,7 @@ def tier_status(
     """`tiers` ascending by min_score; `components` holds every active partner's values."""
     if not tiers or score is None:
         return TierStatus(None, recorded, None, None, None)
-    earned = next((t for t in reversed(tiers) if score >= t.min_score), None)
+    earned = _earned(tiers, score)
     above = [t for t in tiers if t.min_score > score]
     if not above:
         return TierStatus(earned.name if earned else None, recorded, None, None, None)
@@ -65,6 +65,16 @@ def tier_status(
         lever,
         target.min_score,
     )
+
+
+def earned_tier(tiers: list[TierConfig], score: float | None) -> str | None:
+    """The name of the highest tier `score` reaches (`tiers` ascending), or None."""
+    earned = _earned(tiers, score) if score is not None else None
+    return earned.name if earned else None
+
+
+def _earned(tiers: list[TierConfig], score: float) -> TierConfig | None:
+    return next((t for t in reversed(tiers) if score >= t.min_score), None)
 
 
 def _lever(

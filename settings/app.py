@@ -13,9 +13,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy.engine import make_url
 
+from settings.alerts import Alerts
 from settings.base import ConfigError, Section, TimezoneName, describe_errors
 from settings.crm import FilesSourceConfig, HubSpotConfig, SalesforceConfig, SyncConfig
 from settings.database import DEFAULT_DATABASE_FILE, DatabaseUrl
@@ -42,6 +43,9 @@ class AppConfig(Section):
     salesforce: SalesforceConfig = Field(default_factory=SalesforceConfig)
     hubspot: HubSpotConfig = Field(default_factory=HubSpotConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    # With a CRM source: a folder of CSV files for the records the CRM does not hold
+    # (connectors.secondary.SECONDARY_FILES: trainings, survey answers, ...), in files.encoding.
+    secondary_files: Path | None = None
     database_url: DatabaseUrl = f"sqlite:///{DEFAULT_DATABASE_FILE}"
     # How long a writer waits for another one that holds the store before giving up.
     database_lock_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -58,6 +62,16 @@ class AppConfig(Section):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     surveys: Surveys = Field(default_factory=list)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    alerts: Alerts = Field(default_factory=list)
+
+    @field_validator("secondary_files")
+    @classmethod
+    def _beside_a_crm(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("source", "files") == "files":
+            raise ValueError(
+                "only with source: salesforce or hubspot; the files source reads files.path"
+            )
+        return value
 
     @property
     def kpi_settings(self) -> KpiSettings:
@@ -93,6 +107,7 @@ class LoadedConfig(typing.NamedTuple):
     path: Path | None  # None when no file exists and the defaults are in force
     files_path: Path
     database_url: str
+    secondary_files: Path | None = None  # resolved secondary_files
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
@@ -155,10 +170,14 @@ def parse_config(text: str, path: Path) -> LoadedConfig:
 
 def resolve(app: AppConfig, path: Path | None, base_dir: Path) -> LoadedConfig:
     files_path = app.files.path if app.files.path.is_absolute() else base_dir / app.files.path
+    secondary = app.secondary_files
+    if secondary is not None and not secondary.is_absolute():
+        secondary = base_dir / secondary
     url = make_url(app.database_url)
     database = url.database
     on_disk = url.get_backend_name() == "sqlite" and database and database != ":memory:"
     on_disk = on_disk and not str(database).startswith("file:")  # a URI names its own path
     if on_disk and not Path(str(database)).is_absolute():
         url = url.set(database=str(base_dir / str(database)))
-    return LoadedConfig(app, path, files_path, url.render_as_string(hide_password=False))
+    database_url = url.render_as_string(hide_password=False)
+    return LoadedConfig(app, path, files_path, database_url, secondary)

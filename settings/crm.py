@@ -7,7 +7,7 @@ import codecs
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 from settings.base import Section
 from settings.vocab import DealType
@@ -104,6 +104,8 @@ class SalesforceDealFields(Section):
     registered: SalesforceField | None = None
     registered_on: SalesforceField | None = None
     csat: SalesforceField | None = None
+    # A field holding paid, earned, owned or other: a non-empty value wins over lead_source.
+    channel: SalesforceField | None = None
     # Type picklist value -> new | upsell | renewal, laid over DEFAULT_SALESFORCE_TYPES.
     type_map: dict[str, DealType] = Field(default_factory=dict)
 
@@ -111,6 +113,35 @@ class SalesforceDealFields(Section):
     def types(self) -> dict[str, DealType]:
         given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
         return {**DEFAULT_SALESFORCE_TYPES, **given}
+
+
+class SalesforceCustomerFields(Section):
+    """Which Accounts are customers (kpi-spec.md section 7) and the Account fields a customer
+    comes from; with `tickets`, the Cases of those accounts are its support tickets. Dates may
+    be Date or DateTime fields; `partner` and `referred_by` are lookups to Accounts."""
+
+    filter: dict[SalesforceField, bool | str | list[str]] = Field(
+        default_factory=lambda: dict[str, bool | str | list[str]](Type="Customer")
+    )
+    partner: SalesforceField | None = None  # e.g. a custom Sourcing_Partner__c
+    name: SalesforceField = "Name"
+    became_customer_on: SalesforceField = "CreatedDate"
+    churned_on: SalesforceField | None = None
+    mrr: SalesforceField | None = None
+    onboarded_on: SalesforceField | None = None
+    referred_by: SalesforceField | None = None
+    tickets: bool = True
+
+    @field_validator("filter")
+    @classmethod
+    def _no_empty_list(
+        cls, value: dict[str, bool | str | list[str]]
+    ) -> dict[str, bool | str | list[str]]:
+        if not value:
+            raise ValueError("name at least one field that marks customer accounts")
+        if any(isinstance(v, list) and not v for v in value.values()):
+            raise ValueError("a list of values must not be empty")
+        return value
 
 
 class SalesforceConfig(Section):
@@ -122,6 +153,8 @@ class SalesforceConfig(Section):
     auth: Literal["password", "jwt", "client_credentials", "token"] | None = None
     partners: SalesforcePartnerFields = Field(default_factory=SalesforcePartnerFields)
     deals: SalesforceDealFields = Field(default_factory=SalesforceDealFields)
+    # `customers: null` leaves customers and tickets to the files (secondary_files).
+    customers: SalesforceCustomerFields | None = Field(default_factory=SalesforceCustomerFields)
     lookback_minutes: float = Field(default=10.0, ge=0)
     # Stop before the sync itself uses more than this share of the org's daily API allowance.
     max_api_share: float = Field(default=0.5, gt=0, le=1)
@@ -161,12 +194,20 @@ def _hubspot_property(value: str) -> str:
 
 HubSpotProperty = Annotated[str, AfterValidator(_hubspot_property)]
 
+
+def _one_or_more(value: object) -> object:
+    """One property name, or a list of them: `type: dealtype` is `type: [dealtype]`."""
+    return [value] if isinstance(value, str) else value
+
+
 #: dealtype values (matched ignoring case) and the deal type each means.
 DEFAULT_HUBSPOT_TYPES: dict[str, DealType] = {
     "newbusiness": DealType.NEW,
     "existingbusiness": DealType.UPSELL,
     "renewal": DealType.RENEWAL,
 }
+#: The built-in dealtype value that covers renewals and upsells alike.
+AMBIGUOUS_HUBSPOT_TYPE = "existingbusiness"
 
 
 class HubSpotPartnerProperties(Section):
@@ -181,8 +222,10 @@ class HubSpotPartnerProperties(Section):
     tier: HubSpotProperty | None = None
     joined_on: HubSpotProperty = "createdate"
     left_on: HubSpotProperty | None = None
-    # A company property holding the channel manager's email (HubSpot owners are ids).
+    # A company property holding the channel manager's email; without one, the owner named
+    # by `owner_id` (a HubSpot owner id, read through the owners API for its email).
     owner_email: HubSpotProperty | None = None
+    owner_id: HubSpotProperty | None = "hubspot_owner_id"
     region: HubSpotProperty | None = None  # e.g. country or a custom partner_region
 
 
@@ -198,18 +241,58 @@ class HubSpotDealProperties(Section):
     name: HubSpotProperty = "dealname"
     amount: HubSpotProperty = "amount"
     currency: HubSpotProperty | None = "deal_currency_code"
-    type: HubSpotProperty | None = "dealtype"
+    # One property or several, tried in order: the first value type_map (or the defaults)
+    # maps decides; then the pipeline (type_by_pipeline).
+    type: Annotated[list[HubSpotProperty], BeforeValidator(_one_or_more)] | None = Field(
+        default_factory=lambda: ["dealtype"]
+    )
     lead_source: HubSpotProperty | None = "hs_analytics_source"
+    # A property holding paid, earned, owned or other: a non-empty value wins over lead_source.
+    channel: HubSpotProperty | None = None
     registered: HubSpotProperty | None = None
     registered_on: HubSpotProperty | None = None
     csat: HubSpotProperty | None = None
-    # dealtype value -> new | upsell | renewal, laid over DEFAULT_HUBSPOT_TYPES.
+    # type value -> new | upsell | renewal, laid over DEFAULT_HUBSPOT_TYPES.
     type_map: dict[str, DealType] = Field(default_factory=dict)
+    # pipeline id or label -> the type of its deals, e.g. {Renewals: renewal}.
+    type_by_pipeline: dict[str, DealType] = Field(default_factory=dict)
 
     @property
     def types(self) -> dict[str, DealType]:
         given = {" ".join(key.split()).casefold(): kind for key, kind in self.type_map.items()}
         return {**DEFAULT_HUBSPOT_TYPES, **given}
+
+    @property
+    def type_properties(self) -> list[str]:
+        return list(self.type or [])
+
+    @property
+    def ambiguous_types(self) -> set[str]:
+        """Default values that do not tell renewals from upsells (unless type_map maps them)."""
+        given = {" ".join(key.split()).casefold() for key in self.type_map}
+        return {AMBIGUOUS_HUBSPOT_TYPE} - given
+
+
+class HubSpotCustomerProperties(Section):
+    """Which companies are customers (kpi-spec.md section 7) and the company properties a
+    customer comes from; with `tickets`, the tickets associated with them.
+
+    A customer's partner is the company id `partner_property` holds, else the associated
+    partner company (only through the association label `association_type_id` when set)."""
+
+    property: HubSpotProperty = "lifecyclestage"
+    # Evangelists are customers too (the stage after customer in HubSpot's lifecycle).
+    values: list[str] = Field(default_factory=lambda: ["customer", "evangelist"], min_length=1)
+    name: HubSpotProperty = "name"
+    became_customer_on: HubSpotProperty = "hs_lifecyclestage_customer_date"
+    partner_property: HubSpotProperty | None = None
+    association_type_id: int | None = Field(default=None, ge=1)
+    churned_on: HubSpotProperty | None = None
+    mrr: HubSpotProperty | None = None
+    currency: HubSpotProperty | None = None
+    onboarded_on: HubSpotProperty | None = None
+    referred_by: HubSpotProperty | None = None  # a property holding the referrer company's id
+    tickets: bool = True
 
 
 class HubSpotConfig(Section):
@@ -218,6 +301,8 @@ class HubSpotConfig(Section):
     portal_id: str | None = None
     partners: HubSpotPartnerProperties = Field(default_factory=HubSpotPartnerProperties)
     deals: HubSpotDealProperties = Field(default_factory=HubSpotDealProperties)
+    # `customers: null` leaves customers and tickets to the files (secondary_files).
+    customers: HubSpotCustomerProperties | None = Field(default_factory=HubSpotCustomerProperties)
     # Where a deal's stage changes come from: the `dealstage` property's history
     # (propertiesWithHistory, every change), or the `hs_v2_date_entered_<stage id>` properties
     # (the last time the deal entered each stage; fewer calls, but no repeated entries).

@@ -6,7 +6,8 @@ Served: `GET /crm/v3/objects/{type}` (list, `paging.next.after`, `archived=true`
 HAS_PROPERTY, sorts, `after`, at most 200 a page, and the 10,000-result cap: paging past it is a
 400), `POST /crm/v3/objects/{type}/batch/read` (100 inputs, 50 with `propertiesWithHistory`,
 history newest first, 207 with errors for missing ids), `GET /crm/v3/pipelines/deals`,
-`GET /crm/v3/properties/{type}/{name}`, and `POST /crm/v4/associations/{from}/{to}/batch/read`
+`GET /crm/v3/properties/{type}/{name}`, `GET /crm/v3/owners/` (paged), tickets as an object like
+the others, and `POST /crm/v4/associations/{from}/{to}/batch/read`
 with each result's own paging. Every answer carries the X-HubSpot-RateLimit-* headers; a wrong
 token gets HubSpot's 401 body (category INVALID_AUTHENTICATION); `POST /oauth/v1/token` grants
 OAuth access tokens for a refresh token (form-encoded; a bad one gets HubSpot's 400
@@ -45,6 +46,9 @@ DEFAULT_TYPES = {
     ("companies", "deals"): 342,
     ("companies", "contacts"): 280,
     ("contacts", "companies"): 279,
+    ("companies", "companies"): 450,
+    ("tickets", "companies"): 339,
+    ("companies", "tickets"): 340,
 }
 PRIMARY_TYPES = {("deals", "companies"): 5, ("companies", "deals"): 6}
 MODIFIED = {"contacts": "lastmodifieddate"}
@@ -111,7 +115,14 @@ class FakePortal:
 
     def __init__(self, now: datetime | None = None) -> None:
         self.now = now or datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
-        self.objects: dict[str, dict[int, Obj]] = {"companies": {}, "contacts": {}, "deals": {}}
+        self.objects: dict[str, dict[int, Obj]] = {
+            "companies": {},
+            "contacts": {},
+            "deals": {},
+            "tickets": {},
+        }
+        # The owners of GET /crm/v3/owners/: id, email, firstName, lastName, userId, ...
+        self.owners: list[dict[str, Any]] = []
         # Object types served from a generator instead of `objects`, with their links.
         self.generated: dict[str, GeneratedObjects] = {}
         self.links: dict[tuple[str, str], Mapping[int, list[Association]]] = {}
@@ -136,9 +147,15 @@ class FakePortal:
             "companies": ["name", "type", "createdate", "hs_lastmodifieddate", "hs_object_id"],
             "contacts": ["email", "createdate", "lastmodifieddate", "hs_object_id"],
             "deals": ["dealname", "amount", "dealstage", "pipeline", "closedate", "createdate"],
+            "tickets": ["subject", "hs_pipeline_stage", "createdate", "hs_lastmodifieddate"],
         }.items():
             for name in names:
                 self.define(object_type, name)
+        for name in ["hubspot_owner_id", "hs_lifecyclestage_customer_date"]:
+            self.define("companies", name)
+        stages = ["subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead"]
+        stages += ["opportunity", "customer", "evangelist", "other"]
+        self.define("companies", "lifecyclestage", [(s.title(), s) for s in stages])
         for name in ["deal_currency_code", "dealtype", "hs_analytics_source", "hs_object_id"]:
             self.define("deals", name)
         self.define("deals", "hs_lastmodifieddate")
@@ -207,6 +224,25 @@ class FakePortal:
                     }
                     for n, (stage_id, stage_label, closed, p) in enumerate(stages)
                 ],
+            }
+        )
+
+    def owner(self, owner_id: int, email: str) -> None:
+        """An active owner (a HubSpot user who can own records), as the owners API lists it."""
+        first, _, last = email.split("@")[0].partition(".")
+        self.owners.append(
+            {
+                "id": str(owner_id),
+                "email": email,
+                "type": "PERSON",
+                "firstName": first.title(),
+                "lastName": last.title(),
+                "userId": owner_id + 9_000_000,
+                "userIdIncludingInactive": owner_id + 9_000_000,
+                "createdAt": "2020-01-01T00:00:00Z",
+                "updatedAt": "2020-01-01T00:00:00Z",
+                "archived": False,
+                "teams": [],
             }
         )
 
@@ -518,6 +554,8 @@ def _route(
 ) -> tuple[int, dict[str, Any]]:
     parts = path.strip("/").split("/")
     with portal.lock:
+        if method == "GET" and parts == ["crm", "v3", "owners"]:
+            return 200, _owners(portal, query)
         if method == "GET" and parts[:3] == ["crm", "v3", "pipelines"] and len(parts) == 4:
             return 200, {"results": portal.pipelines}
         if method == "GET" and parts[:3] == ["crm", "v3", "properties"] and len(parts) == 4:
@@ -554,6 +592,23 @@ def _route(
         ):
             return _associations(portal, parts[3], parts[4], body)
     raise ApiError(404, error_body(f"Unknown resource {method} {path}", "OBJECT_NOT_FOUND"))
+
+
+def _owners(portal: FakePortal, query: dict[str, list[str]]) -> dict[str, Any]:
+    """GET /crm/v3/owners/: at most 500 a page, `after` an offset as HubSpot's cursor."""
+    limit = min(int((query.get("limit") or ["100"])[0]), 500)
+    offset = int((query.get("after") or ["0"])[0])
+    page = portal.owners[offset : offset + limit]
+    answer: dict[str, Any] = {"results": page}
+    if offset + limit < len(portal.owners):
+        following = str(offset + limit)
+        answer["paging"] = {
+            "next": {
+                "after": following,
+                "link": f"https://api.hubapi.com/crm/v3/owners/?after={following}",
+            }
+        }
+    return answer
 
 
 def _listed(query: dict[str, list[str]], name: str) -> list[str]:

@@ -105,6 +105,14 @@ STANDARD_FIELDS: dict[str, dict[str, tuple[str, str | None, str | None]]] = {
         "IsClosed": ("boolean", None, None),
         "IsWon": ("boolean", None, None),
     },
+    "Case": {
+        "Id": ("id", None, None),
+        "AccountId": ("reference", "Account", "Account"),
+        "Subject": ("string", None, None),
+        "CreatedDate": ("datetime", None, None),
+        "SystemModstamp": ("datetime", None, None),
+        "IsDeleted": ("boolean", None, None),
+    },
     "OpportunityPartner": {
         "Id": ("id", None, None),
         "OpportunityId": ("reference", "Opportunity", "Opportunity"),
@@ -131,6 +139,7 @@ PREFIXES = {
     "User": "005",
     "OpportunityStage": "01J",
     "OpportunityPartner": "00K",
+    "Case": "500",
 }
 
 
@@ -464,7 +473,7 @@ class FakeOrg:
             if select.limit is not None and taken >= select.limit:
                 return
             if (include_deleted or not record.get("IsDeleted")) and self._holds(
-                select.where, record
+                select.where, record, select.sobject
             ):
                 taken += 1
                 yield self._shape(select.sobject, select, record, include_deleted)
@@ -501,7 +510,7 @@ class FakeOrg:
             for r in candidates
             if (include_deleted or not r.get("IsDeleted"))
             and self._visible(r)
-            and self._holds(select.where, r)
+            and self._holds(select.where, r, sobject)
         ]
         for name, descending in reversed(select.order):
             rows.sort(key=lambda r, n=name: _sort_key(self._value(r, n)), reverse=descending)
@@ -525,26 +534,42 @@ class FakeOrg:
         if last not in self.fields(current):
             raise _invalid_field(path, sobject)
 
-    def _value(self, record: dict[str, Any], path: str) -> Any:
+    def _value(self, record: dict[str, Any], path: str, sobject: str = "") -> Any:
+        """The value at a path; a lookup the record holds no copy of is followed to the
+        stored record it names, as Salesforce itself does (`Account.Type` on a Case)."""
+        if "." not in path:
+            return record.get(path)
         value: Any = record
+        current = sobject
         for part in path.split("."):
             if not isinstance(value, dict):
                 return None
-            value = value.get(part)
+            link = next(
+                ((n, f) for n, f in self.fields(current).items() if f[1] == part and f[2]),
+                None,
+            )
+            following = value.get(part)
+            if following is None and link is not None and value.get(link[0]):
+                following = self.records.get(link[1][2] or "", {}).get(value[link[0]])
+            value, current = following, (link[1][2] or "") if link else ""
         return value
 
-    def _holds(self, predicate: Any, record: dict[str, Any]) -> bool:
+    def _holds(self, predicate: Any, record: dict[str, Any], sobject: str = "") -> bool:
         if predicate is None:
             return True
         kind = predicate[0]
         if kind == "and":
-            return self._holds(predicate[1], record) and self._holds(predicate[2], record)
+            return self._holds(predicate[1], record, sobject) and self._holds(
+                predicate[2], record, sobject
+            )
         if kind == "or":
-            return self._holds(predicate[1], record) or self._holds(predicate[2], record)
+            return self._holds(predicate[1], record, sobject) or self._holds(
+                predicate[2], record, sobject
+            )
         if kind == "not":
-            return not self._holds(predicate[1], record)
+            return not self._holds(predicate[1], record, sobject)
         _, name, op, expected = predicate
-        actual = self._value(record, name)
+        actual = self._value(record, name, sobject)
         if op == "IN":
             return actual in expected
         if isinstance(expected, datetime) and actual is not None:

@@ -355,6 +355,13 @@ class ApiError(Exception):
 # --- Block Kit validation ----------------------------------------------------------------------
 
 
+def _same_option(first: Any, second: Any) -> bool:
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return False
+    text_of = lambda option: (option.get("text") or {}).get("text")  # noqa: E731
+    return bool(first.get("value") == second.get("value") and text_of(first) == text_of(second))
+
+
 class BlockProblem(NamedTuple):
     """Why Slack would refuse some blocks: the `error` code and its response_metadata messages."""
 
@@ -432,6 +439,16 @@ class _Checker:
                     self.fail(f"no more than {OPTIONS_MAX} items allowed", f"{pointer}/options")
                 for j, option in enumerate(options):
                     self.option(option, f"{pointer}/options/{j}")
+                self.initial_option(element, pointer)
+
+    def initial_option(self, element: dict[str, Any], pointer: str) -> None:
+        """A select's initial_option must be one of its options (text and value alike)."""
+        initial, options = element.get("initial_option"), element.get("options")
+        if initial is None or not isinstance(options, list):
+            return
+        self.option(initial, f"{pointer}/initial_option")
+        if not any(_same_option(initial, option) for option in options):
+            self.fail("must match one of the options", f"{pointer}/initial_option")
 
     def option(self, option: Any, pointer: str) -> None:
         if not isinstance(option, dict):
@@ -729,6 +746,7 @@ class FakeSlack(Served):
         self._messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._ephemerals: list[dict[str, Any]] = []
         self._views: dict[str, dict[str, Any]] = {}
+        self._home_views: dict[str, dict[str, Any]] = {}  # user id -> that user's Home view
         self._files: dict[str, UploadedFile] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._server: _Server | None = None
@@ -1535,13 +1553,24 @@ class FakeSlack(Served):
         return self._views_open(body)
 
     def _views_publish(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._user(body.get("user_id"))
+        """A user's Home tab: one view per user, its id kept across publishes; a `hash` that
+        is not the current view's is hash_conflict, as Slack answers."""
+        user = self._user(body.get("user_id"))
         view = self._view_param(body)
         if view.get("type") != "home":
             raise ApiError("invalid_arguments", ["[ERROR] must be home [json-pointer:/view/type]"])
-        record = self._view_record(view, self._next_id("V"), None)
+        current = self._home_views.get(user.id)
+        if body.get("hash") and (current is None or body["hash"] != current["hash"]):
+            raise ApiError("hash_conflict")
+        record = self._view_record(view, current["id"] if current else self._next_id("V"), None)
         self._views[record["id"]] = record
+        self._home_views[user.id] = record
         return {"ok": True, "view": record}
+
+    def home_view(self, user_id: str) -> dict[str, Any] | None:
+        """The Home view last published for `user_id`, as Slack keeps it."""
+        with self._lock:
+            return self._home_views.get(user_id)
 
     def _views_update(self, body: dict[str, Any]) -> dict[str, Any]:
         view_id, external_id = body.get("view_id"), body.get("external_id")
@@ -1897,8 +1926,12 @@ def block_action_body(
     ephemeral: bool = False,
     view: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
+    selected_option: Mapping[str, Any] | None = None,
 ) -> bytes:
     """A click on a button (block_actions), form-encoded as payload=<json>.
+
+    With `selected_option` (an option of a static_select, as the view offered it) the action is
+    a pick in a static_select, shaped as Slack sends one: `selected_option`, no text or value.
 
     `message` is the message the button sits on (a default bot message otherwise). With
     `ephemeral=True` the container says so and, as for Slack's ephemeral messages, no `message`
@@ -1913,6 +1946,15 @@ def block_action_body(
         "type": action_type,
         "action_ts": action_ts or f"{time.time():.6f}",
     }
+    if selected_option is not None:
+        action = {
+            "type": "static_select",
+            "action_id": action_id,
+            "block_id": block_id,
+            "selected_option": dict(selected_option),
+            "placeholder": {"type": "plain_text", "text": "Select", "emoji": True},
+            "action_ts": action["action_ts"],
+        }
     payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
@@ -2033,6 +2075,23 @@ def view_submission_body(
         "enterprise": None,
     }
     return _interaction_body(payload)
+
+
+def app_home_opened_event(
+    user_id: str, view: Mapping[str, Any] | None = None, tab: str = "home"
+) -> dict[str, Any]:
+    """An app_home_opened event: `view` (the Home view last published for the user, e.g. from
+    `FakeSlack.views`) is present once one has been published, as Slack sends it."""
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": f"D{user_id[1:]}",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    if view is not None:
+        event["view"] = dict(view)
+    return event
 
 
 def event_callback_body(

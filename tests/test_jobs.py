@@ -97,7 +97,7 @@ def test_the_look_back_finds_the_latest_runs_however_far_back() -> None:
     assert recent_fires(never, now, 1) == [] and latest_scheduled(never, now, timedelta(0)) is None
 
 
-def test_serve_registers_digests_the_sync_and_survey_rounds(store: Store) -> None:
+def test_serve_registers_digests_the_sync_survey_rounds_and_alerts(store: Store) -> None:
     app = AppConfig.model_validate(
         {
             "digests": [{"name": "weekly", "channel": "C0DIGEST", "schedule": "0 9 * * 1"}],
@@ -106,8 +106,8 @@ def test_serve_registers_digests_the_sync_and_survey_rounds(store: Store) -> Non
         }
     )
     jobs = process_jobs(store, LoadedConfig(app, None, Path("."), "unused"), None)
-    assert [kind.name for kind in jobs.kinds] == ["digest", "sync", "survey"]
-    assert [kind.catch_up for kind in jobs.kinds] == [True, False, True]
+    assert [kind.name for kind in jobs.kinds] == ["digest", "sync", "survey", "alert"]
+    assert [kind.catch_up for kind in jobs.kinds] == [True, False, True, True]
     assert [job.id for job in jobs.listing()] == ["digest:weekly", "sync", "survey:nps"]
     assert jobs.kinds[2].tick() == []  # listing only (no Slack client): a tick sends nothing
 

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
-from tests.budget import examples
 
 from kpi import schema
 from kpi.engine import KpiEngine
@@ -40,6 +39,7 @@ from kpi.store import Store, open_store
 from settings.app import AppConfig
 from settings.kpi import DEFAULT_WEIGHTS, KpiConfig, KpiWeights
 from settings.periods import Period, parse_period, previous_period
+from tests.budget import examples
 from tests.kpi_compare import REL, assert_same
 from tests.kpi_reference import (
     Dataset,

@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import delete, func, insert, select, update
-from tests.budget import examples
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator
@@ -22,6 +21,7 @@ from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletio
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
 from settings.periods import Period, parse_period
+from tests.budget import examples
 from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import (
     assert_engine_equals_reference,

@@ -294,7 +294,8 @@ def test_incremental_sync_brings_changes_and_deletions(
     report = sync(store, org)
 
     assert report.stopped_early is None
-    assert org.api_used - calls_before <= 15  # a few calls, not a full pass
+    # a few calls, not a full pass: one or two per object (customers and Cases included)
+    assert org.api_used - calls_before <= 20
     deals_now = {d.id: d for d in store.records(Deal)}
     assert deals_now[changed].status == "won" and deals_now[changed].closed_on == date(2026, 11, 20)
     assert deals_now[new_id].amount is not None and float(deals_now[new_id].amount) == 540.0

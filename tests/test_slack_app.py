@@ -34,10 +34,21 @@ from tests.slack_bot import SECRET, Bot, start_bot
 EVIL = "<!channel> & <https://evil.example|click>"
 
 
-def seed(store: Store) -> None:
-    names = {"P1": "Acme Corp", "P2": "Northwind Traders", "P3": "Northwind Digital", "P4": EVIL}
+NAMES = {"P1": "Acme Corp", "P2": "Northwind Traders", "P3": "Northwind Digital", "P4": EVIL}
+
+
+def seed(
+    store: Store,
+    names: dict[str, str] = NAMES,
+    owners: dict[str, str] | None = None,
+    dealing: int | None = None,
+) -> None:
+    """Partners (with their `owners`' emails) and, for the first `dealing` of them (default
+    all), won 1,000 (Oct 1), lost 2,000 (Oct 2), won 3,000 (Oct 3), lost 4,000 (Oct 4);
+    then one good sync."""
     partners = [
-        Partner(id=pid, name=name, joined_on=date(2024, 1, 1)) for pid, name in names.items()
+        Partner(id=pid, name=name, joined_on=date(2024, 1, 1), owner_email=(owners or {}).get(pid))
+        for pid, name in names.items()
     ]
     deals = [
         Deal(
@@ -49,7 +60,7 @@ def seed(store: Store) -> None:
             created_on=date(2026, 9, 1),
             closed_on=date(2026, 10, 1 + i),
         )
-        for pid in names
+        for pid in list(names)[:dealing]
         for i in range(4)
     ]
     with store.transaction() as connection:

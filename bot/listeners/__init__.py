@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events
+from bot.listeners import actions, commands, events, home
 from bot.services import BotServices
 
 
@@ -12,6 +12,7 @@ def register_listeners(app: App, services: BotServices) -> None:
     commands.register(app, services)
     actions.register(app, services)
     events.register(app, services)
+    services.home = home.register(app, services)
     from bot.surveys import listeners as surveys  # survey DMs: action ids survey_*
 
     surveys.register(app, services)

@@ -27,6 +27,8 @@ SCOPES = (
     "crm.objects.deals.read",
     "crm.schemas.companies.read",
     "crm.schemas.deals.read",
+    "crm.objects.owners.read",
+    "tickets",
 )
 EXPIRY_MARGIN = 60.0  # seconds before `expires_in` runs out that a token is renewed
 

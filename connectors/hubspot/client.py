@@ -124,6 +124,7 @@ class HubSpotApi:
         self._pipelines = crm.pipelines.pipelines_api
         self._properties = crm.properties.core_api
         self._associations = crm.associations.v4.batch_api
+        self._owners = crm.owners.owners_api
         self._apis = (
             self._basic,
             self._search,
@@ -131,6 +132,7 @@ class HubSpotApi:
             self._pipelines,
             self._properties,
             self._associations,
+            self._owners,
         )
         self.oauth: OAuthToken | None = None
         if isinstance(credentials, OAuthApp):
@@ -213,6 +215,22 @@ class HubSpotApi:
         """The definitions of the object's properties (options included), by name."""
         result = self.call(lambda: self._properties.get_all(object_type, **self._raw))
         return {str(p["name"]): p for p in result.get("results", [])}
+
+    def owners(self, limit: int) -> dict[str, str]:
+        """Every active owner's email by owner id (GET /crm/v3/owners/, every page)."""
+        emails: dict[str, str] = {}
+        after: str | None = None
+        while True:
+            options: dict[str, Any] = {"limit": limit, "archived": False}
+            if after:
+                options["after"] = after
+            page = self.call(partial(self._owners.get_page, **options, **self._raw))
+            for owner in page.get("results") or []:
+                if owner.get("email"):
+                    emails[str(owner["id"])] = str(owner["email"])
+            after = next_after(page)
+            if after is None:
+                return emails
 
     def associations(
         self, from_type: str, to_type: str, ids: Sequence[str]

@@ -22,9 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer, validation_reason
-from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
-from settings.crm import HubSpotConfig
+from connectors.normalize import (
+    Normalizer,
+    customer_record,
+    validation_reason,
+)
+from kpi.models import Customer, Deal, DealStatus, DealType, Partner, StageChange, SupportTicket
+from settings.crm import HubSpotConfig, HubSpotCustomerProperties
 
 JsonObject = dict[str, Any]
 #: The prefix of the properties holding when a deal last entered each stage.
@@ -105,8 +109,10 @@ class Pipelines:
     def __init__(self, results: Iterable[Mapping[str, Any]]) -> None:
         self.stages: dict[str, Stage] = {}
         self.order: list[str] = []
+        self.labels: dict[str, str] = {}  # pipeline id -> label
         live = [p for p in results if not p.get("archived")]
         for pipeline in sorted(live, key=_display_order):
+            self.labels[str(pipeline["id"])] = str(pipeline.get("label") or pipeline["id"])
             stages = [s for s in pipeline.get("stages", []) if not s.get("archived")]
             for stage in sorted(stages, key=_display_order):
                 label = str(stage.get("label") or stage["id"])
@@ -142,21 +148,40 @@ def _stage_status(metadata: Mapping[str, Any]) -> DealStatus:
 # --- companies --------------------------------------------------------------------------
 
 
+def holds_one_of(company: Mapping[str, Any], name: str, values: set[str]) -> bool:
+    """The property holds one of `values` (casefolded option values); a multiple-checkbox
+    property holds several values separated by semicolons."""
+    value = text(company.get("properties") or {}, name) or ""
+    return any(part.strip().casefold() in values for part in value.split(";"))
+
+
 class CompanyMapper:
-    def __init__(self, settings: HubSpotConfig, zone: tzinfo, values: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: HubSpotConfig,
+        zone: tzinfo,
+        values: Sequence[str],
+        owners: Mapping[str, str] | None = None,
+    ) -> None:
         self.fields = settings.partners
         self.zone = zone
         self.values = {v.casefold() for v in values}  # option values that mark a partner
+        self.owners = owners or {}  # owner id -> email, when owner_id names the owner
 
     def properties(self) -> list[str]:
         f = self.fields
-        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, f.owner_email, f.region]
+        owner = f.owner_email or f.owner_id
+        wanted = [f.property, f.name, f.joined_on, f.tier, f.left_on, owner, f.region]
         return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
 
     def is_partner(self, company: Mapping[str, Any]) -> bool:
-        value = text(company.get("properties") or {}, self.fields.property) or ""
-        # a multiple-checkbox property holds several values separated by semicolons
-        return any(part.strip().casefold() in self.values for part in value.split(";"))
+        return holds_one_of(company, self.fields.property, self.values)
+
+    def owner_email(self, props: Mapping[str, Any]) -> str | None:
+        if self.fields.owner_email:
+            return text(props, self.fields.owner_email)
+        owner = text(props, self.fields.owner_id)
+        return self.owners.get(owner) if owner else None
 
     def partner(self, company: Mapping[str, Any], emails: Iterable[str]) -> Partner:
         f = self.fields
@@ -171,12 +196,75 @@ class CompanyMapper:
                 tier=text(props, f.tier),
                 joined_on=joined_on,
                 left_on=to_date(props.get(f.left_on), self.zone) if f.left_on else None,
-                owner_email=text(props, f.owner_email),
+                owner_email=self.owner_email(props),
                 contact_emails=tuple(sorted({e.strip() for e in emails if e.strip()})),
                 region=text(props, f.region),
             )
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None
+
+
+# --- customers and tickets --------------------------------------------------------------
+
+
+class CustomerMapper:
+    """Customer companies → Customers (kpi-spec.md section 7); tickets → SupportTickets."""
+
+    def __init__(
+        self,
+        fields: HubSpotCustomerProperties,
+        normalizer: Normalizer,
+        zone: tzinfo,
+        values: Sequence[str],
+    ) -> None:
+        self.fields = fields
+        self.normalizer = normalizer
+        self.zone = zone
+        self.values = {v.casefold() for v in values}  # option values that mark a customer
+
+    def properties(self) -> list[str]:
+        f = self.fields
+        wanted = [f.property, f.name, f.became_customer_on, f.partner_property, f.churned_on]
+        wanted += [f.mrr, f.currency, f.onboarded_on, f.referred_by]
+        return list(dict.fromkeys(["hs_lastmodifieddate", *[p for p in wanted if p]]))
+
+    def is_customer(self, company: Mapping[str, Any]) -> bool:
+        return holds_one_of(company, self.fields.property, self.values)
+
+    def customer(self, company: Mapping[str, Any], partner_id: str | None) -> Customer:
+        f = self.fields
+        props = company.get("properties") or {}
+        became = to_date(props.get(f.became_customer_on), self.zone)
+        if became is None:
+            raise Unmappable(f"{f.became_customer_on} is empty")
+        try:
+            return customer_record(
+                self.normalizer,
+                decimal(props.get(f.mrr)) if f.mrr else None,
+                text(props, f.currency),
+                id=str(company["id"]),
+                partner_id=partner_id,
+                name=text(props, f.name) or "",
+                became_customer_on=became,
+                churned_on=self._date(props, f.churned_on),
+                onboarded_on=self._date(props, f.onboarded_on),
+                referred_by=text(props, f.referred_by),
+            )
+        except ValidationError as error:
+            raise Unmappable(validation_reason(error)) from None
+
+    def _date(self, props: Mapping[str, Any], name: str | None) -> date | None:
+        return to_date(props.get(name), self.zone) if name else None
+
+    @staticmethod
+    def ticket(ticket: Mapping[str, Any], customer_id: str) -> SupportTicket:
+        props = ticket.get("properties") or {}
+        opened_at = parse_timestamp(props.get("createdate")) or parse_timestamp(
+            ticket.get("createdAt")
+        )
+        if opened_at is None:
+            raise Unmappable("createdate is empty")
+        return SupportTicket(id=str(ticket["id"]), customer_id=customer_id, opened_at=opened_at)
 
 
 # --- deals ------------------------------------------------------------------------------
@@ -192,6 +280,9 @@ class DealMapper:
     ) -> None:
         self.fields = settings.deals
         self.types = self.fields.types
+        self.ambiguous = self.fields.ambiguous_types
+        self.by_pipeline = _types_by_pipeline(self.fields.type_by_pipeline, pipelines)
+        self.undecided = 0  # deals typed only by an ambiguous value (counted, then reported)
         self.normalizer = normalizer
         self.zone = zone
         self.pipelines = pipelines
@@ -206,8 +297,9 @@ class DealMapper:
             f.name,
             f.amount,
             f.currency,
-            f.type,
+            *f.type_properties,
             f.lead_source,
+            f.channel,
             f.registered,
             f.registered_on,
             f.csat,
@@ -275,9 +367,11 @@ class DealMapper:
                 created_on=created_on,
                 closed_on=closed_on,
                 expected_close_on=close_date if status is DealStatus.OPEN else None,
-                type=self.deal_type(text(props, f.type)),
+                type=self.deal_type_of(props),
                 lead_source=lead_source,
-                channel=self.normalizer.channel(lead_source),
+                channel=self.normalizer.channel(
+                    lead_source, self.normalizer.explicit_channel(text(props, f.channel))
+                ),
                 registered=_registered(text(props, f.registered)),
                 registered_on=to_date(props.get(f.registered_on), self.zone)
                 if f.registered_on
@@ -292,6 +386,43 @@ class DealMapper:
         if value is None:
             return None
         return self.types.get(" ".join(value.split()).casefold())
+
+    def deal_type_of(self, props: Mapping[str, Any]) -> DealType | None:
+        """The first type property whose value maps to a type, unless that value cannot tell
+        renewals from upsells (built-in `existingbusiness`); then the pipeline's type; then
+        the ambiguous value's default, counted in `undecided` for the report."""
+        fallback = None
+        for name in self.fields.type_properties:
+            value = text(props, name)
+            kind = self.deal_type(value)
+            if kind is None or value is None:
+                continue
+            if " ".join(value.split()).casefold() not in self.ambiguous:
+                return kind
+            fallback = fallback or kind
+        pipeline = text(props, "pipeline")
+        kind = self.by_pipeline.get(pipeline) if pipeline else None
+        if kind is not None:
+            return kind
+        if fallback is not None:
+            self.undecided += 1
+        return fallback
+
+    def warnings(self) -> list[str]:
+        if not self.undecided:
+            return []
+        return [
+            f"{self.undecided} deal(s) have dealtype existingbusiness, which does not tell "
+            "renewals from upsells; they count as upsell: name another property first in "
+            "hubspot.deals.type, map their pipeline in hubspot.deals.type_by_pipeline, or map "
+            "existingbusiness in hubspot.deals.type_map"
+        ]
+
+
+def _types_by_pipeline(given: Mapping[str, DealType], pipelines: Pipelines) -> dict[str, DealType]:
+    """type_by_pipeline by pipeline id; a key may be a pipeline's id or label (any case)."""
+    ids = {key.casefold(): pid for pid, label in pipelines.labels.items() for key in (pid, label)}
+    return {ids.get(key.casefold(), key): kind for key, kind in given.items()}
 
 
 def _registered(value: str | None) -> bool:

@@ -13,7 +13,15 @@ then one stream per object, each page committed with its watermark:
 - `deals`: changed deals with their partner (through associations or a property) and their
   whole stage history (`dealstage`'s propertiesWithHistory, or with `stage_history:
   date_entered` the deals' own `hs_v2_date_entered_<stage id>` properties), which replaces the
-  stored one in the same transaction.
+  stored one in the same transaction;
+- unless `hubspot.customers` is null: `companies:customers` (a second stream over companies,
+  with its own watermark: customers, their partner through a property or an association, a
+  company that is no longer a customer deleted, a new customer's older tickets read with it),
+  `companies:customers:archived`, `tickets:archived` and `tickets` (each with its customer:
+  the associated company that is a stored customer).
+
+A partner's owner email comes from the owners API when `owner_id` names it. The secondary folder
+(`connectors.secondary`), when app.yaml names one, is read at the end (`finish_crm_sync`).
 
 Changes come from the search API (`connectors.hubspot.search`); a full sync (`--full`), or an
 object with no watermark yet, reads the list endpoints instead and sweeps what it did not see
@@ -36,6 +44,7 @@ from connectors.hubspot.client import HubSpotApi, JsonObject
 from connectors.hubspot.limiter import RateLimiter
 from connectors.hubspot.mapping import (
     CompanyMapper,
+    CustomerMapper,
     DealMapper,
     Pipelines,
     Unmappable,
@@ -57,12 +66,24 @@ from connectors.incremental import (
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
-from kpi.models import Deal, Partner, Record, StageChange
+from connectors.secondary import SecondaryFiles
+from kpi.models import Customer, Deal, Partner, Record, StageChange, SupportTicket
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
 from settings.secrets import Secrets
 
 SOURCE = "hubspot"
+#: The customer properties app.yaml may name, checked against the portal's.
+CUSTOMER_KEYS = (
+    "name",
+    "became_customer_on",
+    "partner_property",
+    "churned_on",
+    "mrr",
+    "currency",
+    "onboarded_on",
+    "referred_by",
+)
 
 
 @dataclass
@@ -85,8 +106,10 @@ class HubSpotSource:
         limiter: RateLimiter | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] | None = None,  # when OAuth tokens expire (the limiter's)
+        secondary: SecondaryFiles | None = None,
     ) -> None:
         self.app = app
+        self.secondary = secondary
         self.settings = app.hubspot
         self.normalizer = normalizer
         self.env = Secrets().environment() if env is None else env
@@ -126,7 +149,7 @@ class HubSpotSource:
                     f"HubSpot rate limits: the client-side limiter waited {waited:.1f} s over "
                     f"{budget.calls} API calls, and {retried} answer(s) were retried"
                 )
-        finish_crm_sync(store, report, self.normalizer, guard)
+        finish_crm_sync(store, report, self.normalizer, guard, self.secondary, progress)
 
     def _sync(
         self,
@@ -145,6 +168,7 @@ class HubSpotSource:
         for stream in plan.streams():
             writer.run(stream, report.full, lookback)
         writer.sweep()
+        report.warnings.extend(plan.deals.warnings())
         if report.full:
             with store.transaction() as connection:
                 report.object("deals").deleted += store.delete_orphan_history(connection, SOURCE)
@@ -172,32 +196,51 @@ class _Plan:
         zone = source.app.tz
         self.defined = {kind: api.properties(kind) for kind in ("companies", "deals")}
         self.check_properties()
-        self.companies = CompanyMapper(self.settings, zone, self.partner_values())
+        partners = self.settings.partners
+        values = self.option_values(partners.property, partners.values, "hubspot.partners")
+        owners = None
+        if partners.owner_email is None and partners.owner_id is not None:
+            owners = api.owners(self.settings.page_size)
+        self.companies = CompanyMapper(self.settings, zone, values, owners)
         self.pipelines = Pipelines(api.pipelines("deals"))
         self.deals = DealMapper(self.settings, source.normalizer, zone, self.pipelines)
+        self.report.warnings.extend(self.pipeline_warnings())
+        self.customers: CustomerMapper | None = None
+        wanted = self.settings.customers
+        if wanted is not None:
+            values = self.option_values(wanted.property, wanted.values, "hubspot.customers")
+            self.customers = CustomerMapper(wanted, source.normalizer, zone, values)
+        # An incremental sync brings a new customer's older tickets, unless the tickets stream
+        # reads them all anyway (its first run)
+        self.reads_new_customers_tickets = (
+            not self.full
+            and wanted is not None
+            and wanted.tickets
+            and read_watermark(store, SOURCE, "tickets") is not None
+        )
 
     # --- the portal's schema --------------------------------------------------------------
 
-    def partner_values(self) -> list[str]:
-        """The configured partner values as the property's option values (a label given in
-        app.yaml is translated); values that are no option are kept and reported."""
-        partners = self.settings.partners
-        definition = self.defined["companies"].get(partners.property)
+    def option_values(self, name: str, given: Sequence[str], where: str) -> list[str]:
+        """The configured values of a company property that marks partners or customers, as
+        the property's option values (a label given in app.yaml is translated); values that
+        are no option are kept and reported."""
+        definition = self.defined["companies"].get(name)
         if definition is None:
             raise SourceError(
-                f"HubSpot companies have no property {partners.property!r}; set "
-                "hubspot.partners.property in app.yaml to the property that marks partners."
+                f"HubSpot companies have no property {name!r}; set {where}.property in "
+                f"app.yaml to the property that marks {where.rsplit('.', 1)[-1]}."
             )
         options = definition.get("options") or []
         if not options:
-            return list(partners.values)
+            return list(given)
         by_key: dict[str, str] = {}
         for option in options:
             value = str(option.get("value", ""))
             by_key[value.casefold()] = value
             by_key.setdefault(str(option.get("label", "")).casefold(), value)
         values, unknown = [], []
-        for wanted in partners.values:
+        for wanted in given:
             found = by_key.get(wanted.casefold())
             values.append(found or wanted)
             if found is None:
@@ -205,10 +248,20 @@ class _Plan:
         if unknown:
             known = ", ".join(str(o.get("value")) for o in options)
             self.report.warnings.append(
-                f"hubspot.partners.values: {', '.join(unknown)} is no option of the companies' "
-                f"{partners.property} property (options: {known})"
+                f"{where}.values: {', '.join(unknown)} is no option of the companies' "
+                f"{name} property (options: {known})"
             )
         return values
+
+    def pipeline_warnings(self) -> list[str]:
+        known = {key.casefold() for p in self.pipelines.labels.items() for key in p}
+        unknown = [k for k in self.settings.deals.type_by_pipeline if k.casefold() not in known]
+        if not unknown:
+            return []
+        return [
+            f"hubspot.deals.type_by_pipeline: {', '.join(unknown)} is no deal pipeline's id or "
+            f"label (pipelines: {', '.join(self.pipelines.labels.values())})"
+        ]
 
     def check_properties(self) -> None:
         """Every optional property app.yaml names must exist, before anything is written."""
@@ -217,12 +270,19 @@ class _Plan:
             ("companies", "hubspot.partners.tier", p.tier),
             ("companies", "hubspot.partners.left_on", p.left_on),
             ("companies", "hubspot.partners.owner_email", p.owner_email),
+            ("companies", "hubspot.partners.owner_id", None if p.owner_email else p.owner_id),
             ("companies", "hubspot.partners.region", p.region),
             ("deals", "hubspot.deals.partner_property", d.partner_property),
+            ("deals", "hubspot.deals.channel", d.channel),
             ("deals", "hubspot.deals.registered", d.registered),
             ("deals", "hubspot.deals.registered_on", d.registered_on),
             ("deals", "hubspot.deals.csat", d.csat),
         ]
+        wanted += [("deals", "hubspot.deals.type", name) for name in d.type_properties]
+        c = self.settings.customers
+        if c is not None:
+            for key in CUSTOMER_KEYS:
+                wanted.append(("companies", f"hubspot.customers.{key}", getattr(c, key)))
         missing = [
             f"{setting} ({name})"
             for object_type, setting, name in wanted
@@ -263,19 +323,50 @@ class _Plan:
             self._pages("deals", self.deals.properties(), self._deal_page),
             after_write=self._replace_history,
         )
+        if self.customers is not None:
+            yield from self.customer_streams(self.customers)
+
+    def customer_streams(self, customers: CustomerMapper) -> Iterator[Stream]:
+        """Customer companies and their tickets, archived ones first as for partners."""
+        tickets = customers.fields.tickets
+        yield Stream(
+            "companies:customers:archived",
+            Customer,
+            self._archived("companies"),
+            changes_only=True,
+            explicit_deletions=True,
+        )
+        if tickets:
+            yield Stream(
+                "tickets:archived",
+                SupportTicket,
+                self._archived("tickets"),
+                changes_only=True,
+                explicit_deletions=True,
+            )
+        yield Stream(
+            "companies:customers",
+            Customer,
+            self._pages("companies", customers.properties(), self._customer_page, "customers"),
+        )
+        if tickets:
+            yield Stream("tickets", SupportTicket, self._pages("tickets", [], self._ticket_page))
 
     def _pages(
         self,
         object_type: str,
         properties: Sequence[str],
         build: Callable[[list[JsonObject]], Page],
+        role: str | None = None,
     ) -> Callable[[Cursor | None], Iterator[Page]]:
         """Changed objects through search from the stored watermark; with none (or in a full
-        sync) every object through the list endpoint."""
+        sync) every object through the list endpoint. `role` names a second stream over the
+        same object (`companies:customers`), with its own watermark."""
         page_size = self.settings.page_size
+        watermark = f"{object_type}:{role}" if role else object_type
 
         def pages(start: Cursor | None) -> Iterator[Page]:
-            stored = read_watermark(self.store, SOURCE, object_type) if start is not None else None
+            stored = read_watermark(self.store, SOURCE, watermark) if start is not None else None
             if stored is None:
                 for rows in self.api.list_pages(object_type, properties, page_size):
                     yield build(rows)
@@ -346,6 +437,103 @@ class _Plan:
             for company, targets in links.items()
         }
 
+    def _customer_page(self, rows: list[JsonObject]) -> Page:
+        """Customers among the companies (the others leave the store's customers); in an
+        incremental sync a company new to the store's customers brings its tickets too."""
+        assert self.customers is not None
+        page = Page(rows_read=len(rows))
+        if not rows:
+            return page
+        chosen = [row for row in rows if self.customers.is_customer(row)]
+        partner_of = self._customer_partners(chosen)
+        for company in chosen:
+            try:
+                page.records.append(
+                    self.customers.customer(company, partner_of.get(str(company["id"])))
+                )
+            except Unmappable as error:
+                self._skip("companies:customers", company, error)
+        ids = {str(row["id"]) for row in chosen}
+        page.deleted_ids = [str(r["id"]) for r in rows if str(r["id"]) not in ids]
+        if self.reads_new_customers_tickets and ids:
+            new = sorted(ids - self.store.stored_ids(Customer, SOURCE, ids), key=int)
+            page.records.extend(self._tickets_of(new))
+        return page
+
+    def _customer_partners(self, companies: list[JsonObject]) -> dict[str, str]:
+        """Each customer's partner: a property's value, the company associated through the
+        configured label, or the associated company that is a stored partner (the lowest id)."""
+        assert self.customers is not None
+        fields = self.customers.fields
+        if fields.partner_property:
+            return {
+                str(c["id"]): value
+                for c in companies
+                if (value := text(c.get("properties") or {}, fields.partner_property))
+            }
+        if not companies:
+            return {}
+        ids = [str(c["id"]) for c in companies]
+        links = self.api.associations("companies", "companies", ids)
+        return self._pick(links, fields.association_type_id, Partner)
+
+    def _pick(
+        self,
+        links: dict[str, list[tuple[str, set[int]]]],
+        label: int | None,
+        model: type[Record],
+    ) -> dict[str, str]:
+        """For each object, its associated object through the label `label`, or (without
+        one) the associated object the store holds as `model`: the lowest id when several."""
+        if label is not None:
+            return {
+                key: min((to for to, types in targets if label in types), key=int)
+                for key, targets in links.items()
+                if any(label in types for _, types in targets)
+            }
+        candidates = {to for targets in links.values() for to, _ in targets}
+        known = self.store.stored_ids(model, SOURCE, candidates)
+        found: dict[str, str] = {}
+        for key, targets in links.items():
+            mine = [to for to, _ in targets if to in known]
+            if mine:
+                found[key] = min(mine, key=int)
+        return found
+
+    def _tickets_of(self, company_ids: list[str]) -> list[Record]:
+        if not company_ids:
+            return []
+        links = self.api.associations("companies", "tickets", company_ids)
+        owner = {to: company for company, targets in links.items() for to, _ in targets}
+        read = self.api.batch_read("tickets", sorted(owner, key=int), ["createdate"])
+        records: list[Record] = []
+        for ticket in read:
+            try:
+                records.append(CustomerMapper.ticket(ticket, owner[str(ticket["id"])]))
+            except Unmappable as error:
+                self._skip("tickets", ticket, error)
+        return records
+
+    def _ticket_page(self, rows: list[JsonObject]) -> Page:
+        """Tickets with the customer company they are associated with; a ticket of no
+        customer is none of ours (and leaves the store if it was)."""
+        page = Page(rows_read=len(rows))
+        if not rows:
+            return page
+        links = self.api.associations("tickets", "companies", [str(r["id"]) for r in rows])
+        customer_of = self._pick(links, None, Customer)
+        for row in rows:
+            ticket_id = str(row["id"])
+            customer = customer_of.get(ticket_id)
+            if customer is None:
+                page.deleted_ids.append(ticket_id)
+                continue
+            try:
+                page.records.append(CustomerMapper.ticket(row, customer))
+            except Unmappable as error:
+                self._skip("tickets", row, error)
+        return page
+
     def _contact_page(self, rows: list[JsonObject]) -> Page:
         """Contacts changed: their partner companies are read again, emails and all."""
         if not rows:
@@ -392,21 +580,7 @@ class _Plan:
                 if (value := text(r.get("properties") or {}, settings.partner_property))
             }
         links = self.api.associations("deals", "companies", [str(r["id"]) for r in rows])
-        label = settings.association_type_id
-        if label is not None:
-            return {
-                deal: min((to for to, types in targets if label in types), key=int)
-                for deal, targets in links.items()
-                if any(label in types for _, types in targets)
-            }
-        candidates = {to for targets in links.values() for to, _ in targets}
-        partners = self.store.stored_ids(Partner, SOURCE, candidates)
-        found: dict[str, str] = {}
-        for deal, targets in links.items():
-            mine = [to for to, _ in targets if to in partners]
-            if mine:
-                found[deal] = min(mine, key=int)
-        return found
+        return self._pick(links, settings.association_type_id, Partner)
 
     def _replace_history(self, connection: Connection, page: Page) -> None:
         """The page's deals' stage history replaces what the store had for them."""

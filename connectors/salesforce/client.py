@@ -48,6 +48,10 @@ class SalesforceRequestError(SourceError):
     """Salesforce refused a request; the message carries its error code."""
 
 
+class NotFound(SalesforceRequestError):
+    """The resource does not exist for this user (NOT_FOUND): e.g. an object it cannot see."""
+
+
 def error_code(error: SalesforceError) -> str | None:
     """The `errorCode` of Salesforce's error body `[{"message": ..., "errorCode": ...}]`."""
     content = error.content
@@ -209,9 +213,8 @@ class SalesforceApi:
                 "the next sync resumes where this one stopped."
             )
         detail = error_message(error)
-        return SalesforceRequestError(
-            f"Salesforce refused a request ({code}){': ' + detail if detail else ''}."
-        )
+        kind = NotFound if code == "NOT_FOUND" else SalesforceRequestError
+        return kind(f"Salesforce refused a request ({code}){': ' + detail if detail else ''}.")
 
 
 class TimeoutAdapter(requests.adapters.HTTPAdapter):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.errors import SourceError
-from connectors.salesforce.client import SalesforceApi
+from connectors.salesforce.client import NotFound, SalesforceApi
 from settings.crm import SalesforceConfig
 
 
@@ -25,7 +25,10 @@ class OrgSchema:
         """The object's fields by lower-cased name (Salesforce names ignore case)."""
         key = sobject.casefold()
         if key not in self.describes:
-            described = self.api.describe(sobject)
+            try:
+                described = self.api.describe(sobject)
+            except NotFound:  # an object the org lacks or the user cannot see: no fields
+                described = {}
             self.describes[key] = {f["name"].casefold(): f for f in described.get("fields", [])}
         return self.describes[key]
 
@@ -52,6 +55,17 @@ class OrgSchema:
         return [v["value"] for v in found.get("picklistValues", []) if v.get("active", True)]
 
 
+CUSTOMER_KEYS = (
+    "name",
+    "partner",
+    "became_customer_on",
+    "churned_on",
+    "mrr",
+    "onboarded_on",
+    "referred_by",
+)
+
+
 def configured_fields(settings: SalesforceConfig) -> Iterable[tuple[str, str, str]]:
     """(object, field path, where in app.yaml) for every field app.yaml names."""
     partners, deals = settings.partners, settings.deals
@@ -61,13 +75,26 @@ def configured_fields(settings: SalesforceConfig) -> Iterable[tuple[str, str, st
             yield "Account", path, f"salesforce.partners.{key}"
     for path in partners.filter:
         yield "Account", path, "salesforce.partners.filter"
-    keys = ["name", "amount", "type", "lead_source", "registered", "registered_on", "csat"]
+    keys = ["name", "amount", "type", "lead_source", "channel", "registered", "registered_on"]
+    keys.append("csat")
     if deals.partner_role is None:
         keys.append("partner")
     for key in keys:
         path = getattr(deals, key)
         if path:
             yield "Opportunity", path, f"salesforce.deals.{key}"
+    customers = settings.customers
+    if customers is None:
+        return
+    for path in customers.filter:
+        yield "Account", path, "salesforce.customers.filter"
+    for key in CUSTOMER_KEYS:
+        path = getattr(customers, key)
+        if path:
+            yield "Account", path, f"salesforce.customers.{key}"
+    if customers.tickets:
+        for path in ("AccountId", "CreatedDate"):
+            yield "Case", path, "salesforce.customers.tickets"
 
 
 def check_fields(org: OrgSchema, settings: SalesforceConfig) -> None:

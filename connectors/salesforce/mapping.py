@@ -12,16 +12,29 @@ deployment's currency. A registration field that is not a checkbox counts as reg
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.normalize import Normalizer, validation_reason
-from kpi.models import Deal, DealStatus, DealType, Partner, StageChange
+from connectors.normalize import (
+    Normalizer,
+    customer_record,
+    validation_reason,
+)
+from kpi.models import (
+    Customer,
+    Deal,
+    DealStatus,
+    DealType,
+    Partner,
+    StageChange,
+    SupportTicket,
+)
 from kpi.store import KINDS
-from settings.crm import SalesforceConfig
+from settings.crm import SalesforceConfig, SalesforceCustomerFields
 
 #: Finds when a deal entered a stage: (deal id, stage) → timestamp or None.
 StageEntry = Callable[[str, str], datetime | None]
@@ -116,7 +129,7 @@ class DealMapper:
     def select(self) -> list[str]:
         f = self.fields
         fixed = ["StageName", "IsClosed", "IsWon", "CreatedDate", "CloseDate", f.name, f.amount]
-        optional = [f.type, f.lead_source, f.registered, f.registered_on, f.csat]
+        optional = [f.type, f.lead_source, f.channel, f.registered, f.registered_on, f.csat]
         if f.partner_role is None:
             optional.append(f.partner)
         if self.has_currency:
@@ -163,7 +176,9 @@ class DealMapper:
                 expected_close_on=close_date if status is DealStatus.OPEN else None,
                 type=self.deal_type(text_at(row, f.type)),
                 lead_source=lead_source,
-                channel=self.normalizer.channel(lead_source),
+                channel=self.normalizer.channel(
+                    lead_source, self.normalizer.explicit_channel(text_at(row, f.channel))
+                ),
                 registered=_registered(value_at(row, f.registered) if f.registered else None),
                 registered_on=to_date(value_at(row, f.registered_on), self.zone)
                 if f.registered_on
@@ -184,6 +199,57 @@ class DealMapper:
         if value is None:
             return None
         return self.types.get(" ".join(value.split()).casefold())
+
+
+@dataclass(frozen=True)
+class CustomerMapper:
+    """Customer Accounts → Customers, and their Cases → SupportTickets (kpi-spec.md section 7)."""
+
+    fields: SalesforceCustomerFields
+    normalizer: Normalizer
+    zone: tzinfo
+    has_currency: bool  # the org is multi-currency: Account.CurrencyIsoCode exists
+
+    def select(self) -> list[str]:
+        f = self.fields
+        optional = [f.partner, f.churned_on, f.mrr, f.onboarded_on, f.referred_by]
+        if self.has_currency:
+            optional.append("CurrencyIsoCode")
+        return [f.name, f.became_customer_on, *[name for name in optional if name]]
+
+    def customer(self, row: Mapping[str, Any]) -> Customer:
+        f = self.fields
+        became = to_date(value_at(row, f.became_customer_on), self.zone)
+        if became is None:
+            raise Unmappable(f"{f.became_customer_on} is empty")
+        currency = text_at(row, "CurrencyIsoCode") if self.has_currency else None
+        try:
+            return customer_record(
+                self.normalizer,
+                _decimal(value_at(row, f.mrr)) if f.mrr else None,
+                currency,
+                id=str(row["Id"]),
+                partner_id=text_at(row, f.partner),
+                name=text_at(row, f.name) or "",
+                became_customer_on=became,
+                churned_on=self._date(row, f.churned_on),
+                onboarded_on=self._date(row, f.onboarded_on),
+                referred_by=text_at(row, f.referred_by),
+            )
+        except ValidationError as error:
+            raise Unmappable(validation_reason(error)) from None
+
+    def _date(self, row: Mapping[str, Any], path: str | None) -> date | None:
+        return to_date(value_at(row, path), self.zone) if path else None
+
+    @staticmethod
+    def ticket(row: Mapping[str, Any]) -> SupportTicket:
+        opened_at = parse_datetime(row.get("CreatedDate"))
+        if opened_at is None or not row.get("AccountId"):
+            raise Unmappable("a Case without AccountId or CreatedDate")
+        return SupportTicket(
+            id=str(row["Id"]), customer_id=str(row["AccountId"]), opened_at=opened_at
+        )
 
 
 def collapse_history(

@@ -5,9 +5,12 @@ sync before anything is written); the stage order (OpportunityStage.SortOrder); 
 per object, each page committed with its watermark: partner Accounts (with their Contacts'
 emails), partners that left the filter, Contact edits (their account is read again), the
 OpportunityHistory (stage changes), Opportunities, OpportunityPartner edits when deals' partners
-come from a role, and hard deletions (getDeleted). Soft deletions arrive through queryAll with
-IsDeleted. A stop before the allowance share, or REQUEST_LIMIT_EXCEEDED, ends the run cleanly
-with `report.stopped_early` set and every committed watermark kept.
+come from a role, and hard deletions (getDeleted); then, unless `salesforce.customers` is null,
+customer Accounts (those matching its filter), customers that left the filter, and the Cases of
+customer accounts as support tickets. Soft deletions arrive through queryAll with IsDeleted.
+The secondary folder (`connectors.secondary`), when app.yaml names one, is read at the end.
+A stop before the allowance share, or REQUEST_LIMIT_EXCEEDED, ends the run cleanly with
+`report.stopped_early` set and every committed watermark kept.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from connectors.incremental import (
     Stream,
     StreamWriter,
     finish_crm_sync,
+    read_watermark,
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from connectors.salesforce.client import SalesforceApi
 from connectors.salesforce.describe import OrgSchema, check_fields
 from connectors.salesforce.mapping import (
+    CustomerMapper,
     DealMapper,
     PartnerMapper,
     Unmappable,
@@ -42,8 +47,9 @@ from connectors.salesforce.mapping import (
     parse_datetime,
 )
 from connectors.salesforce.soql import Query, all_of, equals
-from connectors.salesforce.streams import modstamp_pages, rows_by_id
-from kpi.models import Deal, Partner, Record, StageChange
+from connectors.salesforce.streams import IDS_PER_QUERY, modstamp_pages, query_pages, rows_by_id
+from connectors.secondary import SecondaryFiles
+from kpi.models import Customer, Deal, Partner, Record, StageChange, SupportTicket
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.secrets import Secrets
@@ -63,8 +69,10 @@ class SalesforceSource:
         http: requests.Session | None = None,
         retry: RetryPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        secondary: SecondaryFiles | None = None,
     ) -> None:
         self.app = app
+        self.secondary = secondary
         self.settings = app.salesforce
         self.normalizer = normalizer
         self.env = Secrets().environment() if env is None else env
@@ -89,7 +97,7 @@ class SalesforceSource:
             report.stopped_early = str(stop)
         finally:
             report.api_calls = budget.calls
-        finish_crm_sync(store, report, self.normalizer, guard)
+        finish_crm_sync(store, report, self.normalizer, guard, self.secondary, progress)
 
     def _sync(
         self,
@@ -135,7 +143,25 @@ class _Plan:
         has_currency = org.find("Opportunity", "CurrencyIsoCode") is not None
         self.partners = PartnerMapper(self.settings, zone)
         self.deals = DealMapper(self.settings, source.normalizer, zone, has_currency)
+        self.customers = (
+            None
+            if self.settings.customers is None
+            else CustomerMapper(
+                self.settings.customers,
+                source.normalizer,
+                zone,
+                org.find("Account", "CurrencyIsoCode") is not None,
+            )
+        )
         self.full = report.full
+        # An incremental sync brings a new customer's older Cases, unless the Case stream
+        # reads them all anyway (its first run)
+        self.reads_new_customers_cases = (
+            not self.full
+            and self.settings.customers is not None
+            and self.settings.customers.tickets
+            and read_watermark(store, SOURCE, "Case") is not None
+        )
 
     # --- queries --------------------------------------------------------------------------
 
@@ -146,6 +172,24 @@ class _Plan:
         contacts = Query("Contacts", ["Email"], ["Email != null"])
         fields = ["IsDeleted", *self.partners.select()]
         return Query("Account", fields, [self.partner_filter()], children=[contacts])
+
+    def customer_filter(self) -> str:
+        assert self.settings.customers is not None
+        return all_of(equals(name, v) for name, v in self.settings.customers.filter.items())
+
+    def customer_query(self) -> Query:
+        assert self.customers is not None
+        fields = ["IsDeleted", *self.customers.select()]
+        return Query("Account", fields, [self.customer_filter()])
+
+    def case_query(self) -> Query:
+        """Cases of customer accounts: the filter's fields through the Case's Account lookup."""
+        assert self.settings.customers is not None
+        through = all_of(
+            equals(f"Account.{name}", value)
+            for name, value in self.settings.customers.filter.items()
+        )
+        return Query("Case", ["IsDeleted", "AccountId", "CreatedDate"], [through])
 
     def opportunity_query(self) -> Query:
         children = []
@@ -168,7 +212,7 @@ class _Plan:
         return [str(row[name]) for rows in self.api.query_pages(query.text()) for row in rows]
 
     def picklist_warnings(self) -> list[str]:
-        warnings = []
+        warnings = self.customer_filter_warnings()
         deals = self.settings.deals
         if deals.type:
             unmapped = [
@@ -192,6 +236,32 @@ class _Plan:
                 warnings.append(
                     f"lead source(s) {', '.join(unmapped)} map to no channel and count as "
                     "other; add them to channel_map"
+                )
+        return warnings
+
+    def customer_filter_warnings(self) -> list[str]:
+        """A customer mapping without a partner field, and filter values that are no value of
+        their picklist: such a filter matches no account (the default `Type = 'Customer'` on an
+        org whose types are `Customer - Direct`...)."""
+        customers = self.settings.customers
+        warnings = []
+        if customers is not None and customers.partner is None:
+            warnings.append(
+                "salesforce.customers.partner names no field, so every customer counts as "
+                "direct and no partner has customer KPIs; name the Account lookup to the "
+                "partner (e.g. Sourcing_Partner__c), or set customers: null"
+            )
+        for name, wanted in (customers.filter if customers else {}).items():
+            options = self.org.picklist("Account", name)
+            given = [wanted] if isinstance(wanted, str) else wanted
+            if not options or not isinstance(given, list):
+                continue
+            known = {o.casefold() for o in options}
+            missing = [v for v in given if v.casefold() not in known]
+            if missing:
+                warnings.append(
+                    f"salesforce.customers.filter: {', '.join(missing)} is no value of "
+                    f"Account.{name} (values: {', '.join(options)})"
                 )
         return warnings
 
@@ -233,6 +303,40 @@ class _Plan:
                 self._pages(links, self._opportunity_partner_page),
                 changes_only=True,
             )
+        if self.customers is not None:
+            yield from self.customer_streams()
+
+    def customer_streams(self) -> Iterator[Stream]:
+        """Customer Accounts and their Cases, deletions first as for partners and deals."""
+        assert self.settings.customers is not None
+        tickets = self.settings.customers.tickets
+        deleted: list[tuple[str, str, type[Record]]] = [
+            ("Account", "Account:customers:deleted", Customer)
+        ]
+        if tickets:
+            deleted.append(("Case", "Case:deleted", SupportTicket))
+        for sobject, name, model in deleted:
+            yield Stream(
+                name,
+                model,
+                self._deleted_pages(sobject),
+                changes_only=True,
+                explicit_deletions=True,
+            )
+        yield Stream(
+            "Account:customers",
+            Customer,
+            self._pages(self.customer_query(), self._customer_page),
+        )
+        left = Query("Account", [], [f"NOT ({self.customer_filter()})"])
+        yield Stream(
+            "Account:customers:left",
+            Customer,
+            self._pages(left, _gone_page, False),
+            changes_only=True,
+        )
+        if tickets:
+            yield Stream("Case", SupportTicket, self._pages(self.case_query(), self._case_page))
 
     def _pages(
         self,
@@ -273,30 +377,51 @@ class _Plan:
         self.report.object(sobject).skip(str(error))
         self.report.problems.append(f"{sobject} {row.get('Id')}: {error}")
 
-    def _partner_page(self, rows: list[dict[str, Any]]) -> Page:
+    def _mapped_page(
+        self, sobject: str, rows: list[dict[str, Any]], build: Callable[[Any], Record]
+    ) -> Page:
+        """A page of records built row by row: a deleted row's id is deleted, a row that cannot
+        become a record is skipped and reported."""
         page = Page(rows_read=len(rows))
         for row in rows:
             if row.get("IsDeleted"):
                 page.deleted_ids.append(str(row["Id"]))
                 continue
             try:
-                page.records.append(self.partners.partner(row))
+                page.records.append(build(row))
             except Unmappable as error:
-                self._skip("Account", row, error)
+                self._skip(sobject, row, error)
         return page
 
+    def _partner_page(self, rows: list[dict[str, Any]]) -> Page:
+        return self._mapped_page("Account", rows, self.partners.partner)
+
     def _deal_page(self, rows: list[dict[str, Any]]) -> Page:
-        page = Page(rows_read=len(rows))
         entered = self.store.entered_stage
-        for row in rows:
-            if row.get("IsDeleted"):
-                page.deleted_ids.append(str(row["Id"]))
-                continue
-            try:
-                page.records.append(self.deals.deal(row, entered))
-            except Unmappable as error:
-                self._skip("Opportunity", row, error)
+        return self._mapped_page("Opportunity", rows, lambda row: self.deals.deal(row, entered))
+
+    def _customer_page(self, rows: list[dict[str, Any]]) -> Page:
+        """Customers; in an incremental sync, an account new to the store brings its Cases
+        too (they were not read while it was no customer, and need not change now)."""
+        assert self.customers is not None and self.settings.customers is not None
+        page = self._mapped_page("Account:customers", rows, self.customers.customer)
+        if self.reads_new_customers_cases and page.records:
+            ids = {str(r["Id"]) for r in rows if not r.get("IsDeleted")}
+            new = sorted(ids - self.store.stored_ids(Customer, SOURCE, ids))
+            page.records.extend(self._cases_of(new))
         return page
+
+    def _cases_of(self, account_ids: list[str]) -> list[Record]:
+        found: list[Record] = []
+        query = Query("Case", ["Id", "AccountId", "CreatedDate"])
+        for start in range(0, len(account_ids), IDS_PER_QUERY):
+            batch = account_ids[start : start + IDS_PER_QUERY]
+            for rows in query_pages(self.api, query.having(equals("AccountId", batch))):
+                found.extend(self._case_page(rows).records)
+        return found
+
+    def _case_page(self, rows: list[dict[str, Any]]) -> Page:
+        return self._mapped_page("Case", rows, CustomerMapper.ticket)
 
     def _contact_page(self, rows: list[dict[str, Any]]) -> Page:
         """Contacts changed: their partner accounts are read again, emails and all."""
