@@ -29,9 +29,10 @@ import duckdb
 import numpy as np
 
 from kpi.aggregates import Window
+from kpi.formulas import KPI_KEYS
+from kpi.models import Channel
 
 CHUNK = 250_000  # rows per copied chunk: bounds the copy's Python memory
-CHANNELS = ("paid", "earned", "owned", "other")
 
 #: (query on the store, DuckDB columns) of each copied table: only the columns the KPIs read.
 TABLES: dict[str, tuple[str, str]] = {
@@ -271,25 +272,10 @@ LEFT JOIN stays s ON s.partner_id = p.id AND s.stage = pipeline.stage
 WHERE p.id IS NOT NULL {only_partner}
 """
 
-KPI_COLUMNS = (
-    "deal_count",
-    "won_revenue",
-    "avg_deal_size",
-    "close_rate",
-    "sales_cycle_days",
-    "pipeline_count",
-    "pipeline_value",
-    "sales_velocity",
-    "registered_deals",
-    "deal_success",
-    "upsell_rate",
-    "net_new_revenue",
-    "customer_satisfaction",
-    "partner_nps",
-    "survey_responses",
-    "courses_completed",
+#: The KPIs that are counts (ints in the engine's cards; the rest are floats or None).
+_INTS = frozenset(
+    {"deal_count", "pipeline_count", "registered_deals", "survey_responses", "courses_completed"}
 )
-_INTS = frozenset({"deal_count", "pipeline_count", "registered_deals", "survey_responses"})
 
 
 def _sum_in_order(terms: Sequence[str]) -> str:
@@ -349,10 +335,10 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def _kpis(row: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
-    for key in KPI_COLUMNS:
+    for key in KPI_KEYS:
         value = row[key]
         if value is not None:
-            value = int(value) if key in _INTS or key == "courses_completed" else float(value)
+            value = int(value) if key in _INTS else float(value)
         values[key] = value
     return values
 
@@ -406,7 +392,8 @@ def _cards(
         cards[row["id"]] = {
             "kpis": _kpis(row),
             "channels": {
-                name: {"deal_count": 0, "won_revenue": 0.0, "close_rate": None} for name in CHANNELS
+                name: {"deal_count": 0, "won_revenue": 0.0, "close_rate": None}
+                for name in (c.value for c in Channel)
             },
             "stages": {
                 stage: {"stage": stage, "entered": 0, "share": None, "avg_days": None}
