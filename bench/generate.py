@@ -2,9 +2,10 @@
 
 `ensure_database(spec, path)` returns a SQLite store file holding `spec.partners` partners and
 `spec.deals` deals (about 35% direct) created over `HISTORY_DAYS` days ending at `AS_OF`, with
-their stage history (3-5 changes per closed deal, 1-4 per open one), training completions and
-survey answers. Every draw comes from one `random.Random(seed)` in a fixed order, so the same
-(seed, partners, deals) gives the same rows.
+their stage history (3-5 changes per closed deal, 1-4 per open one), training completions,
+survey answers, and `spec.customers` customers (one per 20 deals, about 35% direct) with
+`spec.tickets` support tickets (five per customer). Every draw comes from one
+`random.Random(seed)` in a fixed order, so the same (seed, partners, deals) gives the same rows.
 
 The schema is created by the store's own migrations (`kpi.store.open_store`); the rows are then
 written with SQLAlchemy Core bulk inserts (executemany of dicts, `CHUNK` rows at a time) inside
@@ -37,7 +38,7 @@ from bench.harness import peak_mb
 from kpi import rollups, schema
 from kpi.store import natural_key, open_store
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: customers and support tickets
 AS_OF = date(2026, 11, 22)  # the last day of the data
 HISTORY_DAYS = 1000  # deals are created over the last ~2.75 years
 CHUNK = 20_000  # rows per executemany
@@ -137,6 +138,14 @@ class BenchSpec:
     deals: int = 1_000_000
     seed: int = 42
     stays: str = "direct"  # "direct": left_at set while generating; "refresh": refresh_stays
+
+    @property
+    def customers(self) -> int:
+        return self.deals // 20  # 50,000 beside a million deals
+
+    @property
+    def tickets(self) -> int:
+        return 5 * self.customers
 
     def marker(self) -> dict[str, str]:
         return {
@@ -444,6 +453,62 @@ def _surveys(rng: random.Random, partners: list[_Partner], out: _Buffer) -> None
         quarter = date(quarter.year + (quarter.month + 3 > 12), (quarter.month + 2) % 12 + 1, 1)
 
 
+def _customers(
+    rng: random.Random, partners: list[_Partner], spec: BenchSpec, out: _Buffer, tickets: _Buffer
+) -> None:
+    """Customers over the history (some from before it), a partner's share by its deal weight,
+    about 35% direct; 40% churned later; a ticket's customer is drawn uniformly and the ticket
+    falls in its life."""
+    cum = tuple(accumulate(p.weight for p in partners))
+    lives: list[tuple[int, int]] = []  # (became, end) day indexes per customer
+    for n in range(spec.customers):
+        owner = None
+        if rng.random() >= DIRECT_SHARE:
+            owner = partners[bisect(cum, rng.random() * cum[-1])]
+        became = _randint(rng, -365, HISTORY_DAYS - 1)
+        if owner is not None:
+            became = max(became, owner.joined)
+        churned = _randint(rng, became + 1, became + 900) if rng.random() < 0.4 else None
+        if churned is not None and churned >= HISTORY_DAYS:
+            churned = None
+        mrr = None if rng.random() < 0.02 else round(rng.lognormvariate(math.log(1500), 0.8), 2)
+        onboarded = became + _randint(rng, 5, 90) if rng.random() < 0.85 else None
+        referrer = f"bench-cu-{_randint(rng, 0, n - 1):07d}" if n and rng.random() < 0.1 else None
+        lives.append((became, churned if churned is not None else HISTORY_DAYS))
+        out.add(
+            {
+                "id": f"bench-cu-{n:07d}",
+                "partner_id": owner.id if owner is not None else None,
+                "name": f"{_CUSTOMERS[n % len(_CUSTOMERS)]} {n}",
+                "became_customer_on": _day(became),
+                "churned_on": _day(churned) if churned is not None else None,
+                "mrr": mrr,
+                "original_mrr": mrr,
+                "currency": "USD",
+                "onboarded_on": _day(onboarded)
+                if onboarded is not None and onboarded < HISTORY_DAYS
+                else None,
+                "referred_by": referrer,
+                "source": SOURCE,
+                "row_hash": f"{n:032x}",
+            }
+        )
+    for n in range(spec.tickets if lives else 0):
+        customer = _randint(rng, 0, len(lives) - 1)
+        became, end = lives[customer]
+        first = max(became, 0)
+        day = _randint(rng, first, max(first, end - 1))
+        tickets.add(
+            {
+                "id": f"bench-tk-{n:08d}",
+                "customer_id": f"bench-cu-{customer:07d}",
+                "opened_at": _stamp(day * _DAY + _randint(rng, 7 * 3600, 20 * 3600)),
+                "source": SOURCE,
+                "row_hash": f"{n:032x}",
+            }
+        )
+
+
 # --- building and reusing the file ------------------------------------------------------------
 
 
@@ -510,7 +575,8 @@ def build_database(spec: BenchSpec, path: Path) -> LoadReport:
             connection.exec_driver_sql(
                 "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"
                 " AND sql IS NOT NULL"
-                " AND tbl_name IN ('deals', 'stage_changes', 'trainings', 'survey_responses')"
+                " AND tbl_name IN ('deals', 'stage_changes', 'trainings', 'survey_responses',"
+                " 'customers', 'support_tickets')"
             ).tuples()
         )
         for kind, name, _sql in deferred:
@@ -542,6 +608,14 @@ def build_database(spec: BenchSpec, path: Path) -> LoadReport:
         phases["trainings_and_surveys"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
+        customers = _Buffer(connection, schema.customers)
+        tickets = _Buffer(connection, schema.support_tickets)
+        _customers(rng, partners, spec, customers, tickets)
+        customers.flush()
+        tickets.flush()
+        phases["customers_and_tickets"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
         for _kind, _name, sql in deferred:
             connection.exec_driver_sql(sql)
         phases["create_indexes"] = time.perf_counter() - mark
@@ -563,6 +637,8 @@ def build_database(spec: BenchSpec, path: Path) -> LoadReport:
             "stage_changes": changes.count,
             "trainings": trainings.count,
             "survey_responses": surveys.count,
+            "customers": customers.count,
+            "support_tickets": tickets.count,
         }
         connection.exec_driver_sql(
             f"CREATE TABLE {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"

@@ -171,7 +171,12 @@ class Answers:
 
     def program(self, period_text: str) -> Message:
         card = self.engine.program(self._period(period_text))
-        return render("program", card=card, currency=self.app.currency)
+        return render(
+            "program",
+            card=card,
+            currency=self.app.currency,
+            has_customers=self.engine.has_customers(),
+        )
 
     def at_risk(self, period_text: str) -> Message:
         period = self._period(period_text)

@@ -268,7 +268,7 @@ def _showcase(obj: Context, day: date) -> None:
         first = leaders[0]["partner"]
         details = engine.scorecard(first["id"], period)
         click.echo(word("cli.showcase_kpi", name=first["name"]))
-        click.echo(scorecard(details.card, currency))
+        click.echo(scorecard(details.card, currency, details.has_customers))
         click.echo(scorecard_notes(details, currency))
 
 
@@ -361,7 +361,7 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
         return
     details = engine.scorecard(partner.id, chosen)
     currency = obj.config.app.currency
-    click.echo(scorecard(details.card, currency))
+    click.echo(scorecard(details.card, currency, details.has_customers))
     click.echo(scorecard_notes(details, currency))
 
 
@@ -372,8 +372,12 @@ def kpi(obj: Context, name: str, period: str, as_of: Any, as_json: bool) -> None
 @click.pass_obj
 def program(obj: Context, period: str, as_of: Any, as_json: bool) -> None:
     """The whole partner program's KPIs."""
-    card = KpiEngine(obj.store, obj.config.app.kpi_settings).program(_period(obj, period, as_of))
-    click.echo(_json(card) if as_json else scorecard(card, obj.config.app.currency))
+    engine = KpiEngine(obj.store, obj.config.app.kpi_settings)
+    card = engine.program(_period(obj, period, as_of))
+    if as_json:
+        click.echo(_json(card))
+        return
+    click.echo(scorecard(card, obj.config.app.currency, engine.has_customers()))
 
 
 @cli.command()

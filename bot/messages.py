@@ -24,6 +24,7 @@ from bot.formatting import (
     is_improvement,
     ordinal,
 )
+from templates import word_table
 
 _MARKER = "\x00partner-kpi-message\x00"
 
@@ -54,6 +55,12 @@ def _span(period: dict[str, str]) -> str:
     return f"{period['start']} – {last.isoformat()}"
 
 
+def _short_day(text: str) -> str:
+    """An ISO date as a message reads it: `2026-09-03` is "Sep 3"."""
+    day = date.fromisoformat(text)
+    return f"{word_table('month_names')[str(day.month)]} {day.day}"
+
+
 def _json_value(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
@@ -78,6 +85,7 @@ def _environment() -> Environment:
         label=_label,
         ordinal=ordinal,
         span=_span,
+        short_day=_short_day,
         age=age,
         as_of=as_of,
         value_json=_json_value,

@@ -18,6 +18,7 @@ from bot.formatting import (
 )
 from connectors.report import SyncReport
 from kpi.engine import Scorecard
+from kpi.formulas import CUSTOMER_KEYS
 from templates import word, word_table
 
 MAX_PROBLEMS_SHOWN = 20
@@ -108,8 +109,9 @@ class LineProgress:
             self.stream.flush()
 
 
-def scorecard(card: dict[str, Any], currency: str) -> str:
-    """A partner's (or the program's) KPIs as a terminal table with trends."""
+def scorecard(card: dict[str, Any], currency: str, has_customers: bool = True) -> str:
+    """A partner's (or the program's) KPIs as a terminal table with trends; without customer
+    data in the store (`has_customers` false) the customer rows, all 0 and n/a, are left out."""
     period, previous = card["period"], card["previous_period"]
     title = card["partner"]["name"] if card["partner"] else word("terminal.program_title")
     heading = word(
@@ -128,6 +130,7 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
             format_change(key, value, card["previous"][key], currency),
         )
         for key, value in card["kpis"].items()
+        if has_customers or key not in CUSTOMER_KEYS
     ]
     lines.append(table(("KPI", "value", "previous", "trend"), rows, numeric={1, 2}))
     channel_rows = [
@@ -153,6 +156,7 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
         headers = ("stage", "entered", "share", "avg days")
         lines += ["", table(headers, stage_rows, numeric={1, 2, 3})]
     lines.append("")
+    lines += _training_lines(card, currency)
     if card["partner"] is not None:
         if card["quality_score"] is None:
             lines.append(word("terminal.no_quality_score"))
@@ -169,6 +173,41 @@ def scorecard(card: dict[str, Any], currency: str) -> str:
         lines.append(word("terminal.ranked_partners", count=card["ranked_partners"]))
     lines.append(word("terminal.data_as_of", when=as_of(card["data_as_of"])))
     return "\n".join(lines)
+
+
+def _training_lines(card: dict[str, Any], currency: str) -> list[str]:
+    """kpi-spec.md section 8: a partner's latest course with the deals before and after it, or
+    the program's trained and untrained partners (nothing when there is no training)."""
+    training = card.get("training")
+    if not training:
+        return []
+    if card["partner"] is not None:
+        before, after = training["before"], training["after"]
+        return [
+            word(
+                "terminal.training",
+                course=training["course"],
+                day=training["completed_on"],
+                after=format_value("close_rate", after["close_rate"]),
+                before=format_value("close_rate", before["close_rate"]),
+                after_cycle=format_value("sales_cycle_days", after["sales_cycle_days"]),
+                before_cycle=format_value("sales_cycle_days", before["sales_cycle_days"]),
+                observed=training["after_days"],
+            )
+        ]
+    if not training["trained"]["partners"]:
+        return []
+    return [
+        word(
+            "terminal.training_group",
+            group=word(f"terminal.{name}"),
+            partners=group["partners"],
+            per_partner=format_value("won_revenue", group["won_revenue_per_partner"], currency),
+            close_rate=format_value("close_rate", group["close_rate"]),
+            cycle=format_value("sales_cycle_days", group["sales_cycle_days"]),
+        )
+        for name, group in training.items()
+    ]
 
 
 def scorecard_notes(details: Scorecard, currency: str) -> str:

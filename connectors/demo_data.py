@@ -2,9 +2,10 @@
 
 `write_demo_data(folder, as_of, seed)` writes the CSV folder format of kpi-spec.md section 1
 (`partners.csv`, `deals.csv`, `stage_changes.csv`, `trainings.csv`, `survey_responses.csv`,
-each with a header row of exactly the spec's field names; survey responses also carry an `id`
-first) for about 60 partners and two years of history ending at `as_of`, plus the `DEMO_MARKER`
-file that tells later runs the folder is ours.
+`customers.csv`, `tickets.csv`, each with a header row of exactly the spec's field names; survey
+responses also carry an `id` first) for about 60 partners and two years of history ending at
+`as_of`, plus the `DEMO_MARKER` file that tells later runs the folder is ours. Customers and
+tickets come from `connectors.demo_customers`.
 
 The program is shaped so that every KPI has something to show:
 
@@ -41,6 +42,13 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
+from connectors.demo_customers import (
+    DemoCustomer,
+    DemoPartner,
+    DemoTicket,
+    demo_customers,
+    poisson,
+)
 from kpi.models import Channel, DealStatus, DealType
 
 DEMO_MARKER = ".partner-kpi-demo"
@@ -66,6 +74,8 @@ class DemoSummary:
     stage_changes: int
     trainings: int
     survey_responses: int
+    customers: int
+    tickets: int
 
 
 T = TypeVar("T")
@@ -473,15 +483,6 @@ def _region(name: str) -> str:
 # --- deals --------------------------------------------------------------------------------
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method; fine for the small means used here."""
-    limit, count, product = math.exp(-mean), 0, rng.random()
-    while product > limit:
-        count += 1
-        product *= rng.random()
-    return count
-
-
 def _deal_days(ctx: _Context, partner: _Partner | None) -> Iterator[date]:
     """Creation dates of one partner's (or direct sales') deals, week by week, growing over time."""
     first, last = ctx.start, ctx.as_of
@@ -493,7 +494,7 @@ def _deal_days(ctx: _Context, partner: _Partner | None) -> Iterator[date]:
         days = min(7, (last - week).days + 1)
         growth = 0.75 + 0.5 * (week - ctx.start).days / HISTORY_DAYS
         mean = ctx.profile(partner, week).deals_per_week * growth * days / 7
-        for _ in range(_poisson(ctx.rng, mean)):
+        for _ in range(poisson(ctx.rng, mean)):
             yield week + timedelta(days=_randint(ctx.rng, 0, days - 1))
         week += timedelta(days=7)
 
@@ -793,6 +794,33 @@ def _response_rows(responses: Iterable[_Response]) -> Iterator[list[str]]:
         ]  # fmt: skip
 
 
+def _customer_row(customer: DemoCustomer) -> list[str]:
+    return [
+        customer.id, customer.partner_id or "", customer.name,
+        _day(customer.became_customer_on), _day(customer.churned_on),
+        _money(customer.mrr_cents), customer.currency, _day(customer.onboarded_on),
+        customer.referred_by or "",
+    ]  # fmt: skip
+
+
+def _ticket_row(ticket: DemoTicket) -> list[str]:
+    return [ticket.id, ticket.customer_id, ticket.opened_at.isoformat() + "Z"]
+
+
+def _demo_partners(
+    partners: Sequence[_Partner], trainings: Sequence[_Training]
+) -> list[DemoPartner]:
+    days: dict[str, list[date]] = {}
+    for training in trainings:
+        days.setdefault(training.partner_id, []).append(training.completed_on)
+    return [
+        DemoPartner(
+            p.id, p.archetype.value, p.joined_on, p.left_on, tuple(sorted(days.get(p.id, [])))
+        )
+        for p in partners
+    ]
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
     """Write the header and rows; return the number of rows."""
     count = 0
@@ -818,6 +846,11 @@ TRAINING_FIELDS = ("partner_id", "course", "completed_on")
 SURVEY_RESPONSE_FIELDS = (
     "id", "partner_id", "respondent", "campaign_id", "score", "comment", "submitted_at",
 )  # fmt: skip
+CUSTOMER_FIELDS = (
+    "id", "partner_id", "name", "became_customer_on", "churned_on", "mrr", "currency",
+    "onboarded_on", "referred_by",
+)  # fmt: skip
+TICKET_FIELDS = ("id", "customer_id", "opened_at")
 
 
 def write_demo_data(folder: Path, as_of: date, seed: int = 2026) -> DemoSummary:
@@ -831,6 +864,9 @@ def write_demo_data(folder: Path, as_of: date, seed: int = 2026) -> DemoSummary:
     deals = _deals(ctx, partners)
     trainings = _trainings(ctx, partners)
     responses = _responses(ctx, partners)
+    customers, tickets = demo_customers(
+        seed, as_of, ctx.start, ctx.decline_start, _demo_partners(partners, trainings)
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DEMO_MARKER).write_text(
@@ -850,4 +886,8 @@ def write_demo_data(folder: Path, as_of: date, seed: int = 2026) -> DemoSummary:
         survey_responses=_write_csv(
             folder / "survey_responses.csv", SURVEY_RESPONSE_FIELDS, _response_rows(responses)
         ),
+        customers=_write_csv(
+            folder / "customers.csv", CUSTOMER_FIELDS, map(_customer_row, customers)
+        ),
+        tickets=_write_csv(folder / "tickets.csv", TICKET_FIELDS, map(_ticket_row, tickets)),
     )

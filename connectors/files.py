@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,12 +31,14 @@ from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
 from kpi.models import (
     Channel,
+    Customer,
     Deal,
     DealStatus,
     DealType,
     Partner,
     Record,
     StageChange,
+    SupportTicket,
     SurveyResponse,
     TrainingCompletion,
 )
@@ -145,6 +148,9 @@ class CsvFile:
     build: Callable[[Row, Normalizer], Record]
     optional: bool = False  # an absent optional file leaves the store's rows of that kind alone
     keyed_by_id: bool = False  # its `id` column is the stored row's id
+    # identical rows are separate records (training completions have no id): each repeat is
+    # numbered by its `occurrence` instead of being skipped as a repeated id
+    repeats_count: bool = False
 
 
 def _partner(row: Row, _: Normalizer) -> Partner:
@@ -207,6 +213,32 @@ def _training(row: Row, _: Normalizer) -> TrainingCompletion:
     )
 
 
+def _customer(row: Row, normalize: Normalizer) -> Customer:
+    original_mrr = row.decimal("mrr")
+    currency = row.text("currency")
+    customer = Customer(
+        id=row.required("id"),
+        partner_id=row.text("partner_id"),
+        name=row.text("name") or "",
+        became_customer_on=row.required_date("became_customer_on"),
+        churned_on=row.date("churned_on"),
+        original_mrr=original_mrr,
+        currency=currency.upper() if currency else None,
+        onboarded_on=row.date("onboarded_on"),
+        referred_by=row.text("referred_by"),
+    )
+    # Converted last, like a deal's amount: an unreadable row never counts as unconverted.
+    return customer.model_copy(update={"mrr": normalize.amount(original_mrr, currency)})
+
+
+def _ticket(row: Row, _: Normalizer) -> SupportTicket:
+    return SupportTicket(
+        id=row.required("id"),
+        customer_id=row.required("customer_id"),
+        opened_at=row.timestamp("opened_at"),
+    )
+
+
 def _survey_response(row: Row, _: Normalizer) -> SurveyResponse:
     partner_id = row.required("partner_id")
     score = row.integer("score", 0, 10, required=True)
@@ -238,6 +270,7 @@ FILES = (
         ("partner_id", "course", "completed_on"),
         _training,
         optional=True,
+        repeats_count=True,
     ),
     CsvFile(
         "survey_responses.csv",
@@ -245,6 +278,22 @@ FILES = (
         ("partner_id", "score", "submitted_at"),
         _survey_response,
         optional=True,
+    ),
+    CsvFile(
+        "customers.csv",
+        Customer,
+        ("id", "became_customer_on"),
+        _customer,
+        optional=True,
+        keyed_by_id=True,
+    ),
+    CsvFile(
+        "tickets.csv",
+        SupportTicket,
+        ("id", "customer_id", "opened_at"),
+        _ticket,
+        optional=True,
+        keyed_by_id=True,
     ),
 )
 
@@ -355,6 +404,7 @@ class FilesSource:
         progress: Callable[[str, int], None] | None,
     ) -> Iterator[Record]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
+        repeats: Counter[str] = Counter()  # rows seen per key, where identical rows count
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
             for count, cells in enumerate(reader, 1):
@@ -378,6 +428,10 @@ class FilesSource:
                         _keep_stored_copy(spec, row, read)
                     else:
                         key = key_of(record)
+                        if spec.repeats_count:
+                            repeats[key] += 1
+                            record = record.model_copy(update={"occurrence": repeats[key]})
+                            key = key_of(record)
                         if key not in read.loaded:
                             read.loaded.add(key)
                             yield record

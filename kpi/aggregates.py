@@ -65,6 +65,33 @@ _CLOSED_FIELDS = tuple(item.name for item in fields(ClosedTotals))
 
 
 @dataclass
+class CustomerTotals:
+    """Sums over a partner's customers for a period (kpi-spec.md section 7), filled by
+    `kpi.customers.add_customers`; money in the deployment's currency, null MRR skipped."""
+
+    active_at_start: int = 0
+    active_at_end: int = 0
+    retained: int = 0  # active at the start and still at the end
+    gained: int = 0
+    lost: int = 0
+    mrr_at_start: float = 0.0
+    mrr_retained: float = 0.0
+    mrr_at_end: float = 0.0
+    onboarded: int = 0
+    onboarding_days: int = 0  # Σ max(onboarded_on - became_customer_on, 0)
+    in_period: int = 0  # active at some time in the period
+    tickets: int = 0
+    referrals: int = 0
+
+    def add(self, other: CustomerTotals) -> None:
+        for name in _CUSTOMER_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_CUSTOMER_FIELDS = tuple(item.name for item in fields(CustomerTotals))
+
+
+@dataclass
 class StageTotals:
     entered: int = 0
     stay_days: float = 0.0  # Σ length of the stays that ended in the period
@@ -85,6 +112,7 @@ class Totals:
     promoters: int = 0
     detractors: int = 0
     stages: dict[str, StageTotals] = field(default_factory=dict)
+    customers: CustomerTotals = field(default_factory=CustomerTotals)
 
     def channel(self, name: str) -> ClosedTotals:
         """The closed deals of one marketing channel (created when first asked for)."""
@@ -103,6 +131,7 @@ class Totals:
 
     def add(self, other: Totals) -> None:
         self.closed.add(other.closed)
+        self.customers.add(other.customers)
         for channel, totals in other.channels.items():
             self.channel(channel).add(totals)
         for name in (
@@ -179,7 +208,7 @@ class Aggregator:
             totals.registered = int(registered)
             totals.courses = int(courses)
         for row in self.connection.execute(self._surveys(window, partner_ids)):
-            totals = _totals_of(result, row.partner_id)
+            totals = totals_of(result, row.partner_id)
             totals.survey_responses = int(row.n)
             totals.promoters = int(row.promoters)
             totals.detractors = int(row.detractors)
@@ -194,8 +223,8 @@ class Aggregator:
         """Adds the period's closed deals per marketing channel to `totals`, per partner."""
         window = Window.of(period, self.tz)
         for row in self.connection.execute(self._closed(window, partner_ids)):
-            closed = ClosedTotals(*(_number(value) for value in row[2:]))
-            _totals_of(totals, row.partner_id).add_channel(row.channel, closed)
+            closed = closed_totals(row[2:])
+            totals_of(totals, row.partner_id).add_channel(row.channel, closed)
 
     def add_stages(
         self,
@@ -211,7 +240,7 @@ class Aggregator:
         window = Window.of(period, self.tz)
         for row in self.connection.execute(self._stage_counts(window, pipeline, partner_ids)):
             if row.entered or row.stays:
-                stage = _totals_of(totals, row.partner_key or None).stages.setdefault(
+                stage = totals_of(totals, row.partner_key or None).stages.setdefault(
                     row.stage, StageTotals()
                 )
                 stage.entered = int(row.entered)
@@ -235,10 +264,10 @@ class Aggregator:
         query = (
             select(
                 d.c.partner_id,
-                _count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_(None))),
-                _count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_not(None))),
-                _count_if(and_(closed_in_period, d.c.closed_on < d.c.created_on)),
-                _count_if(
+                count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_(None))),
+                count_if(and_(d.c.amount.is_(None), d.c.original_amount.is_not(None))),
+                count_if(and_(closed_in_period, d.c.closed_on < d.c.created_on)),
+                count_if(
                     and_(
                         d.c.status == "open",
                         d.c.created_on < window.end,
@@ -246,7 +275,7 @@ class Aggregator:
                     )
                 ),
             )
-            .where(or_(closed_in_period, open_at_end), *_only(d.c.partner_id, partner_ids))
+            .where(or_(closed_in_period, open_at_end), *only(d.c.partner_id, partner_ids))
             .group_by(d.c.partner_id)
         )
         return {
@@ -280,31 +309,13 @@ class Aggregator:
 
     @staticmethod
     def _closed(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        won = d.c.status == "won"
-        cycle = days_between(d.c.created_on, d.c.closed_on)
-        registered = d.c.registered.is_(True)
-
         return (
-            select(
-                d.c.partner_id,
-                d.c.channel,
-                _count_if(won).label("won"),
-                _count_if(d.c.status == "lost").label("lost"),
-                func.sum(case((won, d.c.amount))).label("won_revenue"),
-                func.count(case((won, d.c.amount))).label("won_with_amount"),
-                func.sum(case((won, case((cycle < 0, 0), else_=cycle)))).label("cycle_days"),
-                _count_if(registered).label("registered_closed"),
-                _count_if(and_(won, registered)).label("registered_won"),
-                _count_if(and_(won, d.c.type == "upsell")).label("upsell_won"),
-                func.sum(case((and_(won, d.c.type == "new"), d.c.amount))).label("new_revenue"),
-                func.sum(case((won, d.c.csat))).label("csat_sum"),
-                func.count(case((won, d.c.csat))).label("csat_count"),
-            )
+            select(d.c.partner_id, d.c.channel, *closed_measures())
             .where(
                 d.c.status.in_(("won", "lost")),
                 d.c.closed_on >= window.start,
                 d.c.closed_on < window.end,
-                *_only(d.c.partner_id, partner_ids),
+                *only(d.c.partner_id, partner_ids),
             )
             .group_by(d.c.partner_id, d.c.channel)
         )
@@ -322,7 +333,7 @@ class Aggregator:
             .where(
                 s.c.submitted_at >= window.start_at,
                 s.c.submitted_at < window.end_at,
-                *_only(s.c.partner_id, partner_ids),
+                *only(s.c.partner_id, partner_ids),
             )
             .group_by(s.c.partner_id)
         )
@@ -370,6 +381,31 @@ class Aggregator:
         return query
 
 
+def closed_measures() -> list[ColumnElement[Any]]:
+    """ClosedTotals' fields, in order, summed over the won and lost deals a query selects."""
+    won = d.c.status == "won"
+    cycle = days_between(d.c.created_on, d.c.closed_on)
+    registered = d.c.registered.is_(True)
+    return [
+        count_if(won).label("won"),
+        count_if(d.c.status == "lost").label("lost"),
+        func.sum(case((won, d.c.amount))).label("won_revenue"),
+        func.count(case((won, d.c.amount))).label("won_with_amount"),
+        func.sum(case((won, case((cycle < 0, 0), else_=cycle)))).label("cycle_days"),
+        count_if(registered).label("registered_closed"),
+        count_if(and_(won, registered)).label("registered_won"),
+        count_if(and_(won, d.c.type == "upsell")).label("upsell_won"),
+        func.sum(case((and_(won, d.c.type == "new"), d.c.amount))).label("new_revenue"),
+        func.sum(case((won, d.c.csat))).label("csat_sum"),
+        func.count(case((won, d.c.csat))).label("csat_count"),
+    ]
+
+
+def closed_totals(values: Sequence[Any]) -> ClosedTotals:
+    """ClosedTotals from the values of `closed_measures` (a sum over no rows is null)."""
+    return ClosedTotals(*(number(value) for value in values))
+
+
 def pipeline_order(connection: Connection, configured: list[str] | None, source: str) -> list[str]:
     """The pipeline's stages in order: app.yaml's, else the CRM's, else first appearance."""
     if configured:
@@ -391,7 +427,7 @@ def pipeline_order(connection: Connection, configured: list[str] | None, source:
     return [row.stage for row in connection.execute(first_seen)]
 
 
-def _totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
+def totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
     """The key's Totals, built only when missing (setdefault would build one per row)."""
     found = totals.get(key)
     if found is None:
@@ -399,14 +435,14 @@ def _totals_of(totals: dict[PartnerKey, Totals], key: PartnerKey) -> Totals:
     return found
 
 
-def _only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
+def only(column: Any, partner_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
     """The WHERE term that limits a query to some partners (none: every partner)."""
     return [] if partner_ids is None else [column.in_(list(partner_ids))]
 
 
-def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _number(value: Any) -> Any:
+def number(value: Any) -> Any:
     return 0 if value is None else value

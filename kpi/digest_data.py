@@ -422,6 +422,7 @@ def _risks(
         close_rate_drop_points=settings.close_rate_drop_points,
         detractor_nps=settings.detractor_nps,
         stale_pipeline_share=settings.stale_pipeline_share,
+        customers_lost=settings.customers_lost,
     )
     flagged = partners_at_risk(list(cards.values()), active, stale, rules)
     found = {risk.card["partner"]["id"]: risk for risk in flagged}

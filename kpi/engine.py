@@ -12,13 +12,21 @@ from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
+from kpi.customers import add_customers
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
+from kpi.training import (
+    Latest,
+    latest_trainings,
+    program_training,
+    trained_partners,
+    training_object,
+)
 from settings.kpi import KpiSettings
-from settings.periods import Period, previous_period
+from settings.periods import Period, previous_period, today_in
 
 
 class PartnerRow(NamedTuple):  # a NamedTuple: thousands are built per question
@@ -51,6 +59,9 @@ class PeriodData:
     components: dict[str, dict[str, Any]]  # every active partner's quality components
     standings: dict[str, Standing]
     data_as_of: str | None
+    as_of: date  # the date the period was named relative to (section 8's after_days)
+    trainings: dict[str, Latest]  # the latest completion of the partners asked about
+    trained: set[str]  # partners trained in the year before the period's end (the program's)
 
     @property
     def ranked_partners(self) -> int:
@@ -69,6 +80,7 @@ class Scorecard:
     trust: TrustCounts
     baseline: dict[str, Any]  # the same KPIs over direct deals
     sync_problem: str | None = None  # the last sync failed, was refused or stopped early
+    has_customers: bool = False  # the deployment has customer data (section 7) to show
 
 
 class KpiEngine:
@@ -106,6 +118,7 @@ class KpiEngine:
             trust=trust.get(partner_id, TrustCounts()),
             baseline=kpis_of(data.current.get(None, Totals())),
             sync_problem=str(problem) if (problem := last_sync_problem(self.store)) else None,
+            has_customers=self.has_customers(),
         )
 
     def all_partners(self, period: Period) -> dict[str, dict[str, Any]]:
@@ -117,7 +130,8 @@ class KpiEngine:
     def program(self, period: Period) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs added."""
         partners = self.partners()
-        return self._program_card(self._compute(period, partners, None), partners)
+        data = self._compute(period, partners, None, partner_training=False)
+        return self._program_card(data, partners)
 
     def overview(self, period: Period) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """The program's card and every partner's, from one set of queries, for a summary (the
@@ -143,6 +157,11 @@ class KpiEngine:
             previous=previous,
             totals=pooled_now,
             standing=None,
+            training=program_training(
+                (p.id for p in partners if p.active_at(data.period.end)),
+                data.trained,
+                data.current,
+            ),
         )
 
     def baseline(self, period: Period) -> dict[str, Any]:
@@ -156,6 +175,13 @@ class KpiEngine:
         """Every partner's data-trust counts for the period."""
         with self.store.engine.connect() as connection:
             return Aggregator(connection, self.settings.tz).trust(period)
+
+    def has_customers(self) -> bool:
+        """Whether the store holds any customer: without, the customer KPIs are all zero and
+        n/a, and the messages leave them out."""
+        query = select(schema.customers.c.id).limit(1)
+        with self.store.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
         """Every partner's open deals past their expected close date at the period's end."""
@@ -176,10 +202,13 @@ class KpiEngine:
         partners: list[PartnerRow],
         partner_ids: Sequence[str] | None,
         details: bool = True,
+        partner_training: bool = True,
     ) -> PeriodData:
         """The period's totals for every partner (the quality score ranks them all), and the
-        previous period's and the stages only for `partner_ids` (None: all). Without
-        `details`, no channels and no stages (their keys are then empty or zero)."""
+        previous period's, the stages, customers and latest trainings only for `partner_ids`
+        (None: all), with who is trained (the program's groups). Without `details`, no
+        channels and no stages (their keys are then empty or zero); without
+        `partner_training` (the program alone), no partner's latest training."""
         previous = previous_period(period)
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
@@ -193,6 +222,13 @@ class KpiEngine:
                 aggregator.add_stages(current, period, pipeline, partner_ids)
                 all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids)
+            add_customers(connection, self.settings.tz, current, period, partner_ids)
+            add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
+            # who is trained: for the program's groups, which only every-partner reads build
+            trained = trained_partners(connection, period.end) if partner_ids is None else set()
+            trainings = (
+                latest_trainings(connection, period.end, partner_ids) if partner_training else {}
+            )
         as_of = self.store.data_as_of()
         nothing = Totals()
         components = {
@@ -212,6 +248,9 @@ class KpiEngine:
             # An empty period ranks nobody: equal zeros would tie everyone at "1st".
             standings=standings(components, self.settings.weights) if ranks else {},
             data_as_of=as_of.isoformat() if as_of else None,
+            as_of=period.as_of or today_in(self.settings.tz),
+            trainings=trainings,
+            trained=trained,
         )
 
     def _pipeline(self, connection: Connection) -> list[str]:
@@ -226,6 +265,7 @@ class KpiEngine:
             previous=kpis_of(data.earlier.get(partner.id, Totals())),
             totals=totals,
             standing=data.standings.get(partner.id),
+            training=training_object(data.trainings.get(partner.id), data.as_of),
         )
 
     def _envelope(
@@ -236,6 +276,7 @@ class KpiEngine:
         previous: dict[str, Any],
         totals: Totals,
         standing: Standing | None,
+        training: dict[str, Any] | None,
     ) -> dict[str, Any]:
         return {
             "partner": partner,
@@ -255,6 +296,7 @@ class KpiEngine:
             "quality_score": standing.score if standing else None,
             "rank": standing.rank if standing else None,
             "ranked_partners": data.ranked_partners,
+            "training": training,
             "data_as_of": data.data_as_of,
         }
 

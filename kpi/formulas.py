@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpi.aggregates import ClosedTotals, Totals
+from kpi.aggregates import ClosedTotals, CustomerTotals, Totals
 from kpi.models import Channel
 
-#: The keys of `kpis` in the JSON contract, in the spec's order.
-KPI_KEYS = (
+#: The keys of `kpis` in the JSON contract, in the spec's order (section 3's, then section 7's).
+DEAL_KEYS = (
     "deal_count",
     "won_revenue",
     "avg_deal_size",
@@ -30,11 +30,31 @@ KPI_KEYS = (
     "survey_responses",
     "courses_completed",
 )
+#: kpi-spec.md section 7's keys: customer outcomes, after section 3's in `kpis`.
+CUSTOMER_KEYS = (
+    "customers_active",
+    "customers_gained",
+    "customers_lost",
+    "portfolio_growth",
+    "account_retention",
+    "mrr_retention",
+    "mrr_active",
+    "onboarding_days",
+    "tickets_per_customer",
+    "referrals",
+)
+
+KPI_KEYS = DEAL_KEYS + CUSTOMER_KEYS
+
+#: The closed-deal figures of kpi-spec.md section 8 (training impact), in the spec's order.
+CLOSED_KEYS = ("deal_count", "won_revenue", "avg_deal_size", "close_rate", "sales_cycle_days")
 
 CHANNEL_KEYS = ("deal_count", "won_revenue", "close_rate")
 
 #: KPIs where a larger value is worse (for trend arrows and "better or worse" wording).
-LOWER_IS_BETTER = frozenset({"sales_cycle_days"})
+LOWER_IS_BETTER = frozenset(
+    {"sales_cycle_days", "customers_lost", "onboarding_days", "tickets_per_customer"}
+)
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -85,7 +105,24 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
             "courses_completed": totals.courses,
         }
     )
+    values.update(customer_kpis(totals.customers))
     return {key: values[key] for key in KPI_KEYS}
+
+
+def customer_kpis(sums: CustomerTotals) -> dict[str, Any]:
+    """kpi-spec.md section 7 from one partner's (or one pool's) customer sums."""
+    return {
+        "customers_active": sums.active_at_end,
+        "customers_gained": sums.gained,
+        "customers_lost": sums.lost,
+        "portfolio_growth": ratio(sums.active_at_end - sums.active_at_start, sums.active_at_start),
+        "account_retention": ratio(sums.retained, sums.active_at_start),
+        "mrr_retention": ratio(float(sums.mrr_retained), float(sums.mrr_at_start)),
+        "mrr_active": float(sums.mrr_at_end),
+        "onboarding_days": ratio(sums.onboarding_days, sums.onboarded),
+        "tickets_per_customer": ratio(sums.tickets, sums.in_period),
+        "referrals": sums.referrals,
+    }
 
 
 def quality_components_of(totals: Totals) -> dict[str, Any]:

@@ -80,9 +80,14 @@ class StageChange(Record):
 
 
 class TrainingCompletion(Record):
+    """One person's completion of a course. A completion has no id, so identical rows are
+    separate completions: `occurrence` numbers them (1, 2, …) within their partner, course
+    and date, so the store keeps every one (kpi-spec.md section 3, `courses_completed`)."""
+
     partner_id: NonEmpty
     course: NonEmpty
     completed_on: date
+    occurrence: Annotated[int, Field(ge=1)] = 1
 
 
 class SurveyResponse(Record):

@@ -7,6 +7,7 @@ from typing import Any
 
 from kpi.engine import KpiEngine
 from settings.periods import Period
+from templates import word
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,7 @@ class RiskRules:
     close_rate_drop_points: float = 15.0  # close rate down more than this, in points
     detractor_nps: float = 0.0  # NPS below this
     stale_pipeline_share: float = 0.5  # more than this share of open deals past their date
+    customers_lost: int = 2  # at least this many customers lost, and more lost than gained
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ def partners_at_risk(
     rules: RiskRules = RiskRules(),
 ) -> list[AtRisk]:
     """Active partners that won nothing in the period, whose close rate fell sharply, whose
-    partners are detractors, or whose pipeline is mostly past its close dates; most reasons
-    first."""
+    partners are detractors, whose pipeline is mostly past its close dates, or who are losing
+    customers (lost at least two, more than they gained); most reasons first."""
     found = []
     for card in cards:
         partner_id = card["partner"]["id"]
@@ -49,6 +51,9 @@ def partners_at_risk(
         stale = stale_open.get(partner_id, 0)
         if now["pipeline_count"] and stale / now["pipeline_count"] > rules.stale_pipeline_share:
             reasons.append(f"{stale} of {now['pipeline_count']} open deals past their close date")
+        lost, gained = now["customers_lost"], now["customers_gained"]
+        if lost >= rules.customers_lost and lost > gained:
+            reasons.append(word("risk_losing_customers", lost=lost, gained=gained))
         if reasons:
             found.append(AtRisk(card, tuple(reasons)))
     return sorted(found, key=lambda item: (-len(item.reasons), item.card["partner"]["name"]))

@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     true,
@@ -48,7 +49,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
-from kpi.sqlfuncs import days_between, hour_floor
+from kpi.sqlfuncs import add_days, days_between, hour_floor
 from kpi.store import BUSY_TIMEOUT_KEY, DEFAULT_LOCK_TIMEOUT_SECONDS, batched
 
 log = logging.getLogger("partner_kpi.rollups")
@@ -449,6 +450,43 @@ def period_totals(
             for index in _MONEY_FIELDS:
                 values[index] = int(values[index]) / MICROS
             result[None if row[0] == DIRECT else row[0]] = tuple(values)
+    return result
+
+
+def windows_around(
+    connection: Connection, anchors: Any, window_days: int
+) -> dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """For each (partner_key, day) row of `anchors` (a CTE of partners and one day each), the
+    closed-deal sums (CLOSED_MEASURES' order) over `[day - window_days, day)` and over
+    `[day, day + window_days)`: three running-total reads per partner instead of its deals.
+    Partners without rollup rows (no deal) are absent."""
+    dialect = connection.dialect.name
+    first = _latest_before(
+        dialect, add_days(anchors.c.day, literal_column(str(-window_days))), "w0"
+    )
+    middle = _latest_before(dialect, anchors.c.day, "w1")
+    last = _latest_before(dialect, add_days(anchors.c.day, literal_column(str(window_days))), "w2")
+
+    def between(later: Any, earlier: Any, name: str) -> ColumnElement[Any]:
+        since: ColumnElement[Any] = func.coalesce(later.c[name], 0) - func.coalesce(
+            earlier.c[name], 0
+        )
+        return since
+
+    keyed = keys_table.join(anchors, anchors.c.partner_key == keys_table.c.partner_key)
+    query = select(
+        keys_table.c.partner_key,
+        *(between(middle, first, name) for name in CLOSED_MEASURES),
+        *(between(last, middle, name) for name in CLOSED_MEASURES),
+    ).select_from(first.join_onto(middle.join_onto(last.join_onto(keyed))))
+    money = [index for index, name in enumerate(CLOSED_MEASURES) if name in MONEY_MEASURES]
+    result = {}
+    for row in connection.execute(query):
+        values = [list(row[1 : 1 + len(CLOSED_MEASURES)]), list(row[1 + len(CLOSED_MEASURES) :])]
+        for side in values:
+            for index in money:
+                side[index] = int(side[index]) / MICROS
+        result[row[0]] = (tuple(values[0]), tuple(values[1]))
     return result
 
 

@@ -130,6 +130,8 @@ trainings = Table(
     Column("partner_id", String(ID), nullable=False),
     Column("course", Text, nullable=False),
     Column("completed_on", Date, nullable=False),
+    # the completion's number among identical rows (migration 0011): 1, 2, …
+    Column("occurrence", Integer, nullable=False, server_default="1"),
     *_record_columns(),
     Index("ix_trainings_partner_completed", "partner_id", "completed_on"),
 )
@@ -289,6 +291,17 @@ customers = Table(
     *_record_columns(),
     Index("ix_customers_partner_became", "partner_id", "became_customer_on"),
     Index("ix_customers_referred_by", "referred_by"),
+    # covering what every partner's customer sums, tickets and referrals read (migration 0011),
+    # so they never visit the table's rows
+    Index(
+        "ix_customers_partner_covering",
+        "partner_id",
+        "became_customer_on",
+        "churned_on",
+        "onboarded_on",
+        "mrr",
+        "id",
+    ),
 )
 
 support_tickets = Table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer
+from sqlalchemy import Date, DateTime, Float, Integer
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -65,3 +65,23 @@ def _hour_floor_sqlite(element: hour_floor, compiler: Any, **kw: Any) -> str:
 def _hour_floor_postgresql(element: hour_floor, compiler: Any, **kw: Any) -> str:
     (value,) = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"date_trunc('hour', {value})"
+
+
+class add_days(FunctionElement[Any]):
+    """`add_days(day, literal_column("90"))`: the date that many whole days later (earlier when
+    negative). The count is a literal column, so it is part of the statement's cache key."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(add_days, "sqlite")
+def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
+    value, days = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"date({value}, ({days}) || ' days')"
+
+
+@compiles(add_days, "postgresql")
+def _add_days_postgresql(element: add_days, compiler: Any, **kw: Any) -> str:
+    value, days = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"({value} + ({days}))"

@@ -87,7 +87,9 @@ class RecordKind(Generic[R]):
                 record.deal_id, record.stage, _utc_naive(record.entered_at).isoformat()
             )
         if isinstance(record, TrainingCompletion):
-            return natural_key(record.partner_id, record.course, record.completed_on.isoformat())
+            key = natural_key(record.partner_id, record.course, record.completed_on.isoformat())
+            # the first of identical completions keeps the key it always had
+            return key if record.occurrence == 1 else natural_key(key, str(record.occurrence))
         return str(getattr(record, "id"))  # noqa: B009 - every other record has an id
 
     def to_row(self, record: R, source: str) -> dict[str, Any]:
@@ -417,6 +419,13 @@ class Store:
                 schema.survey_responses.c.partner_id,
                 schema.partners.c.id,
                 "partner",
+            ),
+            ("customer(s)", schema.customers.c.partner_id, schema.partners.c.id, "partner"),
+            (
+                "support ticket(s)",
+                schema.support_tickets.c.customer_id,
+                schema.customers.c.id,
+                "customer",
             ),
         ]
         warnings = []

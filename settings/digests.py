@@ -38,6 +38,7 @@ class DigestRiskRules(Section):
     close_rate_drop_points: float = Field(default=15.0, ge=0, le=100)
     detractor_nps: float = Field(default=0.0, ge=-100, le=100)
     stale_pipeline_share: float = Field(default=0.5, ge=0, le=1)
+    customers_lost: int = Field(default=2, ge=1)  # lost at least this many, more than gained
 
 
 class DigestConfig(Section):

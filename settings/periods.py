@@ -28,7 +28,7 @@ as UTC.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal, cast
 from zoneinfo import ZoneInfo
@@ -79,6 +79,9 @@ class Period:
     start: date
     end: date
     unit: Unit | None = None
+    # The date it was named relative to (None: not known); two periods with the same dates are
+    # the same period whatever day they were asked on.
+    as_of: date | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.start >= self.end:
@@ -178,7 +181,7 @@ def parse_period(text: str, as_of: date) -> Period:
         raise
     except (ValueError, OverflowError):  # an impossible date, or one beyond 1..9999
         raise PeriodError(text) from None
-    return period
+    return replace(period, as_of=as_of)
 
 
 def previous_period(period: Period) -> Period:

@@ -10,6 +10,11 @@ DEAL_HEADER = (
     "type,lead_source,channel,registered,registered_on,csat"
 )
 STAGE_HEADER = "deal_id,stage,entered_at"
+CUSTOMER_HEADER = (
+    "id,partner_id,name,became_customer_on,churned_on,mrr,currency,onboarded_on,referred_by"
+)
+TICKET_HEADER = "id,customer_id,opened_at"
+TRAINING_HEADER = "partner_id,course,completed_on"
 
 
 def write_folder(folder: Path, **files: str) -> Path:

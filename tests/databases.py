@@ -15,7 +15,6 @@ if os.environ.get(TEST_DATABASE_ENV):
     DATABASES.append("postgresql")
 
 
-
 @pytest.fixture(name="database_url")
 def sqlite_only(tmp_path: Path) -> str:
     """For a module about Slack's side of things (what a user sees, access, transports), whose

@@ -1,4 +1,4 @@
-"""A deliberately simple reference implementation of kpi-spec.md sections 3, 4 and 5.
+"""A deliberately simple reference implementation of kpi-spec.md sections 3, 4, 5, 7 and 8.
 
 It reads plain in-memory lists of normalized records and follows the spec sentence by sentence
 with straightforward loops: no SQL, no indexes, no cleverness. The KPI engine (`kpi.engine`) is
@@ -50,28 +50,38 @@ Readings of the spec where it is silent or could be read two ways (the engine mu
    a deal closed (won or lost), a survey answer or a course in it, every score is null.
 10. A date is taken from a timestamp in `app.timezone`; `closed_on`, `created_on`,
     `registered_on`, `completed_on`, `joined_on` and `left_on` are dates already.
+11. Customers (section 7): MRR sums add floats one customer at a time, null MRR skipped;
+    `mrr_retention` is null when the MRR of the customers active at s sums to 0 (none, all null,
+    or all 0). Tickets of an unknown customer count for nobody; a referral counts for the
+    partner of the referring customer, and a referrer that is not a stored customer counts for
+    nobody. The program pools every customer whose `partner_id` is not null.
+12. Training (section 8): the as-of date is the one the period was parsed with (`Period.as_of`),
+    else today in `app.timezone`. The program's groups hold the partners of the partners list
+    active at e; "trained" needs a completion of that partner with `e - 365 <= completed_on < e`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
 from kpi.models import (
+    Customer,
     Deal,
     DealStatus,
     DealType,
     Partner,
     Record,
     StageChange,
+    SupportTicket,
     SurveyResponse,
     TrainingCompletion,
 )
 from settings.app import AppConfig
-from settings.periods import Period, previous_period
+from settings.periods import Period, previous_period, today_in
 
 CHANNELS = ("paid", "earned", "owned", "other")
 
@@ -92,6 +102,16 @@ KPI_KEYS = (
     "partner_nps",
     "survey_responses",
     "courses_completed",
+    "customers_active",
+    "customers_gained",
+    "customers_lost",
+    "portfolio_growth",
+    "account_retention",
+    "mrr_retention",
+    "mrr_active",
+    "onboarding_days",
+    "tickets_per_customer",
+    "referrals",
 )
 
 PROGRAM_KEYS = (
@@ -123,6 +143,8 @@ class Dataset:
     stage_changes: list[StageChange] = field(default_factory=list)
     trainings: list[TrainingCompletion] = field(default_factory=list)
     survey_responses: list[SurveyResponse] = field(default_factory=list)
+    customers: list[Customer] = field(default_factory=list)
+    tickets: list[SupportTicket] = field(default_factory=list)
 
     def records(self) -> Iterator[Record]:
         """Every record, for `Store.upsert`."""
@@ -131,6 +153,8 @@ class Dataset:
         yield from self.stage_changes
         yield from self.trainings
         yield from self.survey_responses
+        yield from self.customers
+        yield from self.tickets
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -276,6 +300,117 @@ def deal_kpis(
     }
 
 
+# --- section 7: customer outcomes --------------------------------------------------------------
+
+
+def customer_active_at(customer: Customer, day: date) -> bool:
+    return customer.became_customer_on < day and (
+        customer.churned_on is None or customer.churned_on >= day
+    )
+
+
+def customer_kpis(
+    mine: list[Customer], data: Dataset, app: AppConfig, period: Period
+) -> dict[str, Any]:
+    """Section 7's keys over the customers `mine` (K), with every customer and ticket of `data`
+    for tickets and referrals."""
+    s, e = period.start, period.end
+    at_start = [c for c in mine if customer_active_at(c, s)]
+    at_end = [c for c in mine if customer_active_at(c, e)]
+    retained = [c for c in at_start if customer_active_at(c, e)]
+    onboarded = [c for c in mine if in_period(period, c.onboarded_on)]
+    waits = []
+    for customer in onboarded:
+        assert customer.onboarded_on is not None
+        waits.append(max((customer.onboarded_on - customer.became_customer_on).days, 0))
+    in_the_period = [
+        c for c in mine if c.became_customer_on < e and (c.churned_on is None or c.churned_on >= s)
+    ]
+    ids = {c.id for c in mine}
+    tickets = [
+        t
+        for t in data.tickets
+        if t.customer_id in ids and in_period(period, local_date(t.opened_at, app))
+    ]
+    referrals = [
+        c
+        for c in data.customers
+        if c.referred_by in ids and in_period(period, c.became_customer_on)
+    ]
+    mrr_at_start = total([float(c.mrr) for c in at_start if c.mrr is not None])
+    mrr_retained = total([float(c.mrr) for c in retained if c.mrr is not None])
+    return {
+        "customers_active": len(at_end),
+        "customers_gained": len([c for c in mine if in_period(period, c.became_customer_on)]),
+        "customers_lost": len([c for c in mine if in_period(period, c.churned_on)]),
+        "portfolio_growth": ratio(len(at_end) - len(at_start), len(at_start)),
+        "account_retention": ratio(len(retained), len(at_start)),
+        "mrr_retention": ratio(mrr_retained, mrr_at_start),
+        "mrr_active": total([float(c.mrr) for c in at_end if c.mrr is not None]),
+        "onboarding_days": ratio(sum(waits), len(waits)),
+        "tickets_per_customer": ratio(len(tickets), len(in_the_period)),
+        "referrals": len(referrals),
+    }
+
+
+# --- section 8: training impact ----------------------------------------------------------------
+
+
+def closed_figures(deals: list[Deal], start: date, end: date) -> dict[str, Any]:
+    """Section 8's closed-deal figures over these deals closed in [start, end)."""
+    window = Period("window", start, end)
+    kpis = deal_kpis(deals, [], [], AppConfig(), window)
+    keys = ("deal_count", "won_revenue", "avg_deal_size", "close_rate", "sales_cycle_days")
+    return {key: kpis[key] for key in keys}
+
+
+def as_of_date(period: Period, app: AppConfig) -> date:
+    return period.as_of if period.as_of is not None else today_in(app.tz)
+
+
+def partner_training(
+    data: Dataset, app: AppConfig, partner_id: str, period: Period
+) -> dict[str, Any] | None:
+    completions = [
+        t for t in data.trainings if t.partner_id == partner_id and t.completed_on < period.end
+    ]
+    if not completions:
+        return None
+    latest = max(t.completed_on for t in completions)
+    course = min(t.course for t in completions if t.completed_on == latest)
+    deals = [d for d in data.deals if d.partner_id == partner_id]
+    window = timedelta(days=90)
+    observed = (as_of_date(period, app) - latest).days + 1
+    return {
+        "course": course,
+        "completed_on": latest.isoformat(),
+        "before": closed_figures(deals, latest - window, latest),
+        "after": closed_figures(deals, latest, latest + window),
+        "after_days": max(0, min(90, observed)),
+    }
+
+
+def program_training(data: Dataset, period: Period) -> dict[str, Any]:
+    since = period.end - timedelta(days=365)
+    trained_ids = {t.partner_id for t in data.trainings if since <= t.completed_on < period.end}
+    active = [p for p in data.partners if is_active_at(p, period.end)]
+    result = {}
+    for name, group in (
+        ("trained", [p for p in active if p.id in trained_ids]),
+        ("untrained", [p for p in active if p.id not in trained_ids]),
+    ):
+        ids = {p.id for p in group}
+        figures = closed_figures(
+            [d for d in data.deals if d.partner_id in ids], period.start, period.end
+        )
+        result[name] = {
+            "partners": len(group),
+            "won_revenue_per_partner": ratio(figures["won_revenue"], len(group)),
+            **figures,
+        }
+    return result
+
+
 def channel_kpis(deals: list[Deal], period: Period) -> dict[str, dict[str, Any]]:
     result = {}
     for channel in CHANNELS:
@@ -410,18 +545,22 @@ def ranking(scores: dict[str, Fraction | None]) -> tuple[dict[str, int | None], 
 
 
 def partner_kpis(data: Dataset, app: AppConfig, partner_id: str, period: Period) -> dict[str, Any]:
-    return deal_kpis(
+    kpis = deal_kpis(
         [d for d in data.deals if d.partner_id == partner_id],
         [r for r in data.survey_responses if r.partner_id == partner_id],
         [t for t in data.trainings if t.partner_id == partner_id],
         app,
         period,
     )
+    mine = [c for c in data.customers if c.partner_id == partner_id]
+    return kpis | customer_kpis(mine, data, app, period)
 
 
 def program_kpis(data: Dataset, app: AppConfig, period: Period) -> dict[str, Any]:
     partner_deals = [d for d in data.deals if d.partner_id is not None]
     kpis = deal_kpis(partner_deals, data.survey_responses, data.trainings, app, period)
+    with_partner = [c for c in data.customers if c.partner_id is not None]
+    kpis.update(customer_kpis(with_partner, data, app, period))
 
     active_at_end = len([p for p in data.partners if is_active_at(p, period.end)])
     active_at_start = len([p for p in data.partners if is_active_at(p, period.start)])
@@ -472,6 +611,7 @@ def reference_partner(
         "quality_score": None if score is None else float(score),
         "rank": ranks[partner_id],
         "ranked_partners": ranked,
+        "training": partner_training(data, app, partner_id, period),
     }
 
 
@@ -489,6 +629,7 @@ def reference_program(data: Dataset, app: AppConfig, period: Period) -> dict[str
         "quality_score": None,
         "rank": None,
         "ranked_partners": ranked,
+        "training": program_training(data, period),
     }
 
 

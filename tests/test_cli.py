@@ -97,9 +97,20 @@ def test_kpi_json_follows_the_contract(in_demo: Path, capsys: pytest.CaptureFixt
         "quality_score",
         "rank",
         "ranked_partners",
+        "training",
         "data_as_of",
     }
     assert set(card["kpis"]) == set(card["previous"])
+    for key in ("customers_active", "account_retention", "mrr_retention", "referrals"):
+        assert key in card["kpis"]  # section 7
+    training = card["training"]  # section 8: null, or the latest course with before and after
+    assert training is None or set(training) == {
+        "course",
+        "completed_on",
+        "before",
+        "after",
+        "after_days",
+    }
     assert "survey_responses" in card["kpis"] and "channels" not in card["kpis"]
     assert set(card["channels"]) == {"paid", "earned", "owned", "other"}
     assert [s["stage"] for s in card["stages"]][:2] == ["Prospecting", "Qualification"]
@@ -141,6 +152,10 @@ def test_program_json(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert key in card["kpis"] and key in card["previous"]
     assert card["kpis"]["partner_revenue"] == card["kpis"]["won_revenue"]
     assert card["ranked_partners"] > 0
+    assert "customers_active" in card["kpis"] and "customers_active" in card["previous"]
+    assert set(card["training"]) == {"trained", "untrained"}
+    groups = card["training"].values()
+    assert sum(group["partners"] for group in groups) == card["kpis"]["active_partners"]
 
 
 def test_top_is_ordered(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,6 +170,11 @@ def test_text_scorecard(in_demo: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert status == 0
     assert out.startswith("Acme Corp · last-90d (2026-08-25 – 2026-11-22)")
     assert "Won revenue" in out and "Quality score" in out and "rank" in out
+    assert "Active customers" in out and "Account retention" in out  # the demo has customers
+    assert "Training: after " in out and " of 90 days observed" in out  # Acme trains
+    status, out, _ = run(capsys, "program", "--as-of", AS_OF)
+    assert status == 0 and "Training, trained in the last 365 days: " in out
+    assert "Training, untrained: " in out
 
 
 def test_demo_will_not_overwrite_other_data(

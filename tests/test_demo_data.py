@@ -19,7 +19,16 @@ from connectors.demo_data import (
     DemoSummary,
     write_demo_data,
 )
-from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse, TrainingCompletion
+from kpi.models import (
+    Customer,
+    Deal,
+    DealStatus,
+    Partner,
+    StageChange,
+    SupportTicket,
+    SurveyResponse,
+    TrainingCompletion,
+)
 
 AS_OF = date(2026, 11, 22)
 FILES = (
@@ -28,6 +37,8 @@ FILES = (
     "stage_changes.csv",
     "trainings.csv",
     "survey_responses.csv",
+    "customers.csv",
+    "tickets.csv",
 )
 HEADERS = {
     "partners.csv": [
@@ -43,6 +54,11 @@ HEADERS = {
     "survey_responses.csv": [
         "id", "partner_id", "respondent", "campaign_id", "score", "comment", "submitted_at",
     ],
+    "customers.csv": [
+        "id", "partner_id", "name", "became_customer_on", "churned_on", "mrr", "currency",
+        "onboarded_on", "referred_by",
+    ],
+    "tickets.csv": ["id", "customer_id", "opened_at"],
 }  # fmt: skip
 
 Row = dict[str, str | None]
@@ -109,12 +125,29 @@ def to_response(row: Row) -> SurveyResponse:
     return SurveyResponse(**parsed(row, score=int, submitted_at=TIMESTAMP))
 
 
+def to_customer(row: Row) -> Customer:
+    fields = parsed(
+        row,
+        became_customer_on=DATE,
+        churned_on=DATE,
+        onboarded_on=DATE,
+        mrr=Decimal,  # the model's mrr is the converted one; here just the cell
+    )
+    return Customer(**{**fields, "name": fields["name"] or ""})
+
+
+def to_ticket(row: Row) -> SupportTicket:
+    return SupportTicket(**parsed(row, opened_at=TIMESTAMP))
+
+
 PARSERS: dict[str, Callable[[Row], Any]] = {
     "partners.csv": to_partner,
     "deals.csv": to_deal,
     "stage_changes.csv": to_stage_change,
     "trainings.csv": to_training,
     "survey_responses.csv": to_response,
+    "customers.csv": to_customer,
+    "tickets.csv": to_ticket,
 }
 
 
@@ -182,18 +215,28 @@ def test_summary_counts_the_rows_and_lies_in_the_expected_ranges(
         summary.stage_changes,
         summary.trainings,
         summary.survey_responses,
+        summary.customers,
+        summary.tickets,
     ]
     assert 55 <= summary.partners <= 65
     assert 5_000 <= summary.deals <= 8_000
     assert 3 * summary.deals <= summary.stage_changes <= 7 * summary.deals
     assert 150 <= summary.trainings <= 800
     assert 200 <= summary.survey_responses <= 1_000
+    assert 500 <= summary.customers <= 2_000
+    assert summary.customers <= summary.tickets <= 6 * summary.customers
 
 
 def test_every_row_parses_into_a_record(records: dict[str, list[Any]]) -> None:
     assert all(records[name] for name in FILES)
     ids = {name: [getattr(r, "id", None) for r in records[name]] for name in FILES}
-    for name in ("partners.csv", "deals.csv", "survey_responses.csv"):
+    for name in (
+        "partners.csv",
+        "deals.csv",
+        "survey_responses.csv",
+        "customers.csv",
+        "tickets.csv",
+    ):
         assert len(set(ids[name])) == len(ids[name]), f"repeated ids in {name}"
     trainings = [(t.partner_id, t.course, t.completed_on) for t in records["trainings.csv"]]
     assert len(set(trainings)) == len(trainings)
@@ -271,16 +314,24 @@ def test_channel_is_mostly_left_to_the_lead_source(demo: tuple[Path, DemoSummary
     assert set(explicit) <= {"paid", "earned", "owned", "other"}
 
 
+def won_revenue(
+    records: dict[str, list[Any]], periods: tuple[tuple[date, date], ...]
+) -> dict[tuple[str, tuple[date, date]], Decimal]:
+    """Each partner's won amount in each of `periods` ([first, end) date pairs)."""
+    revenue: dict[tuple[str, tuple[date, date]], Decimal] = defaultdict(Decimal)
+    for deal in records["deals.csv"]:
+        if deal.partner_id and deal.status is DealStatus.WON and deal.amount is not None:
+            for period in periods:
+                if period[0] <= deal.closed_on < period[1]:
+                    revenue[deal.partner_id, period] += deal.amount
+    return revenue
+
+
 def test_some_partner_is_declining(records: dict[str, list[Any]]) -> None:
     end = AS_OF + timedelta(days=1)
     recent = (end - timedelta(days=90), end)
     year_before = (recent[0] - timedelta(days=365), recent[1] - timedelta(days=365))
-    revenue: dict[tuple[str, tuple[date, date]], Decimal] = defaultdict(Decimal)
-    for deal in records["deals.csv"]:
-        if deal.partner_id and deal.status is DealStatus.WON and deal.amount is not None:
-            for period in (recent, year_before):
-                if period[0] <= deal.closed_on < period[1]:
-                    revenue[deal.partner_id, period] += deal.amount
+    revenue = won_revenue(records, (recent, year_before))
     declining = [
         p.id
         for p in records["partners.csv"]
@@ -329,3 +380,48 @@ def test_trainings_and_surveys(records: dict[str, list[Any]]) -> None:
     assert any("&" in c and "<b>" in c for c in comments)
     acme = next(p.id for p in partners.values() if p.name == "Acme Corp")
     assert any(r.partner_id == acme for r in responses)
+
+
+def test_customers_follow_their_partners(records: dict[str, list[Any]]) -> None:
+    partners = {p.id: p for p in records["partners.csv"]}
+    customers = records["customers.csv"]
+    ids = {c.id for c in customers}
+    for customer in customers:
+        assert customer.became_customer_on <= AS_OF
+        assert customer.churned_on is None or customer.churned_on <= AS_OF
+        assert customer.referred_by is None or customer.referred_by in ids
+        partner = partners.get(customer.partner_id or "")
+        if partner is not None:
+            assert partner.joined_on <= customer.became_customer_on
+            assert partner.left_on is None or customer.became_customer_on <= partner.left_on
+    assert 0.05 <= sum(c.partner_id is None for c in customers) / len(customers) <= 0.3
+    assert any(c.currency == "CHF" for c in customers)  # no rate: an empty MRR and a warning
+    assert any(c.mrr is None for c in customers) and any(c.referred_by for c in customers)
+    by_id = {c.id: c for c in customers}
+    for ticket in records["tickets.csv"]:
+        owner = by_id[ticket.customer_id]
+        assert owner.became_customer_on <= ticket.opened_at.date() <= AS_OF
+
+
+def test_declining_partners_lose_customers(records: dict[str, list[Any]]) -> None:
+    """Partners whose won revenue fell by half (as in test_some_partner_is_declining) lost a
+    larger share of their customers in the last six months than the other partners that stay:
+    the customers tell the story the deals tell."""
+    end = AS_OF + timedelta(days=1)
+    recent, year_before = (
+        (end - timedelta(days=90), end),
+        (end - timedelta(days=455), end - timedelta(days=365)),
+    )
+    revenue = won_revenue(records, (recent, year_before))
+    staying = [p.id for p in records["partners.csv"] if p.left_on is None]
+    declining = {pid for pid in staying if revenue[pid, recent] < revenue[pid, year_before] / 2}
+    half_year = AS_OF - timedelta(days=180)
+    lost: dict[bool, list[bool]] = {True: [], False: []}
+    for customer in records["customers.csv"]:
+        active = customer.became_customer_on < half_year and (
+            customer.churned_on is None or customer.churned_on >= half_year
+        )
+        if customer.partner_id in staying and active:
+            lost[customer.partner_id in declining].append(customer.churned_on is not None)
+    share = {group: sum(flags) / len(flags) for group, flags in lost.items()}
+    assert share[True] > 2 * share[False], share

@@ -160,9 +160,7 @@ def test_bom_column_order_and_extra_columns(store: Store, tmp_path: Path) -> Non
     )
     report = sync(store, folder)
     assert report.problems == []
-    assert [(p.id, p.name, p.region) for p in store.records(Partner)] == [
-        ("p1", "Acme Corp", None)
-    ]
+    assert [(p.id, p.name, p.region) for p in store.records(Partner)] == [("p1", "Acme Corp", None)]
 
 
 def test_an_optional_region_column_is_read(store: Store, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ money must have the same type (int, float) and floats agree to a relative 1e-9.
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -27,11 +28,13 @@ from kpi import schema
 from kpi.engine import KpiEngine
 from kpi.models import (
     Channel,
+    Customer,
     Deal,
     DealStatus,
     DealType,
     Partner,
     StageChange,
+    SupportTicket,
     SurveyResponse,
     TrainingCompletion,
 )
@@ -119,6 +122,7 @@ TIMEZONES = ["UTC", "America/Los_Angeles", "Asia/Kolkata", "Pacific/Auckland"]
 WEIGHT_VALUES = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 1.0]
 UNKNOWN_PARTNER = "GHOST"
 UNKNOWN_DEAL = "ghost-deal"
+UNKNOWN_CUSTOMER = "ghost-customer"
 # whole multiples of 500, so sums are exact in floats and partners often tie
 AMOUNTS = st.one_of(st.none(), st.integers(0, 40).map(lambda n: Decimal(500 * n)))
 
@@ -181,7 +185,10 @@ def apps(draw: st.DrawFn) -> AppConfig:
     weights = draw(
         st.one_of(
             st.just(DEFAULT_WEIGHTS),
-            st.fixed_dictionaries({key: st.sampled_from(WEIGHT_VALUES) for key in DEFAULT_WEIGHTS}),
+            # all zero is a configuration error (app.yaml refuses it), not a program to rank
+            st.fixed_dictionaries(
+                {key: st.sampled_from(WEIGHT_VALUES) for key in DEFAULT_WEIGHTS}
+            ).filter(lambda drawn: sum(drawn.values()) > 0),
         )
     )
     return AppConfig(
@@ -255,14 +262,44 @@ def programs(draw: st.DrawFn) -> tuple[Dataset, AppConfig, Period]:
                 deal_id=deal_id, stage=stage, entered_at=entered
             )
 
-    trainings: dict[tuple[str, str, date], TrainingCompletion] = {}
+    trainings: list[TrainingCompletion] = []
+    seen: Counter[tuple[str, str, date]] = Counter()  # identical rows are separate completions
     for _ in range(draw(st.integers(0, 10))):
         pid = draw(st.sampled_from([*partner_ids, UNKNOWN_PARTNER]))
         course = draw(st.sampled_from(["Basics", "Sales", "Technical"]))
         on = _day(draw, first, last)
-        trainings[(pid, course, on)] = TrainingCompletion(
-            partner_id=pid, course=course, completed_on=on
+        seen[(pid, course, on)] += 1
+        trainings.append(
+            TrainingCompletion(
+                partner_id=pid, course=course, completed_on=on, occurrence=seen[(pid, course, on)]
+            )
         )
+
+    customers: list[Customer] = []
+    for index in range(draw(st.integers(0, 12))):
+        became = _day(draw, first - timedelta(days=200), last)
+        churned = _day(draw, became - timedelta(days=5), last + timedelta(days=30))
+        onboarded = _day(draw, became - timedelta(days=5), last)
+        referrer = [None, UNKNOWN_CUSTOMER, *(c.id for c in customers)]
+        customers.append(
+            Customer(
+                id=f"C{index}",
+                partner_id=draw(st.sampled_from([*partner_ids, None, UNKNOWN_PARTNER])),
+                became_customer_on=became,
+                churned_on=churned if draw(st.booleans()) else None,
+                mrr=draw(AMOUNTS),
+                onboarded_on=onboarded if draw(st.booleans()) else None,
+                referred_by=draw(st.sampled_from(referrer)),
+            )
+        )
+    tickets = [
+        SupportTicket(
+            id=f"T{index}",
+            customer_id=draw(st.sampled_from([*(c.id for c in customers), UNKNOWN_CUSTOMER])),
+            opened_at=_moment(draw, first, last),
+        )
+        for index in range(draw(st.integers(0, 15)))
+    ]
 
     responses = [
         SurveyResponse(
@@ -278,8 +315,10 @@ def programs(draw: st.DrawFn) -> tuple[Dataset, AppConfig, Period]:
         partners=partners,
         deals=deals,
         stage_changes=list(changes.values()),
-        trainings=list(trainings.values()),
+        trainings=trainings,
         survey_responses=responses,
+        customers=customers,
+        tickets=tickets,
     )
     return data, app, period
 

@@ -291,6 +291,16 @@ def test_a_partner_without_deals_has_zeros_and_nulls() -> None:
             "partner_nps": None,
             "survey_responses": 0,
             "courses_completed": 0,
+            "customers_active": 0,
+            "customers_gained": 0,
+            "customers_lost": 0,
+            "portfolio_growth": None,
+            "account_retention": None,
+            "mrr_retention": None,
+            "mrr_active": 0.0,
+            "onboarding_days": None,
+            "tickets_per_customer": None,
+            "referrals": 0,
         }
         assert type(kpis["won_revenue"]) is float and type(kpis["deal_count"]) is int
     assert all(c == {"deal_count": 0, "won_revenue": 0.0, "close_rate": None}

@@ -17,7 +17,15 @@ from kpi import rollups, schema
 from kpi.aggregates import Aggregator
 from kpi.engine import KpiEngine
 from kpi.migrate import downgrade, upgrade
-from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletion
+from kpi.models import (
+    Customer,
+    Deal,
+    DealStatus,
+    Partner,
+    StageChange,
+    SupportTicket,
+    TrainingCompletion,
+)
 from kpi.store import KINDS, Store
 from settings.app import AppConfig
 from settings.periods import Period, parse_period
@@ -43,6 +51,8 @@ def become(store: Store, data: Dataset) -> None:
             (Deal, data.deals),
             (StageChange, data.stage_changes),
             (TrainingCompletion, data.trainings),
+            (Customer, data.customers),
+            (SupportTicket, data.tickets),
         ):
             kind = KINDS[model]
             keep = {kind.to_row(record, "test")["id"] for record in records}
@@ -53,7 +63,7 @@ def become(store: Store, data: Dataset) -> None:
 
 
 #: Columns added after 0003, which this version's Store writes but a 0003 schema lacks.
-LATER_COLUMNS = {"partners": {"region"}}
+LATER_COLUMNS = {"partners": {"region"}, "trainings": {"occurrence"}}
 
 
 def load_at_0003(store: Store, data: Dataset) -> None:

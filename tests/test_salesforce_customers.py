@@ -453,3 +453,50 @@ def test_a_missing_secondary_folder_is_one_sentence_after_the_crm_is_read(
         "of your trainings.csv and survey_responses.csv exports."
     )
     assert len(customers(store)) == 4  # the CRM's pages are committed
+
+
+def test_without_crm_customers_the_secondary_folder_brings_customers_and_tickets(
+    org: FakeOrg, store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cs"
+    folder.mkdir()
+    write_csv(
+        folder / "customers.csv",
+        f"""
+id,partner_id,became_customer_on,churned_on,mrr,currency
+cu-1,{P1},2026-01-10,,1000,EUR
+cu-2,{P1},2026-02-01,2026-06-01,500,
+cu-3,{P2},2026-03-01,,lots,
+""",
+    )
+    write_csv(
+        folder / "tickets.csv",
+        """
+id,customer_id,opened_at
+t-1,cu-1,2026-04-01T10:00:00Z
+t-2,cu-1,2026-05-01T10:00:00
+t-3,cu-9,2026-05-02T10:00:00Z
+""",
+    )
+    app = app_config()
+    app.salesforce.customers = None
+    secondary = SecondaryFiles.for_crm(folder, app, syncs_customers=False)
+
+    report = sync(store, org, full=True, app=app, secondary=secondary)
+
+    assert "Account:customers" not in report.objects and "Case" not in report.objects
+    assert report.objects["files:customers"].new == 2
+    assert [p for p in report.problems if p.startswith("customers.csv:4: ")], report.problems
+    assert set(customers(store)) == {"cu-1", "cu-2"}
+    assert {t.id for t in store.records(SupportTicket)} == {"t-1", "t-2", "t-3"}
+    assert any("cu-9" in w or "unknown customer" in w for w in report.warnings), report.warnings
+    # P1, the year 2026 as of December 1: cu-1 stays, cu-2 came and went; 1,000 EUR at 1.08;
+    # two tickets over the two customers active at some time in the year (t-3's is unknown).
+    kpis = KpiEngine(store, app.kpi_settings).partner(
+        P1, parse_period("2026", date(2026, 12, 1))
+    )["kpis"]
+    assert kpis["customers_active"] == 1
+    assert kpis["customers_gained"] == 2
+    assert kpis["customers_lost"] == 1
+    assert kpis["mrr_active"] == pytest.approx(1080.0)
+    assert kpis["tickets_per_customer"] == pytest.approx(1.0)

@@ -142,9 +142,7 @@ def test_refresh_opens_the_new_connection_first_and_reads_it_at_once(
     assert bot.health.report()[1]["connections_lost"] == 0
 
 
-@pytest.mark.parametrize(
-    "how", ["eof", "reset", pytest.param("blackhole", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("how", ["eof", "reset", pytest.param("blackhole", marks=pytest.mark.slow)])
 def test_a_broken_connection_is_replaced_within_15s_without_burning_cpu(
     bot: SocketBot, how: str
 ) -> None:
