@@ -25,6 +25,7 @@ from bot.answers import Answers
 from bot.server import settle_heap
 from kpi.aggregates import Window
 from kpi.engine import KpiEngine
+from kpi.formulas import DEAL_KEYS
 from kpi.store import open_store
 from settings.app import AppConfig
 from settings.kpi import KpiConfig, TierConfig
@@ -107,6 +108,16 @@ def sample_pairs(partner_ids: list[str], seed: int, count: int) -> list[tuple[st
 CARD_KEYS = ("kpis", "previous", "channels", "stages", "quality_score", "rank", "ranked_partners")
 
 
+def comparable(card: dict[str, Any]) -> dict[str, Any]:
+    """The part of an engine card the DuckDB baseline computes: section 3's KPIs (this period's
+    and the previous one's), channels, stages, quality score and rank; not the customer
+    outcomes of section 7 nor the training line of section 8."""
+    part = {key: card[key] for key in CARD_KEYS}
+    for key in ("kpis", "previous"):
+        part[key] = {name: card[key][name] for name in DEAL_KEYS}
+    return part
+
+
 def engine_for(db: str) -> KpiEngine:
     return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP.kpi_settings)
 
@@ -182,7 +193,7 @@ def engine_phase(
         "all_partners_cold_seconds": cold_seconds,
         "program_seconds": program_seconds,
         "check": check,
-        "cards": {pid: {key: card[key] for key in CARD_KEYS} for pid, card in cards.items()},
+        "cards": {pid: comparable(card) for pid, card in cards.items()},
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_mb(),
         "code": code_version(),
