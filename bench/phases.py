@@ -193,9 +193,9 @@ def engine_phase(
         "all_partners_cold_seconds": cold_seconds,
         "program_seconds": program_seconds,
         "check": check,
-        "cards": {pid: comparable(card) for pid, card in cards.items()},
         "rss_after_imports_mb": rss_start,
-        "peak_rss_mb": peak_mb(),
+        "peak_rss_mb": peak_mb(),  # before the check's copies of the cards below
+        "cards": {pid: comparable(card) for pid, card in cards.items()},
         "code": code_version(),
     }
 
