@@ -1,5 +1,5 @@
-"""The DuckDB baseline: the same every-partner KPIs (kpi-spec.md sections 3 and 4; not the
-customer outcomes of section 7 nor the training impact of section 8) written as
+"""The DuckDB baseline: the same every-partner KPIs (kpi-spec.md sections 3, 4 and 7; not the
+training line of section 8) written as
 DuckDB SQL over in-memory tables copied out of the store, to tell how far the engine is from what
 a column store does with the same data (issue #18: "engine no slower than 2x DuckDB").
 
@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 
 from kpi.aggregates import Window
-from kpi.formulas import DEAL_KEYS
+from kpi.formulas import KPI_KEYS
 from kpi.models import Channel
 
 CHUNK = 250_000  # rows per copied chunk: bounds the copy's Python memory
@@ -59,6 +59,16 @@ TABLES: dict[str, tuple[str, str]] = {
     "survey_responses": (
         "SELECT partner_id, score, submitted_at FROM survey_responses",
         "partner_id VARCHAR, score INTEGER, submitted_at TIMESTAMP",
+    ),
+    "customers": (
+        "SELECT id, partner_id, became_customer_on, churned_on, mrr, onboarded_on, referred_by"
+        " FROM customers",
+        "id VARCHAR, partner_id VARCHAR, became_customer_on DATE, churned_on DATE, mrr DOUBLE,"
+        " onboarded_on DATE, referred_by VARCHAR",
+    ),
+    "support_tickets": (
+        "SELECT customer_id, opened_at FROM support_tickets",
+        "customer_id VARCHAR, opened_at TIMESTAMP",
     ),
 }
 
@@ -129,7 +139,8 @@ def prepare(connection: duckdb.DuckDBPyConnection) -> None:
 # --- the SQL -------------------------------------------------------------------------------
 
 #: Every partner's KPIs (section 3) for the window [$s, $e) / [$s_at, $e_at), one row per
-#: partner of the partners table, with what the quality score and the check need ({only} and
+#: partner of the partners table, with what the quality score and the check need; section 7's
+#: customer outcomes from `clients`, `tickets` and `referrals` ({only}, {only_customer} and
 #: {only_partner} limit it to partner $pid).
 _KPIS = """
 WITH closed AS (
@@ -168,6 +179,39 @@ WITH closed AS (
         count(*) FILTER (score <= 6) AS detractors
     FROM survey_responses WHERE submitted_at >= $s_at AND submitted_at < $e_at {only}
     GROUP BY partner_id
+), clients AS (
+    SELECT partner_id,
+        count(*) FILTER (became_customer_on < $s AND (churned_on IS NULL OR churned_on >= $s))
+            AS active_at_start,
+        count(*) FILTER (became_customer_on < $e AND (churned_on IS NULL OR churned_on >= $e))
+            AS active_at_end,
+        count(*) FILTER (became_customer_on < $s AND (churned_on IS NULL OR churned_on >= $e))
+            AS retained,
+        count(*) FILTER (became_customer_on >= $s AND became_customer_on < $e) AS gained,
+        count(*) FILTER (churned_on >= $s AND churned_on < $e) AS lost,
+        sum(mrr) FILTER (became_customer_on < $s AND (churned_on IS NULL OR churned_on >= $s))
+            AS mrr_at_start,
+        sum(mrr) FILTER (became_customer_on < $s AND (churned_on IS NULL OR churned_on >= $e))
+            AS mrr_retained,
+        sum(mrr) FILTER (became_customer_on < $e AND (churned_on IS NULL OR churned_on >= $e))
+            AS mrr_at_end,
+        count(*) FILTER (onboarded_on >= $s AND onboarded_on < $e) AS onboarded,
+        sum(greatest(onboarded_on - became_customer_on, 0))
+            FILTER (onboarded_on >= $s AND onboarded_on < $e) AS onboarding_days,
+        count(*) FILTER (became_customer_on < $e AND (churned_on IS NULL OR churned_on >= $s))
+            AS in_period
+    FROM customers WHERE partner_id IS NOT NULL {only}
+    GROUP BY partner_id
+), tickets AS (
+    SELECT c.partner_id, count(*) AS n
+    FROM support_tickets t JOIN customers c ON c.id = t.customer_id
+    WHERE t.opened_at >= $s_at AND t.opened_at < $e_at {only_customer}
+    GROUP BY c.partner_id
+), referrals AS (
+    SELECT c.partner_id, count(*) AS n
+    FROM customers gained JOIN customers c ON c.id = gained.referred_by
+    WHERE gained.became_customer_on >= $s AND gained.became_customer_on < $e {only_customer}
+    GROUP BY c.partner_id
 ), base AS (
     SELECT p.id, p.joined_on < $e AND (p.left_on IS NULL OR p.left_on >= $s) AS active,
         coalesce(c.won, 0) AS won,
@@ -186,13 +230,27 @@ WITH closed AS (
         c.csat_sum / nullif(c.csat_count, 0) AS customer_satisfaction,
         100 * ((a.promoters - a.detractors) / nullif(a.n, 0)) AS partner_nps,
         coalesce(a.n, 0) AS survey_responses,
-        coalesce(t.n, 0) AS courses_completed
+        coalesce(t.n, 0) AS courses_completed,
+        coalesce(k.active_at_end, 0) AS customers_active,
+        coalesce(k.gained, 0) AS customers_gained,
+        coalesce(k.lost, 0) AS customers_lost,
+        (k.active_at_end - k.active_at_start) / nullif(k.active_at_start, 0) AS portfolio_growth,
+        k.retained / nullif(k.active_at_start, 0) AS account_retention,
+        coalesce(k.mrr_retained, 0.0) / nullif(coalesce(k.mrr_at_start, 0.0), 0.0)
+            AS mrr_retention,
+        coalesce(k.mrr_at_end, 0.0) AS mrr_active,
+        k.onboarding_days / nullif(k.onboarded, 0) AS onboarding_days,
+        coalesce(tk.n, 0) / nullif(k.in_period, 0) AS tickets_per_customer,
+        coalesce(rf.n, 0) AS referrals
     FROM partners p
     LEFT JOIN closed c ON c.partner_id = p.id
     LEFT JOIN pipeline pl ON pl.partner_id = p.id
     LEFT JOIN registrations r ON r.partner_id = p.id
     LEFT JOIN courses t ON t.partner_id = p.id
     LEFT JOIN answers a ON a.partner_id = p.id
+    LEFT JOIN clients k ON k.partner_id = p.id
+    LEFT JOIN tickets tk ON tk.partner_id = p.id
+    LEFT JOIN referrals rf ON rf.partner_id = p.id
     {only_partner}
 )
 SELECT *,
@@ -275,7 +333,17 @@ WHERE p.id IS NOT NULL {only_partner}
 
 #: The KPIs that are counts (ints in the engine's cards; the rest are floats or None).
 _INTS = frozenset(
-    {"deal_count", "pipeline_count", "registered_deals", "survey_responses", "courses_completed"}
+    {
+        "deal_count",
+        "pipeline_count",
+        "registered_deals",
+        "survey_responses",
+        "courses_completed",
+        "customers_active",
+        "customers_gained",
+        "customers_lost",
+        "referrals",
+    }
 )
 
 
@@ -309,8 +377,12 @@ def quality_sql(weights: Mapping[str, float]) -> str:
 def kpis_sql(one_partner: bool = False) -> str:
     """Every partner's KPIs (or partner $pid's), without the quality score."""
     if one_partner:
-        return _KPIS.format(only="AND partner_id = $pid", only_partner="WHERE p.id = $pid")
-    return _KPIS.format(only="", only_partner="")
+        return _KPIS.format(
+            only="AND partner_id = $pid",
+            only_customer="AND c.partner_id = $pid",
+            only_partner="WHERE p.id = $pid",
+        )
+    return _KPIS.format(only="", only_customer="", only_partner="")
 
 
 def _quoted(values: Sequence[str]) -> list[str]:
@@ -336,7 +408,7 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def _kpis(row: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
-    for key in DEAL_KEYS:
+    for key in KPI_KEYS:
         value = row[key]
         if value is not None:
             value = int(value) if key in _INTS else float(value)

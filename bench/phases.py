@@ -25,7 +25,6 @@ from bot.answers import Answers
 from bot.server import settle_heap
 from kpi.aggregates import Window
 from kpi.engine import KpiEngine
-from kpi.formulas import DEAL_KEYS
 from kpi.store import open_store
 from settings.app import AppConfig
 from settings.kpi import KpiConfig, TierConfig
@@ -109,13 +108,10 @@ CARD_KEYS = ("kpis", "previous", "channels", "stages", "quality_score", "rank", 
 
 
 def comparable(card: dict[str, Any]) -> dict[str, Any]:
-    """The part of an engine card the DuckDB baseline computes: section 3's KPIs (this period's
-    and the previous one's), channels, stages, quality score and rank; not the customer
-    outcomes of section 7 nor the training line of section 8."""
-    part = {key: card[key] for key in CARD_KEYS}
-    for key in ("kpis", "previous"):
-        part[key] = {name: card[key][name] for name in DEAL_KEYS}
-    return part
+    """The part of an engine card the DuckDB baseline computes: the KPIs of sections 3 and 7
+    (this period's and the previous one's), channels, stages, quality score and rank; not the
+    training line of section 8."""
+    return {key: card[key] for key in CARD_KEYS}
 
 
 def engine_for(db: str) -> KpiEngine:
