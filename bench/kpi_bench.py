@@ -16,9 +16,9 @@
 4. In a third child process, the DuckDB baseline (`bench.duckdb_baseline`): the same cards as
    DuckDB SQL over in-memory copies of the store's tables, one partner's card over the same
    random pairs and every partner's cards for the period; and checks that every value of every
-   partner's card (section 3's KPIs and the previous period's, channels, stages, quality score
-   and rank; not section 7's customer outcomes nor section 8's training line, which the engine
-   computes too) equals the engine's (floats to a relative 1e-9).
+   partner's card (the KPIs of sections 3 and 7 and the previous period's, channels, stages,
+   quality score and rank; not section 8's training line) equals the engine's (floats to a
+   relative 1e-9).
 5. Prints a results table with PASS/FAIL per target of issue #18 (and the engine's ratio to
    DuckDB and to pandas). When a target is missed (or
    with --profile) it profiles the engine's SQL: every statement timed alone, with its
@@ -583,8 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{raw['all_partners_cold_seconds']:.3f} s)"
         )
         print(
-            f"\ncheck, engine vs DuckDB ({PERIOD} as of {AS_OF}; section 3's KPIs, previous ones, "
-            f"channels, stages, score, rank): "
+            f"\ncheck, engine vs DuckDB ({PERIOD} as of {AS_OF}; KPIs of sections 3 and 7, "
+            f"previous ones, channels, stages, score, rank): "
             f"{duck_check['partners']:,} partners, {duck_check['values']:,} values, "
             f"{len(duck_check['mismatches'])} mismatches"
         )
