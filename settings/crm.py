@@ -166,6 +166,9 @@ class SalesforceConfig(Section):
     # longer (Salesforce itself times a query out at 120 s); it is then retried.
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=130.0, gt=0)
+    # A full sync reads an object through Bulk API 2.0 query jobs when the org holds more than
+    # this many of its records; 0 keeps every object on the REST query API.
+    bulk_threshold: int = Field(default=50_000, ge=0)
 
     @field_validator("api_version")
     @classmethod

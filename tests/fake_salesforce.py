@@ -46,6 +46,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.fake_salesforce_bulk import Answer, BulkJobs, record_counts
+
 # --- the org's schema -------------------------------------------------------------------
 
 #: name -> (type, relationshipName, referenceTo); a small but faithful slice of the standard model.
@@ -378,6 +380,12 @@ class FakeOrg:
     #: Objects whose records are made on demand (the benchmark's large org).
     generated: dict[str, Generated] = field(default_factory=dict)
     max_uri: int = MAX_URI
+    # Bulk API 2.0 (tests/fake_salesforce_bulk.py): job-info looks before a job ends, most
+    # records in a result set, and objects whose query jobs fail (object -> errorMessage).
+    bulk_polls: int = 2
+    bulk_page_size: int = 50_000
+    bulk_failures: dict[str, str] = field(default_factory=dict)
+    bulk_short_sets: int = 0  # result sets to send cut short (rows missing) before whole ones
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
     _version: int = 0  # bumped by every change, for the child-relationship index
@@ -710,8 +718,27 @@ class Handler(BaseHTTPRequestHandler):
             self._soap_login(body, path.rsplit("/", 1)[-1])
         elif path == "/services/oauth2/token":
             self._token(parse_qs(body))
-        else:
+        elif (match := _REST.match(path)) and self._admitted("POST", path):
+            if match.group("rest").strip("/") == "jobs/query":
+                self._answer(self.server.bulk.create(body, match.group("version")))
+            else:
+                self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
+        elif not match:
             self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
+
+    def do_PATCH(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        path = urlparse(self.path).path
+        self.org.requests.append(f"PATCH {path}")
+        match = _REST.match(path)
+        if not match:
+            self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
+        elif self._admitted("PATCH", path):
+            parts = match.group("rest").strip("/").split("/")
+            if parts[:2] == ["jobs", "query"] and len(parts) == 3:
+                self._answer(self.server.bulk.abort(parts[2], body, match.group("version")))
+            else:
+                self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
@@ -730,12 +757,22 @@ class Handler(BaseHTTPRequestHandler):
         if not match:
             self._json(404, [{"message": "not found", "errorCode": "NOT_FOUND"}])
             return
+        if not self._admitted("GET", url.path):
+            return
+        try:
+            self._rest(match.group("rest"), parse_qs(url.query), match.group("version"))
+        except SoqlError as error:
+            self._json(400, [{"message": str(error), "errorCode": error.code}])
+
+    def _admitted(self, method: str, path: str) -> bool:
+        """Checks the session, counts the call against the allowance and applies the test's
+        fault; False when it has answered the request already."""
         auth = self.headers.get("Authorization", "")
         if auth.removeprefix("Bearer ") not in self.org.sessions:
             self._json(
                 401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
             )
-            return
+            return False
         with self.org.lock:
             self.org.api_used += 1
             over = self.org.api_used > self.org.api_total
@@ -749,16 +786,13 @@ class Handler(BaseHTTPRequestHandler):
                     }
                 ],
             )
-            return
+            return False
         if self.org.fault is not None:
-            failure = self.org.fault("GET", url.path)
+            failure = self.org.fault(method, path)
             if failure is not None:
                 self._json(*failure)
-                return
-        try:
-            self._rest(match.group("rest"), parse_qs(url.query))
-        except SoqlError as error:
-            self._json(400, [{"message": str(error), "errorCode": error.code}])
+                return False
+        return True
 
     # --- logins -----------------------------------------------------------------------
 
@@ -819,9 +853,18 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- REST -------------------------------------------------------------------------
 
-    def _rest(self, rest: str, query: dict[str, list[str]]) -> None:
+    def _rest(self, rest: str, query: dict[str, list[str]], version: str) -> None:
         parts = [unquote(p) for p in rest.strip("/").split("/")]
-        if parts[0] in ("query", "queryAll") and len(parts) == 1:
+        bulk = self.server.bulk
+        if parts[:2] == ["jobs", "query"] and len(parts) == 3:
+            self._answer(bulk.info(parts[2], version))
+        elif parts[:2] == ["jobs", "query"] and parts[3:] == ["results"]:
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            self._answer(bulk.results(parts[2], query, gzipped))
+        elif parts == ["limits", "recordCount"]:
+            names = [n for v in query.get("sObjects", []) for n in v.split(",") if n]
+            self._json(200, record_counts(self.org, names))
+        elif parts[0] in ("query", "queryAll") and len(parts) == 1:
             rows = self.org.run(query["q"][0], include_deleted=parts[0] == "queryAll")
             self._page(parts[0], self.server.remember(rows), 0)
         elif parts[0] in ("query", "queryAll") and len(parts) == 2:
@@ -893,9 +936,20 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, body: Any) -> None:
         self._send(status, json.dumps(body).encode(), "application/json;charset=UTF-8")
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+    def _answer(self, answer: Answer) -> None:
+        if len(answer) == 3:
+            status, headers, payload = answer
+            self._send(status, payload, headers.pop("Content-Type"), headers)
+        else:
+            self._json(*answer)
+
+    def _send(
+        self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Sforce-Limit-Info", f"api-usage={self.org.api_used}/{self.org.api_total}")
         self.end_headers()
@@ -919,6 +973,7 @@ class FakeServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.org = org
         self.cursors: dict[str, list[dict[str, Any]] | RowStream] = {}
+        self.bulk = BulkJobs(org)
 
     @property
     def port(self) -> int:

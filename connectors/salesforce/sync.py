@@ -36,6 +36,7 @@ from connectors.incremental import (
 )
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
+from connectors.salesforce.bulk import BulkReader
 from connectors.salesforce.client import SalesforceApi
 from connectors.salesforce.describe import OrgSchema, check_fields
 from connectors.salesforce.mapping import (
@@ -154,6 +155,8 @@ class _Plan:
             )
         )
         self.full = report.full
+        sleep = source.retry.sleep if source.retry else RetryPolicy().sleep
+        self.bulk = BulkReader(api, self.settings.bulk_threshold, report, self._type, sleep)
         # An incremental sync brings a new customer's older Cases, unless the Case stream
         # reads them all anyway (its first run)
         self.reads_new_customers_cases = (
@@ -349,9 +352,20 @@ class _Plan:
 
         def pages(start: Cursor | None) -> Iterator[Page]:
             deleted_too = include_deleted and not self.full
-            return modstamp_pages(self.api, query, start, build, deleted_too, self.source.now)
+
+            def rest() -> Iterator[Page]:
+                now = self.source.now
+                return modstamp_pages(self.api, query, start, build, deleted_too, now)
+
+            if self.full and start is None:
+                return self.bulk.pages(query, build, deleted_too, rest)
+            return rest()
 
         return pages
+
+    def _type(self, sobject: str, path: str) -> str | None:
+        found = self.org.find(sobject, path)
+        return str(found["type"]) if found else None
 
     def _deleted_pages(self, sobject: str) -> Callable[[Cursor | None], Iterator[Page]]:
         def pages(start: Cursor | None) -> Iterator[Page]:

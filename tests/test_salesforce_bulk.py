@@ -1,0 +1,254 @@
+"""Wire-level tests of full syncs through Salesforce Bulk API 2.0 (connectors/salesforce/bulk.py)
+against the loopback Bulk API of tests/fake_salesforce_bulk.py: the same store as a REST full
+sync, locator paging, and the fallbacks to REST with their reasons."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.errors import SourceError
+from connectors.incremental import RetryPolicy
+from connectors.normalize import Normalizer
+from connectors.report import SyncReport
+from connectors.salesforce import SalesforceSource
+from connectors.salesforce.bulk import read_ahead
+from connectors.sync import run_sync
+from kpi import schema
+from kpi.models import Deal
+from kpi.store import Store, open_store
+from tests.fake_salesforce import FakeOrg, FakeSalesforce
+from tests.test_salesforce import DATA, ENV, app_config, load_org, sf_source
+from tests.test_salesforce_customers import app_config as customers_config
+from tests.test_salesforce_customers import load as load_customers
+
+JOBS = "POST /services/data/v62.0/jobs/query"
+COUNTS = "GET /services/data/v62.0/limits/recordCount"
+# Opportunities with a name CSV has to quote: a comma, quotes, a line break.
+AWKWARD_NAME = 'Acme, "Big" deal\nsecond line'
+BULK = {"bulk_threshold": 100}  # the fake org: 9 Accounts, 150 Opportunities, ~500 history rows
+
+
+@pytest.fixture
+def org() -> FakeOrg:
+    made = FakeOrg(page_size=500, now=datetime(2026, 12, 1, 6, 0, tzinfo=UTC))
+    load_org(made)
+    made.bulk_page_size = 40  # several result sets per object
+    deal_id = DATA["deals"][3]["id"]
+    made.records["Opportunity"][deal_id]["Name"] = AWKWARD_NAME
+    return made
+
+
+@pytest.fixture
+def server(
+    org: FakeOrg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeSalesforce]:
+    with FakeSalesforce(org, tmp_path) as running:
+        running.resolve(monkeypatch)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.cert_file))
+        yield running
+
+
+@pytest.fixture
+def rest_store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'rest.db'}")
+    yield opened
+    opened.engine.dispose()
+
+
+def full_sync(store: Store, org: FakeOrg, **settings: Any) -> SyncReport:
+    return run_sync(store, sf_source(org, app_config(**settings)), full=True)
+
+
+def fallbacks(report: SyncReport) -> list[str]:
+    return [w for w in report.warnings if "Bulk API 2.0" in w]
+
+
+def requests_like(org: FakeOrg, prefix: str) -> list[str]:
+    return [r for r in org.requests if r.startswith(prefix)]
+
+
+def contents(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows, sorted, without the sync log and the moments things were written."""
+    moments = {"updated_at", "started_at", "finished_at"}
+    found = {}
+    with store.engine.connect() as connection:
+        for table in schema.metadata.sorted_tables:
+            if table.name == "sync_runs":
+                continue
+            columns = [c for c in table.columns if c.name not in moments]
+            rows = connection.execute(table.select().with_only_columns(*columns)).all()
+            found[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    return found
+
+
+def test_a_bulk_full_sync_stores_exactly_what_a_rest_full_sync_stores(
+    server: FakeSalesforce, org: FakeOrg, store: Store, rest_store: Store
+) -> None:
+    bulk = full_sync(store, org, **BULK)
+    assert bulk.stopped_early is None and fallbacks(bulk) == []
+    jobs = requests_like(org, JOBS)
+    assert len(jobs) == 2  # Opportunity and OpportunityHistory; 9 Accounts stay on REST
+    results = requests_like(org, "GET /services/data/v62.0/jobs/query/")
+    opportunities = len(DATA["deals"])
+    history = sum(1 for r in org.records["OpportunityHistory"].values() if not r["IsDeleted"])
+    sets = -(-opportunities // 40) + -(-history // 40)
+    assert len([r for r in results if r.endswith("/results")]) == sets
+    assert bulk.api_calls == len(org.requests)  # every request counted, Bulk ones too
+
+    org.requests.clear()
+    rest = full_sync(rest_store, org, bulk_threshold=0)
+    assert rest.stopped_early is None
+    assert requests_like(org, JOBS) == [] and requests_like(org, COUNTS) == []
+
+    bulk_tables, rest_tables = contents(store), contents(rest_store)
+    assert len(bulk_tables["deals"]) == opportunities
+    assert bulk_tables == rest_tables
+    assert {d.id: d.name for d in store.records(Deal)}[DATA["deals"][3]["id"]] == AWKWARD_NAME
+
+
+def test_a_failed_job_falls_back_to_rest_with_the_reason(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    org.bulk_failures["Opportunity"] = "InvalidBatch : Failed to process query: QUERY_TIMEOUT"
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None
+    [warning] = fallbacks(report)
+    assert warning.startswith("Opportunity: read through the REST API instead of Bulk API 2.0")
+    assert "ended Failed: InvalidBatch : Failed to process query: QUERY_TIMEOUT" in warning
+    assert store.counts()["deals"] == len(DATA["deals"])
+    assert len(requests_like(org, JOBS)) == 2  # the history's job still ran
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message"),
+    [
+        (403, "API_DISABLED_FOR_ORG", "API is not enabled for this Organization or Partner"),
+        (403, "INSUFFICIENT_ACCESS", "insufficient access rights on cross-reference id"),
+        (404, "NOT_FOUND", "The requested resource does not exist"),
+    ],
+)
+def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
+    server: FakeSalesforce, org: FakeOrg, store: Store, status: int, code: str, message: str
+) -> None:
+    def refuse(method: str, path: str) -> tuple[int, Any] | None:
+        if method == "POST" and path.endswith("/jobs/query"):
+            return status, [{"errorCode": code, "message": message}]
+        return None
+
+    org.fault = refuse
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None
+    assert fallbacks(report) == [
+        f"{sobject}: read through the REST API instead of Bulk API 2.0 (Salesforce refused a "
+        f"request ({code}): {message})"
+        for sobject in ("OpportunityHistory", "Opportunity")
+    ]
+    assert len(requests_like(org, JOBS)) == 1  # refused once: not asked again in the run
+    assert store.counts()["deals"] == len(DATA["deals"])
+
+
+def test_threshold_zero_keeps_every_object_on_rest(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    report = full_sync(store, org, bulk_threshold=0)
+    assert fallbacks(report) == []
+    assert requests_like(org, JOBS) == [] and requests_like(org, COUNTS) == []
+    assert store.counts()["deals"] == len(DATA["deals"])
+
+
+def test_an_object_at_the_threshold_stays_on_rest(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    full_sync(store, org, bulk_threshold=len(DATA["deals"]))  # "more than" 150: history only
+    assert len(requests_like(org, JOBS)) == 1
+
+
+def test_an_incremental_sync_stays_on_rest(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    full_sync(store, org, **BULK)
+    deal_id = DATA["deals"][0]["id"]
+    org.tick(minutes=5)
+    org.update("Opportunity", deal_id, Name="Renamed")
+    org.requests.clear()
+    org.tick(minutes=1)
+    report = run_sync(store, sf_source(org, app_config(**BULK)))
+    assert not report.full and report.stopped_early is None
+    assert requests_like(org, JOBS) == [] and requests_like(org, COUNTS) == []
+    assert {d.id: d.name for d in store.records(Deal)}[deal_id] == "Renamed"
+
+
+def test_a_result_set_cut_short_is_read_again_from_its_locator(
+    server: FakeSalesforce, org: FakeOrg, store: Store
+) -> None:
+    org.bulk_short_sets = 2  # the first two sets sent arrive with half their rows
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None and fallbacks(report) == []
+    results = [r for r in requests_like(org, "GET /services/data/v62.0/jobs/query/")]
+    opportunities = len(DATA["deals"])
+    history = sum(1 for r in org.records["OpportunityHistory"].values() if not r["IsDeleted"])
+    sets = -(-opportunities // 40) + -(-history // 40)
+    assert len([r for r in results if r.endswith("/results")]) == sets + 2
+    assert store.counts()["deals"] == opportunities
+    assert report.objects["Opportunity"].new == opportunities  # each once, none twice
+
+
+def test_reading_ahead_raises_the_threads_error_and_stops_when_closed() -> None:
+    def breaking() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise SourceError("the connection broke")
+
+    got = []
+    with pytest.raises(SourceError, match="the connection broke"):
+        for item in read_ahead(breaking(), 1):
+            got.append(item)
+    assert got == [1, 2]
+
+    made: list[int] = []
+
+    def endless() -> Iterator[int]:
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    reader = read_ahead(endless(), 2)
+    assert next(reader) == 0
+    reader.close()
+    assert [t for t in threading.enumerate() if t.name == "bulk-results"] == []
+    assert len(made) <= 5  # the one read, two queued, one waiting, one made before the stop
+
+
+def test_customer_accounts_and_their_cases_go_through_bulk_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: Store, rest_store: Store
+) -> None:
+    customers = FakeOrg(page_size=200, now=datetime(2026, 12, 1, 6, 0, tzinfo=UTC))
+    load_customers(customers)
+    app = customers_config()
+
+    def full(into: Store, threshold: int) -> SyncReport:
+        settings = app.salesforce.model_copy(update={"bulk_threshold": threshold})
+        config = app.model_copy(update={"salesforce": settings})
+        retry = RetryPolicy(attempts=3, sleep=lambda _: None)
+        source = SalesforceSource(
+            config, Normalizer(config), env=ENV, retry=retry, now=customers.clock
+        )
+        return run_sync(into, source, full=True)
+
+    with FakeSalesforce(customers, tmp_path) as running:
+        running.resolve(monkeypatch)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.cert_file))
+        bulk = full(store, 1)
+        jobs = sorted(job.sobject for job in running.server.bulk.jobs.values())
+        rest = full(rest_store, 0)
+    assert bulk.stopped_early is None and rest.stopped_early is None
+    assert fallbacks(bulk) == []
+    assert jobs == ["Account", "Case"]  # customer Accounts; partners (with Contacts) stay REST
+    assert bulk.objects["Case"].new == 4 and bulk.objects["Account:customers"].new == 4
+    assert contents(store) == contents(rest_store)
