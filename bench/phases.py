@@ -23,11 +23,12 @@ from bench.generate import AS_OF, FIRST_DAY, PIPELINE
 from bench.harness import peak_mb
 from bot.answers import Answers
 from bot.server import settle_heap
+from kpi.aggregates import Window
 from kpi.engine import KpiEngine
 from kpi.store import open_store
 from settings.app import AppConfig
 from settings.kpi import KpiConfig, TierConfig
-from settings.periods import Period, parse_period
+from settings.periods import Period, parse_period, previous_period
 
 CHECK_KEYS = ("deal_count", "won_revenue", "close_rate", "quality_score")
 PERIOD_KINDS = (
@@ -95,6 +96,24 @@ BENCH_APP = AppConfig(
 )
 
 
+def sample_pairs(partner_ids: list[str], seed: int, count: int) -> list[tuple[str, str, Period]]:
+    """The (partner, period kind, period) pairs of the scorecard timings: the same for every
+    phase given the same sorted partner ids and seed."""
+    rng = random.Random(seed * 7919 + 1)
+    return [(rng.choice(partner_ids), *random_period(rng)) for _ in range(count)]
+
+
+#: The parts of the engine's card the DuckDB baseline computes too (all but names and dates).
+CARD_KEYS = ("kpis", "previous", "channels", "stages", "quality_score", "rank", "ranked_partners")
+
+
+def comparable(card: dict[str, Any]) -> dict[str, Any]:
+    """The part of an engine card the DuckDB baseline computes: the KPIs of sections 3 and 7
+    (this period's and the previous one's), channels, stages, quality score and rank; not the
+    training line of section 8."""
+    return {key: card[key] for key in CARD_KEYS}
+
+
 def engine_for(db: str) -> KpiEngine:
     return KpiEngine(open_store(f"sqlite:///{db}"), BENCH_APP.kpi_settings)
 
@@ -103,6 +122,18 @@ def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     value = action()
     return time.perf_counter() - started, value
+
+
+def _repeated(action: Callable[[], Any], repeats: int) -> tuple[list[float], list[float], Any]:
+    """`repeats` runs of `action`: their wall seconds, their CPU seconds (every thread of this
+    process: what the work costs whatever else runs on the machine) and the last value."""
+    walls, cpus, value = [], [], None
+    for _ in range(repeats):
+        cpu = time.process_time()
+        wall, value = _timed(action)
+        cpus.append(time.process_time() - cpu)
+        walls.append(wall)
+    return walls, cpus, value
 
 
 def engine_phase(
@@ -114,8 +145,7 @@ def engine_phase(
     engine = engine_for(db)
     settle_heap()  # as `partner-kpi serve` does once started
     partner_ids = sorted(p.id for p in engine.partners())
-    rng = random.Random(seed * 7919 + 1)
-    pairs = [(rng.choice(partner_ids), *random_period(rng)) for _ in range(warmup + samples)]
+    pairs = sample_pairs(partner_ids, seed, warmup + samples)
     for pid, _kind, period in pairs[:warmup]:
         engine.partner(pid, period, as_of=AS_OF)
     scorecards = []
@@ -135,13 +165,13 @@ def engine_phase(
     ]
 
     period = parse_period(period_text, AS_OF)
-    all_seconds, program_seconds = [], []
+    program_seconds = []
     # One untimed run first, as the scorecards had theirs (it reads pages no scorecard did);
     # its time is kept as the cold figure.
     cold_seconds, cards = _timed(lambda: engine.all_partners(period, as_of=AS_OF))
-    for _ in range(repeats):
-        seconds, cards = _timed(lambda: engine.all_partners(period, as_of=AS_OF))
-        all_seconds.append(seconds)
+    all_seconds, all_cpu, cards = _repeated(
+        lambda: engine.all_partners(period, as_of=AS_OF), repeats
+    )
     for _ in range(repeats):
         seconds, _program = _timed(lambda: engine.program(period, as_of=AS_OF))
         program_seconds.append(seconds)
@@ -160,12 +190,13 @@ def engine_phase(
         "goals_per_scorecard": sorted(set(goal_counts)),
         "answer_ms": answer_ms,
         "all_partners_seconds": all_seconds,
+        "all_partners_cpu_seconds": all_cpu,
         "all_partners_cold_seconds": cold_seconds,
         "program_seconds": program_seconds,
-        "cards": len(cards),
         "check": check,
         "rss_after_imports_mb": rss_start,
-        "peak_rss_mb": peak_mb(),
+        "peak_rss_mb": peak_mb(),  # before the check's copies of the cards below
+        "cards": {pid: comparable(card) for pid, card in cards.items()},
         "code": code_version(),
     }
 
@@ -188,11 +219,9 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
     data = pb.prepare(frames)
     prepare_seconds = time.perf_counter() - started
     del frames  # what stays in memory is the prepared data, as in a long-running process
-    compute_seconds = []
-    cards: dict[str, Any] = {}
-    for _ in range(repeats):
-        seconds, cards = _timed(lambda: pb.scorecards(data, period, stages))
-        compute_seconds.append(seconds)
+    compute_seconds, compute_cpu, cards = _repeated(
+        lambda: pb.scorecards(data, period, stages), repeats
+    )
     one_seconds = []
     for _ in range(repeats):
         seconds, _one = _timed(lambda: pb.one_scorecard(data, partner_id, period, stages))
@@ -203,8 +232,71 @@ def pandas_phase(db: str, period_text: str, partner_id: str, repeats: int) -> di
         "load_seconds": load_seconds,
         "prepare_seconds": prepare_seconds,
         "compute_seconds": compute_seconds,
+        "compute_cpu_seconds": compute_cpu,
         "one_scorecard_seconds": one_seconds,
         "check": pb.check_values(cards, partner_ids),
+        "rss_after_imports_mb": rss_start,
+        "peak_rss_mb": peak_mb(),
+        "code": code_version(),
+    }
+
+
+def duckdb_phase(
+    db: str,
+    seed: int,
+    samples: int,
+    warmup: int,
+    period_text: str,
+    repeats: int,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The DuckDB baseline: copy the store into memory once, prepare once, then one partner's
+    card over the engine's random (partner, period) pairs and every partner's cards for one
+    period (after an untimed first run), with the cards the check compares."""
+    from bench import duckdb_baseline as ddb  # duckdb is imported in this child only
+
+    rss_start = peak_mb()
+    settings = BENCH_APP.kpi_settings
+
+    def windows(period: Period) -> tuple[Window, Window]:
+        return Window.of(period, settings.tz), Window.of(previous_period(period), settings.tz)
+
+    load_seconds, connection = _timed(lambda: ddb.load(db, threads))
+    prepare_seconds, _ = _timed(lambda: ddb.prepare(connection))
+    rows = {
+        name: connection.execute(f"SELECT count(*) FROM {name}").fetchone()[0]  # type: ignore[index]
+        for name in ("partners", "deals", "stage_changes")
+    }
+    queries = ddb.Queries(BENCH_APP.stages or [], settings.weights)
+    partner_ids = sorted(row[0] for row in connection.execute("SELECT id FROM partners").fetchall())
+    pairs = sample_pairs(partner_ids, seed, warmup + samples)
+    for pid, _kind, period in pairs[:warmup]:
+        ddb.one_partner(connection, queries, pid, *windows(period))
+    scorecards = []
+    for pid, kind, period in pairs[warmup:]:
+        seconds, _card = _timed(
+            partial(ddb.one_partner, connection, queries, pid, *windows(period))
+        )
+        scorecards.append(
+            {"partner": pid, "kind": kind, "period": period.name, "ms": seconds * 1000}
+        )
+    period = parse_period(period_text, AS_OF)
+    every = partial(ddb.all_partners, connection, queries, *windows(period))
+    cold_seconds, cards = _timed(every)
+    all_seconds, all_cpu, cards = _repeated(every, repeats)
+    used = connection.execute("SELECT current_setting('threads')").fetchone()
+    connection.close()
+    return {
+        "version": ddb.duckdb.__version__,
+        "threads": used[0] if used else None,
+        "rows": rows,
+        "load_seconds": load_seconds,
+        "prepare_seconds": prepare_seconds,
+        "scorecards": scorecards,
+        "all_partners_seconds": all_seconds,
+        "all_partners_cpu_seconds": all_cpu,
+        "all_partners_cold_seconds": cold_seconds,
+        "cards": cards,
         "rss_after_imports_mb": rss_start,
         "peak_rss_mb": peak_mb(),
         "code": code_version(),
