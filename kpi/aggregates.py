@@ -285,12 +285,12 @@ class Aggregator:
 
     def open_past_close(self, period: Period) -> dict[PartnerKey, int]:
         """Each partner's deals open at the period's end whose expected close date is before
-        it: `TrustCounts.open_past_close_date` alone, as one range of ix_deals_open_expected."""
+        it: `TrustCounts.open_past_close_date` alone, from the partial ix_deals_partner_open."""
         window = Window.of(period, self.tz)
         query = (
             select(d.c.partner_id, func.count())
             .where(
-                d.c.status == "open",
+                schema.OPEN_DEAL,  # a literal: the partial index ix_deals_partner_open
                 d.c.expected_close_on < window.end,
                 d.c.created_on < window.end,
             )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, select
 
 from kpi import schema
 from kpi.formulas import CUSTOMER_KEYS
@@ -23,7 +23,6 @@ from kpi.store import Store
 from settings.periods import Period
 
 d = schema.deals
-OPEN = d.c.status == literal_column("'open'")
 
 
 class KpiEngine(Protocol):
@@ -131,7 +130,7 @@ def _open_deals(
             query = (
                 select(d.c.partner_id, func.count(), func.sum(d.c.amount))
                 .where(
-                    OPEN,  # a literal, so the partial index ix_deals_partner_open applies
+                    schema.OPEN_DEAL,  # a literal: the partial index ix_deals_partner_open
                     d.c.created_on <= as_of,
                     d.c.expected_close_on >= low,
                     d.c.expected_close_on < high,

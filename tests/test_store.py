@@ -42,7 +42,7 @@ def test_migrations_create_every_table_from_empty(database_url: str) -> None:
     } <= tables
     assert current_revision(store.engine) == head_revision()
     indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("deals")}
-    assert {"ix_deals_partner_closed", "ix_deals_closed", "ix_deals_open_expected"} <= indexes
+    assert {"ix_deals_partner_closed", "ix_deals_closed", "ix_deals_partner_open"} <= indexes
     store.engine.dispose()
     # Opening again is a no-op upgrade.
     again = open_store(database_url)

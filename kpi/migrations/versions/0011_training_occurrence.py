@@ -2,7 +2,7 @@
 covering index for the customer KPIs of every partner
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0009 (a 0010 was folded into 0009 before release: one partial index of the open deals)
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
