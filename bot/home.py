@@ -2,9 +2,10 @@
 
 A manager (who may see every partner) sees the program's headline KPIs with their trends, the
 top partners and those at risk, the partners the CRM names them owner of (`owner_email` = their
-Slack email), the data's age and the last sync's outcome, and the next digest and survey round.
+Slack email), the goals of those partners whose period is current (the program's goals when they
+own none), the data's age and the last sync's outcome, and the next digest and survey round.
 An external viewer (a Slack Connect user, a guest) sees their own partner only, in the partner
-view. Every word is in templates/home.json.j2.
+view, with its current goals. Every word is in templates/home.json.j2 and goals_section.j2.
 
 Two caches keep a second opening cheap, both keyed by the data version (the latest finished
 sync run), so a new sync is shown at once: the program's numbers for a period, shared by every
@@ -27,6 +28,7 @@ from bot.blockkit import Message
 from bot.jobs import cron_trigger, next_fire, utc_now
 from bot.messages import render_view
 from kpi.engine import KpiEngine
+from kpi.goals import PROGRAM
 from kpi.leaders import leaderboard
 from kpi.risk import AtRisk, risks_in
 from kpi.store import Store
@@ -41,6 +43,7 @@ DEFAULT_HOME_PERIOD = "last-90d"
 TOP_PARTNERS = 5
 AT_RISK_SHOWN = 10
 OWN_SHOWN = 25
+GOALS_SHOWN = 10
 VIEW_TTL = 10.0  # seconds a viewer's built view is reused while the data version is the same
 SHARED_KEPT = 4  # program snapshots kept: the four periods of one data version
 
@@ -112,7 +115,8 @@ class HomeBuilder:
     def _build(
         self, email: str | None, decision: Decision, period_name: str, version: int | None
     ) -> Message:
-        period = parse_period(period_name, self.today())
+        today = self.today()
+        period = parse_period(period_name, today)
         common = {
             "period": period,
             "periods": [(name, word_table("home_periods")[name]) for name in HOME_PERIODS],
@@ -123,9 +127,12 @@ class HomeBuilder:
             "sync_problem": last_sync_problem(self.store),
         }
         if decision.partner_ids is not None:
-            return self._partner_home(decision.partner_ids, period, common)
+            return self._partner_home(decision.partner_ids, period, today, common)
         shared = self._snapshot(period, version)
         owned_ids = shared.owned.get(email.strip().lower(), []) if email else []
+        # Goals are read per viewer, not in the shared snapshot: one set in Slack changes no
+        # data version, and is shown once this viewer's cached view is `ttl` old.
+        goals = self.engine.current_goals(frozenset(owned_ids) if owned_ids else PROGRAM, today)
         return render_view(
             "home",
             kind="program",
@@ -136,25 +143,32 @@ class HomeBuilder:
             own=[shared.cards[pid] for pid in owned_ids[:OWN_SHOWN] if pid in shared.cards],
             own_total=len(owned_ids),
             has_email=bool(email),
+            goals=goals[:GOALS_SHOWN],
+            goals_total=len(goals),
+            goals_of="own" if owned_ids else "program",
             digests=self._next_digests(),
             surveys=self._next_surveys(),
             **common,
         )
 
     def _partner_home(
-        self, partner_ids: frozenset[str], period: Period, common: dict[str, Any]
+        self, partner_ids: frozenset[str], period: Period, today: date, common: dict[str, Any]
     ) -> Message:
         """An external viewer's own partner (the partner view: no other partner, no rank
-        unless access.external.show_rank)."""
+        unless access.external.show_rank) and its current goals."""
         known = {p.id for p in self.engine.partners()}
         mine = sorted(pid for pid in partner_ids if pid in known)
         if not mine:
             raise Refused("no_partner", "the viewer's partner is not in the store")
-        details = self.engine.scorecard(mine[0], period)
+        details = self.engine.scorecard(mine[0], period, as_of=today)
+        goals = details.card["goals"]
         return render_view(
             "home",
             kind="partner",
             card=details.card,
+            goals=goals[:GOALS_SHOWN],
+            goals_total=len(goals),
+            goals_of="partner",
             tier=details.tier,
             show_rank=self.app.access.external.show_rank,
             **common,

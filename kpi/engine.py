@@ -15,7 +15,7 @@ from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline
 from kpi.customers import add_customers
 from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
-from kpi.goals import PARTNERS, PROGRAM, read_goals
+from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
 from kpi.quality import Standing, standings
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
@@ -184,12 +184,13 @@ class KpiEngine:
 
     def goals(
         self,
-        only: str | None,
+        only: Only,
         as_of: date,
         partners: list[PartnerRow] | None = None,
         current: bool = False,
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Every goal in force (`only`: one partner's id, PROGRAM or PARTNERS; `current`: those
+        """Every goal in force (`only`: one partner's id, PROGRAM, PARTNERS or a set of partner
+        ids; `current`: those
         whose period contains `as_of`) as section 9's objects, in its order, and the app.yaml
         entries left out because their partner is unknown."""
         partners = self.partners() if partners is None else partners
@@ -200,7 +201,7 @@ class KpiEngine:
         return goal_objects(self, chosen, as_of, names), book.problems
 
     def current_goals(
-        self, only: str | None, as_of: date, partners: list[PartnerRow] | None = None
+        self, only: Only, as_of: date, partners: list[PartnerRow] | None = None
     ) -> list[dict[str, Any]]:
         """The goals whose period contains `as_of` (what a card carries)."""
         goals, _problems = self.goals(only, as_of, partners, current=True)

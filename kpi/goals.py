@@ -27,6 +27,8 @@ SLACK = "slack"
 APP_YAML = "app.yaml"
 PROGRAM = ""  # the partner filter that asks for the program's goals
 PARTNERS = "*"  # the partner filter that asks for every partner's goals (not the program's)
+#: Which goals to read: None (all), one partner's id, PROGRAM, PARTNERS, or a set of partner ids.
+Only = str | frozenset[str] | None
 
 
 @dataclass
@@ -41,10 +43,10 @@ def read_goals(
     connection: Connection,
     entries: Sequence[GoalEntry],
     names: Mapping[str, str],
-    only: str | None = None,
+    only: Only = None,
 ) -> GoalBook:
     """Every goal in force, given every partner's name by id; `only` limits them to one
-    partner's id (or PROGRAM, or PARTNERS)."""
+    partner's id (or PROGRAM, or PARTNERS, or a set of partners' ids)."""
     book = GoalBook()
     found: dict[str, GoalSpec] = {}
     stored = _stored(connection, only)
@@ -110,10 +112,12 @@ def _key(goal: GoalSpec) -> str:
     return goal_key(goal.partner_id, goal.kpi, goal.period.start, goal.period.end)
 
 
-def _stored(connection: Connection, only: str | None) -> list[GoalSpec]:
+def _stored(connection: Connection, only: Only) -> list[GoalSpec]:
     table = schema.goals
     query = select(table).order_by(table.c.id)
-    if only == PROGRAM:
+    if isinstance(only, frozenset):
+        query = query.where(table.c.partner_id.in_(sorted(only)))
+    elif only == PROGRAM:
         query = query.where(table.c.partner_id.is_(None))
     elif only == PARTNERS:
         query = query.where(table.c.partner_id.is_not(None))
@@ -133,9 +137,11 @@ def _stored(connection: Connection, only: str | None) -> list[GoalSpec]:
     ]
 
 
-def _wanted(partner_id: str | None, only: str | None) -> bool:
+def _wanted(partner_id: str | None, only: Only) -> bool:
     if only is None:
         return True
+    if isinstance(only, frozenset):
+        return partner_id in only
     if only == PARTNERS:
         return partner_id is not None
     return (partner_id or PROGRAM) == only

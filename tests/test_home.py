@@ -231,3 +231,98 @@ def test_the_overview_has_the_same_numbers_as_the_full_cards(store: Store) -> No
 )
 def test_the_remembered_period_is_one_of_the_selects(metadata: str, period: str) -> None:
     assert period_of({"private_metadata": metadata}) == period
+
+
+# --- goals (kpi-spec.md section 9) on the Home ------------------------------------------------
+
+
+def goal(partner: str, kpi: str, period: str, target: float) -> dict[str, object]:
+    return {"partner": partner, "kpi": kpi, "period": period, "target": target}
+
+
+GOALS = [
+    # As of 2026-11-22, 53 of 2026-Q4's 92 days are past: Northwind won 2 of 4 deals, pace
+    # 2 / (4 x 53/92) = 0.868, behind; Globex won 1,000 + 3,000 of 4,000, met.
+    goal("Northwind Traders", "deal_count", "2026-Q4", 4),
+    goal("P3", "won_revenue", "2026-Q4", 4000),
+    # Acme closed nothing in November: 0 of 1, pace 0, at risk
+    goal("Acme Corp", "deal_count", "2026-11", 1),
+    # the program: 12,000 of 1.2M in 2026; a 2025 goal is not current
+    goal("", "partner_revenue", "2026", 1_200_000),
+    goal("Northwind Traders", "deal_count", "2025", 9),
+]
+
+
+def goals_bot(store: Store, fake: FakeSlack, goals: list[dict[str, object]]) -> Iterator[Bot]:
+    seed(store, NAMES, OWNERS)
+    config = {**CONFIG, "access": {**CONFIG["access"], "users": ["U1", "U2", "UX"]}}
+    yield from start_bot(store, fake, AppConfig.model_validate({**config, "goals": goals}))
+
+
+def goals_text(view: dict[str, Any]) -> str:
+    sections = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section" and "text" in b]
+    titles = ("*Goals*", "*Goals of your partners*", "*Program goals*")
+    found = [text for text in sections if text.split("\n")[0] in titles]
+    return "\n".join(found)
+
+
+def test_a_manager_sees_the_goals_of_the_partners_they_own(store: Store, fake: FakeSlack) -> None:
+    for bot in goals_bot(store, fake, GOALS):
+        bot.event(app_home_opened_event("U1"))
+        view = published(fake, "U1").body["view"]
+    assert validate_view(view) == []
+    lines = goals_text(view).split("\n")
+    assert lines[0] == "*Goals of your partners*"
+    assert lines[1] == (
+        "`▓▓▓▓▓▓▓▓▓▓` *Globex &lt;Ltd&gt;*: 2026-Q4 won revenue $4k of $4k (100%) · pace 174%, met"
+        " · forecast $4k"
+    )
+    assert lines[2].startswith(
+        "`▓▓▓▓▓░░░░░` *Northwind Traders*: 2026-Q4 deals won 2 of 4 (50%) · pace 87%, behind"
+    )
+    assert len(lines) == 3  # not Acme's (Ann owns it not), not the program's, not 2025's
+
+
+def test_an_external_viewer_sees_only_its_own_partners_goals(store: Store, fake: FakeSlack) -> None:
+    for bot in goals_bot(store, fake, GOALS):
+        bot.event(app_home_opened_event("UX"))
+        view = published(fake, "UX").body["view"]
+    assert validate_view(view) == []
+    assert goals_text(view) == (
+        "*Goals*\n`░░░░░░░░░░` 2026-11 deals won 0 of 1 (0%) · pace 0%, at risk · forecast 0"
+        " · pipeline covers 0.0× what is left"
+    )
+
+
+def test_a_manager_who_owns_no_partner_sees_the_programs_goals(
+    store: Store, fake: FakeSlack
+) -> None:
+    for bot in goals_bot(store, fake, GOALS):
+        bot.event(app_home_opened_event("U2"))  # bob owns no partner
+        view = published(fake, "U2").body["view"]
+    # 12,000 of 1.2M; pace 12,000 / (1.2M x 326/365) = 0.011
+    assert goals_text(view) == (
+        "*Program goals*\n`░░░░░░░░░░` 2026 partner revenue $12k of $1.2M (1%) · pace 1%, at risk"
+    )
+
+
+def test_no_goal_no_section(store: Store, fake: FakeSlack) -> None:
+    for bot in goals_bot(store, fake, [goal("Acme Corp", "deal_count", "2026-11", 1)]):
+        bot.event(app_home_opened_event("U1"))  # Ann's partners have no goal
+        view = published(fake, "U1").body["view"]
+    assert goals_text(view) == "" and validate_view(view) == []
+
+
+def test_past_ten_goals_the_rest_are_counted(store: Store, fake: FakeSlack) -> None:
+    many = [
+        goal("Northwind Traders", kpi, period, 5)
+        for kpi in ("deal_count", "won_revenue", "registered_deals", "close_rate")
+        for period in ("2026", "2026-Q4", "2026-11")
+    ]
+    for bot in goals_bot(store, fake, [*many, goal("P3", "deal_count", "2026", 3)]):
+        bot.event(app_home_opened_event("U1"))
+        view = published(fake, "U1").body["view"]
+    lines = goals_text(view).split("\n")
+    assert len(lines) == 1 + 10 + 1 and lines[-1] == "… and 3 more"
+    assert "*Globex &lt;Ltd&gt;*: 2026 deals won 2 of 3" in lines[1]  # partner name order
+    assert validate_view(view) == []
