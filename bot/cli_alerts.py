@@ -11,6 +11,7 @@ from bot.alerts.events import AlertEvent
 from bot.alerts.job import AlertJob
 from bot.cli_common import Context, UserError
 from bot.formatting import format_value
+from bot.goal_text import goal_line, status_word
 from settings.alerts import AlertRule
 from settings.periods import today_in
 from templates import word
@@ -22,6 +23,13 @@ def rule_summary(rule: AlertRule, currency: str) -> str:
         return word("cli.alert_rule_sync", count=rule.sync_failures, channel=rule.channel)
     if rule.kpi == "tier":
         return word("cli.alert_rule_tier", period=rule.period, channel=rule.channel)
+    if rule.kpi == "goal_status":
+        return word(
+            "cli.alert_rule_goals",
+            scope=word("cli.alert_rule_program") if rule.scope == "program" else "",
+            statuses=", ".join(rule.statuses or []) or word("cli.alert_any_status"),
+            channel=rule.channel,
+        )
     if rule.comparison.endswith("percent"):
         threshold = f"{rule.threshold:g}%"
     else:
@@ -43,6 +51,14 @@ def _event_line(rule: AlertRule, event: AlertEvent, currency: str) -> str:
             "cli.alert_event_sync", kind=event.kind, status=event.value, error=event.previous or ""
         )
         return line.rstrip()
+    if rule.kpi == "goal_status" and event.goal is not None:
+        return word(
+            "cli.alert_event_goal",
+            kind=event.kind,
+            name=event.name,
+            line=goal_line(event.goal, currency),
+            before=status_word(event.previous),
+        )
     if rule.kpi == "tier":
         none = word("cli.alert_no_tier")
         return word(
@@ -87,6 +103,7 @@ def alerts(obj: Context, dry_run: bool, as_of: datetime | None) -> None:
         for event in told:
             click.echo(_event_line(rule, event, app.currency))
         if baseline:
-            click.echo(word("cli.alert_baselines", count=baseline))
+            key = "cli.alert_goal_baselines" if rule.kpi == "goal_status" else "cli.alert_baselines"
+            click.echo(word(key, count=baseline))
         if not outcome.events and not outcome.detail:
             click.echo(word("cli.alert_nothing"))

@@ -24,7 +24,7 @@ from bot.formatting import (
     is_improvement,
     ordinal,
 )
-from bot.goal_text import goal_line, progress_bar
+from bot.goal_text import goal_line, progress_bar, status_word
 from templates import word_table
 
 _MARKER = "\x00partner-kpi-message\x00"
@@ -103,6 +103,7 @@ def _environment() -> Environment:
         truncate_to=truncate,
         goal_line=_goal_line,
         goal_bar=_goal_bar,
+        goal_status=status_word,
     )
     env.tests["improvement"] = lambda pair, key: is_improvement(key, *pair) is True
     env.tests["worsening"] = lambda pair, key: is_improvement(key, *pair) is False

@@ -9,7 +9,10 @@ A rule watches one of three things:
 - `kpi: tier` with `comparison: changed`: a partner's earned tier (kpi.tiers) is not the one
   last seen;
 - `kpi: sync` with `comparison: failed`: the last sync was refused by the deletion guard, or the
-  last `threshold` syncs (default 2) all failed.
+  last `threshold` syncs (default 2) all failed;
+- `kpi: goal_status` with `comparison: changed`: a current goal's status (kpi-spec.md section 9)
+  is not the one last seen, for the partners' goals (`scope: partners`) or the program's; with
+  `statuses: [behind, at_risk]`, only a change to one of those is posted.
 
 Each error names the rule's field: `alerts[1].threshold: ...`.
 """
@@ -26,7 +29,9 @@ from settings.vocab import PARTNER_KPI_KEYS, PROGRAM_ONLY_KPI_KEYS
 
 Comparison = Literal["below", "above", "down_percent", "up_percent", "changed", "failed"]
 #: What `kpi` may name besides a numeric KPI, with the one comparison each takes.
-EVENT_KPIS = {"tier": "changed", "sync": "failed"}
+EVENT_KPIS = {"tier": "changed", "sync": "failed", "goal_status": "changed"}
+#: A goal's statuses (kpi-spec.md section 9), which a goal_status rule's `statuses` may name.
+GoalStatus = Literal["not_started", "no_data", "met", "missed", "on_track", "behind", "at_risk"]
 NUMERIC_COMPARISONS = ("below", "above", "down_percent", "up_percent")
 DEFAULT_SYNC_FAILURES = 2
 
@@ -41,6 +46,7 @@ class AlertRule(Section):
     comparison: Comparison
     threshold: float | None = Field(default=None, validate_default=True)
     period: PeriodText = "last-90d"
+    statuses: list[GoalStatus] | None = Field(default=None, min_length=1)
 
     @field_validator("kpi")
     @classmethod
@@ -56,7 +62,8 @@ class AlertRule(Section):
         if hint:
             raise ValueError(f"{key!r} is a KPI of the program only{hint}")
         raise ValueError(
-            f"unknown KPI {value!r}; expected one of {', '.join(allowed)}, or tier or sync"
+            f"unknown KPI {value!r}; expected one of {', '.join(allowed)}, "
+            "or tier, sync or goal_status"
         )
 
     @field_validator("comparison")
@@ -81,9 +88,9 @@ class AlertRule(Section):
             return value
         if value is not None and not math.isfinite(value):
             raise ValueError("the threshold must be a finite number")
-        if kpi == "tier":
+        if kpi in ("tier", "goal_status"):
             if value is not None:
-                raise ValueError("a tier change takes no threshold")
+                raise ValueError(f"a {kpi.replace('_', ' ')} change takes no threshold")
             return None
         if kpi == "sync":
             if value is None:
@@ -95,6 +102,14 @@ class AlertRule(Section):
             raise ValueError(f"comparison {comparison} needs a threshold")
         if comparison in ("down_percent", "up_percent") and value <= 0:
             raise ValueError("a change in percent must be above 0, such as 30")
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _statuses_of_goals(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        kpi = info.data.get("kpi")
+        if value is not None and kpi is not None and kpi != "goal_status":
+            raise ValueError("statuses belong to a rule of kpi goal_status")
         return value
 
     @property

@@ -319,3 +319,101 @@ def test_the_dry_run_shows_what_would_fire_and_posts_nothing(store: Store, tmp_p
     assert store.claims("alert") == []
     listing = runner.invoke(cli, ["--config", str(config), "jobs"], obj=Context(None))
     assert "alert:revenue-drop" in listing.output and "after every sync" in listing.output
+
+
+# --- goal status changes (kpi-spec.md section 9) ----------------------------------------------
+
+# 2026-Q4 won revenue: Acme has 5,000 of 8,000 (closed Oct 1), Globex 10,000 of 10,000.
+# Acme's pace is 5,000 x 92 / (8,000 x days to date): 53 days as of Nov 22 -> 1.085, on track;
+# 62 as of Dec 1 -> 0.927, behind; 71 as of Dec 10 -> 0.810, behind; 81 as of Dec 20 -> 0.710,
+# at risk. Globex's stays at least 92/81 = 1.136 (on track) all along.
+Q4_GOALS = [
+    {"partner": "P1", "kpi": "won_revenue", "period": "2026-Q4", "target": 8000},
+    {"partner": "Globex", "kpi": "won_revenue", "period": "2026-Q4", "target": 10000},
+]
+GOAL_RULE = {"name": "goals", "channel": CHANNEL, "kpi": "goal_status", "comparison": "changed"}
+
+
+def goal_job(store: Store, fake: FakeSlack, app: AppConfig, days: list[date]) -> AlertJob:
+    """A replica whose today is the last of `days` (a test appends to it)."""
+    client = web_client("xoxb-test", fake.api_url)
+    return AlertJob(store, app, client, replica="r1", today=lambda: days[-1])
+
+
+def test_a_goal_falling_behind_is_posted_once_after_a_silent_first_look(
+    store: Store, fake: FakeSlack
+) -> None:
+    seed(store)
+    days = [TODAY]
+    app = app_with(GOAL_RULE, goals=Q4_GOALS)
+    alerts = goal_job(store, fake, app, days)
+    first = alerts.tick()
+    assert first is not None and [e.kind for e in first[0].events] == ["baseline", "baseline"]
+    assert posts(fake) == []  # both on track: remembered, told to nobody
+    synced(store, [])
+    days.append(date(2026, 12, 1))
+    alerts.tick()
+    assert posts(fake) == ["goals: 1 new, 0 back to normal"]
+    text = blocks_text(fake, 0)
+    assert "goals · Partners' goals · status changed" in text
+    assert "• Acme &lt;Corp&gt;: 2026-Q4 won revenue $5k of $8k (62%) · pace 93%, behind" in text
+    assert text.endswith("(was on track)") and "Globex" not in text
+    # Still behind on Dec 10, and a second replica checking the same version: nothing more
+    synced(store, [])
+    days.append(date(2026, 12, 10))
+    assert alerts.tick() is not None
+    assert job(store, fake, app, "r2").tick() is None
+    assert len(posts(fake)) == 1
+
+
+def test_a_goal_rule_with_statuses_posts_only_changes_to_them(
+    store: Store, fake: FakeSlack
+) -> None:
+    seed(store)
+    days = [TODAY]
+    rule = {**GOAL_RULE, "name": "goals-at-risk", "statuses": ["at_risk"]}
+    alerts = goal_job(store, fake, app_with(rule, goals=Q4_GOALS), days)
+    for day in (date(2026, 12, 1), date(2026, 12, 20)):  # behind, then at risk
+        alerts.tick()
+        synced(store, [])
+        days.append(day)
+    alerts.tick()
+    assert posts(fake) == ["goals-at-risk: 1 new, 0 back to normal"]  # behind went unposted
+    text = blocks_text(fake, 0)
+    assert "status changed to at risk" in text
+    assert "pace 71%, at risk" in text and text.endswith("(was behind)")
+
+
+def test_a_bad_goal_rule_names_its_path() -> None:
+    bad = [
+        ({**GOAL_RULE, "statuses": ["behind", "late"]}, "alerts[0].statuses[1]: Input should be"),
+        ({**GOAL_RULE, "threshold": 1}, "alerts[0].threshold: a goal status change takes no"),
+        ({**GOAL_RULE, "comparison": "below"}, "alerts[0].comparison: kpi goal_status takes"),
+        ({**DROP, "statuses": ["behind"]}, "alerts[0].statuses: statuses belong to a rule of"),
+    ]
+    for rule, message in bad:
+        with pytest.raises(ConfigError) as error:
+            parse_config(f"alerts: [{rule!r}]".replace("'", '"'), Path("app.yaml"))
+        assert str(error.value).startswith(f"app.yaml: {message}"), str(error.value)
+
+
+def test_the_dry_run_lists_a_goal_rule_and_its_first_look(store: Store, tmp_path: Path) -> None:
+    seed(store)
+    config = tmp_path / "app.yaml"
+    config.write_text(
+        f"database_url: {store.engine.url.render_as_string(hide_password=False)}\n"
+        "alerts:\n"
+        "  - {name: goals, channel: C0ALERTS, kpi: goal_status, comparison: changed,"
+        " statuses: [behind, at_risk]}\n"
+        "goals:\n"
+        "  - {partner: P1, kpi: won_revenue, period: 2026-Q4, target: 8000}\n"
+    )
+    arguments = ["--config", str(config), "alerts", "--dry-run", "--as-of", "2026-12-01"]
+    result = CliRunner().invoke(cli, arguments, obj=Context(None))
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "goals: goal status changed to behind, at_risk → C0ALERTS\n"
+        "  1 goal status(es) would be remembered, not posted (first look, or a status the rule"
+        " leaves out)\n"
+    )
+    assert store.claims("alert") == []

@@ -4,8 +4,9 @@ and a retry, a second replica or a restart finds it taken.
 
 A rule's state for a subject is its latest entry (the highest data version): `fired` means the
 condition held when last said, so it is not said again while it holds; `recovered` is said once
-when it stops holding. A tier rule remembers the tier last seen: its first look records a
-`baseline` (posted to nobody), then each different tier is a `changed` event.
+when it stops holding. A tier rule (and a goal status rule) remembers the value last seen: its
+first look records a `baseline` (posted to nobody), then each different value is a `changed`
+event; a goal status rule with `statuses` records a change to another status as a `baseline`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class AlertEvent:
     subject: str
     name: str
     value: Any = None
-    previous: Any = None  # the previous period's value; the tier before; the sync's error
+    previous: Any = None  # the previous period's value; the tier or status before; sync's error
+    goal: dict[str, Any] | None = None  # a goal rule's goal object (section 9)
 
     @property
     def key(self) -> str:
@@ -47,6 +49,7 @@ class AlertEvent:
             "name": self.name,
             "value": self.value,
             "previous": self.previous,
+            "goal": self.goal,
         }
 
     @classmethod
@@ -59,6 +62,7 @@ class AlertEvent:
             str(detail["name"]),
             detail.get("value"),
             detail.get("previous"),
+            detail.get("goal"),
         )
 
 
@@ -105,13 +109,16 @@ def _event(
     rule: AlertRule, version: int, seen: Observation, last: AlertEvent | None
 ) -> AlertEvent | None:
     def event(kind: Kind, previous: Any = seen.previous) -> AlertEvent:
-        return AlertEvent(rule.name, version, kind, seen.subject, seen.name, seen.value, previous)
+        return AlertEvent(
+            rule.name, version, kind, seen.subject, seen.name, seen.value, previous, seen.goal
+        )
 
     if rule.comparison == "changed":
         if last is None:
             return event("baseline", None)
         if last.value != seen.value:
-            return event("changed", last.value)
+            unwatched = rule.statuses is not None and seen.value not in rule.statuses
+            return event("baseline" if unwatched else "changed", last.value)
         return None
     active = last is not None and last.kind == "fired"
     if seen.holds and not active:

@@ -1,5 +1,5 @@
 """What an alert rule sees in the store now: for each subject it watches (an active partner, the
-program, the sync), whether its condition holds and the values a message shows.
+program, the sync, a current goal), whether its condition holds and the values a message shows.
 
 A KPI with no value (null: nothing to divide by) never holds a condition, and a change in percent
 needs a previous value above 0. The comparisons are exact: `down_percent 30` holds when
@@ -14,7 +14,9 @@ from datetime import date
 from typing import Any
 
 from kpi.engine import KpiEngine
-from kpi.store import Store
+from kpi.goals import PARTNERS
+from kpi.goals import PROGRAM as PROGRAM_GOALS
+from kpi.store import Store, goal_key
 from kpi.tiers import earned_tier
 from settings.alerts import AlertRule
 from settings.app import AppConfig
@@ -32,11 +34,12 @@ class Observation:
     """One subject of a rule now. `value` is the KPI's value, the earned tier, or the last
     sync's status; `previous` the previous period's value, or the last sync's error."""
 
-    subject: str  # a partner's id, "program" or "sync"
+    subject: str  # a partner's id, "program", "sync", or "goal:<goal key>"
     name: str  # what a person reads: the partner's name
     holds: bool
     value: Any = None
     previous: Any = None
+    goal: dict[str, Any] | None = None  # a goal rule's goal object (section 9), for the message
 
 
 class Watcher:
@@ -47,11 +50,14 @@ class Watcher:
         self.engine = KpiEngine(store, app.kpi_settings)
         self._cards: dict[str, dict[str, dict[str, Any]]] = {}
         self._program: dict[str, dict[str, Any]] = {}
+        self._goals: dict[str, list[dict[str, Any]]] = {}
 
     def observe(self, rule: AlertRule, only: str | None = None) -> list[Observation]:
         """Every subject of `rule`; with `only`, that partner's alone (a channel shared with it)."""
         if rule.kpi == "sync":
             return [] if only else [self._sync(rule)]
+        if rule.kpi == "goal_status":
+            return self._goal_observations(rule, only)
         period = parse_period(rule.period, self.today())
         if rule.scope == "program":
             return [] if only else [self._program_observation(rule, period)]
@@ -68,6 +74,22 @@ class Watcher:
                 continue
             now, before = card["kpis"].get(rule.kpi), card["previous"].get(rule.kpi)
             found.append(Observation(partner_id, name, holds(rule, now, before), now, before))
+        return found
+
+    def _goal_observations(self, rule: AlertRule, only: str | None) -> list[Observation]:
+        """Each current goal of the partners (of `only`), or of the program, with its status.
+        A goal's subject is its identity (partner, KPI, date range), so a goal set again with
+        another target keeps its history."""
+        which = only or (PROGRAM_GOALS if rule.scope == "program" else PARTNERS)
+        if which not in self._goals:
+            self._goals[which] = self.engine.current_goals(which, self.today())
+        found = []
+        for goal in self._goals[which]:
+            partner = goal["partner"]
+            start, end = (date.fromisoformat(goal["period"][k]) for k in ("start", "end"))
+            key = goal_key(partner["id"] if partner else None, goal["kpi"], start, end)
+            name = partner["name"] if partner else PROGRAM
+            found.append(Observation(f"goal:{key}", name, False, goal["status"], goal=goal))
         return found
 
     def _partner_cards(self, period: Period) -> dict[str, dict[str, Any]]:
