@@ -397,7 +397,9 @@ def test_a_bad_goal_rule_names_its_path() -> None:
         assert str(error.value).startswith(f"app.yaml: {message}"), str(error.value)
 
 
-def test_the_dry_run_lists_a_goal_rule_and_its_first_look(store: Store, tmp_path: Path) -> None:
+def test_the_dry_run_lists_a_goal_rule_and_what_it_would_post(
+    store: Store, fake: FakeSlack, tmp_path: Path
+) -> None:
     seed(store)
     config = tmp_path / "app.yaml"
     config.write_text(
@@ -417,3 +419,11 @@ def test_the_dry_run_lists_a_goal_rule_and_its_first_look(store: Store, tmp_path
         " leaves out)\n"
     )
     assert store.claims("alert") == []
+    # Once the on-track status of Nov 22 is remembered, Dec 1's "behind" would be posted
+    goal_job(store, fake, parse_config(config.read_text(), config).app, [TODAY]).tick()
+    result = CliRunner().invoke(cli, arguments, obj=Context(None))
+    assert result.output.endswith(
+        "  changed: Acme <Corp>: 2026-Q4 won revenue $5k of $8k (62%) · pace 93%, behind"
+        " · forecast $5k · pipeline covers 0.0× what is left (was on track)\n"
+    ), result.output
+    assert posts(fake) == []
