@@ -16,6 +16,7 @@ from kpi.goals import read_goals
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
 from settings.app import AppConfig
+from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
 from tests.fake_slack import FakeSlack, input_value, post_to_bot, view_submission_body
 from tests.slack_bot import SECRET, Bot, start_bot
 
