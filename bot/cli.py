@@ -60,9 +60,9 @@ from kpi.models import Partner
 from kpi.store import StoreError, open_store
 from kpi.store_faults import first_line
 from settings.base import ConfigError
-from settings.goals import PARTNER_GOAL_KPIS
 from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, today_in
 from settings.secrets import Secrets
+from settings.vocab import PARTNER_KPI_KEYS
 from templates import word
 
 log = logging.getLogger("partner_kpi")
@@ -434,7 +434,7 @@ def goals(obj: Context, name: str | None, program_only: bool, as_of: Any, as_jso
     "--goal-kpi",
     default="won_revenue",
     show_default=True,
-    type=click.Choice(PARTNER_GOAL_KPIS),
+    type=click.Choice(PARTNER_KPI_KEYS),
     help="With --by attainment: the KPI whose goals are compared.",
 )
 @click.option("-n", "count", default=10, show_default=True, type=click.IntRange(min=1))

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from kpi.leaders import ATTAINMENT, RANKABLE
-from settings.goals import PARTNER_GOAL_KPIS, PROGRAM_ONLY_KPIS
 from settings.periods import DEFAULT_PERIOD, PeriodError, parse_period
+from settings.vocab import PARTNER_KPI_KEYS, PROGRAM_ONLY_KPI_KEYS
 
 MAX_TOP = 50
 
@@ -143,8 +143,8 @@ def _top(rest: list[str], period: str) -> Intent:
         words.pop(0)
     if words and words[0].lower() == ATTAINMENT:  # `top by attainment [KPI]`: on goals
         goal_kpi = words[1].lower() if len(words) == 2 else "won_revenue"
-        if len(words) > 2 or goal_kpi not in PARTNER_GOAL_KPIS:
-            known = ", ".join(PARTNER_GOAL_KPIS)
+        if len(words) > 2 or goal_kpi not in PARTNER_KPI_KEYS:
+            known = ", ".join(PARTNER_KPI_KEYS)
             return BadRequest("cannot_rank_by", (("words", " ".join(words)), ("known", known)))
         return ShowTop(count, ATTAINMENT, period, goal_kpi)
     if words:
@@ -157,7 +157,7 @@ def _top(rest: list[str], period: str) -> Intent:
 
 
 _DIRECTIONS = ("at_least", "at_most")
-_GOAL_KPIS = frozenset(PARTNER_GOAL_KPIS) | frozenset(PROGRAM_ONLY_KPIS)
+_GOAL_KPIS = frozenset(PARTNER_KPI_KEYS) | frozenset(PROGRAM_ONLY_KPI_KEYS)
 
 
 def _goal(words: list[str]) -> Intent:

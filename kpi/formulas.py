@@ -10,40 +10,11 @@ from typing import Any
 
 from kpi.aggregates import ClosedTotals, CustomerTotals, Totals
 from kpi.models import Channel
+from settings.vocab import CUSTOMER_KPI_KEYS, DEAL_KPI_KEYS
 
 #: The keys of `kpis` in the JSON contract, in the spec's order (section 3's, then section 7's).
-DEAL_KEYS = (
-    "deal_count",
-    "won_revenue",
-    "avg_deal_size",
-    "close_rate",
-    "sales_cycle_days",
-    "pipeline_count",
-    "pipeline_value",
-    "sales_velocity",
-    "registered_deals",
-    "deal_success",
-    "upsell_rate",
-    "net_new_revenue",
-    "customer_satisfaction",
-    "partner_nps",
-    "survey_responses",
-    "courses_completed",
-)
-#: kpi-spec.md section 7's keys: customer outcomes, after section 3's in `kpis`.
-CUSTOMER_KEYS = (
-    "customers_active",
-    "customers_gained",
-    "customers_lost",
-    "portfolio_growth",
-    "account_retention",
-    "mrr_retention",
-    "mrr_active",
-    "onboarding_days",
-    "tickets_per_customer",
-    "referrals",
-)
-
+DEAL_KEYS = DEAL_KPI_KEYS
+CUSTOMER_KEYS = CUSTOMER_KPI_KEYS
 KPI_KEYS = DEAL_KEYS + CUSTOMER_KEYS
 
 #: The closed-deal figures of kpi-spec.md section 8 (training impact), in the spec's order.

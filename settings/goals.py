@@ -19,6 +19,7 @@ from pydantic import PrivateAttr, field_validator, model_validator
 
 from settings.base import Section
 from settings.periods import Period, PeriodError, parse_period
+from settings.vocab import PARTNER_KPI_KEYS, PROGRAM_ONLY_KPI_KEYS
 
 
 class Direction(StrEnum):
@@ -26,44 +27,6 @@ class Direction(StrEnum):
     AT_MOST = "at_most"
 
 
-#: The numeric keys of a partner's `kpis` (sections 3 and 7), in the spec's order.
-PARTNER_GOAL_KPIS = (
-    "deal_count",
-    "won_revenue",
-    "avg_deal_size",
-    "close_rate",
-    "sales_cycle_days",
-    "pipeline_count",
-    "pipeline_value",
-    "sales_velocity",
-    "registered_deals",
-    "deal_success",
-    "upsell_rate",
-    "net_new_revenue",
-    "customer_satisfaction",
-    "partner_nps",
-    "survey_responses",
-    "courses_completed",
-    "customers_active",
-    "customers_gained",
-    "customers_lost",
-    "portfolio_growth",
-    "account_retention",
-    "mrr_retention",
-    "mrr_active",
-    "onboarding_days",
-    "tickets_per_customer",
-    "referrals",
-)
-#: The keys of section 5 that only the program's `kpis` carry.
-PROGRAM_ONLY_KPIS = (
-    "active_partners",
-    "partners_joined",
-    "partners_left",
-    "partner_count_change",
-    "partner_revenue",
-    "partner_revenue_share",
-)
 #: Sums and counts: they only grow through a period, so they have a pace and a projection.
 ADDITIVE_KPIS = frozenset(
     {
@@ -138,9 +101,9 @@ class GoalFields:
 
 def goal_kpi(text: str, for_program: bool) -> str:
     key = text.strip().lower()
-    if key in PROGRAM_ONLY_KPIS and not for_program:
+    if key in PROGRAM_ONLY_KPI_KEYS and not for_program:
         raise GoalError(f"kpi {text!r} is a program KPI; leave the partner empty for it")
-    if key not in PARTNER_GOAL_KPIS and key not in PROGRAM_ONLY_KPIS:
+    if key not in PARTNER_KPI_KEYS and key not in PROGRAM_ONLY_KPI_KEYS:
         raise GoalError(f"kpi {text!r} is not a numeric KPI key such as won_revenue or deal_count")
     return key
 

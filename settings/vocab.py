@@ -1,5 +1,5 @@
-"""The words app.yaml shares with the normalized records (kpi.models): a deal's type and a
-lead's marketing channel."""
+"""The words app.yaml shares with the normalized records (kpi.models) and the KPI core: a
+deal's type, a lead's marketing channel, and the names of the KPIs."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ class Channel(StrEnum):
     OTHER = "other"
 
 
-#: The numeric keys of a partner's `kpis` (kpi-spec sections 3 and 7), which alerts (and
-#: goals) may name. The KPI core's own list (kpi.formulas.KPI_KEYS) must stay within it
-#: (tests/test_alerts.py checks that), so that every key the engine computes can be watched.
-PARTNER_KPI_KEYS = (
+#: The numeric keys of a partner's `kpis`, in the spec's order: section 3's (deals, surveys,
+#: trainings), then section 7's (customer outcomes). The KPI core (kpi.formulas), alerts and
+#: goals all name KPIs from these lists.
+DEAL_KPI_KEYS = (
     "deal_count",
     "won_revenue",
     "avg_deal_size",
@@ -39,6 +39,8 @@ PARTNER_KPI_KEYS = (
     "partner_nps",
     "survey_responses",
     "courses_completed",
+)
+CUSTOMER_KPI_KEYS = (
     "customers_active",
     "customers_gained",
     "customers_lost",
@@ -50,6 +52,7 @@ PARTNER_KPI_KEYS = (
     "tickets_per_customer",
     "referrals",
 )
+PARTNER_KPI_KEYS = DEAL_KPI_KEYS + CUSTOMER_KPI_KEYS
 
 #: The keys only the program's `kpis` carry (section 5).
 PROGRAM_ONLY_KPI_KEYS = (

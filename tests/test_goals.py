@@ -26,15 +26,9 @@ from kpi.store import Store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.digests import DigestConfig
-from settings.goals import (
-    PARTNER_GOAL_KPIS,
-    PROGRAM_ONLY_KPIS,
-    Direction,
-    GoalError,
-    goal_period,
-    parse_amount,
-)
+from settings.goals import Direction, GoalError, goal_period, parse_amount
 from settings.periods import parse_period
+from settings.vocab import PARTNER_KPI_KEYS, PROGRAM_ONLY_KPI_KEYS
 
 D = date(2026, 11, 15)  # Q4 to date: [10-01, 11-16)
 
@@ -324,7 +318,7 @@ def test_a_goals_actual_is_the_cards_kpi_over_the_same_range(loaded: Store, peri
     span = parse_period(period, D)
     card = engine.partner("P1", span, as_of=D)["kpis"]
     ranged = engine.range_kpis(span, ["P1"])["P1"]
-    goal_keys = set(PARTNER_GOAL_KPIS) & set(card)
+    goal_keys = set(PARTNER_KPI_KEYS) & set(card)
     assert goal_keys <= set(ranged)
     assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
 
@@ -370,7 +364,7 @@ def test_a_program_goals_actual_is_the_programs_kpi_over_the_same_range(
     span = parse_period(period, D)
     card = engine.program(span, as_of=D)["kpis"]
     ranged = engine.program_kpis(span)
-    goal_keys = (set(PARTNER_GOAL_KPIS) | set(PROGRAM_ONLY_KPIS)) & set(card)
+    goal_keys = (set(PARTNER_KPI_KEYS) | set(PROGRAM_ONLY_KPI_KEYS)) & set(card)
     assert goal_keys <= set(ranged)
     assert {k: ranged[k] for k in goal_keys} == {k: card[k] for k in goal_keys}
 

@@ -20,7 +20,8 @@ from bot.listeners.replies import reply
 from bot.messages import render
 from bot.services import BotServices
 from bot.slack_request import SlackRequest
-from settings.goals import PARTNER_GOAL_KPIS, GoalError, goal_kpi, goal_period, parse_amount
+from settings.goals import GoalError, goal_kpi, goal_period, parse_amount
+from settings.vocab import PARTNER_KPI_KEYS
 from templates import word
 
 log = logging.getLogger("partner_kpi.slack")
@@ -73,7 +74,7 @@ def goal_view(
     today = services.today()
     quarter = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
     blocks = render(
-        "goal_modal", partner_name=partner_name, kpis=PARTNER_GOAL_KPIS, period=quarter
+        "goal_modal", partner_name=partner_name, kpis=PARTNER_KPI_KEYS, period=quarter
     ).blocks
     return {
         "type": "modal",
