@@ -23,7 +23,14 @@ from kpi import schema
 from kpi.models import Deal
 from kpi.store import Store, open_store
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
-from tests.test_salesforce import DATA, ENV, app_config, load_org, sf_source
+from tests.test_salesforce import (
+    DATA,
+    ENV,
+    app_config,
+    load_org,
+    server,  # noqa: F401 - the fake, serving this org
+    sf_source,
+)
 from tests.test_salesforce_customers import app_config as customers_config
 from tests.test_salesforce_customers import load as load_customers
 
@@ -33,6 +40,8 @@ COUNTS = "GET /services/data/v62.0/limits/recordCount"
 AWKWARD_NAME = 'Acme, "Big" deal\nsecond line'
 BULK = {"bulk_threshold": 100}  # the fake org: 9 Accounts, 150 Opportunities, ~500 history rows
 
+
+pytestmark = pytest.mark.usefixtures("server")
 
 #: The Bulk-or-REST choices and fallbacks are the connector's logic: SQLite only. The store's
 #: side (what a Bulk sync writes) is checked on both databases by the tests without it.
@@ -47,16 +56,6 @@ def org() -> FakeOrg:
     deal_id = DATA["deals"][3]["id"]
     made.records["Opportunity"][deal_id]["Name"] = AWKWARD_NAME
     return made
-
-
-@pytest.fixture
-def server(
-    org: FakeOrg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FakeSalesforce]:
-    with FakeSalesforce(org, tmp_path) as running:
-        running.resolve(monkeypatch)
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.cert_file))
-        yield running
 
 
 @pytest.fixture
@@ -93,7 +92,7 @@ def contents(store: Store) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def test_a_bulk_full_sync_stores_exactly_what_a_rest_full_sync_stores(
-    server: FakeSalesforce, org: FakeOrg, store: Store, rest_store: Store
+    org: FakeOrg, store: Store, rest_store: Store
 ) -> None:
     bulk = full_sync(store, org, **BULK)
     assert bulk.stopped_early is None and fallbacks(bulk) == []
@@ -119,7 +118,7 @@ def test_a_bulk_full_sync_stores_exactly_what_a_rest_full_sync_stores(
 
 @SQLITE_ONLY
 def test_a_failed_job_falls_back_to_rest_with_the_reason(
-    server: FakeSalesforce, org: FakeOrg, store: Store
+    org: FakeOrg, store: Store
 ) -> None:
     org.bulk_failures["Opportunity"] = "InvalidBatch : Failed to process query: QUERY_TIMEOUT"
     report = full_sync(store, org, **BULK)
@@ -141,7 +140,7 @@ def test_a_failed_job_falls_back_to_rest_with_the_reason(
     ],
 )
 def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
-    server: FakeSalesforce, org: FakeOrg, store: Store, status: int, code: str, message: str
+    org: FakeOrg, store: Store, status: int, code: str, message: str
 ) -> None:
     def refuse(method: str, path: str) -> tuple[int, Any] | None:
         if method == "POST" and path.endswith("/jobs/query"):
@@ -162,7 +161,7 @@ def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
 
 @SQLITE_ONLY
 def test_threshold_zero_keeps_every_object_on_rest(
-    server: FakeSalesforce, org: FakeOrg, store: Store
+    org: FakeOrg, store: Store
 ) -> None:
     report = full_sync(store, org, bulk_threshold=0)
     assert fallbacks(report) == []
@@ -172,7 +171,7 @@ def test_threshold_zero_keeps_every_object_on_rest(
 
 @SQLITE_ONLY
 def test_an_object_at_the_threshold_stays_on_rest(
-    server: FakeSalesforce, org: FakeOrg, store: Store
+    org: FakeOrg, store: Store
 ) -> None:
     full_sync(store, org, bulk_threshold=len(DATA["deals"]))  # "more than" 150: history only
     assert len(requests_like(org, JOBS)) == 1
@@ -180,7 +179,7 @@ def test_an_object_at_the_threshold_stays_on_rest(
 
 @SQLITE_ONLY
 def test_an_incremental_sync_stays_on_rest(
-    server: FakeSalesforce, org: FakeOrg, store: Store
+    org: FakeOrg, store: Store
 ) -> None:
     full_sync(store, org, **BULK)
     deal_id = DATA["deals"][0]["id"]
@@ -196,7 +195,7 @@ def test_an_incremental_sync_stays_on_rest(
 
 @SQLITE_ONLY
 def test_a_result_set_cut_short_is_read_again_from_its_locator(
-    server: FakeSalesforce, org: FakeOrg, store: Store
+    org: FakeOrg, store: Store
 ) -> None:
     org.bulk_short_sets = 2  # the first two sets sent arrive with half their rows
     report = full_sync(store, org, **BULK)
