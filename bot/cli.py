@@ -13,7 +13,7 @@ import os
 import sys
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy.exc import DBAPIError
@@ -64,6 +64,9 @@ from settings.periods import DEFAULT_PERIOD, Period, PeriodError, parse_period, 
 from settings.secrets import Secrets
 from settings.vocab import PARTNER_KPI_KEYS
 from templates import word
+
+if TYPE_CHECKING:
+    from bot.jobs import Jobs
 
 log = logging.getLogger("partner_kpi")
 
@@ -205,7 +208,11 @@ def serve(obj: Context, host: str, port: int | None, idle_timeout: int) -> None:
     # One scheduler per replica: digests, the sync and survey rounds, exactly once via the send log.
     from bot.serve_jobs import start_jobs
 
-    scheduler = start_jobs(obj.store, obj.config, services.client)
+    started: list[Jobs] = []
+
+    def start_scheduler() -> None:
+        started.append(start_jobs(obj.store, obj.config, services.client))
+
     import signal
     import threading
 
@@ -225,13 +232,15 @@ def serve(obj: Context, host: str, port: int | None, idle_timeout: int) -> None:
             socket,
             idle_timeout,
             services.facts.workspace_problem,
+            listening=start_scheduler,
         )
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
             raise
         raise UserError(word("cli.port_in_use", port=listen_port, host=host)) from None
     finally:
-        scheduler.shutdown()
+        for scheduler in started:
+            scheduler.shutdown()
         if unfinished or (socket is not None and socket.unfinished):
             # Python would wait for the stuck listeners' threads at exit: the stop is bounded.
             logging.shutdown()

@@ -126,11 +126,14 @@ def serve(
     socket: SocketModeRunner | None = None,
     idle_timeout: int = IDLE_TIMEOUT,
     slack_problem: SlackProblem | None = None,
+    listening: Callable[[], None] = lambda: None,
 ) -> bool:
     """Runs until SIGTERM: HTTP mode, or Socket Mode over `socket` (already started, so its
     token is known good) with only `/health` on HTTP. Either way SIGTERM stops taking requests
     and lets those under way and the listeners answering them finish, within bounds. True when
     listeners were still running at the bound (the caller then exits without waiting for them).
+    `listening` runs once the port is bound (the scheduler starts there: a port in use stops
+    serve before any job has run).
     """
     settle_heap()
     if socket is None:
@@ -138,6 +141,7 @@ def serve(
             app, store, host, port, path, None, slack_problem, idle_timeout=idle_timeout
         )
         log.info("listening on http://%s:%s%s (and /health)", host, server.server_port, path)
+        listening()
         with _on_sigterm(server.stop):
             server.serve_forever()
         server.server_close()
@@ -151,6 +155,7 @@ def serve(
     )
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("Socket Mode; /health on http://%s:%s/health", host, server.server_port)
+    listening()
     try:
         # SIGTERM's SystemExit (set by the CLI) ends `run`; `close` closes the connection with a
         # close frame and lets the listeners finish.

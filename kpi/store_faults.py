@@ -16,7 +16,9 @@ _HOLDERS = text(
     """
     SELECT DISTINCT a.pid, a.application_name, a.client_addr, a.xact_start
     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE l.granted AND a.pid <> pg_backend_pid() AND a.datname = current_database()
+      AND n.nspname = ANY (current_schemas(false))
       AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
                      'AccessExclusiveLock')
     ORDER BY a.xact_start
@@ -68,7 +70,8 @@ def describe(error: DBAPIError, where: str, lock_timeout: float, holders: Sequen
 
 
 def lock_holders(connection: Connection) -> list[str]:
-    """PostgreSQL sessions holding write locks in this database, described for a person."""
+    """PostgreSQL sessions holding write locks on the store's tables (those of the schemas on
+    its search path: not other applications' in the same database), described for a person."""
     if connection.dialect.name != "postgresql":
         return []
     found = []

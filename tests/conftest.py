@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 from kpi.store import Store, open_store
 from tests import budget
 from tests.databases import DATABASES, TEST_DATABASE_ENV
+from tests.demo_run import DemoRun, shared_demo_run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,6 +37,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """`partner-kpi demo` as a newcomer runs it, once for the whole test run."""
+    return shared_demo_run(tmp_path_factory)
 
 
 @pytest.fixture(params=DATABASES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,8 +17,9 @@ from bot.console import PROMPT
 from bot.terminal import LineProgress
 from settings.app import parse_config
 from tests.csv_folder import minimal_folder
+from tests.demo_run import DEMO_AS_OF, DemoRun
 
-AS_OF = "2026-11-22"
+AS_OF = DEMO_AS_OF
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -41,23 +41,11 @@ def command() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder where `partner-kpi demo` ran as a newcomer would run it: no app.yaml."""
-    folder = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if k != "PARTNER_KPI_CONFIG"}
-    done = subprocess.run(
-        [*command(), "demo", "--as-of", AS_OF],
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Demo data for a program of 60 partners" in done.stdout
-    assert "deals" in done.stdout and "Traceback" not in done.stderr
-    return folder
+def demo_dir(demo_run: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the folder where `partner-kpi demo` ran as a newcomer would run it."""
+    assert "Demo data for a program of 60 partners" in demo_run.stdout
+    assert "deals" in demo_run.stdout
+    return demo_run.copy_to(tmp_path_factory.mktemp("demo") / "run")
 
 
 @pytest.fixture

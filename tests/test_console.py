@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from datetime import date
-from pathlib import Path
 
 import yaml
 
@@ -18,6 +15,7 @@ from kpi.store import Store
 from settings.app import AppConfig
 from settings.slack import SlackConfig
 from tests.databases import sqlite_only  # noqa: F401 (the fixture: SQLite only)
+from tests.demo_run import DemoRun
 from tests.test_slack_app import seed
 
 TODAY = date(2026, 11, 22)
@@ -85,19 +83,9 @@ def test_console_renders_escaped_names_readably(store: Store) -> None:
     assert "<!channel> & <https://evil.example|click>" in text  # unescaped for the terminal
 
 
-def test_demo_without_a_terminal_prints_its_showcase_and_exits(tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "partner-kpi"
-    done = subprocess.run(
-        [str(script), "demo", "--as-of", "2026-11-22"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "$ partner-kpi kpi 'Acme Corp'" in done.stdout
-    assert "partner-kpi console" in done.stdout
+def test_demo_without_a_terminal_prints_its_showcase_and_exits(demo_run: DemoRun) -> None:
+    assert "$ partner-kpi kpi 'Acme Corp'" in demo_run.stdout
+    assert "partner-kpi console" in demo_run.stdout
 
 
 def test_manifest_for_http_and_socket_mode() -> None:

@@ -12,23 +12,21 @@ from pathlib import Path
 import pytest
 
 from bot.digest import render_digest
-from connectors.demo_data import DEMO_CURRENCY_RATES, write_demo_data
-from connectors.files import FilesSource
-from connectors.normalize import Normalizer
-from connectors.sync import run_sync
+from connectors.demo_data import DEMO_CURRENCY_RATES
 from kpi.digest_data import build_digest
 from kpi.engine import KpiEngine
 from kpi.goal_progress import GoalSpec
 from kpi.goals import PROGRAM, clear_goal, set_goal
 from kpi.leaders import attainment_leaderboard
 from kpi.models import Customer, Deal, DealStatus, Goal, Partner
-from kpi.store import Store
+from kpi.store import Store, open_store
 from settings.app import AppConfig, parse_config
 from settings.base import ConfigError
 from settings.digests import DigestConfig
 from settings.goals import Direction, GoalError, goal_period, parse_amount
 from settings.periods import parse_period
 from settings.vocab import PARTNER_KPI_KEYS, PROGRAM_ONLY_KPI_KEYS
+from tests.demo_run import DEMO_AS_OF, DemoRun
 
 D = date(2026, 11, 15)  # Q4 to date: [10-01, 11-16)
 
@@ -255,13 +253,12 @@ def test_app_yaml_directions_default_by_kpi_and_ignore_case() -> None:
     assert entries[3].fields.target == Decimal("0.45")
 
 
-def test_the_demo_data_has_a_goal_in_every_status(store: Store, tmp_path: Path) -> None:
-    as_of = date(2026, 11, 22)
-    write_demo_data(tmp_path / "demo", as_of)
+def test_the_demo_has_a_goal_in_every_status(demo_run: DemoRun, tmp_path: Path) -> None:
+    """What `partner-kpi demo` loaded (the demo's goals.csv) shows every status of section 9."""
+    copy = demo_run.copy_to(tmp_path / "demo")
+    store = open_store(f"sqlite:///{copy / 'partner_kpi.db'}")
     app = AppConfig(currency_rates=DEMO_CURRENCY_RATES)
-    report = run_sync(store, FilesSource(tmp_path / "demo", Normalizer(app)))
-    assert report.problems == []
-    found, _ = KpiEngine(store, app.kpi_settings).goals(None, as_of)
+    found, _ = KpiEngine(store, app.kpi_settings).goals(None, date.fromisoformat(DEMO_AS_OF))
     statuses = {g["status"] for g in found}
     assert statuses == {
         "not_started", "no_data", "met", "missed", "on_track", "behind", "at_risk",
