@@ -44,8 +44,8 @@ from tests.fake_hubspot import (
 from tests.kpi_compare import assert_same_partner_kpis
 from tests.test_cli import command
 
-PARTNERS = 8
-DIRECT_DEALS = 150
+PARTNERS = 4
+DIRECT_DEALS = 60
 AS_OF = date(2026, 11, 20)
 ENV = {"HUBSPOT_ACCESS_TOKEN": TOKEN}
 STAGES = ["Prospecting", "Qualification", "Needs Analysis", "Proposal", "Negotiation"]
@@ -646,7 +646,7 @@ def test_a_token_that_expires_mid_sync_is_renewed_once_and_the_sync_completes(
     server: FakeHubSpot, portal: FakePortal, store: Store
 ) -> None:
     load_portal(portal)
-    portal.expiring_tokens = [25]  # the first token answers 25 calls, then 401 EXPIRED_...
+    portal.expiring_tokens = [10]  # the first token answers 10 calls, then 401 EXPIRED_...
 
     report = sync(store, server, full=True, env=OAUTH_ENV)
 

@@ -34,8 +34,8 @@ from tests.demo_folder import demo_slice
 from tests.fake_salesforce import MAX_URI, FakeOrg, FakeSalesforce, parse_sf_datetime
 from tests.kpi_compare import assert_same_partner_kpis
 
-PARTNERS = 8  # demo partners in the fake org
-DIRECT_DEALS = 150
+PARTNERS = 4  # demo partners in the fake org
+DIRECT_DEALS = 60
 AS_OF = date(2026, 11, 20)
 ENV = {
     "SALESFORCE_USERNAME": "partner-kpi@example.com",
