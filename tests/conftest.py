@@ -15,6 +15,7 @@ from kpi.store import Store, open_store
 from tests import budget
 from tests.databases import DATABASES, TEST_DATABASE_ENV
 from tests.demo_run import DemoRun, shared_demo_run
+from tests.migrated import MigratedStores
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,8 +66,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedStores]:
+    stores = MigratedStores(tmp_path_factory.mktemp("migrated"), os.environ.get(TEST_DATABASE_ENV))
+    yield stores
+    stores.close()
+
+
 @pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = open_store(database_url)
-    yield opened
-    opened.engine.dispose()
+def store(database_url: str, migrated: MigratedStores) -> Iterator[Store]:
+    """A store at `database_url`, at the newest migration (prepared once, then reused)."""
+    with migrated.prepared(database_url):
+        opened = open_store(database_url)
+        yield opened
+        opened.engine.dispose()
