@@ -132,12 +132,13 @@ class Serving:
         for line in self.process.stderr:
             self.lines.append(line)
 
-    def wait_for_log(self, text: str, timeout: float = 30) -> str:
+    def wait_for_log(self, text: str, timeout: float = 30, times: int = 1) -> str:
+        """The `times`-th line of the log holding `text`, once it is there."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = next((line for line in list(self.lines) if text in line), None)
-            if found is not None:
-                return found
+            found = [line for line in list(self.lines) if text in line]
+            if len(found) >= times:
+                return found[times - 1]
             if self.process.poll() is not None:
                 break
             time.sleep(0.02)
@@ -199,6 +200,9 @@ def serve_process(
     )
 
 
+TICKS = "digest catch-up"  # the scheduler's job that looks for due digests
+
+
 def wait_healthy(port: int, process: subprocess.Popen[str], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -237,7 +241,9 @@ def test_serve_posts_a_due_digest_once_and_stops_cleanly(fake: FakeSlack, tmp_pa
         fake.wait_for(lambda: fake.messages_in(CHANNEL), timeout=30, description="the digest")
         posted_after = time.monotonic() - started
         serving.wait_for_log("digest daily at start: sent")
-        time.sleep(1.5)  # another scheduler tick or two: time for a duplicate, were there one
+        # another tick of the scheduler after it: time for a duplicate, were there one
+        ticked = f'Job "{TICKS} '  # APScheduler's line when the job has run
+        serving.wait_for_log(ticked, times=sum(ticked in line for line in serving.lines) + 1)
     finally:
         status, log = serving.stop()
     assert status == 0, log

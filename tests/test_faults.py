@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from bot.cli import main
 from tests.csv_folder import minimal_folder
 from tests.fake_slack import FakeSlack
 from tests.test_cli import command
@@ -52,11 +53,14 @@ def config(folder: Path, body: str) -> Path:
 
 
 @pytest.fixture
-def synced(tmp_path: Path) -> Path:
-    """A folder with CSV data, an app.yaml and a store synced from them."""
+def synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with CSV data, an app.yaml and a store synced from them (in this process:
+    the tests run the installed command for what they check, not to set up)."""
     minimal_folder(tmp_path / "data")
     config(tmp_path, "files:\n  path: data\n")
-    assert partner_kpi(tmp_path, "sync").returncode == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PARTNER_KPI_CONFIG", raising=False)
+    main(["sync"])
     return tmp_path
 
 
