@@ -191,11 +191,12 @@ class Aggregator:
         self.tz = tz
 
     def totals(
-        self, period: Period, partner_ids: Sequence[str] | None = None
+        self, period: Period, partner_ids: Sequence[PartnerKey] | None = None
     ) -> dict[PartnerKey, Totals]:
         """Base aggregates per partner (None: direct deals), channels and stages aside;
-        `partner_ids` limits the partners. Read from the running totals of `kpi.rollups`:
-        the period is what was counted before its end minus what was counted before its start."""
+        `partner_ids` limits the partners (None in it: the direct deals too). Read from the
+        running totals of `kpi.rollups`: the period is what was counted before its end minus
+        what was counted before its start."""
         window = Window.of(period, self.tz)
         result: dict[PartnerKey, Totals] = {}
         sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
@@ -207,12 +208,23 @@ class Aggregator:
             totals.pipeline_value = float(pipeline_value)
             totals.registered = int(registered)
             totals.courses = int(courses)
-        for row in self.connection.execute(self._surveys(window, partner_ids)):
-            totals = totals_of(result, row.partner_id)
-            totals.survey_responses = int(row.n)
-            totals.promoters = int(row.promoters)
-            totals.detractors = int(row.detractors)
+        real = None if partner_ids is None else [p for p in partner_ids if p is not None]
+        for partner_id, answers, promoters, detractors in self.surveys(period, real):
+            totals = totals_of(result, partner_id)
+            totals.survey_responses = answers
+            totals.promoters = promoters
+            totals.detractors = detractors
         return result
+
+    def surveys(
+        self, period: Period, partner_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, int, int, int]]:
+        """(partner, answers, promoters, detractors) of the survey answers in the period."""
+        window = Window.of(period, self.tz)
+        return [
+            (row.partner_id, int(row.n), int(row.promoters), int(row.detractors))
+            for row in self.connection.execute(self._surveys(window, partner_ids))
+        ]
 
     def add_channels(
         self,

@@ -98,6 +98,7 @@ keys_table = schema.kpi_partner_keys
 hours = schema.kpi_stage_hours
 dirty_partners = schema.kpi_dirty_partners
 dirty_hours = schema.kpi_dirty_hours
+rollups_version = schema.kpi_rollups_version
 
 
 @dataclass(frozen=True)
@@ -189,10 +190,21 @@ def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
                 _rebuild_partners(connection, None if full else sorted(marks.partners))
             if marks.hours:
                 _rebuild_hours(connection, min(marks.hours))
+            # in the same transaction: whoever sees the new rows sees the new version
+            connection.execute(
+                update(rollups_version).values(version=rollups_version.c.version + 1)
+            )
         finally:
             if connection.info.pop("restore_busy_timeout", False):
                 busy_ms = connection.info.get(BUSY_TIMEOUT_KEY, DEFAULT_BUSY_MS)
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+
+
+def version(connection: Connection) -> int:
+    """The rollups' version: it moves with every rebuild, so numbers computed from the running
+    totals at one version are the stored ones while it stays (`kpi.ranking`'s cache)."""
+    found = connection.execute(select(rollups_version.c.version)).scalar()
+    return int(found or 0)
 
 
 def clear_marks(engine: Engine, marks: Marks) -> None:
@@ -453,6 +465,29 @@ def period_totals(
     return result
 
 
+#: What `rank_sums` returns per partner: the running totals' part of the quality components.
+RANK_FIELDS = (
+    "won",
+    "lost",
+    "won_revenue",
+    "won_with_amount",
+    "cycle_days",
+    "pipeline_count",
+    "courses",
+)
+
+
+def rank_sums(connection: Connection, start: date, end: date) -> dict[str, tuple[Any, ...]]:
+    """Every partner's RANK_FIELDS over [start, end) (the direct deals left out): the columns of
+    `period_totals` the ranking reads, and nothing else converted."""
+    query = _rank_sums_query(connection.dialect.name)
+    result: dict[str, tuple[Any, ...]] = {}
+    for row in connection.execute(query, {"start_day": start, "end_day": end}):
+        if row[1] is not None and row[0] != DIRECT:
+            result[row[0]] = (row[1], row[2], int(row[3]) / MICROS, *row[4:])
+    return result
+
+
 def windows_around(
     connection: Connection, anchors: Any, window_days: int
 ) -> dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]:
@@ -516,6 +551,23 @@ def _period_totals_query(dialect: str, some_partners: bool) -> Select[Any]:
     if some_partners:
         query = query.where(keys_table.c.partner_key.in_(bindparam("partner_keys", expanding=True)))
     return query
+
+
+@cache
+def _rank_sums_query(dialect: str) -> Select[Any]:
+    at_end = _latest_before(dialect, bindparam("end_day", type_=Date), "at_end")
+    at_start = _latest_before(dialect, bindparam("start_day", type_=Date), "at_start")
+
+    def since_start(name: str) -> ColumnElement[Any]:
+        since: ColumnElement[Any] = at_end.c[name] - func.coalesce(at_start.c[name], 0)
+        return since
+
+    return select(
+        keys_table.c.partner_key,
+        *(since_start(name) for name in RANK_FIELDS[:5]),
+        at_end.c.created - at_end.c.settled,
+        since_start("courses"),
+    ).select_from(at_start.join_onto(at_end.join_onto(keys_table)))
 
 
 @dataclass(frozen=True)
