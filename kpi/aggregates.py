@@ -222,8 +222,10 @@ class Aggregator:
         """(partner, answers, promoters, detractors) of the survey answers in the period."""
         window = Window.of(period, self.tz)
         return [
-            (row.partner_id, int(row.n), int(row.promoters), int(row.detractors))
-            for row in self.connection.execute(self._surveys(window, partner_ids))
+            (partner_id, int(answers), int(promoters), int(detractors))
+            for partner_id, answers, promoters, detractors in self.connection.execute(
+                self._surveys(window, partner_ids)
+            )
         ]
 
     def add_channels(

@@ -43,14 +43,33 @@ def add_customers(
     partner_ids: Sequence[str] | None = None,
 ) -> None:
     """Adds the period's customer sums to `totals`, per partner (`partner_ids`: only those)."""
-    window = Window.of(period, tz)
-    for row in connection.execute(_customer_sums(window, partner_ids)):
-        # the columns are CustomerTotals' fields up to `in_period`, in order
-        totals_of(totals, row[0]).customers = CustomerTotals(*(number(v) for v in row[1:]))
-    for partner_id, tickets in connection.execute(_tickets(window, partner_ids)):
-        totals_of(totals, partner_id).customers.tickets = int(tickets)
-    for partner_id, referrals in connection.execute(_referrals(window, partner_ids)):
-        totals_of(totals, partner_id).customers.referrals = int(referrals)
+    add_customers_of(connection, tz, [(totals, period)], partner_ids)
+
+
+def add_customers_of(
+    connection: Connection,
+    tz: ZoneInfo,
+    periods: Sequence[tuple[dict[PartnerKey, Totals], Period]],
+    partner_ids: Sequence[str] | None = None,
+) -> None:
+    """`add_customers` for several periods (a card's and its previous one) in one pass over the
+    customers, one seek per customer into its tickets and one join of the referrals: each
+    statement computes every period's sums side by side."""
+    windows = [Window.of(period, tz) for _totals, period in periods]
+    width = len(_CUSTOMER_COLUMNS)
+    for row in connection.execute(_customer_sums(windows, partner_ids)):
+        for index, (totals, _period) in enumerate(periods):
+            values = row[1 + index * width : 1 + (index + 1) * width]
+            # the columns are CustomerTotals' fields up to `in_period`, in order
+            totals_of(totals, row[0]).customers = CustomerTotals(*(number(v) for v in values))
+    for query, name in (
+        (_tickets(windows, partner_ids), "tickets"),
+        (_referrals(windows, partner_ids), "referrals"),
+    ):
+        for row in connection.execute(query):
+            for index, (totals, _period) in enumerate(periods):
+                if row[1 + index]:
+                    setattr(totals_of(totals, row[0]).customers, name, int(row[1 + index]))
 
 
 def active_at(day: date) -> ColumnElement[bool]:
@@ -61,64 +80,91 @@ def _sum_if(condition: ColumnElement[bool], value: Any) -> ColumnElement[Any]:
     return func.sum(case((condition, value)))
 
 
-def _customer_sums(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
+#: The columns of `_customer_sums` per window: CustomerTotals' fields up to `in_period`.
+_CUSTOMER_COLUMNS = (
+    "active_at_start",
+    "active_at_end",
+    "retained",
+    "gained",
+    "lost",
+    "mrr_at_start",
+    "mrr_retained",
+    "mrr_at_end",
+    "onboarded",
+    "onboarding_days",
+    "in_period",
+)
+
+
+def _customer_columns(window: Window) -> list[ColumnElement[Any]]:
     at_start, at_end = active_at(window.start), active_at(window.end)
     retained = and_(at_start, at_end)
     onboarded = and_(c.c.onboarded_on >= window.start, c.c.onboarded_on < window.end)
     wait = days_between(c.c.became_customer_on, c.c.onboarded_on)
+    return [
+        count_if(at_start),
+        count_if(at_end),
+        count_if(retained),
+        count_if(and_(c.c.became_customer_on >= window.start, c.c.became_customer_on < window.end)),
+        count_if(and_(c.c.churned_on >= window.start, c.c.churned_on < window.end)),
+        _sum_if(at_start, c.c.mrr),
+        _sum_if(retained, c.c.mrr),
+        _sum_if(at_end, c.c.mrr),
+        count_if(onboarded),
+        _sum_if(onboarded, case((wait < 0, 0), else_=wait)),
+        count_if(
+            and_(
+                c.c.became_customer_on < window.end,
+                or_(c.c.churned_on.is_(None), c.c.churned_on >= window.start),
+            )
+        ),
+    ]
+
+
+def _customer_sums(windows: Sequence[Window], partner_ids: Sequence[str] | None) -> Select[Any]:
     return (
-        select(
-            c.c.partner_id,
-            count_if(at_start).label("active_at_start"),
-            count_if(at_end).label("active_at_end"),
-            count_if(retained).label("retained"),
-            count_if(
-                and_(c.c.became_customer_on >= window.start, c.c.became_customer_on < window.end)
-            ).label("gained"),
-            count_if(and_(c.c.churned_on >= window.start, c.c.churned_on < window.end)).label(
-                "lost"
-            ),
-            _sum_if(at_start, c.c.mrr).label("mrr_at_start"),
-            _sum_if(retained, c.c.mrr).label("mrr_retained"),
-            _sum_if(at_end, c.c.mrr).label("mrr_at_end"),
-            count_if(onboarded).label("onboarded"),
-            _sum_if(onboarded, case((wait < 0, 0), else_=wait)).label("onboarding_days"),
-            count_if(
-                and_(
-                    c.c.became_customer_on < window.end,
-                    or_(c.c.churned_on.is_(None), c.c.churned_on >= window.start),
-                )
-            ).label("in_period"),
-        )
+        select(c.c.partner_id, *(column for w in windows for column in _customer_columns(w)))
         .where(*only(c.c.partner_id, partner_ids))
         .group_by(c.c.partner_id)
     )
 
 
-def _tickets(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-    """Tickets opened in the period per partner of their customer (unknown customers: none)."""
+def _tickets(windows: Sequence[Window], partner_ids: Sequence[str] | None) -> Select[Any]:
+    """Tickets opened in each period per partner of their customer (unknown customers: none),
+    from one range of each customer's tickets that spans every period."""
     t = schema.support_tickets
     return (
-        select(c.c.partner_id, func.count())
+        select(
+            c.c.partner_id,
+            *(
+                count_if(and_(t.c.opened_at >= w.start_at, t.c.opened_at < w.end_at))
+                for w in windows
+            ),
+        )
         .select_from(t.join(c, c.c.id == t.c.customer_id))
         .where(
-            t.c.opened_at >= window.start_at,
-            t.c.opened_at < window.end_at,
+            t.c.opened_at >= min(w.start_at for w in windows),
+            t.c.opened_at < max(w.end_at for w in windows),
             *only(c.c.partner_id, partner_ids),
         )
         .group_by(c.c.partner_id)
     )
 
 
-def _referrals(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-    """Customers (of anyone) gained in the period, per partner of the customer who referred them."""
+def _referrals(windows: Sequence[Window], partner_ids: Sequence[str] | None) -> Select[Any]:
+    """Customers (of anyone) gained in each period, per partner of the customer who referred
+    them."""
     gained = c.alias("gained")
+    day = gained.c.became_customer_on
     return (
-        select(c.c.partner_id, func.count())
+        select(
+            c.c.partner_id,
+            *(count_if(and_(day >= w.start, day < w.end)) for w in windows),
+        )
         .select_from(gained.join(c, c.c.id == gained.c.referred_by))
         .where(
-            gained.c.became_customer_on >= window.start,
-            gained.c.became_customer_on < window.end,
+            day >= min(w.start for w in windows),
+            day < max(w.end for w in windows),
             *only(c.c.partner_id, partner_ids),
         )
         .group_by(c.c.partner_id)

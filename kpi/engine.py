@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 
 from kpi import rollups, schema
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
-from kpi.customers import add_customers
+from kpi.customers import add_customers, add_customers_of
 from kpi.formulas import channels_of, kpis_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
 from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
@@ -319,8 +319,9 @@ class KpiEngine:
                 aggregator.add_stages(current, period, pipeline, partner_ids)
                 all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids)
-            add_customers(connection, self.settings.tz, current, period, partner_ids)
-            add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
+            add_customers_of(
+                connection, self.settings.tz, [(current, period), (earlier, previous)], partner_ids
+            )
             # who is trained: for the program's groups, which only every-partner reads build
             trained = trained_partners(connection, period.end) if partner_ids is None else set()
             trainings = (
