@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from kpi import rollups, schema
+from kpi import rollups, schema, totals_image
 from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
 from kpi.customers import add_customers, add_customers_of
 from kpi.formulas import channels_of, kpis_of, ratio, stages_of
@@ -364,7 +364,7 @@ class KpiEngine:
             return found
         sums: dict[str, RankRow] = {
             key: (*values, 0, 0, 0)
-            for key, values in rollups.rank_sums(connection, period.start, period.end).items()
+            for key, values in self._rank_sums(connection, version, period).items()
         }
         fields = len(rollups.RANK_FIELDS)
         for partner_id, answers, promoters, detractors in surveys:
@@ -373,6 +373,17 @@ class KpiEngine:
         ranking = self._rank(partners, period, sums)
         self.rankings.put(window, version, who, surveys, ranking)
         return ranking
+
+    @staticmethod
+    def _rank_sums(
+        connection: Connection, version: int, period: Period
+    ) -> dict[str, tuple[Any, ...]]:
+        """Every partner's running-total part of the ranking: from the in-memory copy of the
+        running totals at `version` when the store is big enough to keep one, else SQL."""
+        image = totals_image.current(connection, version)
+        if image is not None:
+            return image.rank_sums(period.start, period.end)
+        return rollups.rank_sums(connection, period.start, period.end)
 
     def _pipeline(self, connection: Connection) -> list[str]:
         return pipeline_order(connection, self.settings.stages, self.settings.source)

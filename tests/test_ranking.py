@@ -1,14 +1,17 @@
-"""The column-wise ranking (kpi.ranking) equals the per-partner one it replaced, and a cached
-ranking is never served once a write could have changed it: a sync's deals (the rollups move),
-a survey answer, a partner leaving."""
+"""The column-wise ranking (kpi.ranking) equals the per-partner one it replaced, a cached
+ranking is never served once a write could have changed it (a sync's deals: the rollups move;
+a survey answer; a partner leaving), and the in-memory copy of the running totals
+(kpi.totals_image) gives the SQL's sums."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpi import rollups, totals_image
 from kpi.aggregates import ClosedTotals, Totals
 from kpi.engine import KpiEngine
 from kpi.formulas import quality_components_of
@@ -121,3 +124,35 @@ def test_a_cached_ranking_is_not_served_after_a_write(store: Store) -> None:
     fresh = KpiEngine(store, APP.kpi_settings)
     for pid in ("A", "B", "C"):
         assert engine.partner(pid, PERIOD) == fresh.partner(pid, PERIOD)
+
+
+def test_the_running_totals_copy_equals_the_sql(store: Store, monkeypatch: Any) -> None:
+    """Every partner's ranking sums from the in-memory copy equal the SQL's for every period
+    between days before the data and after it, and a write makes a new copy."""
+    monkeypatch.setattr(totals_image, "MIN_ROWS", 0)
+    first = date(2026, 1, 1)
+    deals = [
+        deal(f"D{i}", f"P{i % 3}", first + timedelta(days=3 * i), 100 * i + 1) for i in range(12)
+    ]
+    write(store, partner("P0"), partner("P1"), partner("P2"), *deals)
+    engine = KpiEngine(store, APP.kpi_settings)
+    engine.partner("P0", PERIOD)  # refreshes the rollups
+    boundaries = [first + timedelta(days=n) for n in range(-3, 40, 2)]
+    with store.engine.connect() as connection:
+        version = rollups.version(connection)
+        image = totals_image.current(connection, version)
+        assert image is not None and image.version == version
+        for start in boundaries:
+            for end in boundaries:
+                if start < end:
+                    expected = rollups.rank_sums(connection, start, end)
+                    assert image.rank_sums(start, end) == expected, (start, end)
+    write(store, deal("D99", "P2", first + timedelta(days=5), 7))
+    engine.partner("P0", PERIOD)
+    with store.engine.connect() as connection:
+        version = rollups.version(connection)
+        fresh = totals_image.current(connection, version)
+        assert fresh is not None and fresh.version == version != image.version
+        end = first + timedelta(days=10)
+        assert fresh.rank_sums(first, end) == rollups.rank_sums(connection, first, end)
+        assert fresh.rank_sums(first, end) != image.rank_sums(first, end)
