@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
+    DateTime,
     Select,
     String,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -221,10 +224,14 @@ class Aggregator:
     ) -> list[tuple[str, int, int, int]]:
         """(partner, answers, promoters, detractors) of the survey answers in the period."""
         window = Window.of(period, self.tz)
+        parameters: dict[str, Any] = {"start_at": window.start_at, "end_at": window.end_at}
+        if partner_ids is not None:
+            parameters["partner_ids"] = list(partner_ids)
+        query = _surveys_query(partner_ids is not None)
         return [
             (partner_id, int(answers), int(promoters), int(detractors))
             for partner_id, answers, promoters, detractors in self.connection.execute(
-                self._surveys(window, partner_ids)
+                query, parameters
             )
         ]
 
@@ -335,24 +342,6 @@ class Aggregator:
         )
 
     @staticmethod
-    def _surveys(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        s = schema.survey_responses
-        return (
-            select(
-                s.c.partner_id,
-                func.count().label("n"),
-                func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
-                func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
-            )
-            .where(
-                s.c.submitted_at >= window.start_at,
-                s.c.submitted_at < window.end_at,
-                *only(s.c.partner_id, partner_ids),
-            )
-            .group_by(s.c.partner_id)
-        )
-
-    @staticmethod
     def _stage_counts(
         window: Window, pipeline: Sequence[str], partner_ids: Sequence[str] | None
     ) -> Select[Any]:
@@ -393,6 +382,27 @@ class Aggregator:
         if partner_ids is not None:
             query = query.where(keys.c.partner_key.in_(list(partner_ids)))
         return query
+
+
+@cache
+def _surveys_query(some_partners: bool) -> Select[Any]:
+    """Survey answers per partner in a window (start_at, end_at; partner_ids): built once."""
+    s = schema.survey_responses
+    chosen = [s.c.partner_id.in_(bindparam("partner_ids", expanding=True))] if some_partners else []
+    return (
+        select(
+            s.c.partner_id,
+            func.count().label("n"),
+            func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
+            func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
+        )
+        .where(
+            s.c.submitted_at >= bindparam("start_at", type_=DateTime),
+            s.c.submitted_at < bindparam("end_at", type_=DateTime),
+            *chosen,
+        )
+        .group_by(s.c.partner_id)
+    )
 
 
 def closed_measures() -> list[ColumnElement[Any]]:
