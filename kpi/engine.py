@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import Connection, select
 
 from kpi import rollups, schema, totals_image
@@ -24,7 +25,7 @@ from kpi.formulas import channels_of, closed_kpis, kpis_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
 from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
 from kpi.quality import Standing
-from kpi.ranking import RANK_SUMS, Ranking, RankingCache, RankRow, rank
+from kpi.ranking import RANK_SUMS, Ranking, RankingCache, RankRow, rank, rank_table
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
@@ -380,28 +381,31 @@ class KpiEngine:
         found = self.rankings.get(window, version, who, surveys)
         if found is not None:
             return found
-        sums: dict[str, RankRow] = {
-            key: (*values, 0, 0, 0)
-            for key, values in self._rank_sums(connection, version, period).items()
-        }
-        fields = len(rollups.RANK_FIELDS)
-        for partner_id, answers, promoters, detractors in surveys:
-            mine = sums.get(partner_id, (0,) * len(RANK_SUMS))
-            sums[partner_id] = (*mine[:fields], answers, promoters, detractors)
-        ranking = self._rank(partners, period, sums)
+        image = totals_image.current(connection, version)
+        if image is None:  # a small store: the SQL is cheap there
+            sums: dict[str, RankRow] = {
+                key: (*values, 0, 0, 0)
+                for key, values in rollups.rank_sums(connection, period.start, period.end).items()
+            }
+            fields = len(rollups.RANK_FIELDS)
+            for partner_id, answers, promoters, detractors in surveys:
+                mine = sums.get(partner_id, (0,) * len(RANK_SUMS))
+                sums[partner_id] = (*mine[:fields], answers, promoters, detractors)
+            ranking = self._rank(partners, period, sums)
+        else:  # the in-memory copy of the running totals at `version`, as columns
+            active = [partner.id for partner in partners if partner.active_in(period)]
+            table = np.zeros((len(active), len(RANK_SUMS)), dtype=np.float64)
+            table[:, : len(rollups.RANK_FIELDS)] = image.rank_table(
+                period.start, period.end, active
+            )
+            position = {pid: index for index, pid in enumerate(active)}
+            for partner_id, responses, promoters, detractors in surveys:
+                if partner_id in position:
+                    row = table[position[partner_id]]
+                    row[len(rollups.RANK_FIELDS) :] = (responses, promoters, detractors)
+            ranking = rank_table(active, table, self.settings.weights)
         self.rankings.put(window, version, who, surveys, ranking)
         return ranking
-
-    @staticmethod
-    def _rank_sums(
-        connection: Connection, version: int, period: Period
-    ) -> dict[str, tuple[Any, ...]]:
-        """Every partner's running-total part of the ranking: from the in-memory copy of the
-        running totals at `version` when the store is big enough to keep one, else SQL."""
-        image = totals_image.current(connection, version)
-        if image is not None:
-            return image.rank_sums(period.start, period.end)
-        return rollups.rank_sums(connection, period.start, period.end)
 
     def _pipeline(self, connection: Connection) -> list[str]:
         return pipeline_order(connection, self.settings.stages, self.settings.source)

@@ -75,7 +75,11 @@ def rank(
     course) ranks nobody: equal zeros would tie everyone at "1st"."""
     zeros = (0.0,) * len(RANK_SUMS)
     table = np.array([sums.get(pid, zeros) for pid in partners], dtype=np.float64)
-    table = table.reshape(len(partners), len(RANK_SUMS))
+    return rank_table(partners, table.reshape(len(partners), len(RANK_SUMS)), weights)
+
+
+def rank_table(partners: Sequence[str], table: Floats, weights: Mapping[str, float]) -> Ranking:
+    """`rank` from a table of RANK_SUMS, row i being `partners[i]`'s."""
     if np.abs(table).max(initial=0.0) >= _EXACT:
         raise ValueError("sums too large to rank as floats")  # callers never get near this
     won, lost, revenue, with_amount, cycle, pipeline, courses, answers, promoters, detractors = (

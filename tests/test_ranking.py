@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kpi import rollups, totals_image
@@ -21,8 +21,10 @@ from kpi.ranking import RANK_SUMS, rank
 from kpi.store import Store
 from settings.app import AppConfig
 from settings.kpi import DEFAULT_WEIGHTS
-from settings.periods import parse_period
+from settings.periods import Period, parse_period
 from tests.budget import examples
+from tests.kpi_reference import Dataset
+from tests.test_kpi_engine import assert_engine_equals_reference, fresh_store, load, programs
 from tests.test_rollups import deal
 
 counts = st.integers(min_value=0, max_value=40)
@@ -147,6 +149,10 @@ def test_the_running_totals_copy_equals_the_sql(store: Store, monkeypatch: Any) 
                 if start < end:
                     expected = rollups.rank_sums(connection, start, end)
                     assert image.rank_sums(start, end) == expected, (start, end)
+                    asked = ["P2", "nobody", "P0", "P1"]
+                    table = image.rank_table(start, end, asked).tolist()
+                    zeros = (0.0,) * len(rollups.RANK_FIELDS)
+                    assert table == [list(expected.get(pid, zeros)) for pid in asked]
     write(store, deal("D99", "P2", first + timedelta(days=5), 7))
     engine.partner("P0", PERIOD)
     with store.engine.connect() as connection:
@@ -156,3 +162,17 @@ def test_the_running_totals_copy_equals_the_sql(store: Store, monkeypatch: Any) 
         end = first + timedelta(days=10)
         assert fresh.rank_sums(first, end) == rollups.rank_sums(connection, first, end)
         assert fresh.rank_sums(first, end) != image.rank_sums(first, end)
+
+
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=programs())
+def test_cards_ranked_from_the_copy_equal_the_reference(
+    database_url: str, program: tuple[Dataset, AppConfig, Period], monkeypatch: Any
+) -> None:
+    """The engine's cards equal the reference when every store keeps a copy of its running
+    totals (the benchmark's path): random programs, SQLite and PostgreSQL."""
+    monkeypatch.setattr(totals_image, "MIN_ROWS", 0)
+    data, app, period = program
+    with fresh_store(database_url) as store:
+        load(store, data)
+        assert_engine_equals_reference(KpiEngine(store, app.kpi_settings), data, app, period)
