@@ -130,6 +130,8 @@ def summarize_engine(result: dict[str, Any]) -> dict[str, Any]:
         "scorecard_p50_ms": percentile(times, 50),
         "scorecard_p95_ms": percentile(times, 95),
         "scorecard_max_ms": max(times),
+        "scorecard_cpu_p50_ms": percentile([s["cpu_ms"] for s in result["scorecards"]], 50),
+        "scorecard_cpu_p95_ms": percentile([s["cpu_ms"] for s in result["scorecards"]], 95),
         "answer_p50_ms": percentile(result["answer_ms"], 50),
         "answer_p95_ms": percentile(result["answer_ms"], 95),
         "scorecard_by_kind": {
@@ -297,6 +299,13 @@ def results_table(
             _fmt(engine["scorecard_p95_ms"], "ms"),
             f"<= {TARGET_SCORECARD_P95_MS:.0f} ms",
             _verdict(engine["scorecard_p95_ms"] <= TARGET_SCORECARD_P95_MS),
+        ],
+        [
+            "one scorecard, CPU ms (this process's threads), p50 / p95",
+            f"{_fmt(engine['scorecard_cpu_p50_ms'], 'ms')} / "
+            f"{_fmt(engine['scorecard_cpu_p95_ms'], 'ms')}",
+            "(info)",
+            "",
         ],
         [
             "Slack answer (+ tier lever, trust, baseline, Block Kit), p50 / p95",

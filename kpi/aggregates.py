@@ -12,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
+    Date,
+    DateTime,
     Select,
     String,
     and_,
+    bindparam,
     case,
     func,
     literal,
@@ -191,11 +195,12 @@ class Aggregator:
         self.tz = tz
 
     def totals(
-        self, period: Period, partner_ids: Sequence[str] | None = None
+        self, period: Period, partner_ids: Sequence[PartnerKey] | None = None
     ) -> dict[PartnerKey, Totals]:
         """Base aggregates per partner (None: direct deals), channels and stages aside;
-        `partner_ids` limits the partners. Read from the running totals of `kpi.rollups`:
-        the period is what was counted before its end minus what was counted before its start."""
+        `partner_ids` limits the partners (None in it: the direct deals too). Read from the
+        running totals of `kpi.rollups`: the period is what was counted before its end minus
+        what was counted before its start."""
         window = Window.of(period, self.tz)
         result: dict[PartnerKey, Totals] = {}
         sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
@@ -207,12 +212,29 @@ class Aggregator:
             totals.pipeline_value = float(pipeline_value)
             totals.registered = int(registered)
             totals.courses = int(courses)
-        for row in self.connection.execute(self._surveys(window, partner_ids)):
-            totals = totals_of(result, row.partner_id)
-            totals.survey_responses = int(row.n)
-            totals.promoters = int(row.promoters)
-            totals.detractors = int(row.detractors)
+        real = None if partner_ids is None else [p for p in partner_ids if p is not None]
+        for partner_id, answers, promoters, detractors in self.surveys(period, real):
+            totals = totals_of(result, partner_id)
+            totals.survey_responses = answers
+            totals.promoters = promoters
+            totals.detractors = detractors
         return result
+
+    def surveys(
+        self, period: Period, partner_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, int, int, int]]:
+        """(partner, answers, promoters, detractors) of the survey answers in the period."""
+        window = Window.of(period, self.tz)
+        parameters: dict[str, Any] = {"start_at": window.start_at, "end_at": window.end_at}
+        if partner_ids is not None:
+            parameters["partner_ids"] = list(partner_ids)
+        query = _surveys_query(partner_ids is not None)
+        return [
+            (partner_id, int(answers), int(promoters), int(detractors))
+            for partner_id, answers, promoters, detractors in self.connection.execute(
+                query, parameters
+            )
+        ]
 
     def add_channels(
         self,
@@ -222,7 +244,11 @@ class Aggregator:
     ) -> None:
         """Adds the period's closed deals per marketing channel to `totals`, per partner."""
         window = Window.of(period, self.tz)
-        for row in self.connection.execute(self._closed(window, partner_ids)):
+        parameters: dict[str, Any] = {"start": window.start, "end": window.end}
+        if partner_ids is not None:
+            parameters["partner_ids"] = list(partner_ids)
+        query = _closed_query(partner_ids is not None)
+        for row in self.connection.execute(query, parameters):
             closed = closed_totals(row[2:])
             totals_of(totals, row.partner_id).add_channel(row.channel, closed)
 
@@ -238,7 +264,11 @@ class Aggregator:
         if not pipeline:
             return
         window = Window.of(period, self.tz)
-        for row in self.connection.execute(self._stage_counts(window, pipeline, partner_ids)):
+        parameters: dict[str, Any] = {"start_at": window.start_at, "end_at": window.end_at}
+        if partner_ids is not None:
+            parameters["partner_ids"] = list(partner_ids)
+        query = _stage_counts_query(tuple(pipeline), partner_ids is not None)
+        for row in self.connection.execute(query, parameters):
             if row.entered or row.stays:
                 stage = totals_of(totals, row.partner_key or None).stages.setdefault(
                     row.stage, StageTotals()
@@ -305,68 +335,53 @@ class Aggregator:
         at_start = rollups.stage_entries_before(self.connection, window.start_at, stages)
         return {stage: at_end[stage] - at_start[stage] for stage in stages}
 
-    # --- the queries -------------------------------------------------------------------
 
-    @staticmethod
-    def _closed(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        return (
-            select(d.c.partner_id, d.c.channel, *closed_measures())
-            .where(
-                d.c.status.in_(("won", "lost")),
-                d.c.closed_on >= window.start,
-                d.c.closed_on < window.end,
-                *only(d.c.partner_id, partner_ids),
-            )
-            .group_by(d.c.partner_id, d.c.channel)
+# --- the queries (built once per shape, run with the window's bind parameters) ---------------
+
+
+@cache
+def _closed_query(some_partners: bool) -> Select[Any]:
+    """The closed deals per partner and channel in [start, end) (partner_ids)."""
+    return (
+        select(d.c.partner_id, d.c.channel, *closed_measures())
+        .where(
+            d.c.status.in_(("won", "lost")),
+            d.c.closed_on >= bindparam("start", type_=Date),
+            d.c.closed_on < bindparam("end", type_=Date),
+            *_chosen(d.c.partner_id, some_partners),
         )
+        .group_by(d.c.partner_id, d.c.channel)
+    )
 
-    @staticmethod
-    def _surveys(window: Window, partner_ids: Sequence[str] | None) -> Select[Any]:
-        s = schema.survey_responses
-        return (
-            select(
-                s.c.partner_id,
-                func.count().label("n"),
-                func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
-                func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
-            )
-            .where(
-                s.c.submitted_at >= window.start_at,
-                s.c.submitted_at < window.end_at,
-                *only(s.c.partner_id, partner_ids),
-            )
-            .group_by(s.c.partner_id)
-        )
 
-    @staticmethod
-    def _stage_counts(
-        window: Window, pipeline: Sequence[str], partner_ids: Sequence[str] | None
-    ) -> Select[Any]:
-        """Per (partner key, pipeline stage): entries in the window, and the count and total
-        length of the stays that ended in it.
+@cache
+def _stage_counts_query(pipeline: tuple[str, ...], some_partners: bool) -> Select[Any]:
+    """Per (partner key, pipeline stage): entries in [start_at, end_at), and the count and
+    total length of the stays that ended in it.
 
-        Every pair drives index range seeks (`ix_stage_changes_partner_stage_*`), so nothing
-        is sorted: grouping the window's stage changes of every partner instead sorted ~460k
-        rows twice at a million deals (1.1 s of every partner's scorecards; 0.3 s this way).
-        The keys are the rollups' partner keys, which hold every known deal's ('' for a direct
-        deal); changes of unknown deals (partner key null) never count."""
-        changes = schema.stage_changes
-        keys = schema.kpi_partner_keys
-        stages = union_all(*(select(literal(name, String).label("stage")) for name in pipeline))
-        stage = stages.cte("pipeline")
+    Every pair drives index range seeks (`ix_stage_changes_partner_stage_*`), so nothing
+    is sorted: grouping the window's stage changes of every partner instead sorted ~460k
+    rows twice at a million deals (1.1 s of every partner's scorecards; 0.3 s this way).
+    The keys are the rollups' partner keys, which hold every known deal's ('' for a direct
+    deal); changes of unknown deals (partner key null) never count."""
+    changes = schema.stage_changes
+    keys = schema.kpi_partner_keys
+    stages = union_all(*(select(literal(name, String).label("stage")) for name in pipeline))
+    stage = stages.cte("pipeline")
+    start_at = bindparam("start_at", type_=DateTime)
+    end_at = bindparam("end_at", type_=DateTime)
 
-        def of_pair(*conditions: ColumnElement[bool]) -> list[ColumnElement[bool]]:
-            return [
-                changes.c.partner_key == keys.c.partner_key,
-                changes.c.stage == stage.c.stage,
-                *conditions,
-            ]
+    def of_pair(*conditions: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+        return [
+            changes.c.partner_key == keys.c.partner_key,
+            changes.c.stage == stage.c.stage,
+            *conditions,
+        ]
 
-        entered = of_pair(
-            changes.c.entered_at >= window.start_at, changes.c.entered_at < window.end_at
-        )
-        left = of_pair(changes.c.left_at >= window.start_at, changes.c.left_at < window.end_at)
-        query = select(
+    entered = of_pair(changes.c.entered_at >= start_at, changes.c.entered_at < end_at)
+    left = of_pair(changes.c.left_at >= start_at, changes.c.left_at < end_at)
+    return (
+        select(
             keys.c.partner_key,
             stage.c.stage,
             select(func.count()).where(*entered).scalar_subquery().label("entered"),
@@ -375,10 +390,35 @@ class Aggregator:
             .where(*left)
             .scalar_subquery()
             .label("days"),
-        ).select_from(keys.join(stage, true()))
-        if partner_ids is not None:
-            query = query.where(keys.c.partner_key.in_(list(partner_ids)))
-        return query
+        )
+        .select_from(keys.join(stage, true()))
+        .where(*_chosen(keys.c.partner_key, some_partners))
+    )
+
+
+def _chosen(column: Any, some_partners: bool) -> list[ColumnElement[bool]]:
+    """The WHERE term of the `partner_ids` parameter (a list) in a statement built once."""
+    return [column.in_(bindparam("partner_ids", expanding=True))] if some_partners else []
+
+
+@cache
+def _surveys_query(some_partners: bool) -> Select[Any]:
+    """Survey answers per partner in a window (start_at, end_at; partner_ids): built once."""
+    s = schema.survey_responses
+    return (
+        select(
+            s.c.partner_id,
+            func.count().label("n"),
+            func.sum(case((s.c.score >= 9, 1), else_=0)).label("promoters"),
+            func.sum(case((s.c.score <= 6, 1), else_=0)).label("detractors"),
+        )
+        .where(
+            s.c.submitted_at >= bindparam("start_at", type_=DateTime),
+            s.c.submitted_at < bindparam("end_at", type_=DateTime),
+            *_chosen(s.c.partner_id, some_partners),
+        )
+        .group_by(s.c.partner_id)
+    )
 
 
 def closed_measures() -> list[ColumnElement[Any]]:

@@ -8,15 +8,24 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import Connection, select
 
-from kpi import rollups, schema
-from kpi.aggregates import Aggregator, PartnerKey, Totals, TrustCounts, pipeline_order
-from kpi.customers import add_customers
-from kpi.formulas import channels_of, kpis_of, quality_components_of, ratio, stages_of
+from kpi import rollups, schema, totals_image
+from kpi.aggregates import (
+    Aggregator,
+    ClosedTotals,
+    PartnerKey,
+    Totals,
+    TrustCounts,
+    pipeline_order,
+)
+from kpi.customers import add_customers, add_customers_of
+from kpi.formulas import channels_of, closed_kpis, kpis_of, ratio, stages_of
 from kpi.goal_tracker import goal_objects
 from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
-from kpi.quality import Standing, standings
+from kpi.quality import Standing
+from kpi.ranking import RANK_SUMS, Ranking, RankingCache, RankRow, rank, rank_table
 from kpi.store import Store
 from kpi.sync_status import last_sync_problem
 from kpi.tiers import TierStatus, tier_status
@@ -58,8 +67,7 @@ class PeriodData:
     earlier: dict[PartnerKey, Totals]
     pipeline: list[str]
     all_entries: dict[str, int]
-    components: dict[str, dict[str, Any]]  # every active partner's quality components
-    standings: dict[str, Standing]
+    ranking: Ranking  # every active partner's quality components, score and rank
     data_as_of: str | None
     as_of: date  # the date the period was named relative to (section 8's after_days)
     trainings: dict[str, Latest]  # the latest completion of the partners asked about
@@ -69,8 +77,16 @@ class PeriodData:
     def ranked_partners(self) -> int:
         return self._ranked
 
+    @property
+    def standings(self) -> dict[str, Standing]:
+        return self.ranking.standings
+
+    @property
+    def components(self) -> dict[str, dict[str, Any]]:
+        return self.ranking.components
+
     def __post_init__(self) -> None:
-        self._ranked = sum(1 for s in self.standings.values() if s.score is not None)
+        self._ranked = self.ranking.ranked
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,7 @@ class KpiEngine:
     def __init__(self, store: Store, settings: KpiSettings) -> None:
         self.store = store
         self.settings = settings
+        self.rankings = RankingCache()  # one partner's card reads its period's from here
 
     # --- public ------------------------------------------------------------------------
 
@@ -165,6 +182,17 @@ class KpiEngine:
                 add_customers(connection, self.settings.tz, totals, period, partner_ids)
         nothing = Totals()
         return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
+
+    def close_rates(self, period: Period, partner_ids: Sequence[str]) -> dict[str, float | None]:
+        """The close rate (`kpis`' close_rate) of these partners over one range, without the
+        rest of `kpis` (a forecast reads only this, for every partner with a goal)."""
+        with self.store.engine.connect() as connection:
+            totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
+        nothing = ClosedTotals()
+        return {
+            pid: closed_kpis(totals[pid].closed if pid in totals else nothing)["close_rate"]
+            for pid in partner_ids
+        }
 
     def refresh_rollups(self) -> None:
         rollups.refresh(self.store.engine, wait=False)
@@ -295,7 +323,13 @@ class KpiEngine:
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
-            current = aggregator.totals(period)
+            if partner_ids is None:
+                current = aggregator.totals(period)
+                ranking = self._rank(partners, period, _rank_sums_of(current))
+            else:
+                ranking = self._cached_ranking(aggregator, period, partners)
+                # the direct deals too: the bot's scorecard shows them as its baseline
+                current = aggregator.totals(period, [*partner_ids, None])
             pipeline: list[str] = []
             all_entries: dict[str, int] = {}
             if details:
@@ -304,21 +338,15 @@ class KpiEngine:
                 aggregator.add_stages(current, period, pipeline, partner_ids)
                 all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids)
-            add_customers(connection, self.settings.tz, current, period, partner_ids)
-            add_customers(connection, self.settings.tz, earlier, previous, partner_ids)
+            add_customers_of(
+                connection, self.settings.tz, [(current, period), (earlier, previous)], partner_ids
+            )
             # who is trained: for the program's groups, which only every-partner reads build
             trained = trained_partners(connection, period.end) if partner_ids is None else set()
             trainings = (
                 latest_trainings(connection, period.end, partner_ids) if partner_training else {}
             )
         as_of = self.store.data_as_of()
-        nothing = Totals()
-        components = {
-            partner.id: quality_components_of(current.get(partner.id, nothing))
-            for partner in partners
-            if partner.active_in(period)
-        }
-        ranks = any(_has_activity(current.get(pid, nothing)) for pid in components)
         return PeriodData(
             period=period,
             previous=previous,
@@ -326,14 +354,58 @@ class KpiEngine:
             earlier=earlier,
             pipeline=pipeline,
             all_entries=all_entries,
-            components=components,
-            # An empty period ranks nobody: equal zeros would tie everyone at "1st".
-            standings=standings(components, self.settings.weights) if ranks else {},
+            ranking=ranking,
             data_as_of=as_of.isoformat() if as_of else None,
             as_of=period.as_of or today_in(self.settings.tz),
             trainings=trainings,
             trained=trained,
         )
+
+    def _rank(
+        self, partners: list[PartnerRow], period: Period, sums: dict[str, RankRow]
+    ) -> Ranking:
+        active = [partner.id for partner in partners if partner.active_in(period)]
+        return rank(active, sums, self.settings.weights)
+
+    def _cached_ranking(
+        self, aggregator: Aggregator, period: Period, partners: list[PartnerRow]
+    ) -> Ranking:
+        """The period's ranking for one partner's card: from `self.rankings` while the rollups,
+        the partners and the period's survey answers are as they were, else computed from every
+        partner's running totals (and kept)."""
+        connection = aggregator.connection
+        window = (period.start, period.end)
+        version = rollups.version(connection)
+        who = [(p.id, p.joined_on, p.left_on) for p in partners]
+        surveys = aggregator.surveys(period)
+        found = self.rankings.get(window, version, who, surveys)
+        if found is not None:
+            return found
+        image = totals_image.current(connection, version)
+        if image is None:  # a small store: the SQL is cheap there
+            sums: dict[str, RankRow] = {
+                key: (*values, 0, 0, 0)
+                for key, values in rollups.rank_sums(connection, period.start, period.end).items()
+            }
+            fields = len(rollups.RANK_FIELDS)
+            for partner_id, answers, promoters, detractors in surveys:
+                mine = sums.get(partner_id, (0,) * len(RANK_SUMS))
+                sums[partner_id] = (*mine[:fields], answers, promoters, detractors)
+            ranking = self._rank(partners, period, sums)
+        else:  # the in-memory copy of the running totals at `version`, as columns
+            active = [partner.id for partner in partners if partner.active_in(period)]
+            table = np.zeros((len(active), len(RANK_SUMS)), dtype=np.float64)
+            table[:, : len(rollups.RANK_FIELDS)] = image.rank_table(
+                period.start, period.end, active
+            )
+            position = {pid: index for index, pid in enumerate(active)}
+            for partner_id, responses, promoters, detractors in surveys:
+                if partner_id in position:
+                    row = table[position[partner_id]]
+                    row[len(rollups.RANK_FIELDS) :] = (responses, promoters, detractors)
+            ranking = rank_table(active, table, self.settings.weights)
+        self.rankings.put(window, version, who, surveys, ranking)
+        return ranking
 
     def _pipeline(self, connection: Connection) -> list[str]:
         return pipeline_order(connection, self.settings.stages, self.settings.source)
@@ -414,7 +486,21 @@ def _pooled(totals: dict[PartnerKey, Totals]) -> Totals:
     return pooled
 
 
-def _has_activity(totals: Totals) -> bool:
-    """A deal closed (won or lost), a survey answer or a course in the period."""
-    closed = totals.closed
-    return bool(closed.won or closed.lost or totals.survey_responses or totals.courses)
+def _rank_sums_of(totals: dict[PartnerKey, Totals]) -> dict[str, RankRow]:
+    """Each partner's RANK_SUMS from its Totals."""
+    return {
+        key: (
+            t.closed.won,
+            t.closed.lost,
+            t.closed.won_revenue,
+            t.closed.won_with_amount,
+            t.closed.cycle_days,
+            t.pipeline_count,
+            t.courses,
+            t.survey_responses,
+            t.promoters,
+            t.detractors,
+        )
+        for key, t in totals.items()
+        if key is not None
+    }

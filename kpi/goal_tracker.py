@@ -38,6 +38,10 @@ class KpiEngine(Protocol):
         customers: bool = True,
     ) -> dict[str, dict[str, Any]]: ...
 
+    def close_rates(
+        self, period: Period, partner_ids: Sequence[str]
+    ) -> dict[str, float | None]: ...
+
     def refresh_rollups(self) -> None: ...
 
     def program_kpis(self, period: Period, customers: bool = True) -> dict[str, Any]: ...
@@ -152,5 +156,4 @@ def _close_rates(
         return {}
     end = as_of + timedelta(days=1)
     year = Period("last-365d", end - timedelta(days=365), end)
-    kpis = engine.range_kpis(year, partner_ids, refresh=False, customers=False)
-    return {pid: kpis[pid]["close_rate"] for pid in partner_ids}
+    return engine.close_rates(year, partner_ids)

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Connection,
     Date,
+    DateTime,
     Engine,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -98,6 +100,7 @@ keys_table = schema.kpi_partner_keys
 hours = schema.kpi_stage_hours
 dirty_partners = schema.kpi_dirty_partners
 dirty_hours = schema.kpi_dirty_hours
+rollups_version = schema.kpi_rollups_version
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,21 @@ def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
                 _rebuild_partners(connection, None if full else sorted(marks.partners))
             if marks.hours:
                 _rebuild_hours(connection, min(marks.hours))
+            # in the same transaction: whoever sees the new rows sees the new version
+            connection.execute(
+                update(rollups_version).values(version=rollups_version.c.version + 1)
+            )
         finally:
             if connection.info.pop("restore_busy_timeout", False):
                 busy_ms = connection.info.get(BUSY_TIMEOUT_KEY, DEFAULT_BUSY_MS)
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+
+
+def version(connection: Connection) -> int:
+    """The rollups' version: it moves with every rebuild, so numbers computed from the running
+    totals at one version are the stored ones while it stays (`kpi.ranking`'s cache)."""
+    found = connection.execute(select(rollups_version.c.version)).scalar()
+    return int(found or 0)
 
 
 def clear_marks(engine: Engine, marks: Marks) -> None:
@@ -453,14 +467,54 @@ def period_totals(
     return result
 
 
+#: What `rank_sums` returns per partner: the running totals' part of the quality components.
+RANK_FIELDS = (
+    "won",
+    "lost",
+    "won_revenue",
+    "won_with_amount",
+    "cycle_days",
+    "pipeline_count",
+    "courses",
+)
+
+
+def rank_sums(connection: Connection, start: date, end: date) -> dict[str, tuple[Any, ...]]:
+    """Every partner's RANK_FIELDS over [start, end) (the direct deals left out): the columns of
+    `period_totals` the ranking reads, and nothing else converted."""
+    query = _rank_sums_query(connection.dialect.name)
+    result: dict[str, tuple[Any, ...]] = {}
+    for row in connection.execute(query, {"start_day": start, "end_day": end}):
+        if row[1] is not None and row[0] != DIRECT:
+            result[row[0]] = (row[1], row[2], int(row[3]) / MICROS, *row[4:])
+    return result
+
+
 def windows_around(
-    connection: Connection, anchors: Any, window_days: int
+    connection: Connection,
+    anchors: Any,
+    window_days: int,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]:
-    """For each (partner_key, day) row of `anchors` (a CTE of partners and one day each), the
-    closed-deal sums (CLOSED_MEASURES' order) over `[day - window_days, day)` and over
-    `[day, day + window_days)`: three running-total reads per partner instead of its deals.
-    Partners without rollup rows (no deal) are absent."""
-    dialect = connection.dialect.name
+    """For each (partner_key, day) row of `anchors` (a CTE of partners and one day each, run
+    with `parameters`), the closed-deal sums (CLOSED_MEASURES' order) over
+    `[day - window_days, day)` and over `[day, day + window_days)`: three running-total reads
+    per partner instead of its deals. Partners without rollup rows (no deal) are absent. The
+    query is built once per `anchors` object (building costs more than running it for one)."""
+    query = _windows_query(connection.dialect.name, anchors, window_days)
+    money = [index for index, name in enumerate(CLOSED_MEASURES) if name in MONEY_MEASURES]
+    result = {}
+    for row in connection.execute(query, dict(parameters or {})):
+        values = [list(row[1 : 1 + len(CLOSED_MEASURES)]), list(row[1 + len(CLOSED_MEASURES) :])]
+        for side in values:
+            for index in money:
+                side[index] = int(side[index]) / MICROS
+        result[row[0]] = (tuple(values[0]), tuple(values[1]))
+    return result
+
+
+@lru_cache(maxsize=16)
+def _windows_query(dialect: str, anchors: Any, window_days: int) -> Select[Any]:
     first = _latest_before(
         dialect, add_days(anchors.c.day, literal_column(str(-window_days))), "w0"
     )
@@ -474,20 +528,11 @@ def windows_around(
         return since
 
     keyed = keys_table.join(anchors, anchors.c.partner_key == keys_table.c.partner_key)
-    query = select(
+    return select(
         keys_table.c.partner_key,
         *(between(middle, first, name) for name in CLOSED_MEASURES),
         *(between(last, middle, name) for name in CLOSED_MEASURES),
     ).select_from(first.join_onto(middle.join_onto(last.join_onto(keyed))))
-    money = [index for index, name in enumerate(CLOSED_MEASURES) if name in MONEY_MEASURES]
-    result = {}
-    for row in connection.execute(query):
-        values = [list(row[1 : 1 + len(CLOSED_MEASURES)]), list(row[1 + len(CLOSED_MEASURES) :])]
-        for side in values:
-            for index in money:
-                side[index] = int(side[index]) / MICROS
-        result[row[0]] = (tuple(values[0]), tuple(values[1]))
-    return result
 
 
 @cache
@@ -516,6 +561,23 @@ def _period_totals_query(dialect: str, some_partners: bool) -> Select[Any]:
     if some_partners:
         query = query.where(keys_table.c.partner_key.in_(bindparam("partner_keys", expanding=True)))
     return query
+
+
+@cache
+def _rank_sums_query(dialect: str) -> Select[Any]:
+    at_end = _latest_before(dialect, bindparam("end_day", type_=Date), "at_end")
+    at_start = _latest_before(dialect, bindparam("start_day", type_=Date), "at_start")
+
+    def since_start(name: str) -> ColumnElement[Any]:
+        since: ColumnElement[Any] = at_end.c[name] - func.coalesce(at_start.c[name], 0)
+        return since
+
+    return select(
+        keys_table.c.partner_key,
+        *(since_start(name) for name in RANK_FIELDS[:5]),
+        at_end.c.created - at_end.c.settled,
+        since_start("courses"),
+    ).select_from(at_start.join_onto(at_end.join_onto(keys_table)))
 
 
 @dataclass(frozen=True)
@@ -549,18 +611,30 @@ def _latest_before(dialect: str, before: ColumnElement[Any], name: str) -> _Late
     return _Latest(row.c, lambda left: left.outerjoin(row, on))
 
 
+@cache
+def _stage_entries_query() -> Select[Any]:
+    """A stage's running count of entries before an hour (built once: a card runs it 14 times)."""
+    return (
+        select(hours.c.entered)
+        .where(
+            hours.c.stage == bindparam("stage", type_=String),
+            hours.c.hour < bindparam("hour", type_=DateTime),
+        )
+        .order_by(hours.c.hour.desc())
+        .limit(1)
+    )
+
+
 def stage_entries_before(
     connection: Connection, moment: datetime, stages: Sequence[str]
 ) -> dict[str, int]:
     """Entries into each stage by known deals before `moment` (naive UTC)."""
     whole_hour = moment.replace(minute=0, second=0, microsecond=0)
     result: dict[str, int] = {}
+    query = _stage_entries_query()
     for stage in stages:
         entered = connection.execute(
-            select(hours.c.entered)
-            .where(hours.c.stage == stage, hours.c.hour < whole_hour)
-            .order_by(hours.c.hour.desc())
-            .limit(1)
+            query, {"stage": stage, "hour": whole_hour}
         ).scalar_one_or_none()
         result[stage] = int(entered or 0)
     if whole_hour < moment:  # a zone whose midnight is not on the hour: count the rest raw

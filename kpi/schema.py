@@ -284,6 +284,15 @@ kpi_dirty_partners = Table(
     Column("version", Integer, nullable=False),
 )
 
+#: One row (id 1): a counter every rollup rebuild bumps in its transaction (migration 0012), so
+#: numbers cached from the rollups are known stale once it moves.
+kpi_rollups_version = Table(
+    "kpi_rollups_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
 kpi_dirty_hours = Table(
     "kpi_dirty_hours",
     metadata,

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import CTE, Connection, Date, Select, bindparam, func, select
 
 from kpi import rollups, schema
-from kpi.aggregates import ClosedTotals, PartnerKey, Totals, closed_totals, only
+from kpi.aggregates import ClosedTotals, PartnerKey, Totals, closed_totals
 from kpi.formulas import closed_kpis, ratio
 
 WINDOW_DAYS = 90  # the before and after windows
@@ -42,17 +43,12 @@ def latest_trainings(
 ) -> dict[str, Latest]:
     """Every partner's (or only `partner_ids`') latest completion with `completed_on < end`,
     with the closed-deal sums of the 90 days before and from it."""
-    latest = (
-        select(t.c.partner_id.label("partner_key"), func.max(t.c.completed_on).label("day"))
-        .where(t.c.completed_on < end, *only(t.c.partner_id, partner_ids))
-        .group_by(t.c.partner_id)
-        .cte("latest")
-    )
+    latest, courses = _latest_queries(partner_ids is not None)
+    parameters: dict[str, Any] = {"end": end}
+    if partner_ids is not None:
+        parameters["partner_ids"] = list(partner_ids)
     found: dict[str, Latest] = {}
-    courses = select(t.c.partner_id, t.c.completed_on, t.c.course).join(
-        latest, (t.c.partner_id == latest.c.partner_key) & (t.c.completed_on == latest.c.day)
-    )
-    for partner_id, day, course in connection.execute(courses):
+    for partner_id, day, course in connection.execute(courses, parameters):
         mine = found.get(partner_id)
         # the first course by name (code point order, the same on every database)
         if mine is None or course < mine.course:
@@ -60,11 +56,29 @@ def latest_trainings(
     # The windows' sums are differences of the KPI rollups' running totals (kpi.rollups),
     # which the engine refreshed before asking: no deal is read.
     for partner_id, (before, after) in rollups.windows_around(
-        connection, latest, WINDOW_DAYS
+        connection, latest, WINDOW_DAYS, parameters
     ).items():
         found[partner_id].before = closed_totals(before)
         found[partner_id].after = closed_totals(after)
     return found
+
+
+@cache
+def _latest_queries(some_partners: bool) -> tuple[CTE, Select[Any]]:
+    """The latest completions (a CTE of partner and day) and their courses, with the
+    parameters `end` and `partner_ids` (when `some_partners`): built once, as building them
+    costs more than running them for one partner."""
+    chosen = [t.c.partner_id.in_(bindparam("partner_ids", expanding=True))] if some_partners else []
+    latest = (
+        select(t.c.partner_id.label("partner_key"), func.max(t.c.completed_on).label("day"))
+        .where(t.c.completed_on < bindparam("end", type_=Date), *chosen)
+        .group_by(t.c.partner_id)
+        .cte("latest")
+    )
+    courses = select(t.c.partner_id, t.c.completed_on, t.c.course).join(
+        latest, (t.c.partner_id == latest.c.partner_key) & (t.c.completed_on == latest.c.day)
+    )
+    return latest, courses
 
 
 def training_object(latest: Latest | None, as_of: date) -> dict[str, Any] | None:
