@@ -111,7 +111,7 @@ def progress(
 def _float(numerator: int, denominator: int) -> float:
     """numerator / denominator rounded once, as `float(Fraction(numerator, denominator))`
     (Python's int division is correctly rounded; the sign goes to the numerator, so a zero
-    is 0.0 as the Fraction's)."""
+    is 0.0 as the Fraction's, not -0.0)."""
     if denominator < 0:
         numerator, denominator = -numerator, -denominator
     return numerator / denominator
