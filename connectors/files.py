@@ -608,7 +608,8 @@ class FilesSource:
                 before = store.stored_count(connection, spec.model, SOURCE)
                 check = _known_partner(store, connection) if spec.model is Goal else None
                 rows = self._records(spec, report, read, progress, check)
-                counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
+                with store.indexes_deferred(connection, spec.model):
+                    counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
                 report.object(kind).count(counts)
                 if spec.model is StageChange and (counts.new or counts.updated):
                     history_changed = True

@@ -11,12 +11,11 @@ stage changes set. Deletes and every other writer still go through the triggers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, literal, select, update
+from sqlalchemy import Connection, Table, func, literal, select, update
 from sqlalchemy.dialects import sqlite
 
 from kpi import schema
@@ -29,22 +28,6 @@ MARKED = {"deals": "partner_id", "stage_changes": "entered_at", "trainings": "pa
 def batched_marks(connection: Connection, table: Table) -> bool:
     """Whether a batch written into `table` gets its marks here instead of from triggers."""
     return connection.dialect.name == "sqlite" and table.name in MARKED
-
-
-@contextmanager
-def triggers_dropped(connection: Connection, table: Table) -> Iterator[None]:
-    """`table`'s triggers dropped while the block writes, then created again as they were."""
-    found = connection.exec_driver_sql(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-        (table.name,),
-    ).all()
-    for name, _sql in found:
-        connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
-    try:
-        yield
-    finally:
-        for _name, sql in found:
-            connection.exec_driver_sql(sql)
 
 
 def mark(
@@ -76,12 +59,19 @@ def mark(
         )
         connection.execute(_bump(statement, schema.kpi_dirty_hours))
     changes = schema.stage_changes
-    key = bindparam("key", type_=changes.c.partner_key.type)
+    deals = schema.deals
+    partner = (
+        select(func.coalesce(deals.c.partner_id, literal("")))
+        .where(deals.c.id == changes.c.deal_id)
+        .scalar_subquery()
+    )
     connection.execute(
         update(changes)
-        .where(changes.c.deal_id == bindparam("deal"), changes.c.partner_key.is_distinct_from(key))
-        .values(partner_key=key),
-        [{"deal": row["id"], "key": row["partner_id"] or ""} for row in written],
+        .where(
+            changes.c.deal_id.in_([row["id"] for row in written]),
+            changes.c.partner_key.is_distinct_from(partner),
+        )
+        .values(partner_key=partner)
     )
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from kpi import rollup_marks, schema
+from kpi.deferred_ddl import dropped
 from kpi.migrate import upgrade
 from kpi.models import (
     Customer,
@@ -271,8 +272,9 @@ class Store:
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed and table is schema.stage_changes:
             _add_partner_keys(connection, changed)
+            _first_stays(changed)
         if changed and marks:
-            with rollup_marks.triggers_dropped(connection, table):
+            with dropped(connection, "trigger", table.name):
                 self.insert_or_update(connection, table, changed)
             rollup_marks.mark(connection, table, changed, old)
         else:
@@ -334,6 +336,19 @@ class Store:
             yield
         finally:
             connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
+
+    @contextmanager
+    def indexes_deferred(self, connection: Connection, model: type[Record]) -> Iterator[None]:
+        """On SQLite, an empty table's secondary indexes dropped while a bulk load fills it and
+        built again afterwards, inside the caller's transaction: one sorted build per index
+        instead of a B-tree insert per row and index. A table that holds rows keeps them."""
+        table = KINDS[model].table
+        empty = connection.execute(select(table.c.id).limit(1)).first() is None
+        if connection.dialect.name != "sqlite" or not empty:
+            yield
+            return
+        with dropped(connection, "index", table.name):
+            yield
 
     def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
         """Sets each stage change's `left_at` to the start of the deal's next change (the
@@ -724,6 +739,22 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+def _first_stays(changes: list[dict[str, Any]]) -> None:
+    """Each stage change's `left_at` as far as its batch tells (the next moment among the
+    batch's changes of its deal), so that `refresh_stays` afterwards, which writes only the
+    rows whose value differs, rewrites few of them (a deal's history is mostly one batch)."""
+    moments: dict[Any, set[datetime]] = {}
+    for row in changes:
+        moments.setdefault(row["deal_id"], set()).add(row["entered_at"])
+    following: dict[tuple[Any, datetime], datetime | None] = {}
+    for deal_id, found in moments.items():
+        ordered = sorted(found)
+        for moment, later in zip(ordered, [*ordered[1:], None], strict=True):
+            following[deal_id, moment] = later
+    for row in changes:
+        row["left_at"] = following[row["deal_id"], row["entered_at"]]
 
 
 def _stays_update(deal_ids: list[str] | None) -> Update:
