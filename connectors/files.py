@@ -525,14 +525,12 @@ class _FileRead:
 
 @dataclass
 class _Line:
-    """One CSV record of a batch after its first pass: its values, or why it was skipped."""
+    """A CSV record of a batch that its first pass could not read, and why."""
 
-    where: str
-    values: dict[str, Any] | None = None
-    problem: str = ""
-    reason: str = ""
-    kept_id: str | None = None  # an unreadable row's id, whose stored copy stays
-    unidentified: bool = False  # unreadable, and its id cannot be told
+    problem: str
+    reason: str
+    kept_id: str | None = None  # its id, whose stored copy stays
+    unidentified: bool = False  # its id cannot be told
 
 
 class FilesSource:
@@ -664,25 +662,22 @@ class FilesSource:
             header = [name.strip() for name in next(reader, [])]
             for batch in _batches(reader, READ_BATCH):
                 lines = self._first_pass(spec, header, batch, repeats, check)
-                keys = [line.values["id"] for line in lines if line.values is not None]
+                keys = [line["id"] for _, line in lines if not isinstance(line, _Line)]
                 earlier = iter(read.loaded.read_before(keys))
                 added: set[str] = set()
-                for line in lines:
-                    if line.values is not None:
-                        key = line.values["id"]
+                for number, line in lines:
+                    if not isinstance(line, _Line):
+                        key = line["id"]
                         if spec.later_wins or not (next(earlier) or key in added):
                             added.add(key)
-                            yield line.values
+                            yield line
                             continue
-                        line.problem, line.reason = (
-                            f"repeats the id {key!r} of an earlier row",
-                            "repeated id",
-                        )
+                        line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
                     elif line.unidentified:
                         read.unidentified += 1
                     elif line.kept_id not in added and line.kept_id not in read.loaded:
                         read.kept.add(str(line.kept_id))
-                    report.problems.append(f"{line.where}: {line.problem}")
+                    report.problems.append(f"{spec.name}:{number}: {line.problem}")
                     kind_report.skip(_reason_category(line.reason))
                 read.loaded.add(list(added))
                 count += len(batch)
@@ -696,30 +691,23 @@ class FilesSource:
         batch: list[tuple[int, list[str]]],
         repeats: Counter[str],
         check: Callable[[Record], None] | None,
-    ) -> list[_Line]:
+    ) -> list[tuple[int, Values | _Line]]:
         """Each record of the batch read into its values, or why it cannot be: the cells in
         bulk (`BULK`) where the file can be, and each row the bulk read refused by its builder,
         which says why (or reads it). A blank line is no record."""
-        shaped = [
-            cells
-            for _, cells in batch
-            if len(cells) == len(header) and any(cell.strip() for cell in cells)
-        ]
+        width = len(header)
+        records = [(number, cells) for number, cells in batch if "".join(cells).strip()]
         bulk = BULK.get(spec.name) if self.bulk and check is None else None
         if bulk is not None:
             index = {name: at for at, name in enumerate(header)}
+            shaped = [cells for _, cells in records if len(cells) == width]
             converted = iter(bulk(Columns(index, shaped), self.normalizer))
         kind = KINDS[spec.model]
-        lines = []
-        for number, cells in batch:
-            if not any(cell.strip() for cell in cells):
-                continue  # a blank line is not a record
-            line = _Line(f"{spec.name}:{number}")
-            lines.append(line)
-            if len(cells) != len(header):
-                line.problem = f"has {len(cells)} cells, the header has {len(header)}"
-                line.reason = "wrong number of cells"
-                line.unidentified = True
+        lines: list[tuple[int, Values | _Line]] = []
+        for number, cells in records:
+            if len(cells) != width:
+                problem = f"has {len(cells)} cells, the header has {width}"
+                lines.append((number, _Line(problem, "wrong number of cells", unidentified=True)))
                 continue
             values = next(converted) if bulk is not None else None
             if values is None:
@@ -729,11 +717,9 @@ class FilesSource:
                     if check is not None:
                         check(record)
                 except (BadCell, ValidationError) as error:
-                    line.problem = line.reason = (
-                        str(error) if isinstance(error, BadCell) else validation_reason(error)
-                    )
-                    line.kept_id = row.text("id") if spec.keyed_by_id else None
-                    line.unidentified = line.kept_id is None
+                    reason = str(error) if isinstance(error, BadCell) else validation_reason(error)
+                    kept = row.text("id") if spec.keyed_by_id else None
+                    lines.append((number, _Line(reason, reason, kept, unidentified=kept is None)))
                     continue
                 values = kind.values(record)
             if spec.repeats_count:
@@ -741,7 +727,7 @@ class FilesSource:
                 repeats[key] += 1
                 values["occurrence"] = repeats[key]
                 values["id"] = repeat_key(key, repeats[key])
-            line.values = values
+            lines.append((number, values))
         return lines
 
 
