@@ -242,17 +242,26 @@ class Store:
         batch_size: int = BATCH_SIZE,
     ) -> UpsertCounts:
         """`upsert` for records already in their stored columns (`RecordKind.values`, as a
-        bulk reader makes them without building the model), `batch_size` at a time."""
+        bulk reader makes them without building the model), `batch_size` at a time. Their ids
+        should be distinct (a bulk reader's are): into a table that was empty, every row is
+        written as new without asking the store for stored ones (a repeated id still replaces
+        the earlier row, but counts as new)."""
         kind = KINDS[model]
         counts = UpsertCounts()
+        table = kind.table
+        empty = connection.execute(select(table.c.id).limit(1)).first() is None
         for batch in batched(rows, batch_size):
             for row in batch:
                 finish_row(row, source)
-            counts.add(self._upsert_batch(connection, kind, batch))
+            counts.add(self._upsert_batch(connection, kind, batch, compare=not empty))
         return counts
 
     def _upsert_batch(
-        self, connection: Connection, kind: RecordKind[Any], batch: list[dict[str, Any]]
+        self,
+        connection: Connection,
+        kind: RecordKind[Any],
+        batch: list[dict[str, Any]],
+        compare: bool = True,
     ) -> UpsertCounts:
         rows: dict[str, dict[str, Any]] = {}
         for row in batch:
@@ -260,9 +269,11 @@ class Store:
         table = kind.table
         marks = rollup_marks.batched_marks(connection, table)
         previous = [table.c[rollup_marks.MARKED[table.name]]] if marks else []
-        found = connection.execute(
-            select(table.c.id, table.c.row_hash, *previous).where(table.c.id.in_(list(rows)))
-        )
+        found: Iterable[Any] = ()
+        if compare:
+            found = connection.execute(
+                select(table.c.id, table.c.row_hash, *previous).where(table.c.id.in_(list(rows)))
+            )
         stored: dict[str, str] = {}
         old: dict[str, Any] = {}
         for found_row in found:
