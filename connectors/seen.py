@@ -46,11 +46,16 @@ class SeenIds:
         return self._hashes.size + sum(chunk.size for chunk in self._chunks)
 
 
+MERGED_RUN = 1 << 20  # keys in a run that is no longer merged (a merge copies both runs)
+
+
 class ReadKeys:
     """The keys a snapshot read so far, 8 bytes each (Python's string hash, which is stable
     within the process), asked about a batch at a time: the files source's id set at millions of
     rows. Kept as sorted runs, the last merged into the one before while it is as large (so
-    there are about log2(keys / batch) runs and each key is merged that many times)."""
+    there are about log2(keys / batch) runs and each key is merged that many times), up to
+    runs of a million keys: 4 million keys are a few runs of 8 MB, and a merge never copies
+    more than 16 MB."""
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
@@ -73,7 +78,11 @@ class ReadKeys:
         run.sort()
         self._runs.append(run)
         self._count += len(keys)
-        while len(self._runs) > 1 and self._runs[-1].size >= self._runs[-2].size:
+        while (
+            len(self._runs) > 1
+            and self._runs[-1].size >= self._runs[-2].size
+            and self._runs[-2].size < MERGED_RUN
+        ):
             last = self._runs.pop()
             merged = np.concatenate([self._runs.pop(), last])
             merged.sort(kind="stable")  # two sorted runs: one linear merge
