@@ -1,6 +1,8 @@
 """The files source: a folder of CSV files in the format of kpi-spec.md section 1.
 
-Files are read row by row (never whole) in `files.encoding`, each bad row is reported as
+Files are streamed (never read whole) in `files.encoding`, a batch of rows at a time, their
+columns checked in bulk (`BULK`) and a row those checks refuse read by its builder (`Row` and
+the `_partner`, `_deal`, ... functions), which says why; each bad row is reported as
 `deals.csv:14: ...` and skipped, and the rest loads; a skipped row keeps its id's stored copy.
 A sync of this source is a snapshot, in one transaction: rows that disappeared from the files
 are deleted from the store, except survey answers, which the store never drops, and except when

@@ -58,7 +58,7 @@ from kpi.store_faults import (
 from settings.database import supported_list
 
 BATCH_SIZE = 1000
-BULK_CACHE_KB = 48 * 1024  # SQLite's page cache while a bulk load writes
+BULK_CACHE_KB = 32 * 1024  # SQLite's page cache while a bulk load writes
 SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
