@@ -36,7 +36,10 @@ APP = AppConfig(
     channel_map={"Podcast": "owned", "Web": "paid"},
 )
 #: Tables that say how a sync ran, not what it stored.
-BOOKKEEPING = {"sync_runs", "audit_log", "send_log", "alembic_version"}
+BOOKKEEPING = {
+    "sync_runs", "audit_log", "send_log", "alembic_version",
+    "kpi_rollups_version",  # counts rebuilds (the ranking cache's key), not data
+}  # fmt: skip
 #: Tables a sync can change: emptied between the two paths.
 EMPTIED = [t for t in reversed(schema.metadata.sorted_tables) if t.name not in BOOKKEEPING]
 
