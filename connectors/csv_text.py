@@ -14,6 +14,7 @@ from connectors.errors import SourceError
 
 ENCODING_SETTING = "files.encoding"
 NUL = b"\0"
+BLOCK_BYTES = 1 << 20  # read and decoded at a time when it is plain UTF-8 text
 
 
 @contextmanager
@@ -60,21 +61,41 @@ def _decoded_lines(path: Path, handle: Any, encoding: str) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8-sig" if name == "utf-8" else name)()
     offset = 0
     number = 0
-    for number, raw in enumerate(handle, 1):
-        nul = -1 if wide else raw.find(NUL)
-        if nul >= 0:
-            raise SourceError(
-                f"{path.name} line {number} is binary data, not CSV text (a NUL byte at offset "
-                f"{offset + nul:,}); export the file as CSV again."
-            )
-        try:
-            text = decoder.decode(raw)
-        except UnicodeDecodeError as error:
-            raise _not_in_encoding(path, number, offset, raw, error, encoding) from None
-        if number == 1:
-            text = text.removeprefix("\ufeff")
-        offset += len(raw)
-        yield text
+    while lines := handle.readlines(BLOCK_BYTES):
+        block = b"".join(lines)
+        state = decoder.getstate()
+        if name == "utf-8" and NUL not in block:  # the usual file: a block at a time
+            try:
+                text = decoder.decode(block)
+            except UnicodeDecodeError:
+                decoder.setstate(state)  # the lines one by one say where
+            else:
+                if number == 0:
+                    text = text.removeprefix("\ufeff")
+                number += len(lines)
+                offset += len(block)
+                *whole, last = text.split("\n")
+                for line in whole:
+                    yield line + "\n"
+                if last:
+                    yield last
+                continue
+        for raw in lines:
+            number += 1
+            nul = -1 if wide else raw.find(NUL)
+            if nul >= 0:
+                raise SourceError(
+                    f"{path.name} line {number} is binary data, not CSV text (a NUL byte at "
+                    f"offset {offset + nul:,}); export the file as CSV again."
+                )
+            try:
+                text = decoder.decode(raw)
+            except UnicodeDecodeError as error:
+                raise _not_in_encoding(path, number, offset, raw, error, encoding) from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            offset += len(raw)
+            yield text
     try:
         tail = decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:

@@ -1,6 +1,8 @@
 """The files source: a folder of CSV files in the format of kpi-spec.md section 1.
 
-Files are read row by row (never whole) in `files.encoding`, each bad row is reported as
+Files are streamed (never read whole) in `files.encoding`, a batch of rows at a time, their
+columns checked in bulk (`BULK`) and a row those checks refuse read by its builder (`Row` and
+the `_partner`, `_deal`, ... functions), which says why; each bad row is reported as
 `deals.csv:14: ...` and skipped, and the rest loads; a skipped row keeps its id's stored copy.
 A sync of this source is a snapshot, in one transaction: rows that disappeared from the files
 are deleted from the store, except survey answers, which the store never drops, and except when
@@ -14,22 +16,24 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from connectors.csv_text import csv_rows
+from connectors.csv_columns import Columns
+from connectors.csv_text import CsvReader, csv_rows
 from connectors.errors import SourceError
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
+from connectors.seen import ReadKeys
 from kpi.models import (
     Channel,
     Customer,
@@ -44,11 +48,12 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.store import KINDS, Store
+from kpi.store import KINDS, Store, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
-PROGRESS_EVERY = 5000  # rows between progress reports
+READ_BATCH = 5000  # CSV records read (and progress reported) at a time
+WRITE_BATCH = 5000  # rows compared with the store's and written at a time
 Progress = Callable[[str, int], None]
 E = TypeVar("E", bound=StrEnum)
 
@@ -293,6 +298,168 @@ def _goal(row: Row, _: Normalizer) -> Goal:
     )
 
 
+# --- the bulk read: whole columns of a batch at once ----------------------------------------
+# Each function gives, for every row of a batch, its stored columns as the file's builder above
+# and `RecordKind.values` would make them, or None for a row a column check refused (its
+# builder reads it, so a bad row's message is always the builder's). tests/test_files_bulk.py
+# holds the two paths to the same stored rows.
+
+Values = dict[str, Any]
+
+
+def _bulk_partners(c: Columns, _: Normalizer) -> list[Values | None]:
+    ids, names = c.required("id"), c.required("name")
+    tiers, owners, regions = c.text("tier"), c.text("owner_email"), c.text("region")
+    joined, left = c.date("joined_on", required=True), c.date("left_on")
+    emails = c.text("contact_emails")
+    return [
+        None
+        if row in c.bad
+        else {
+            "id": ids[row],
+            "name": names[row],
+            "tier": tiers[row],
+            "joined_on": joined[row],
+            "left_on": left[row],
+            "owner_email": owners[row],
+            "contact_emails": [e.strip() for e in (emails[row] or "").split(";") if e.strip()],
+            "region": regions[row],
+        }
+        for row in range(c.size)
+    ]
+
+
+def _bulk_deals(c: Columns, normalize: Normalizer) -> list[Values | None]:
+    statuses = c.choice("status", DealStatus, required=True)
+    closed = c.date("closed_on")
+    for row, (status, closed_on) in enumerate(zip(statuses, closed, strict=True)):
+        if closed_on is None and status != DealStatus.OPEN:
+            c.bad.add(row)  # "closed_on is empty" (or the status's own message)
+    amounts, currencies = c.decimal("amount"), c.text("currency")
+    sources, csats = c.text("lead_source"), c.integer("csat", 1, 5)
+    ids, partners, names, stages = (
+        c.required("id"),
+        c.text("partner_id"),
+        c.text("name"),
+        c.text("stage"),
+    )
+    created, expected = c.date("created_on", required=True), c.date("expected_close_on")
+    types, explicit = c.choice("type", DealType), c.choice("channel", Channel)
+    registered, registered_on = c.boolean("registered"), c.date("registered_on")
+    channels: dict[tuple[str | None, str | None], str] = {}
+    found: list[Values | None] = []
+    for row in range(c.size):
+        if row in c.bad:
+            found.append(None)
+            continue
+        amount, currency, source = amounts[row], currencies[row], sources[row]
+        pair = (source, explicit[row])
+        channel = channels.get(pair)
+        if channel is None:
+            given = Channel(pair[1]) if pair[1] is not None else None
+            channel = channels[pair] = normalize.channel(source, given).value
+        converted = normalize.amount(amount, currency)  # last, as the builder converts
+        found.append(
+            {
+                "id": ids[row],
+                "partner_id": partners[row],
+                "name": names[row] or "",
+                "amount": None if converted is None else float(converted),
+                "original_amount": None if amount is None else float(amount),
+                "currency": currency.upper() if currency else None,
+                "stage": stages[row],
+                "status": statuses[row],
+                "created_on": created[row],
+                "closed_on": closed[row],
+                "expected_close_on": expected[row],
+                "type": types[row],
+                "lead_source": source,
+                "channel": channel,
+                "registered": registered[row],
+                "registered_on": registered_on[row],
+                "csat": csats[row],
+            }
+        )
+    return found
+
+
+def _bulk_stage_changes(c: Columns, _: Normalizer) -> list[Values | None]:
+    return _keyed_by_content(c, ("deal_id", "stage", "entered_at"), c.timestamp("entered_at"))
+
+
+def _bulk_trainings(c: Columns, _: Normalizer) -> list[Values | None]:
+    completed = c.date("completed_on", required=True)
+    # numbered among identical rows by the reader
+    return _keyed_by_content(c, ("partner_id", "course", "completed_on"), completed, occurrence=1)
+
+
+def _keyed_by_content(
+    c: Columns, names: tuple[str, str, str], moments: Sequence[object], **fixed: object
+) -> list[Values | None]:
+    """Records without an id (stage changes, trainings), keyed by two required text columns
+    and a moment (`kpi.store.natural_key`)."""
+    firsts, seconds = c.required(names[0]), c.required(names[1])
+    found: list[Values | None] = []
+    for row in range(c.size):
+        first, second, moment = firsts[row], seconds[row], moments[row]
+        if row in c.bad or first is None or second is None or not isinstance(moment, dt.date):
+            found.append(None)
+            continue
+        key = natural_key(first, second, moment.isoformat())
+        found.append({"id": key, names[0]: first, names[1]: second, names[2]: moment, **fixed})
+    return found
+
+
+def _bulk_customers(c: Columns, normalize: Normalizer) -> list[Values | None]:
+    ids, partners, names = c.required("id"), c.text("partner_id"), c.text("name")
+    became, churned = c.date("became_customer_on", required=True), c.date("churned_on")
+    mrrs, currencies = c.decimal("mrr"), c.text("currency")
+    onboarded, referrers = c.date("onboarded_on"), c.text("referred_by")
+    found: list[Values | None] = []
+    for row in range(c.size):
+        if row in c.bad:
+            found.append(None)
+            continue
+        mrr, currency = mrrs[row], currencies[row]
+        converted = normalize.amount(mrr, currency)  # last, as the builder converts
+        found.append(
+            {
+                "id": ids[row],
+                "partner_id": partners[row],
+                "name": names[row] or "",
+                "became_customer_on": became[row],
+                "churned_on": churned[row],
+                "mrr": None if converted is None else float(converted),
+                "original_mrr": None if mrr is None else float(mrr),
+                "currency": currency.upper() if currency else None,
+                "onboarded_on": onboarded[row],
+                "referred_by": referrers[row],
+            }
+        )
+    return found
+
+
+def _bulk_tickets(c: Columns, _: Normalizer) -> list[Values | None]:
+    ids, customers, opened = c.required("id"), c.required("customer_id"), c.timestamp("opened_at")
+    return [
+        None
+        if row in c.bad
+        else {"id": ids[row], "customer_id": customers[row], "opened_at": opened[row]}
+        for row in range(c.size)
+    ]
+
+
+#: The files read in bulk, by name (survey answers and goals: each row by its builder).
+BULK: dict[str, Callable[[Columns, Normalizer], list[Values | None]]] = {
+    "partners.csv": _bulk_partners,
+    "deals.csv": _bulk_deals,
+    "stage_changes.csv": _bulk_stage_changes,
+    "trainings.csv": _bulk_trainings,
+    "customers.csv": _bulk_customers,
+    "tickets.csv": _bulk_tickets,
+}
+
+
 GOALS_FILE = "goals.csv"
 
 FILES = (
@@ -347,12 +514,25 @@ class _FileRead:
     """What one file's read established: the ids loaded, the ids of rows that could not be
     read (their stored copy stays), and how many unreadable rows had no id to keep."""
 
-    loaded: set[str] = field(default_factory=set)
+    loaded: ReadKeys = field(default_factory=ReadKeys)
     kept: set[str] = field(default_factory=set)
     unidentified: int = 0
 
     def __contains__(self, key: object) -> bool:
-        return key in self.loaded or key in self.kept
+        return key in self.kept or key in self.loaded
+
+    def absent(self, keys: list[str]) -> list[str]:
+        return [key for key in self.loaded.absent(keys) if key not in self.kept]
+
+
+@dataclass
+class _Line:
+    """A CSV record of a batch that its first pass could not read, and why."""
+
+    problem: str
+    reason: str
+    kept_id: str | None = None  # its id, whose stored copy stays
+    unidentified: bool = False  # its id cannot be told
 
 
 class FilesSource:
@@ -367,6 +547,7 @@ class FilesSource:
         encoding: str = "utf-8",
         max_delete_share: float = 0.2,
         only: tuple[str, ...] | None = None,
+        bulk: bool = True,
     ) -> None:
         self.folder = folder
         self.normalizer = normalizer
@@ -374,6 +555,8 @@ class FilesSource:
         self.max_delete_share = max_delete_share
         # The file names to read, each optional (a CRM's secondary folder); None: all of FILES.
         self.only = only
+        # Read columns in bulk where a file can be (`BULK`); False: every row by its builder.
+        self.bulk = bulk
 
     def check(self) -> list[CsvFile]:
         """The files to read; raises SourceError when the folder or a file is unusable."""
@@ -417,14 +600,19 @@ class FilesSource:
         """The snapshot itself, without the warnings about the whole store (a CRM's sync that
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
-        with store.transaction() as connection:
+        history_changed = False  # whether a stage change was written or deleted
+        with store.transaction() as connection, store.bulk_cache(connection):
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
                 check = _known_partner(store, connection) if spec.model is Goal else None
-                records = self._records(spec, report, read, KINDS[spec.model].key, progress, check)
-                report.object(kind).count(store.upsert(connection, records, SOURCE))
+                rows = self._records(spec, report, read, progress, check)
+                with store.indexes_deferred(connection, spec.model):
+                    counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
+                report.object(kind).count(counts)
+                if spec.model is StageChange and (counts.new or counts.updated):
+                    history_changed = True
                 sweep = store.missing(connection, spec.model, SOURCE, read, before)
                 if spec.guarded and not guard.allows(sweep):
                     continue
@@ -436,26 +624,29 @@ class FilesSource:
                     )
                     continue
                 report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
+                if spec.model is StageChange and sweep.gone:
+                    history_changed = True
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
-            store.refresh_stays(connection)
+            if history_changed:
+                store.refresh_stays(connection)
 
     def _records(
         self,
         spec: CsvFile,
         report: SyncReport,
         read: _FileRead,
-        key_of: Callable[[Record], str],
         progress: Callable[[str, int], None] | None,
         check: Callable[[Record], None] | None = None,
-    ) -> Iterator[Record]:
-        """The file's readable records; with `spec.later_wins`, one per key, the last."""
+    ) -> Iterator[dict[str, Any]]:
+        """The file's readable records in their stored columns (`RecordKind.values`); with
+        `spec.later_wins`, one per key, the last."""
         if not spec.later_wins:
-            yield from self._rows(spec, report, read, key_of, progress, check)
+            yield from self._rows(spec, report, read, progress, check)
             return
-        latest: dict[str, Record] = {}
-        for record in self._rows(spec, report, read, key_of, progress, check):
-            latest[key_of(record)] = record
+        latest: dict[str, dict[str, Any]] = {}
+        for values in self._rows(spec, report, read, progress, check):
+            latest[values["id"]] = values
         yield from latest.values()
 
     def _rows(
@@ -463,48 +654,95 @@ class FilesSource:
         spec: CsvFile,
         report: SyncReport,
         read: _FileRead,
-        key_of: Callable[[Record], str],
         progress: Callable[[str, int], None] | None,
         check: Callable[[Record], None] | None,
-    ) -> Iterator[Record]:
+    ) -> Iterator[dict[str, Any]]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
         repeats: Counter[str] = Counter()  # rows seen per key, where identical rows count
+        count = 0
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
-            for count, cells in enumerate(reader, 1):
-                if progress is not None and count % PROGRESS_EVERY == 0:
-                    progress(spec.name, count)
-                where = f"{spec.name}:{reader.line_num}"
-                if not any(cell.strip() for cell in cells):
-                    continue  # a blank line is not a record
-                if len(cells) != len(header):
-                    problem = f"has {len(cells)} cells, the header has {len(header)}"
-                    reason = "wrong number of cells"
-                    read.unidentified += 1
-                else:
-                    row = Row(dict(zip(header, cells, strict=True)))
-                    try:
-                        record = spec.build(row, self.normalizer)
-                        if check is not None:
-                            check(record)
-                    except (BadCell, ValidationError) as error:
-                        problem = reason = (
-                            str(error) if isinstance(error, BadCell) else validation_reason(error)
-                        )
-                        _keep_stored_copy(spec, row, read)
-                    else:
-                        key = key_of(record)
-                        if spec.repeats_count:
-                            repeats[key] += 1
-                            record = record.model_copy(update={"occurrence": repeats[key]})
-                            key = key_of(record)
-                        if key not in read.loaded or spec.later_wins:
-                            read.loaded.add(key)
-                            yield record
+            for batch in _batches(reader, READ_BATCH):
+                lines = self._first_pass(spec, header, batch, repeats, check)
+                keys = [line["id"] for _, line in lines if not isinstance(line, _Line)]
+                earlier = iter(read.loaded.read_before(keys))
+                added: set[str] = set()
+                for number, line in lines:
+                    if not isinstance(line, _Line):
+                        key = line["id"]
+                        if spec.later_wins or not (next(earlier) or key in added):
+                            added.add(key)
+                            yield line
                             continue
-                        problem, reason = f"repeats the id {key!r} of an earlier row", "repeated id"
-                report.problems.append(f"{where}: {problem}")
-                kind_report.skip(_reason_category(reason))
+                        line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
+                    elif line.unidentified:
+                        read.unidentified += 1
+                    elif line.kept_id not in added and line.kept_id not in read.loaded:
+                        read.kept.add(str(line.kept_id))
+                    report.problems.append(f"{spec.name}:{number}: {line.problem}")
+                    kind_report.skip(_reason_category(line.reason))
+                read.loaded.add(list(added))
+                count += len(batch)
+                if progress is not None:
+                    progress(spec.name, count)
+
+    def _first_pass(
+        self,
+        spec: CsvFile,
+        header: list[str],
+        batch: list[tuple[int, list[str]]],
+        repeats: Counter[str],
+        check: Callable[[Record], None] | None,
+    ) -> list[tuple[int, Values | _Line]]:
+        """Each record of the batch read into its values, or why it cannot be: the cells in
+        bulk (`BULK`) where the file can be, and each row the bulk read refused by its builder,
+        which says why (or reads it). A blank line is no record."""
+        width = len(header)
+        records = [(number, cells) for number, cells in batch if "".join(cells).strip()]
+        bulk = BULK.get(spec.name) if self.bulk and check is None else None
+        if bulk is not None:
+            index = {name: at for at, name in enumerate(header)}
+            shaped = [cells for _, cells in records if len(cells) == width]
+            converted = iter(bulk(Columns(index, shaped), self.normalizer))
+        kind = KINDS[spec.model]
+        lines: list[tuple[int, Values | _Line]] = []
+        for number, cells in records:
+            if len(cells) != width:
+                problem = f"has {len(cells)} cells, the header has {width}"
+                lines.append((number, _Line(problem, "wrong number of cells", unidentified=True)))
+                continue
+            values = next(converted) if bulk is not None else None
+            if values is None:
+                row = Row(dict(zip(header, cells, strict=True)))
+                try:
+                    record = spec.build(row, self.normalizer)
+                    if check is not None:
+                        check(record)
+                except (BadCell, ValidationError) as error:
+                    reason = str(error) if isinstance(error, BadCell) else validation_reason(error)
+                    kept = row.text("id") if spec.keyed_by_id else None
+                    lines.append((number, _Line(reason, reason, kept, unidentified=kept is None)))
+                    continue
+                values = kind.values(record)
+            if spec.repeats_count:
+                key = values["id"]
+                repeats[key] += 1
+                values["occurrence"] = repeats[key]
+                values["id"] = repeat_key(key, repeats[key])
+            lines.append((number, values))
+        return lines
+
+
+def _batches(reader: CsvReader, size: int) -> Iterator[list[tuple[int, list[str]]]]:
+    """The reader's records with the number of the line each ends on, `size` at a time."""
+    batch: list[tuple[int, list[str]]] = []
+    for cells in reader:
+        batch.append((reader.line_num, cells))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _known_partner(store: Store, connection: Connection) -> Callable[[Record], None]:
@@ -518,16 +756,6 @@ def _known_partner(store: Store, connection: Connection) -> Callable[[Record], N
             raise BadCell(f"partner_id {partner_id!r} is not one of the partners")
 
     return check
-
-
-def _keep_stored_copy(spec: CsvFile, row: Row, read: _FileRead) -> None:
-    """An unreadable row keeps its id's stored copy: by its id when the file has ids,
-    otherwise (an empty id, or records keyed by their content) the table is not swept."""
-    key = row.text("id") if spec.keyed_by_id else None
-    if key is None:
-        read.unidentified += 1
-    elif key not in read.loaded:
-        read.kept.add(key)
 
 
 def _reason_category(reason: str) -> str:

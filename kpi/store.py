@@ -16,14 +16,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    Update,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from kpi import schema
+from kpi import rollup_marks, schema
+from kpi.deferred_ddl import dropped
 from kpi.migrate import upgrade
 from kpi.models import (
     Customer,
@@ -46,6 +58,8 @@ from kpi.store_faults import (
 from settings.database import supported_list
 
 BATCH_SIZE = 1000
+BULK_CACHE_KB = 32 * 1024  # SQLite's page cache while a bulk load writes
+SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
 #: The status of a sync run whose process ended before it finished.
@@ -57,6 +71,15 @@ R = TypeVar("R", bound=Record)
 T = TypeVar("T")
 #: An INSERT that takes ON CONFLICT clauses, in the store's dialect.
 ConflictInsert: TypeAlias = postgresql.Insert | sqlite.Insert
+
+
+@runtime_checkable
+class KeySet(Protocol):
+    """The ids a sync read, when it can tell many of them apart at once (a sweep's `keep`)."""
+
+    def absent(self, keys: list[str]) -> list[str]:
+        """Those of `keys` that are not in the set, in order."""
+        ...
 
 
 class StoreError(Exception):
@@ -89,18 +112,20 @@ class RecordKind(Generic[R]):
             )
         if isinstance(record, TrainingCompletion):
             key = natural_key(record.partner_id, record.course, record.completed_on.isoformat())
-            # the first of identical completions keeps the key it always had
-            return key if record.occurrence == 1 else natural_key(key, str(record.occurrence))
+            return repeat_key(key, record.occurrence)
         if isinstance(record, Goal):
             return goal_key(record.partner_id, record.kpi, record.start_on, record.end_on)
         return str(getattr(record, "id"))  # noqa: B009 - every other record has an id
 
     def to_row(self, record: R, source: str) -> dict[str, Any]:
+        return finish_row(self.values(record), source)
+
+    def values(self, record: R) -> dict[str, Any]:
+        """The record's stored columns (its id and fields), without `row_hash` and `source`:
+        what `Store.upsert_rows` takes."""
         row: dict[str, Any] = {"id": self.key(record)}
         for name, value in record:
             row[name] = _to_column(value)
-        row["row_hash"] = _row_hash(row)
-        row["source"] = source
         return row
 
     def from_row(self, row: Any) -> R:
@@ -123,6 +148,19 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
 def natural_key(*parts: str) -> str:
     """The id of a record the CRM gives none (stage changes, training completions)."""
     return "|".join(parts)
+
+
+def repeat_key(key: str, occurrence: int) -> str:
+    """The id of the `occurrence`-th of identical records (training completions): the first
+    keeps the key it always had."""
+    return key if occurrence == 1 else natural_key(key, str(occurrence))
+
+
+def finish_row(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """`values` (a record's stored columns) with its `row_hash` and `source`, in place."""
+    values["row_hash"] = _row_hash(values)
+    values["source"] = source
+    return values
 
 
 def goal_key(partner_id: str | None, kpi: str, start: date, end: date) -> str:
@@ -190,25 +228,68 @@ class Store:
             for record in batch:
                 by_kind.setdefault(type(record), []).append(record)
             for model, group in by_kind.items():
-                counts.add(self._upsert_batch(connection, KINDS[model], group, source))
+                kind = KINDS[model]
+                rows = [kind.to_row(record, source) for record in group]
+                counts.add(self._upsert_batch(connection, kind, rows))
+        return counts
+
+    def upsert_rows(
+        self,
+        connection: Connection,
+        model: type[Record],
+        rows: Iterable[dict[str, Any]],
+        source: str,
+        batch_size: int = BATCH_SIZE,
+    ) -> UpsertCounts:
+        """`upsert` for records already in their stored columns (`RecordKind.values`, as a
+        bulk reader makes them without building the model), `batch_size` at a time. Their ids
+        should be distinct (a bulk reader's are): into a table that was empty, every row is
+        written as new without asking the store for stored ones (a repeated id still replaces
+        the earlier row, but counts as new)."""
+        kind = KINDS[model]
+        counts = UpsertCounts()
+        table = kind.table
+        empty = connection.execute(select(table.c.id).limit(1)).first() is None
+        for batch in batched(rows, batch_size):
+            for row in batch:
+                finish_row(row, source)
+            counts.add(self._upsert_batch(connection, kind, batch, compare=not empty))
         return counts
 
     def _upsert_batch(
-        self, connection: Connection, kind: RecordKind[Any], records: list[Record], source: str
+        self,
+        connection: Connection,
+        kind: RecordKind[Any],
+        batch: list[dict[str, Any]],
+        compare: bool = True,
     ) -> UpsertCounts:
         rows: dict[str, dict[str, Any]] = {}
-        for record in records:
-            row = kind.to_row(record, source)
+        for row in batch:
             rows[row["id"]] = row  # a later duplicate in the same batch wins
         table = kind.table
-        found = connection.execute(
-            select(table.c.id, table.c.row_hash).where(table.c.id.in_(list(rows)))
-        )
-        stored = {key: row_hash for key, row_hash in found}
+        marks = rollup_marks.batched_marks(connection, table)
+        previous = [table.c[rollup_marks.MARKED[table.name]]] if marks else []
+        found: Iterable[Any] = ()
+        if compare:
+            found = connection.execute(
+                select(table.c.id, table.c.row_hash, *previous).where(table.c.id.in_(list(rows)))
+            )
+        stored: dict[str, str] = {}
+        old: dict[str, Any] = {}
+        for found_row in found:
+            stored[found_row[0]] = found_row[1]
+            if marks:
+                old[found_row[0]] = found_row[2]
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed and table is schema.stage_changes:
             _add_partner_keys(connection, changed)
-        self.insert_or_update(connection, table, changed)
+            _first_stays(changed)
+        if changed and marks:
+            with dropped(connection, "trigger", table.name):
+                self.insert_or_update(connection, table, changed)
+            rollup_marks.mark(connection, table, changed, old)
+        else:
+            self.insert_or_update(connection, table, changed)
         updated = sum(1 for row in changed if row["id"] in stored)
         return UpsertCounts(
             new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
@@ -228,7 +309,7 @@ class Store:
         statement = self.conflict_insert(table)
         columns = {name: statement.excluded[name] for name in rows[0] if name not in keys}
         upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
-        connection.execute(upsert, list(rows))
+        _execute_many(connection, upsert, rows)
 
     def insert_or_keep(
         self,
@@ -253,25 +334,44 @@ class Store:
         statement: ConflictInsert = insert(table)
         return statement
 
+    @contextmanager
+    def bulk_cache(self, connection: Connection) -> Iterator[None]:
+        """A larger page cache on SQLite while `connection` writes millions of rows into
+        indexed tables (SQLite's default 2 MB makes every index insert a read from the file)."""
+        if connection.dialect.name != "sqlite":
+            yield
+            return
+        before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
+
+    @contextmanager
+    def indexes_deferred(self, connection: Connection, model: type[Record]) -> Iterator[None]:
+        """On SQLite, an empty table's secondary indexes dropped while a bulk load fills it and
+        built again afterwards, inside the caller's transaction: one sorted build per index
+        instead of a B-tree insert per row and index. A table that holds rows keeps them."""
+        table = KINDS[model].table
+        empty = connection.execute(select(table.c.id).limit(1)).first() is None
+        if connection.dialect.name != "sqlite" or not empty:
+            yield
+            return
+        with dropped(connection, "index", table.name):
+            yield
+
     def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
-        """Sets each stage change's `left_at` to the start of the deal's next change.
+        """Sets each stage change's `left_at` to the start of the deal's next change (the
+        earliest later `entered_at`), writing only the rows whose value changes.
 
         Called after a sync with the deals whose history it touched (None: every deal).
         """
-        later = schema.stage_changes.alias("later")
-        changes = schema.stage_changes
-        next_start = (
-            select(func.min(later.c.entered_at))
-            .where(later.c.deal_id == changes.c.deal_id, later.c.entered_at > changes.c.entered_at)
-            .scalar_subquery()
-        )
         if deal_ids is None:
-            connection.execute(update(changes).values(left_at=next_start))
+            connection.execute(_stays_update(None))
             return
         for batch in batched(deal_ids, BATCH_SIZE):
-            connection.execute(
-                update(changes).where(changes.c.deal_id.in_(batch)).values(left_at=next_start)
-            )
+            connection.execute(_stays_update(batch))
 
     def stored_count(self, connection: Connection, model: type[Record], source: str) -> int:
         """How many rows of this kind `source` has stored."""
@@ -295,11 +395,13 @@ class Store:
             return Sweep(table.name, [], 0)
         stored = connection.execute(select(table.c.id).where(table.c.source == source)).scalars()
         count = 0
-        gone = []
-        for key in stored:
-            count += 1
-            if key not in keep:
-                gone.append(key)
+        gone: list[str] = []
+        for batch in batched(stored, SWEEP_BATCH):
+            count += len(batch)
+            if isinstance(keep, KeySet):
+                gone.extend(keep.absent(batch))
+            else:
+                gone.extend(key for key in batch if key not in keep)
         return Sweep(table.name, gone, count if stored_before is None else stored_before)
 
     def delete_missing(
@@ -650,6 +752,47 @@ class Store:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
 
 
+def _first_stays(changes: list[dict[str, Any]]) -> None:
+    """Each stage change's `left_at` as far as its batch tells (the next moment among the
+    batch's changes of its deal), so that `refresh_stays` afterwards, which writes only the
+    rows whose value differs, rewrites few of them (a deal's history is mostly one batch)."""
+    moments: dict[Any, set[datetime]] = {}
+    for row in changes:
+        moments.setdefault(row["deal_id"], set()).add(row["entered_at"])
+    following: dict[tuple[Any, datetime], datetime | None] = {}
+    for deal_id, found in moments.items():
+        ordered = sorted(found)
+        for moment, later in zip(ordered, [*ordered[1:], None], strict=True):
+            following[deal_id, moment] = later
+    for row in changes:
+        row["left_at"] = following[row["deal_id"], row["entered_at"]]
+
+
+def _stays_update(deal_ids: list[str] | None) -> Update:
+    """The UPDATE behind `Store.refresh_stays`: each distinct (deal, moment) with the next
+    moment of its deal, one window over the deals' histories."""
+    changes = schema.stage_changes
+    moments = select(changes.c.deal_id, changes.c.entered_at).distinct()
+    if deal_ids is not None:
+        moments = moments.where(changes.c.deal_id.in_(deal_ids))
+    distinct = moments.subquery("moments")
+    following = func.lead(distinct.c.entered_at).over(
+        partition_by=distinct.c.deal_id, order_by=distinct.c.entered_at
+    )
+    nexts = select(distinct.c.deal_id, distinct.c.entered_at, following.label("next")).subquery(
+        "nexts"
+    )
+    return (
+        update(changes)
+        .where(
+            changes.c.deal_id == nexts.c.deal_id,
+            changes.c.entered_at == nexts.c.entered_at,
+            changes.c.left_at.is_distinct_from(nexts.c.next),
+        )
+        .values(left_at=nexts.c.next)
+    )
+
+
 def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> None:
     """Sets each stage change's partner key from its deal, as the triggers of migration 0004
     would: one query per batch here saves SQLite a second write of every new row."""
@@ -660,6 +803,25 @@ def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> 
     partner_of = {deal_id: key for deal_id, key in connection.execute(query)}
     for row in changes:
         row["partner_key"] = partner_of.get(row["deal_id"])
+
+
+def _execute_many(
+    connection: Connection, statement: ConflictInsert, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """`connection.execute(statement, rows)`, on SQLite without SQLAlchemy's per-row work: the
+    statement compiled once, each column converted by its type's own bind processor in one
+    pass, and the tuples handed to the driver's executemany."""
+    if connection.dialect.name != "sqlite":
+        connection.execute(statement, list(rows))
+        return
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
+    processors = compiled._bind_processors
+    columns = []
+    for name in compiled.positiontup or ():
+        values = [row[name] for row in rows]
+        process = processors.get(name)
+        columns.append([process(value) for value in values] if callable(process) else values)
+    connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
 
 
 def open_store(
@@ -757,6 +919,10 @@ def _from_column(value: Any) -> Any:
     return value
 
 
+#: Built once: `json.dumps` with these options builds a new encoder at every call.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _row_hash(row: dict[str, Any]) -> str:
-    text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+    text = _HASH_ENCODER.encode(row)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.csv_text import BLOCK_BYTES
 from connectors.errors import SourceError
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
@@ -258,6 +259,24 @@ def test_a_cp1252_export_loads_with_files_encoding_and_is_one_sentence_without(
     report = run_sync(store, FilesSource(folder, Normalizer(APP), encoding="cp1252"))
     assert report.problems == []
     assert [p.name for p in store.records(Partner)] == ["Café Müller GmbH"]
+
+
+@pytest.mark.parametrize("fault", [b"\xe9", b"\0"])
+def test_a_fault_past_the_first_block_names_its_line_and_offset(
+    store: Store, tmp_path: Path, fault: bytes
+) -> None:
+    """UTF-8 files are decoded a block at a time; a fault further on is still told by line."""
+    folder = minimal_folder(tmp_path)
+    good = "".join(f"p{n},Partner {n},Gold,2024-01-15,,,\n" for n in range(40_000))
+    data = f"{PARTNER_HEADER}\n{good}".encode() + b"px,Caf" + fault + b",,2024-01-15,,,\n"
+    assert len(data) > BLOCK_BYTES
+    (folder / "partners.csv").write_bytes(data)
+    with pytest.raises(SourceError) as error:
+        sync(store, folder)
+    at = f"line 40002 is {{}} (byte 0xE9 at offset {data.index(fault):,})"
+    if fault == b"\0":
+        at = f"line 40002 is binary data, not CSV text (a NUL byte at offset {data.index(fault):,})"
+    assert at.format("not utf-8 text") in str(error.value)
 
 
 def test_binary_data_in_a_file_is_one_sentence(store: Store, tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ check; on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import time
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -263,3 +264,62 @@ def test_a_refresh_in_another_schema_does_not_hold_this_one(store: Store) -> Non
         holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock{rollups.PG_REFRESH_LOCK}")
         assert rollups.refresh(store.engine, wait=False) is not None
     assert won_revenue(store, "P1") == 1000.0
+
+
+def every_mark(store: Store) -> tuple[set[str], set[datetime], set[tuple[str, str | None]]]:
+    """The marked partners and hours, and each stage change's partner key."""
+    with store.engine.connect() as connection:
+        partners = set(
+            connection.execute(select(schema.kpi_dirty_partners.c.partner_key)).scalars()
+        )
+        hours = set(connection.execute(select(schema.kpi_dirty_hours.c.hour)).scalars())
+        changes = schema.stage_changes
+        keys = {(row.id, row.partner_key) for row in connection.execute(select(changes))}
+    return partners, hours, keys
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_batch_marks_what_the_triggers_mark(store: Store, batched: bool) -> None:
+    """`Store.upsert` writes deals, stage changes and trainings with the triggers dropped and
+    marks them per batch on SQLite (kpi.rollup_marks); row by row, the triggers mark: both
+    mark the same partners and hours and give stage changes the same partner keys."""
+    if batched and store.engine.dialect.name != "sqlite":
+        pytest.skip("batched marks are SQLite's")
+    moment = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    steps: list[list[Any]] = [
+        [StageChange(deal_id="d1", stage="Prospecting", entered_at=moment)],  # an orphan
+        [deal("d1", "p1", date(2026, 3, 5)), deal("d2", None, date(2026, 3, 6))],
+        [
+            StageChange(deal_id="d1", stage="Won", entered_at=moment.replace(day=5, hour=14)),
+            StageChange(deal_id="d2", stage="Won", entered_at=moment.replace(day=6)),
+        ],
+        [deal("d1", "p2", date(2026, 3, 5)), deal("d2", "p3", date(2026, 4, 1))],  # moved
+        [TrainingCompletion(partner_id="p4", course="c", completed_on=date(2026, 3, 2))],
+        [TrainingCompletion(partner_id="p4", course="c", completed_on=date(2026, 3, 3))],
+    ]
+    seen = []
+    for records in steps:
+        rollups.refresh(store.engine)  # every step starts unmarked
+        with store.transaction() as connection:
+            if batched:
+                store.upsert(connection, records, "test")
+            else:  # each row by itself, as another writer would: the triggers mark it
+                for record in records:
+                    row = KINDS[type(record)].to_row(record, "test")
+                    store.insert_or_update(connection, KINDS[type(record)].table, [row])
+        seen.append(every_mark(store))
+    if store.engine.dialect.name == "sqlite" and not batched:
+        with store.engine.connect() as connection:
+            names = connection.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+            ).scalar_one()
+        assert names == 9  # the batches created again every trigger they dropped
+    expected = [
+        (set(), {datetime(2026, 3, 1, 9)}, {("d1|Prospecting|2026-03-01T09:30:00", None)}),
+        ({"p1", ""}, {datetime(2026, 3, 1, 9)}, {("d1|Prospecting|2026-03-01T09:30:00", "p1")}),
+    ]
+    assert seen[:2] == expected
+    assert seen[2][:2] == (set(), {datetime(2026, 3, 5, 14), datetime(2026, 3, 6, 9)})
+    assert seen[3][:2] == ({"p1", "p2", "", "p3"}, set())
+    assert {key for _, key in seen[3][2]} == {"p2", "p3"}
+    assert seen[4][:2] == seen[5][:2] == ({"p4"}, set())

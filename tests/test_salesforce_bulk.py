@@ -117,9 +117,7 @@ def test_a_bulk_full_sync_stores_exactly_what_a_rest_full_sync_stores(
 
 
 @SQLITE_ONLY
-def test_a_failed_job_falls_back_to_rest_with_the_reason(
-    org: FakeOrg, store: Store
-) -> None:
+def test_a_failed_job_falls_back_to_rest_with_the_reason(org: FakeOrg, store: Store) -> None:
     org.bulk_failures["Opportunity"] = "InvalidBatch : Failed to process query: QUERY_TIMEOUT"
     report = full_sync(store, org, **BULK)
     assert report.stopped_early is None
@@ -160,9 +158,7 @@ def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
 
 
 @SQLITE_ONLY
-def test_threshold_zero_keeps_every_object_on_rest(
-    org: FakeOrg, store: Store
-) -> None:
+def test_threshold_zero_keeps_every_object_on_rest(org: FakeOrg, store: Store) -> None:
     report = full_sync(store, org, bulk_threshold=0)
     assert fallbacks(report) == []
     assert requests_like(org, JOBS) == [] and requests_like(org, COUNTS) == []
@@ -170,17 +166,13 @@ def test_threshold_zero_keeps_every_object_on_rest(
 
 
 @SQLITE_ONLY
-def test_an_object_at_the_threshold_stays_on_rest(
-    org: FakeOrg, store: Store
-) -> None:
+def test_an_object_at_the_threshold_stays_on_rest(org: FakeOrg, store: Store) -> None:
     full_sync(store, org, bulk_threshold=len(DATA["deals"]))  # "more than" 150: history only
     assert len(requests_like(org, JOBS)) == 1
 
 
 @SQLITE_ONLY
-def test_an_incremental_sync_stays_on_rest(
-    org: FakeOrg, store: Store
-) -> None:
+def test_an_incremental_sync_stays_on_rest(org: FakeOrg, store: Store) -> None:
     full_sync(store, org, **BULK)
     deal_id = DATA["deals"][0]["id"]
     org.tick(minutes=5)
@@ -194,9 +186,7 @@ def test_an_incremental_sync_stays_on_rest(
 
 
 @SQLITE_ONLY
-def test_a_result_set_cut_short_is_read_again_from_its_locator(
-    org: FakeOrg, store: Store
-) -> None:
+def test_a_result_set_cut_short_is_read_again_from_its_locator(org: FakeOrg, store: Store) -> None:
     org.bulk_short_sets = 2  # the first two sets sent arrive with half their rows
     report = full_sync(store, org, **BULK)
     assert report.stopped_early is None and fallbacks(report) == []

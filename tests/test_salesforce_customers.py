@@ -492,9 +492,9 @@ t-3,cu-9,2026-05-02T10:00:00Z
     assert any("cu-9" in w or "unknown customer" in w for w in report.warnings), report.warnings
     # P1, the year 2026 as of December 1: cu-1 stays, cu-2 came and went; 1,000 EUR at 1.08;
     # two tickets over the two customers active at some time in the year (t-3's is unknown).
-    kpis = KpiEngine(store, app.kpi_settings).partner(
-        P1, parse_period("2026", date(2026, 12, 1))
-    )["kpis"]
+    kpis = KpiEngine(store, app.kpi_settings).partner(P1, parse_period("2026", date(2026, 12, 1)))[
+        "kpis"
+    ]
     assert kpis["customers_active"] == 1
     assert kpis["customers_gained"] == 2
     assert kpis["customers_lost"] == 1

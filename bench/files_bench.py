@@ -1,0 +1,303 @@
+"""The files source benchmark issue #18 asks for.
+
+    python3 -m bench.files_bench [--partners N] [--deals N] [--folder PATH] [--db PATH]
+                                 [--postgres URL] [--json PATH]
+
+1. Writes (once, in a spawned child process) the deterministic program of `bench.generate`
+   (2,000 partners, 1,000,000 deals, 3.9 million stage changes, trainings, survey answers,
+   customers and tickets by default) as a folder of CSV files in the files-source format,
+   cached under /work/bench-data/fastfiles/ (a folder whose `bench_meta.json` matches is reused).
+2. In another spawned child, `partner-kpi sync`'s code path (`run_sync` with `FilesSource`) into
+   a fresh SQLite store: rows read, wall time (the KPI rollups' refresh included), rows per
+   second, and the child's peak memory (`harness.peak_mb`).
+3. In the same child, the same sync again with nothing changed: time, and rows written (must
+   be none).
+4. With `--postgres URL`, steps 2 and 3 into a fresh schema of that PostgreSQL database.
+
+Targets (the issue): >= 50,000 rows/s, <= 300 MB peak, an unchanged re-sync <= 30 s that
+writes no row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+from bench.generate import (
+    CURRENCY_RATES,
+    BenchSpec,
+    _customers,
+    _deals,
+    _partner_rows,
+    _partners,
+    _surveys,
+    _trainings,
+)
+from bench.harness import machine, peak_mb, records_read
+
+DATA = Path("/work/bench-data/fastfiles")
+META = "bench_meta.json"
+TARGET_ROWS_PER_SECOND = 50_000
+TARGET_PEAK_MB = 300.0
+TARGET_RESYNC_S = 30.0
+
+#: Each file's columns, in the order written (the files format; ids where it has them).
+COLUMNS = {
+    "partners": ("id", "name", "tier", "joined_on", "left_on", "owner_email", "contact_emails"),
+    "deals": (
+        "id", "partner_id", "name", "amount", "currency", "stage", "status", "created_on",
+        "closed_on", "expected_close_on", "type", "lead_source", "channel", "registered",
+        "registered_on", "csat",
+    ),
+    "stage_changes": ("deal_id", "stage", "entered_at"),
+    "trainings": ("partner_id", "course", "completed_on"),
+    "survey_responses": (
+        "id", "partner_id", "respondent", "campaign_id", "score", "comment", "submitted_at",
+    ),
+    "customers": (
+        "id", "partner_id", "name", "became_customer_on", "churned_on", "mrr", "currency",
+        "onboarded_on", "referred_by",
+    ),
+    "tickets": ("id", "customer_id", "opened_at"),
+}  # fmt: skip
+#: A CSV column whose value the generator keeps under another name.
+RENAMED = {("deals", "amount"): "original_amount", ("customers", "mrr"): "original_mrr"}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+class _CsvBuffer:
+    """The generator's `_Buffer` interface, writing rows to a CSV file instead of a table."""
+
+    def __init__(self, handle: IO[str], name: str) -> None:
+        self.writer = csv.writer(handle, lineterminator="\n")
+        self.columns = [RENAMED.get((name, c), c) for c in COLUMNS[name]]
+        self.writer.writerow(COLUMNS[name])
+        self.rows: list[dict[str, Any]] = []  # always empty: rows are written at once
+        self.count = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.writer.writerow([_cell(row.get(c)) for c in self.columns])
+        self.count += 1
+
+    def flush(self) -> None:
+        pass
+
+
+def write_program(spec: BenchSpec, folder: Path) -> dict[str, Any]:
+    """The program of `bench.generate` for `spec` as CSV files in `folder`, in the generator's
+    order of draws (so the rows are the bench store's rows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / META).unlink(missing_ok=True)
+    started = time.perf_counter()
+    rng = random.Random(spec.seed)
+    handles = {name: (folder / f"{name}.csv").open("w", encoding="utf-8") for name in COLUMNS}
+    out = {name: _CsvBuffer(handle, name) for name, handle in handles.items()}
+    try:
+        partners = _partners(rng, spec.partners)
+        for row in _partner_rows(rng, partners):
+            out["partners"].add(row)
+        _deals(rng, partners, spec.deals, out["deals"], out["stage_changes"], False)  # type: ignore[arg-type]
+        _trainings(rng, partners, out["trainings"])  # type: ignore[arg-type]
+        _surveys(rng, partners, out["survey_responses"])  # type: ignore[arg-type]
+        _customers(rng, partners, spec, out["customers"], out["tickets"])  # type: ignore[arg-type]
+    finally:
+        for handle in handles.values():
+            handle.close()
+    counts = {name: buffer.count for name, buffer in out.items()}
+    meta = {**spec.marker(), "counts": counts, "seconds": round(time.perf_counter() - started, 1)}
+    (folder / META).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def ensure_folder(spec: BenchSpec, folder: Path) -> dict[str, Any]:
+    """The CSV folder of `spec`: reused when its meta matches, else written anew."""
+    try:
+        meta: dict[str, Any] = json.loads((folder / META).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    if all(meta.get(key) == value for key, value in spec.marker().items()):
+        return meta | {"reused": True}
+    return write_program(spec, folder) | {"reused": False}
+
+
+def _app() -> Any:
+    from settings.app import AppConfig
+
+    rates = {code: rate for code, rate in CURRENCY_RATES.items() if code != "USD"}
+    return AppConfig.model_validate({"source": "files", "currency_rates": rates})
+
+
+def _sync(store: Any, folder: Path) -> tuple[Any, float, float]:
+    """One `run_sync` of the folder: the report, wall seconds and the connector's seconds."""
+    from bench.harness import Measured
+    from connectors.files import FilesSource
+    from connectors.normalize import Normalizer
+    from connectors.sync import run_sync
+
+    source = Measured(FilesSource(folder, Normalizer(_app())))
+    started = time.perf_counter()
+    report = run_sync(store, source, True)
+    return report, time.perf_counter() - started, source.seconds
+
+
+def measure(folder: str, url: str) -> dict[str, Any]:
+    """In a fresh process: a first sync of `folder` into the empty store at `url`, then the
+    same sync again with nothing changed."""
+    from kpi.store import open_store
+
+    store = open_store(url)
+    baseline = peak_mb()
+    cpu = time.process_time()
+    report, wall, connector = _sync(store, Path(folder))
+    cpu_first = time.process_time() - cpu
+    first_peak = peak_mb()
+    rows = records_read(report)
+    cpu = time.process_time()
+    again, rewall, reconnector = _sync(store, Path(folder))
+    cpu_again = time.process_time() - cpu
+    written = sum(o.new + o.updated + o.deleted for o in again.objects.values())
+    counts = store.counts()
+    store.engine.dispose()
+    return {
+        "rows": rows,
+        "seconds": round(wall, 1),
+        "connector_seconds": round(connector, 1),
+        "rows_per_second": round(rows / wall),
+        "cpu_seconds": round(cpu_first, 1),
+        "rows_per_cpu_second": round(rows / cpu_first),
+        "peak_mb": round(first_peak, 1),
+        "baseline_mb": round(baseline, 1),
+        "problems": len(report.problems),
+        "objects": {name: vars(o) | {"skip_reasons": {}} for name, o in report.objects.items()},
+        "resync_seconds": round(rewall, 1),
+        "resync_connector_seconds": round(reconnector, 1),
+        "resync_cpu_seconds": round(cpu_again, 1),
+        "resync_written": written,
+        "resync_peak_mb": round(peak_mb(), 1),
+        "store_counts": counts,
+    }
+
+
+def _in_child(function: Callable[..., Any], *args: Any) -> Any:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _postgres_url(url: str) -> tuple[str, str]:
+    """A fresh schema in the database at `url` and a URL whose connections use it."""
+    from sqlalchemy import create_engine
+
+    schema = f"files_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}", schema
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _table(name: str, result: dict[str, Any]) -> list[str]:
+    rate, peak = result["rows_per_second"], result["peak_mb"]
+    resync, written = result["resync_seconds"], result["resync_written"]
+    return [
+        f"| {name}: first sync, {result['rows']:,} rows | {result['seconds']} s "
+        f"({result['connector_seconds']} s reading and writing, the rest the rollups) | | |",
+        f"| {name}: rows per second | {rate:,} | >= {TARGET_ROWS_PER_SECOND:,} | "
+        f"{_verdict(rate >= TARGET_ROWS_PER_SECOND)} |",
+        f"| {name}: CPU seconds (this process, SQLite's work included), rows per CPU second | "
+        f"{result['cpu_seconds']} s, {result['rows_per_cpu_second']:,} | | |",
+        f"| {name}: peak memory | {peak} MB | <= {TARGET_PEAK_MB:.0f} MB | "
+        f"{_verdict(peak <= TARGET_PEAK_MB)} |",
+        f"| {name}: unchanged re-sync | {resync} s ({result['resync_cpu_seconds']} CPU s), "
+        f"{written} rows written | "
+        f"<= {TARGET_RESYNC_S:.0f} s, none written | "
+        f"{_verdict(resync <= TARGET_RESYNC_S and written == 0)} |",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--partners", type=int, default=2_000)
+    parser.add_argument("--deals", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--folder", help="the CSV folder (default: under /work/bench-data)")
+    parser.add_argument("--db", help="the SQLite store to build (replaced; default: beside it)")
+    parser.add_argument("--postgres", help="also sync into a fresh schema of this database")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite store")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    spec = BenchSpec(partners=args.partners, deals=args.deals, seed=args.seed)
+    folder = Path(args.folder or DATA / f"program-{args.partners}-{args.deals}-{args.seed}")
+    data = _in_child(ensure_folder, spec, folder)
+    how = "reused" if data["reused"] else f"written in {data['seconds']} s"
+    print(f"CSV folder {folder} ({how}): {data['counts']}")
+    results: dict[str, Any] = {"folder": str(folder), "data": data}
+    lines = ["| measure | value | target | |", "| --- | --- | --- | --- |"]
+    if not args.no_sqlite:
+        db = Path(args.db or folder.parent / f"store-{folder.name}.db")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        results["sqlite"] = _in_child(measure, str(folder), f"sqlite:///{db}")
+        lines += _table("SQLite", results["sqlite"])
+    if args.postgres:
+        url, schema = _postgres_url(args.postgres)
+        try:
+            results["postgresql"] = _in_child(measure, str(folder), url)
+        finally:
+            _drop_schema(args.postgres, schema)
+        lines += _table("PostgreSQL", results["postgresql"])
+    results["machine"] = machine("bench.files_bench", argv, load)
+    print("\n".join(lines))
+    print(f"machine: {results['machine']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    met = all(
+        r["rows_per_second"] >= TARGET_ROWS_PER_SECOND
+        and r["peak_mb"] <= TARGET_PEAK_MB
+        and r["resync_seconds"] <= TARGET_RESYNC_S
+        and r["resync_written"] == 0
+        for key in ("sqlite", "postgresql")
+        if (r := results.get(key))
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The rollup triggers' work for a whole batch of written rows, on SQLite.
+
+Migration 0004's row triggers mark the partners and hours each write makes stale and keep
+`stage_changes.partner_key`; run once per row they cost more than the write itself (a bulk load
+of millions of rows spends most of its time in them). `Store` writes a batch of deals, stage
+changes or trainings with the table's triggers dropped (inside its transaction, so nobody else
+ever sees them missing) and then does here, once per batch and set-based, what they would have
+done row by row: each affected partner and hour marked once, and the partner key of the deals'
+stage changes set. Deletes and every other writer still go through the triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, literal, select, update
+from sqlalchemy.dialects import sqlite
+
+from kpi import schema
+from kpi.sqlfuncs import hour_floor
+
+#: The tables with rollup triggers, and the column whose old value a mark needs.
+MARKED = {"deals": "partner_id", "stage_changes": "entered_at", "trainings": "partner_id"}
+
+
+def batched_marks(connection: Connection, table: Table) -> bool:
+    """Whether a batch written into `table` gets its marks here instead of from triggers."""
+    return connection.dialect.name == "sqlite" and table.name in MARKED
+
+
+def mark(
+    connection: Connection,
+    table: Table,
+    written: Sequence[Mapping[str, Any]],
+    old: Mapping[str, Any],
+) -> None:
+    """What the triggers of `table` do for the `written` rows (inserted, or updated where
+    `old` holds the id's previous value of `MARKED[table]`)."""
+    if table.name == "stage_changes":
+        moments = [row["entered_at"] for row in written]
+        moments += [old[row["id"]] for row in written if row["id"] in old]
+        _mark_hours(connection, {_hour(moment) for moment in moments})
+        return  # their partner keys: `Store` set them from the deals before writing
+    partners = {row["partner_id"] or "" for row in written}
+    partners |= {old[row["id"]] or "" for row in written if row["id"] in old}
+    _mark_partners(connection, sorted(partners))
+    if table.name != "deals":
+        return
+    inserted = [row["id"] for row in written if row["id"] not in old]
+    if inserted:  # an inserted deal makes the hours of its (orphan) stage changes stale
+        changes = schema.stage_changes
+        hours = select(hour_floor(changes.c.entered_at), literal(1)).where(
+            changes.c.deal_id.in_(inserted)
+        )
+        statement = sqlite.insert(schema.kpi_dirty_hours).from_select(
+            ["hour", "version"], hours.distinct()
+        )
+        connection.execute(_bump(statement, schema.kpi_dirty_hours))
+    changes = schema.stage_changes
+    deals = schema.deals
+    partner = (
+        select(func.coalesce(deals.c.partner_id, literal("")))
+        .where(deals.c.id == changes.c.deal_id)
+        .scalar_subquery()
+    )
+    connection.execute(
+        update(changes)
+        .where(
+            changes.c.deal_id.in_([row["id"] for row in written]),
+            changes.c.partner_key.is_distinct_from(partner),
+        )
+        .values(partner_key=partner)
+    )
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _mark_partners(connection: Connection, keys: list[str]) -> None:
+    if keys:
+        table = schema.kpi_dirty_partners
+        statement = _bump(sqlite.insert(table), table)
+        connection.execute(statement, [{"partner_key": key, "version": 1} for key in keys])
+
+
+def _mark_hours(connection: Connection, hours: set[datetime]) -> None:
+    if hours:
+        table = schema.kpi_dirty_hours
+        statement = _bump(sqlite.insert(table), table)
+        connection.execute(statement, [{"hour": hour, "version": 1} for hour in sorted(hours)])
+
+
+def _bump(statement: sqlite.Insert, table: Table) -> sqlite.Insert:
+    """A mark that is there already gets a new version, as the triggers' marks do."""
+    key = next(iter(table.primary_key.columns)).name
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={"version": table.c.version + 1}
+    )
