@@ -195,10 +195,14 @@ class Aggregator:
         self.tz = tz
 
     def totals(
-        self, period: Period, partner_ids: Sequence[PartnerKey] | None = None
+        self,
+        period: Period,
+        partner_ids: Sequence[PartnerKey] | None = None,
+        surveys: bool = True,
     ) -> dict[PartnerKey, Totals]:
         """Base aggregates per partner (None: direct deals), channels and stages aside;
-        `partner_ids` limits the partners (None in it: the direct deals too). Read from the
+        `partner_ids` limits the partners (None in it: the direct deals too); without `surveys`,
+        no survey answers (a reader of none of their keys skips that query). Read from the
         running totals of `kpi.rollups`: the period is what was counted before its end minus
         what was counted before its start."""
         window = Window.of(period, self.tz)
@@ -212,6 +216,8 @@ class Aggregator:
             totals.pipeline_value = float(pipeline_value)
             totals.registered = int(registered)
             totals.courses = int(courses)
+        if not surveys:
+            return result
         real = None if partner_ids is None else [p for p in partner_ids if p is not None]
         for partner_id, answers, promoters, detractors in self.surveys(period, real):
             totals = totals_of(result, partner_id)

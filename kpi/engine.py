@@ -3,7 +3,7 @@ of kpi-spec.md section 6, with the previous period, channels, stages, quality sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -21,7 +21,15 @@ from kpi.aggregates import (
     pipeline_order,
 )
 from kpi.customers import add_customers, add_customers_of
-from kpi.formulas import channels_of, closed_kpis, kpis_of, ratio, stages_of
+from kpi.formulas import (
+    SURVEY_KEYS,
+    channels_of,
+    closed_kpis,
+    kpis_named,
+    kpis_of,
+    ratio,
+    stages_of,
+)
 from kpi.goal_tracker import goal_objects
 from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
 from kpi.quality import Standing
@@ -169,25 +177,32 @@ class KpiEngine:
         partner_ids: Sequence[str],
         refresh: bool = True,
         customers: bool = True,
+        keys: Collection[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """The `kpis` of these partners over one range: the per-range KPI computation a goal's
         `actual` reads, so that any key of `kpis` can be a goal. `refresh=False` when the
         caller has just refreshed the rollups (`refresh_rollups`) for several ranges;
-        `customers=False` when no customer key is read (they are then 0 and null)."""
+        `customers=False` when no customer key is read (they are then 0 and null); `keys`: only
+        these keys of `kpis` (the survey answers are read only for theirs)."""
         if refresh:
             self.refresh_rollups()
+        surveys = keys is None or not SURVEY_KEYS.isdisjoint(keys)
         with self.store.engine.connect() as connection:
-            totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
+            aggregator = Aggregator(connection, self.settings.tz)
+            totals = aggregator.totals(period, partner_ids, surveys=surveys)
             if customers:
                 add_customers(connection, self.settings.tz, totals, period, partner_ids)
         nothing = Totals()
-        return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
+        if keys is None:
+            return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
+        return {pid: kpis_named(totals.get(pid, nothing), keys) for pid in partner_ids}
 
     def close_rates(self, period: Period, partner_ids: Sequence[str]) -> dict[str, float | None]:
         """The close rate (`kpis`' close_rate) of these partners over one range, without the
         rest of `kpis` (a forecast reads only this, for every partner with a goal)."""
         with self.store.engine.connect() as connection:
-            totals = Aggregator(connection, self.settings.tz).totals(period, partner_ids)
+            aggregator = Aggregator(connection, self.settings.tz)
+            totals = aggregator.totals(period, partner_ids, surveys=False)
         nothing = ClosedTotals()
         return {
             pid: closed_kpis(totals[pid].closed if pid in totals else nothing)["close_rate"]

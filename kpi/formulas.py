@@ -6,6 +6,7 @@ values. A ratio or mean over nothing is None, never 0 or NaN; sums and counts ov
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from kpi.aggregates import ClosedTotals, CustomerTotals, Totals
@@ -19,6 +20,11 @@ KPI_KEYS = DEAL_KEYS + CUSTOMER_KEYS
 
 #: The closed-deal figures of kpi-spec.md section 8 (training impact), in the spec's order.
 CLOSED_KEYS = ("deal_count", "won_revenue", "avg_deal_size", "close_rate", "sales_cycle_days")
+
+CLOSED_KEY_SET = frozenset(CLOSED_KEYS)
+
+#: The keys of `kpis_of` that read the survey answers (the other keys skip their query).
+SURVEY_KEYS = frozenset({"survey_responses", "partner_nps"})
 
 CHANNEL_KEYS = ("deal_count", "won_revenue", "close_rate")
 
@@ -78,6 +84,13 @@ def kpis_of(totals: Totals) -> dict[str, Any]:
     )
     values.update(customer_kpis(totals.customers))
     return {key: values[key] for key in KPI_KEYS}
+
+
+def kpis_named(totals: Totals, keys: Collection[str]) -> dict[str, Any]:
+    """The values `kpis_of(totals)` has for `keys` (each one of its keys), computed alone when
+    they are all closed-deal figures (what a goal over its own range usually reads)."""
+    values = closed_kpis(totals.closed) if CLOSED_KEY_SET.issuperset(keys) else kpis_of(totals)
+    return {key: values.get(key) for key in keys}
 
 
 def customer_kpis(sums: CustomerTotals) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """How far a goal has come (kpi-spec.md section 9): the keys of a goal object from its actual
 value, the as-of date and, for a revenue or deal goal, the open deals expected to close in it.
 
-Pure arithmetic on numbers the engine computed in SQL. Every ratio is taken exactly with
-`Fraction`s of the inputs and rounded once into a float; every status comparison is exact
-(pace >= 1 is actual * (e - s) >= target * elapsed days), so a pace of exactly 1 or 0.8 is
-never lost to floating-point division.
+Pure arithmetic on numbers the engine computed in SQL. Every ratio is taken exactly on the
+inputs' integer ratios (`as_integer_ratio`) and rounded once into a float by one int division,
+the value `float(Fraction(...))` gives without a `Fraction` per step; every status comparison
+is exact (pace >= 1 is actual * (e - s) >= target * elapsed days), so a pace of exactly 1 or 0.8
+is never lost to floating-point division.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from settings.goals import ADDITIVE_KPIS, FORECAST_KPIS, Direction
 from settings.periods import Period
 
 Number = int | float
+Ratio = tuple[int, int]  # (numerator, denominator > 0): an exact value
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,14 @@ def progress(
     s, e = goal.period.start, goal.period.end
     total = (e - s).days
     elapsed_days = (min(max(as_of + timedelta(days=1), s), e) - s).days
-    elapsed = Fraction(elapsed_days, total)
     if as_of < s:
         actual = None
-    target = Fraction(goal.target)
-    exact = None if actual is None else Fraction(actual)
+    tn, td = goal.target.as_integer_ratio()  # target = tn / td, td > 0
+    exact = None if actual is None else actual.as_integer_ratio()
     values: dict[str, Any] = {
-        "elapsed": float(elapsed),
+        "elapsed": elapsed_days / total,
         "actual": actual,
-        "attainment": None if exact is None or target == 0 else float(exact / target),
+        "attainment": None if exact is None or tn == 0 else _float(exact[0] * td, exact[1] * tn),
         "expected": None,
         "pace": None,
         "projected": None,
@@ -96,64 +96,83 @@ def progress(
         "coverage": None,
     }
     if goal.additive:
-        expected = target * elapsed
-        values["expected"] = float(expected)
-        if exact is not None and expected != 0:
-            values["pace"] = float(exact / expected)
-        if exact is not None and elapsed != 0:
-            values["projected"] = float(exact / elapsed)
+        values["expected"] = _float(tn * elapsed_days, td * total)  # target * elapsed
+        if exact is not None and tn != 0 and elapsed_days != 0:
+            an, ad = exact  # actual / expected
+            values["pace"] = _float(an * td * total, ad * tn * elapsed_days)
+        if exact is not None and elapsed_days != 0:
+            values["projected"] = _float(exact[0] * total, exact[1] * elapsed_days)
     if goal.forecasts:
-        values.update(_forecast(goal, exact, target, open_deals or OpenDeals(), close_rate))
-    values["status"] = _status(goal, as_of, exact, target, elapsed_days, total)
+        values.update(_forecast(goal, exact, (tn, td), open_deals or OpenDeals(), close_rate))
+    values["status"] = _status(goal, as_of, exact, (tn, td), elapsed_days, total)
     return values
+
+
+def _float(numerator: int, denominator: int) -> float:
+    """numerator / denominator rounded once, as `float(Fraction(numerator, denominator))`
+    (Python's int division is correctly rounded; the sign goes to the numerator, so a zero
+    is 0.0 as the Fraction's, not -0.0)."""
+    if denominator < 0:
+        numerator, denominator = -numerator, -denominator
+    return numerator / denominator
 
 
 def _forecast(
     goal: GoalSpec,
-    actual: Fraction | None,
-    target: Fraction,
+    actual: Ratio | None,
+    target: Ratio,
     open_deals: OpenDeals,
     close_rate: float | None,
 ) -> dict[str, Any]:
     open_expected: Number = open_deals.count if goal.kpi == "deal_count" else open_deals.amount
     forecast: float | None = None
+    on, od = open_expected.as_integer_ratio()
     if actual is not None:
+        an, ad = actual
         if open_deals.count == 0:
-            forecast = float(actual)
+            forecast = _float(an, ad)
         elif close_rate is not None:
-            forecast = float(actual + Fraction(open_expected) * Fraction(close_rate))
-    left = None if actual is None else target - actual
-    coverage = None if left is None or left <= 0 else float(Fraction(open_expected) / left)
+            cn, cd = close_rate.as_integer_ratio()  # actual + open_expected * close_rate
+            forecast = _float(an * od * cd + on * cn * ad, ad * od * cd)
+    coverage = None
+    if actual is not None:
+        (an, ad), (tn, td) = actual, target
+        left = tn * ad - an * td  # (target - actual) * ad * td
+        if left > 0:
+            coverage = _float(on * td * ad, od * left)
     return {"open_expected": open_expected, "forecast": forecast, "coverage": coverage}
 
 
 def _status(
     goal: GoalSpec,
     as_of: date,
-    actual: Fraction | None,
-    target: Fraction,
+    actual: Ratio | None,
+    target: Ratio,
     elapsed_days: int,
     total: int,
 ) -> str:
+    """Section 9's status, every comparison on integers (both denominators are positive)."""
     if as_of < goal.period.start:
         return "not_started"
     if actual is None:
         return "no_data"
+    (an, ad), (tn, td) = actual, target
+    a, t = an * td, tn * ad  # actual and target over one common positive denominator
     at_least = goal.direction is Direction.AT_LEAST
-    meets = actual >= target if at_least else actual <= target
-    if goal.additive and at_least and actual >= target:
+    meets = a >= t if at_least else a <= t
+    if goal.additive and at_least and a >= t:
         return "met"
-    if goal.additive and not at_least and actual > target:
+    if goal.additive and not at_least and a > t:
         return "missed"
     if as_of + timedelta(days=1) >= goal.period.end:
         return "met" if meets else "missed"
     if goal.additive and at_least:
-        expected_days = target * elapsed_days  # pace = actual * total / (target * elapsed days)
+        expected_days = t * elapsed_days  # pace = actual * total / (target * elapsed days)
         if expected_days == 0:
             return "at_risk"
-        if actual * total >= expected_days:
+        if a * total >= expected_days:
             return "on_track"
-        return "behind" if 5 * actual * total >= 4 * expected_days else "at_risk"
+        return "behind" if 5 * a * total >= 4 * expected_days else "at_risk"
     if goal.additive:
-        return "on_track" if actual * total <= target * elapsed_days else "behind"
+        return "on_track" if a * total <= t * elapsed_days else "behind"
     return "on_track" if meets else "behind"

@@ -10,7 +10,7 @@ query over last-365d.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ class KpiEngine(Protocol):
         partner_ids: Sequence[str],
         refresh: bool = True,
         customers: bool = True,
+        keys: Collection[str] | None = None,
     ) -> dict[str, dict[str, Any]]: ...
 
     def close_rates(
@@ -88,11 +89,15 @@ def goal_objects(
 
 
 def _actuals(engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date) -> dict[int, Any]:
-    """Each started goal's KPI over its period to date, by the goal's index."""
+    """Each started goal's KPI over its period to date, by the goal's index: per range, only
+    the keys its goals name."""
     by_range: dict[tuple[date, date], list[int]] = defaultdict(list)
     periods: dict[tuple[date, date], Period] = {}
+    to_dates: dict[Period, Period | None] = {}  # many goals share one period
     for index, goal in enumerate(goals):
-        to_date = goal.to_date(as_of)
+        if goal.period not in to_dates:
+            to_dates[goal.period] = goal.to_date(as_of)
+        to_date = to_dates[goal.period]
         if to_date is not None:
             span = (to_date.start, to_date.end)
             by_range[span].append(index)
@@ -102,8 +107,9 @@ def _actuals(engine: KpiEngine, goals: Sequence[GoalSpec], as_of: date) -> dict[
         period = periods[span]
         partner_ids = sorted({p for i in indexes if (p := goals[i].partner_id) is not None})
         customers = any(goals[i].kpi in CUSTOMER_KEYS for i in indexes)
+        keys = {goals[i].kpi for i in indexes if goals[i].partner_id is not None}
         kpis = (
-            engine.range_kpis(period, partner_ids, refresh=False, customers=customers)
+            engine.range_kpis(period, partner_ids, refresh=False, customers=customers, keys=keys)
             if partner_ids
             else {}
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import Connection, delete, select
@@ -114,7 +114,18 @@ def _key(goal: GoalSpec) -> str:
 
 def _stored(connection: Connection, only: Only) -> list[GoalSpec]:
     table = schema.goals
-    query = select(table).order_by(table.c.id)
+    columns = (
+        table.c.partner_id,
+        table.c.kpi,
+        table.c.period,
+        table.c.start_on,
+        table.c.end_on,
+        table.c.target,
+        table.c.direction,
+        table.c.source,
+        table.c.set_by,
+    )
+    query = select(*columns).order_by(table.c.id)
     if isinstance(only, frozenset):
         query = query.where(table.c.partner_id.in_(sorted(only)))
     elif only == PROGRAM:
@@ -123,18 +134,24 @@ def _stored(connection: Connection, only: Only) -> list[GoalSpec]:
         query = query.where(table.c.partner_id.is_not(None))
     elif only is not None:
         query = query.where(table.c.partner_id == only)
-    return [
-        GoalSpec(
-            partner_id=row.partner_id,
-            kpi=row.kpi,
-            period=Period(row.period, row.start_on, row.end_on, None),
-            target=Decimal(repr(row.target)),
-            direction=Direction(row.direction),
-            source=row.source,
-            set_by=row.set_by,
+    periods: dict[tuple[str, date, date], Period] = {}  # one object per range: goals share few
+    goals = []
+    rows = connection.execute(query).tuples()
+    for partner_id, kpi, name, start, end, target, direction, source, set_by in rows:
+        span = (name, start, end)
+        period = periods.get(span) or periods.setdefault(span, Period(name, start, end, None))
+        goals.append(
+            GoalSpec(
+                partner_id=partner_id,
+                kpi=kpi,
+                period=period,
+                target=Decimal(repr(target)),
+                direction=Direction(direction),
+                source=source,
+                set_by=set_by,
+            )
         )
-        for row in connection.execute(query)
-    ]
+    return goals
 
 
 def _wanted(partner_id: str | None, only: Only) -> bool:
