@@ -577,7 +577,7 @@ def build_database(spec: BenchSpec, path: Path) -> LoadReport:
                 " AND sql IS NOT NULL"
                 " AND tbl_name IN ('deals', 'stage_changes', 'trainings', 'survey_responses',"
                 " 'customers', 'support_tickets')"
-            ).tuples()
+            )
         )
         for kind, name, _sql in deferred:
             connection.exec_driver_sql(f'DROP {kind.upper()} "{name}"')

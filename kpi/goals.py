@@ -136,7 +136,7 @@ def _stored(connection: Connection, only: Only) -> list[GoalSpec]:
         query = query.where(table.c.partner_id == only)
     periods: dict[tuple[str, date, date], Period] = {}  # one object per range: goals share few
     goals = []
-    rows = connection.execute(query).tuples()
+    rows = connection.execute(query)
     for partner_id, kpi, name, start, end, target, direction, source, set_by in rows:
         span = (name, start, end)
         period = periods.get(span) or periods.setdefault(span, Period(name, start, end, None))
