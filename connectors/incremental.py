@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.normalize import Normalizer
 from connectors.report import ObjectReport, SyncReport
-from connectors.seen import SeenIds
+from connectors.seen import ReadKeys
 from kpi.models import Record, StageChange
 from kpi.store import KINDS, Store
 
@@ -127,7 +127,7 @@ class _PendingSweep:
     """A full sync's stream that ran to its end: the ids it saw, of how many stored before."""
 
     stream: Stream
-    seen: SeenIds
+    seen: ReadKeys
     stored_before: int
 
 
@@ -174,14 +174,14 @@ class StreamWriter:
             start = Cursor(start.rewound(lookback), "")
         object_report = self.report.object(stream.name)
         sweeps = full and not stream.changes_only
-        seen = SeenIds() if sweeps else None
+        seen = ReadKeys() if sweeps else None
         before = self._stored_count(stream.model) if sweeps else None
         key = KINDS[stream.model].key
         rows = 0
         for page in stream.pages(start):
             self.commit(stream, page, object_report)
             if seen is not None:
-                seen.update(key(r) for r in page.records if isinstance(r, stream.model))
+                seen.add([key(r) for r in page.records if isinstance(r, stream.model)])
             rows += page.rows_read
             if self.progress is not None:
                 self.progress(stream.name, rows)

@@ -21,7 +21,7 @@ from connectors.incremental import (
     read_watermark,
 )
 from connectors.report import SyncReport
-from connectors.seen import SeenIds
+from connectors.seen import ReadKeys
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store
 
@@ -187,12 +187,12 @@ def test_the_budget_stops_before_the_share_is_spent() -> None:
 
 
 def test_seen_ids_answer_membership_for_what_was_added_only() -> None:
-    seen = SeenIds()
+    seen = ReadKeys()
     ids = [f"006{n:015d}" for n in range(5_000)]
-    seen.update(ids[:2_500])
-    seen.update(iter(ids[2_500:4_000]))  # pages arrive one after another
+    seen.add(ids[:2_500])
+    seen.add(ids[2_500:4_000])  # pages arrive one after another
     assert len(seen) == 4_000
     assert all(key in seen for key in ids[:4_000])
     assert not any(key in seen for key in ids[4_000:])
-    seen.update(["late"])  # more after a lookup still counts
+    seen.add(["late"])  # more after a lookup still counts
     assert "late" in seen and "never" not in seen and 42 not in seen
