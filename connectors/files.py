@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from connectors.csv_columns import Columns
-from connectors.csv_text import CsvReader, csv_rows
+from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
@@ -48,7 +48,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.store import KINDS, Store, natural_key, repeat_key
+from kpi.store import KINDS, Store, batched, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
@@ -662,7 +662,8 @@ class FilesSource:
         count = 0
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
-            for batch in _batches(reader, READ_BATCH):
+            numbered = ((reader.line_num, cells) for cells in reader)  # the line it ends on
+            for batch in batched(numbered, READ_BATCH):
                 lines = self._first_pass(spec, header, batch, repeats, check)
                 keys = [line["id"] for _, line in lines if not isinstance(line, _Line)]
                 earlier = iter(read.loaded.read_before(keys))
@@ -731,18 +732,6 @@ class FilesSource:
                 values["id"] = repeat_key(key, repeats[key])
             lines.append((number, values))
         return lines
-
-
-def _batches(reader: CsvReader, size: int) -> Iterator[list[tuple[int, list[str]]]]:
-    """The reader's records with the number of the line each ends on, `size` at a time."""
-    batch: list[tuple[int, list[str]]] = []
-    for cells in reader:
-        batch.append((reader.line_num, cells))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _known_partner(store: Store, connection: Connection) -> Callable[[Record], None]:

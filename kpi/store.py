@@ -248,8 +248,7 @@ class Store:
         the earlier row, but counts as new)."""
         kind = KINDS[model]
         counts = UpsertCounts()
-        table = kind.table
-        empty = connection.execute(select(table.c.id).limit(1)).first() is None
+        empty = _is_empty(connection, kind.table)
         for batch in batched(rows, batch_size):
             for row in batch:
                 finish_row(row, source)
@@ -354,8 +353,7 @@ class Store:
         built again afterwards, inside the caller's transaction: one sorted build per index
         instead of a B-tree insert per row and index. A table that holds rows keeps them."""
         table = KINDS[model].table
-        empty = connection.execute(select(table.c.id).limit(1)).first() is None
-        if connection.dialect.name != "sqlite" or not empty:
+        if connection.dialect.name != "sqlite" or not _is_empty(connection, table):
             yield
             return
         with dropped(connection, "index", table.name):
@@ -750,6 +748,10 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+def _is_empty(connection: Connection, table: Table) -> bool:
+    return connection.execute(select(table.c.id).limit(1)).first() is None
 
 
 def _first_stays(changes: list[dict[str, Any]]) -> None:
