@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from kpi.store import Store, open_store
 from tests import budget
-from tests.databases import DATABASES, TEST_DATABASE_ENV
+from tests.databases import DATABASES, TEST_DATABASE_ENV, schema_url
 from tests.demo_run import DemoRun, shared_demo_run
 from tests.migrated import MigratedStores
 
@@ -57,9 +57,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        yield schema_url(base, schema)
     finally:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

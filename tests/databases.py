@@ -15,6 +15,12 @@ if os.environ.get(TEST_DATABASE_ENV):
     DATABASES.append("postgresql")
 
 
+def schema_url(base: str, schema: str) -> str:
+    """The PostgreSQL URL `base` with `schema` as its connections' search path."""
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(name="database_url")
 def sqlite_only(tmp_path: Path) -> str:
     """For a module about Slack's side of things (what a user sees, access, transports), whose

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from kpi.store import open_store
+from tests.databases import schema_url
 
 VERSION_TABLE = "alembic_version"
 
@@ -132,9 +133,7 @@ class MigratedStores:
         with self._engine().begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{name}"'))
         assert self._postgres_url is not None
-        separator = "&" if "?" in self._postgres_url else "?"
-        url = f"{self._postgres_url}{separator}options=-csearch_path%3D{name}"
-        open_store(url).engine.dispose()
+        open_store(schema_url(self._postgres_url, name)).engine.dispose()
         return name
 
     def _engine(self) -> Engine:

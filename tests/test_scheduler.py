@@ -24,6 +24,7 @@ from kpi import schema
 from kpi.models import Deal, DealStatus, Partner
 from kpi.store import Store, open_store
 from settings.app import AppConfig, LoadedConfig
+from tests.databases import schema_url
 from tests.fake_slack import FakeSlack
 
 CHANNEL = "C0DIGEST"
@@ -316,7 +317,7 @@ def test_two_schedulers_on_postgresql_race_many_times(fake: FakeSlack) -> None:
     admin = create_engine(base)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{name}"'))
-    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
+    url = schema_url(base, name)
     first, second = open_store(url), open_store(url, migrate=False)
     try:
         seed(first)
