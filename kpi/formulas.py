@@ -109,20 +109,6 @@ def customer_kpis(sums: CustomerTotals) -> dict[str, Any]:
     }
 
 
-def quality_components_of(totals: Totals) -> dict[str, Any]:
-    """Only the KPIs the quality score can weigh (the keys of `settings.kpi.DEFAULT_WEIGHTS`): the
-    ranking computes them for every active partner on every scorecard, not all of `kpis_of`."""
-    values = closed_kpis(totals.closed)
-    return {
-        "won_revenue": values["won_revenue"],
-        "close_rate": values["close_rate"],
-        "avg_deal_size": values["avg_deal_size"],
-        "sales_velocity": _velocity(totals, values),
-        "partner_nps": _nps(totals),
-        "courses_completed": totals.courses,
-    }
-
-
 def channels_of(totals: Totals) -> dict[str, dict[str, Any]]:
     result = {}
     for channel in Channel:

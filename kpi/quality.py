@@ -64,27 +64,12 @@ class Percentiles:
         return Fraction(100 * numerator, self.denominator)
 
 
-def standings(
-    components: Mapping[str, Mapping[str, float | None]],
-    weights: Mapping[str, float],
-) -> dict[str, Standing]:
-    """Scores and ranks of the active partners.
-
-    `components` maps each active partner to its component values (None where it has none);
-    partners outside it (not active in the period) have no score.
-    """
-    columns = {
-        name: np.array([values.get(name) for values in components.values()], dtype=np.float64)
-        for name in weights
-    }
-    return standings_of_columns(list(components), columns, weights)
-
-
 def standings_of_columns(
     partners: list[str], columns: Mapping[str, Floats], weights: Mapping[str, float]
 ) -> dict[str, Standing]:
-    """`standings` from one array per component, position i being `partners[i]`'s value (NaN
-    where it has none): what `kpi.ranking` computes without a dict per partner."""
+    """Scores and ranks of the active `partners` from one array per component, position i
+    being `partners[i]`'s value (NaN where it has none); partners not listed (not active in the
+    period) have no score."""
     ranked = {name: Percentiles(columns[name]) for name in weights if name in columns}
     ranked = {name: column for name, column in ranked.items() if column.count}
     weighted = np.zeros(len(partners))

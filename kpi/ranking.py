@@ -3,8 +3,8 @@ score and rank), computed as numpy columns and cached per window and data versio
 
 A scorecard ranks its partner among all partners, so each one needs every partner's period
 sums. `rank` turns those sums into the six components column-wise (each value the same IEEE
-operation, in the same order, as `kpi.formulas.quality_components_of` does on one partner's
-totals, so scores and ties are unchanged) and hands the columns to `kpi.quality`.
+operation, in the same order, as `kpi.formulas.kpis_of` does on one partner's totals, so
+scores and ties are unchanged) and hands the columns to `kpi.quality`.
 
 `RankingCache` keeps the rankings of the last few windows for one engine (the bot's answers,
 the App Home), each with what it was computed from: the rollups' version (`kpi.rollups.version`,
@@ -53,8 +53,8 @@ class Ranking:
 
     @cached_property
     def components(self) -> dict[str, dict[str, Any]]:
-        """Each active partner's components as `quality_components_of` gives them (what the
-        tier lever reads): built only when asked for."""
+        """Each active partner's components as `kpis_of` gives them (what the tier lever
+        reads): built only when asked for."""
         lists = {name: column.tolist() for name, column in self.columns.items()}
         result = {}
         for index, partner_id in enumerate(self.partners):

@@ -8,15 +8,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kpi import rollups, totals_image
 from kpi.aggregates import ClosedTotals, Totals
 from kpi.engine import KpiEngine
-from kpi.formulas import quality_components_of
+from kpi.formulas import kpis_of
 from kpi.models import Partner, SurveyResponse
-from kpi.quality import standings
+from kpi.quality import Standing, standings_of_columns
 from kpi.ranking import RANK_SUMS, rank
 from kpi.store import Store
 from settings.app import AppConfig
@@ -58,6 +59,23 @@ def totals_of(row: tuple[float, ...]) -> Totals:
     return totals
 
 
+def components_of(totals: Totals) -> dict[str, Any]:
+    """One partner's quality components as the scorecard's `kpis` computes them."""
+    kpis = kpis_of(totals)
+    return {name: kpis[name] for name in DEFAULT_WEIGHTS}
+
+
+def standings(
+    components: dict[str, dict[str, Any]], weights: dict[str, float]
+) -> dict[str, Standing]:
+    """The standings of partners given one dict of components each."""
+    columns = {
+        name: np.array([values.get(name) for values in components.values()], dtype=np.float64)
+        for name in weights
+    }
+    return standings_of_columns(list(components), columns, weights)
+
+
 @settings(max_examples=examples(100), deadline=None)
 @given(rows=st.lists(sums, min_size=1, max_size=40), idle=st.integers(0, 5))
 def test_the_column_wise_ranking_equals_the_per_partner_one(
@@ -68,7 +86,7 @@ def test_the_column_wise_ranking_equals_the_per_partner_one(
     given_sums = dict(zip(partners, rows, strict=False))
     ranking = rank(partners, given_sums, DEFAULT_WEIGHTS)
     components = {
-        pid: quality_components_of(totals_of(given_sums[pid]) if pid in given_sums else Totals())
+        pid: components_of(totals_of(given_sums[pid]) if pid in given_sums else Totals())
         for pid in partners
     }
     assert ranking.components == components
