@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +57,7 @@ class TotalsImage:
 
     def rank_table(self, start: date, end: date, partners: Sequence[str]) -> Floats:
         """The RANK_FIELDS of `partners` over [start, end) as floats, row i being
-        `partners[i]`'s (zeros without rows): `rank_sums`' values, each money sum the same
+        `partners[i]`'s (zeros without rows): `rollups.rank_sums`' values, each money sum the same
         correctly rounded quotient of its millionths, with no Python object per partner."""
         found = np.array([self.index_of.get(pid, -1) for pid in partners], dtype=np.int64)
         known = found >= 0
@@ -79,24 +78,6 @@ class TotalsImage:
         money[known] = sums[:, _MONEY]
         table[:, _MONEY] = money / rollups.MICROS
         return table
-
-    def rank_sums(self, start: date, end: date) -> dict[str, tuple[Any, ...]]:
-        """`rollups.rank_sums(connection, start, end)` from the copy: the same keys and values."""
-        base = np.arange(len(self.keys), dtype=np.int64) * _SPAN
-        at_end = np.searchsorted(self.order, base + end.toordinal(), side="left") - 1
-        at_start = np.searchsorted(self.order, base + start.toordinal(), side="left") - 1
-        has_end = at_end >= self.firsts
-        has_start = at_start >= self.firsts
-        ending = self.values[np.where(has_end, at_end, 0)]
-        starting = np.where(has_start[:, None], self.values[np.where(has_start, at_start, 0)], 0)
-        sums = ending - starting
-        sums[:, _OPEN] = ending[:, _OPEN]  # the open pipeline is a level at the end, not a sum
-        result = {}
-        for index in np.flatnonzero(has_end).tolist():
-            row = sums[index].tolist()
-            row[_MONEY] = row[_MONEY] / rollups.MICROS
-            result[self.keys[index]] = tuple(row)
-        return result
 
 
 _OPEN = rollups.RANK_FIELDS.index("pipeline_count")
