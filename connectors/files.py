@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from sqlalchemy import Connection
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
+from connectors.fingerprints import Fingerprints
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
@@ -48,7 +50,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.store import KINDS, Store, batched, natural_key, repeat_key
+from kpi.store import KINDS, Store, Sweep, batched, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
@@ -460,6 +462,63 @@ BULK: dict[str, Callable[[Columns, Normalizer], list[Values | None]]] = {
 }
 
 
+# --- the unchanged records of a re-sync: a key and a fingerprint each ------------------------
+# A record whose fingerprint (`connectors.fingerprints`) equals the stored hash of its key was
+# stored from these very cells under these settings, so it is neither checked nor built again:
+# it counts as unchanged and its key as read. Each function gives a file's key reader: the key
+# its builder would give the record, or None where that takes more than a look at the cells
+# (then the record is read in full, which is always right). Deals and customers in a currency
+# without a rate are read in full too, so the report counts their unconvertible amounts.
+
+KeyOf = Callable[[list[str]], str | None]
+
+
+def _id_key(index: dict[str, int], normalize: Normalizer) -> KeyOf:
+    at, money = index["id"], index.get("currency")
+
+    def key(cells: list[str]) -> str | None:
+        if money is not None and not normalize.known_currency(cells[money].strip().upper()):
+            return None
+        return cells[at].strip() or None
+
+    return key
+
+
+def _stage_change_key(index: dict[str, int], _: Normalizer) -> KeyOf:
+    deal, stage, moment = index["deal_id"], index["stage"], index["entered_at"]
+
+    def key(cells: list[str]) -> str | None:
+        deal_id, name = cells[deal].strip(), cells[stage].strip()
+        try:
+            entered = datetime.fromisoformat(cells[moment].strip())
+        except ValueError:
+            return None
+        if not deal_id or not name:
+            return None
+        if entered.tzinfo is not None:
+            entered = entered.astimezone(UTC).replace(tzinfo=None)
+        return natural_key(deal_id, name, entered.isoformat())
+
+    return key
+
+
+#: The files whose unchanged records a re-sync skips, by name (trainings are numbered among
+#: identical rows, survey answers may be keyed by their content, goals checked against the
+#: partners: all read in full).
+FAST_KEYS: dict[str, Callable[[dict[str, int], Normalizer], KeyOf]] = {
+    "partners.csv": _id_key,
+    "deals.csv": _id_key,
+    "stage_changes.csv": _stage_change_key,
+    "customers.csv": _id_key,
+    "tickets.csv": _id_key,
+}
+#: The settings each file's builder reads, as a fingerprint covers them.
+SETTINGS_READ: dict[str, Callable[[Normalizer], str]] = {
+    "deals.csv": lambda normalize: normalize.settings(channels=True),
+    "customers.csv": lambda normalize: normalize.settings(channels=False),
+}
+
+
 GOALS_FILE = "goals.csv"
 
 FILES = (
@@ -512,17 +571,57 @@ FILES = (
 @dataclass
 class _FileRead:
     """What one file's read established: the ids loaded, the ids of rows that could not be
-    read (their stored copy stays), and how many unreadable rows had no id to keep."""
+    read (their stored copy stays), how many unreadable rows had no id to keep, and how many
+    records were found stored unchanged without being read in full."""
 
     loaded: ReadKeys = field(default_factory=ReadKeys)
     kept: set[str] = field(default_factory=set)
     unidentified: int = 0
+    unchanged: int = 0  # records stored unchanged, not read in full (`_Same`)
 
     def __contains__(self, key: object) -> bool:
         return key in self.kept or key in self.loaded
 
     def absent(self, keys: list[str]) -> list[str]:
         return [key for key in self.loaded.absent(keys) if key not in self.kept]
+
+
+@dataclass(frozen=True)
+class _Same:
+    """A CSV record of a batch that is stored as it is (its fingerprint is the stored hash)."""
+
+    key: str
+
+
+def _key(line: Values | _Same) -> str:
+    return line.key if isinstance(line, _Same) else str(line["id"])
+
+
+#: The stored row hashes of those of the keys that are stored.
+Lookup = Callable[[list[str]], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _ReadAs:
+    """What reads a file's records besides its builders: the fingerprints, which are the
+    rows' hashes (None: the store hashes the values), and the key reader and lookup that tell
+    the records stored unchanged (None: every record is read in full)."""
+
+    prints: Fingerprints | None
+    key_of: KeyOf | None
+    stored: Lookup | None
+
+    def unchanged(self, shaped: list[list[str]], prints: list[str]) -> dict[int, str]:
+        """The records of `shaped` stored unchanged: their places and keys."""
+        if self.key_of is None or self.stored is None or not shaped:
+            return {}
+        keys: dict[int, str] = {}
+        for at, cells in enumerate(shaped):
+            key = self.key_of(cells)
+            if key is not None:
+                keys[at] = key
+        hashes = self.stored(list(set(keys.values())))
+        return {at: key for at, key in keys.items() if hashes.get(key) == prints[at]}
 
 
 @dataclass
@@ -607,13 +706,15 @@ class FilesSource:
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
                 check = _known_partner(store, connection) if spec.model is Goal else None
-                rows = self._records(spec, report, read, progress, check)
+                stored = partial(store.stored_hashes, connection, spec.model) if before else None
+                rows = self._records(spec, report, read, progress, check, stored)
                 with store.indexes_deferred(connection, spec.model):
                     counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
+                counts.unchanged += read.unchanged
                 report.object(kind).count(counts)
                 if spec.model is StageChange and (counts.new or counts.updated):
                     history_changed = True
-                sweep = store.missing(connection, spec.model, SOURCE, read, before)
+                sweep = _sweep(store, connection, spec, read, before)
                 if spec.guarded and not guard.allows(sweep):
                     continue
                 if read.unidentified and sweep.gone:
@@ -638,14 +739,16 @@ class FilesSource:
         read: _FileRead,
         progress: Callable[[str, int], None] | None,
         check: Callable[[Record], None] | None = None,
+        stored: Lookup | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The file's readable records in their stored columns (`RecordKind.values`); with
-        `spec.later_wins`, one per key, the last."""
+        """The file's readable records in their stored columns (`RecordKind.values`) and row
+        hashes, but for those stored unchanged (counted in `read`); with `spec.later_wins`,
+        one per key, the last."""
         if not spec.later_wins:
-            yield from self._rows(spec, report, read, progress, check)
+            yield from self._rows(spec, report, read, progress, check, stored)
             return
         latest: dict[str, dict[str, Any]] = {}
-        for values in self._rows(spec, report, read, progress, check):
+        for values in self._rows(spec, report, read, progress, check, stored):
             latest[values["id"]] = values
         yield from latest.values()
 
@@ -656,24 +759,29 @@ class FilesSource:
         read: _FileRead,
         progress: Callable[[str, int], None] | None,
         check: Callable[[Record], None] | None,
+        stored: Lookup | None = None,
     ) -> Iterator[dict[str, Any]]:
         kind_report = report.object(spec.name.removesuffix(".csv"))
         repeats: Counter[str] = Counter()  # rows seen per key, where identical rows count
         count = 0
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
+            read_as = self._reading(spec, header, stored)
             numbered = ((reader.line_num, cells) for cells in reader)  # the line it ends on
             for batch in batched(numbered, READ_BATCH):
-                lines = self._first_pass(spec, header, batch, repeats, check)
-                keys = [line["id"] for _, line in lines if not isinstance(line, _Line)]
+                lines = self._first_pass(spec, header, batch, repeats, check, read_as)
+                keys = [_key(line) for _, line in lines if not isinstance(line, _Line)]
                 earlier = iter(read.loaded.read_before(keys))
                 added: set[str] = set()
                 for number, line in lines:
                     if not isinstance(line, _Line):
-                        key = line["id"]
+                        key = _key(line)
                         if spec.later_wins or not (next(earlier) or key in added):
                             added.add(key)
-                            yield line
+                            if isinstance(line, _Same):
+                                read.unchanged += 1
+                            else:
+                                yield line
                             continue
                         line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
                     elif line.unidentified:
@@ -687,6 +795,20 @@ class FilesSource:
                 if progress is not None:
                     progress(spec.name, count)
 
+    def _reading(self, spec: CsvFile, header: list[str], stored: Lookup | None) -> _ReadAs:
+        """How the file's records are read: their fingerprints (none for goals, whose rows
+        also depend on the stored partners) and, on the bulk path into a table that holds
+        the source's rows, the key reader and stored hashes that tell unchanged ones."""
+        if spec.model is Goal:
+            return _ReadAs(None, None, None)
+        settings = SETTINGS_READ.get(spec.name)
+        prints = Fingerprints(spec.name, header, settings(self.normalizer) if settings else "")
+        fast = FAST_KEYS.get(spec.name)
+        if not self.bulk or fast is None or stored is None:
+            return _ReadAs(prints, None, None)
+        index = {name: at for at, name in enumerate(header)}
+        return _ReadAs(prints, fast(index, self.normalizer), stored)
+
     def _first_pass(
         self,
         spec: CsvFile,
@@ -694,23 +816,33 @@ class FilesSource:
         batch: list[tuple[int, list[str]]],
         repeats: Counter[str],
         check: Callable[[Record], None] | None,
-    ) -> list[tuple[int, Values | _Line]]:
-        """Each record of the batch read into its values, or why it cannot be: the cells in
-        bulk (`BULK`) where the file can be, and each row the bulk read refused by its builder,
-        which says why (or reads it). A blank line is no record."""
+        read_as: _ReadAs,
+    ) -> list[tuple[int, Values | _Line | _Same]]:
+        """Each record of the batch read into its values, or why it cannot be, or that it is
+        stored unchanged: the cells in bulk (`BULK`) where the file can be, and each row the
+        bulk read refused by its builder, which says why (or reads it). A blank line is no
+        record."""
         width = len(header)
         records = [(number, cells) for number, cells in batch if "".join(cells).strip()]
+        shaped = [cells for _, cells in records if len(cells) == width]
+        prints = [read_as.prints.of(cells) for cells in shaped] if read_as.prints else []
+        same = read_as.unchanged(shaped, prints)
         bulk = BULK.get(spec.name) if self.bulk and check is None else None
         if bulk is not None:
             index = {name: at for at, name in enumerate(header)}
-            shaped = [cells for _, cells in records if len(cells) == width]
-            converted = iter(bulk(Columns(index, shaped), self.normalizer))
+            rest = [cells for at, cells in enumerate(shaped) if at not in same]
+            converted = iter(bulk(Columns(index, rest), self.normalizer))
         kind = KINDS[spec.model]
-        lines: list[tuple[int, Values | _Line]] = []
+        lines: list[tuple[int, Values | _Line | _Same]] = []
+        at = -1  # the record's place among the shaped ones
         for number, cells in records:
             if len(cells) != width:
                 problem = f"has {len(cells)} cells, the header has {width}"
                 lines.append((number, _Line(problem, "wrong number of cells", unidentified=True)))
+                continue
+            at += 1
+            if at in same:
+                lines.append((number, _Same(same[at])))
                 continue
             values = next(converted) if bulk is not None else None
             if values is None:
@@ -730,8 +862,24 @@ class FilesSource:
                 repeats[key] += 1
                 values["occurrence"] = repeats[key]
                 values["id"] = repeat_key(key, repeats[key])
+            if prints:
+                values["row_hash"] = prints[at]
             lines.append((number, values))
         return lines
+
+
+def _sweep(
+    store: Store, connection: Connection, spec: CsvFile, read: _FileRead, before: int
+) -> Sweep:
+    """The file's sweep. Every id a fingerprinted file loaded is stored as this source's (its
+    row was written, or its stored hash is one only this source makes), so when the source
+    stores as many rows as it loaded ids, none is gone, and the store's ids need not be read."""
+    # (A goal's hash is of its values, which another source may store alike; survey answers
+    # are never swept.)
+    counted = spec.model is not Goal and spec.model is not SurveyResponse
+    if counted and store.stored_count(connection, spec.model, SOURCE) == len(read.loaded):
+        return Sweep(KINDS[spec.model].table.name, [], before)
+    return store.missing(connection, spec.model, SOURCE, read, before)
 
 
 def _known_partner(store: Store, connection: Connection) -> Callable[[Record], None]:

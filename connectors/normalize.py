@@ -51,10 +51,21 @@ class Normalizer:
         if not code or code == self.currency:
             return amount
         rate = self.rates.get(code)
-        if rate is None:
+        if rate is None:  # see known_currency
             self.unconvertible[code] += 1
             return None
         return amount * rate
+
+    def settings(self, channels: bool) -> str:
+        """The settings `amount` reads (and `channel`'s, with `channels`), as text: what a
+        record's fingerprint covers besides its cells (`connectors.fingerprints`)."""
+        mapped = sorted(self.channels.items()) if channels else None
+        return repr((self.currency, sorted(self.rates.items()), mapped))
+
+    def known_currency(self, code: str) -> bool:
+        """Whether `amount` converts amounts in `code` (an upper-case code, or empty) without
+        counting them as unconvertible."""
+        return not code or code == self.currency or code in self.rates
 
     def warnings(self) -> list[str]:
         found = [

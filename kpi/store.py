@@ -59,6 +59,7 @@ from settings.database import supported_list
 
 BATCH_SIZE = 1000
 BULK_CACHE_KB = 32 * 1024  # SQLite's page cache while a bulk load writes
+IN_BATCH = 5000  # ids asked about in one query (SQLite takes 32,766 parameters)
 SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
@@ -157,8 +158,10 @@ def repeat_key(key: str, occurrence: int) -> str:
 
 
 def finish_row(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """`values` (a record's stored columns) with its `row_hash` and `source`, in place."""
-    values["row_hash"] = _row_hash(values)
+    """`values` (a record's stored columns) with its `row_hash` (unless it has one: the files
+    source's is a hash of what it read, `connectors.fingerprints`) and `source`, in place."""
+    if "row_hash" not in values:
+        values["row_hash"] = _row_hash(values)
     values["source"] = source
     return values
 
@@ -370,6 +373,23 @@ class Store:
             return
         for batch in batched(deal_ids, BATCH_SIZE):
             connection.execute(_stays_update(batch))
+
+    def stored_hashes(
+        self, connection: Connection, model: type[Record], keys: list[str]
+    ) -> dict[str, str]:
+        """The row hashes of those of `keys` that are stored as records of `model`."""
+        table = KINDS[model].table
+        found: dict[str, str] = {}
+        for batch in batched(keys, IN_BATCH):
+            if connection.dialect.name == "sqlite":  # without SQLAlchemy's work per row
+                marks = ",".join("?" * len(batch))
+                sql = f"SELECT id, row_hash FROM {table.name} WHERE id IN ({marks})"  # noqa: S608
+                driver: Any = connection.connection.driver_connection
+                found.update(driver.execute(sql, batch).fetchall())
+                continue
+            query = select(table.c.id, table.c.row_hash).where(table.c.id.in_(batch))
+            found.update({key: hashed for key, hashed in connection.execute(query)})
+        return found
 
     def stored_count(self, connection: Connection, model: type[Record], source: str) -> int:
         """How many rows of this kind `source` has stored."""

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from connectors.files import FilesSource
+from connectors.files import BULK, FilesSource
 from connectors.guard import DeletionRefused
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
@@ -46,9 +46,9 @@ EMPTIED = [t for t in reversed(schema.metadata.sorted_tables) if t.name not in B
 Outcome = dict[str, Any]
 
 
-def sync(store: Store, folder: Path, bulk: bool) -> Outcome:
+def sync(store: Store, folder: Path, bulk: bool, app: AppConfig = APP) -> Outcome:
     """One `partner-kpi sync` of `folder`: its report (or refusal) and every table after it."""
-    source = FilesSource(folder, Normalizer(APP), bulk=bulk)
+    source = FilesSource(folder, Normalizer(app), bulk=bulk)
     try:
         report = run_sync(store, source).to_json()
     except DeletionRefused as refusal:
@@ -71,11 +71,15 @@ def empty(store: Store) -> None:
     rollups.refresh(store.engine)
 
 
-def both_paths(store: Store, folders: list[Path]) -> tuple[list[Outcome], list[Outcome]]:
-    """The syncs of `folders` in turn, by builders and then (on the emptied store) in bulk."""
-    by_rows = [sync(store, folder, bulk=False) for folder in folders]
+def both_paths(
+    store: Store, folders: list[Path], apps: list[AppConfig] | None = None
+) -> tuple[list[Outcome], list[Outcome]]:
+    """The syncs of `folders` in turn (each with its app config, default APP), by builders
+    and then (on the emptied store) in bulk, where a re-sync skips what is stored unchanged."""
+    steps = list(zip(folders, apps or [APP] * len(folders), strict=True))
+    by_rows = [sync(store, folder, False, app) for folder, app in steps]
     empty(store)
-    in_bulk = [sync(store, folder, bulk=True) for folder in folders]
+    in_bulk = [sync(store, folder, True, app) for folder, app in steps]
     return by_rows, in_bulk
 
 
@@ -123,7 +127,79 @@ def test_bad_rows_read_in_bulk_say_what_the_builders_say(store: Store, tmp_path:
 
 @pytest.mark.slow
 def test_the_demo_loads_the_same_in_bulk(store: Store) -> None:
-    assert_same(*both_paths(store, [demo_folder()]))
+    assert_same(*both_paths(store, [demo_folder(), demo_folder()]))
+
+
+def edited(folder: Path, target: Path, name: str, lines: dict[int, str | None]) -> Path:
+    """A copy of `folder` whose file `name` has the numbered lines replaced (None: removed)."""
+    shutil.copytree(folder, target)
+    path = target / name
+    old = path.read_text(encoding="utf-8").splitlines()
+    new = [lines.get(at, line) for at, line in enumerate(old, 1)]
+    path.write_text("\n".join(line for line in new if line is not None) + "\n", encoding="utf-8")
+    return target
+
+
+@pytest.fixture
+def bulk_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of records each bulk read of deals.csv was given."""
+    sizes: list[int] = []
+    read = BULK["deals.csv"]
+
+    def counted(columns: Any, normalize: Normalizer) -> Any:
+        sizes.append(columns.size)
+        return read(columns, normalize)
+
+    monkeypatch.setitem(BULK, "deals.csv", counted)
+    return sizes
+
+
+def test_a_resync_reads_in_full_only_the_records_that_changed(
+    store: Store, tmp_path: Path, bulk_reads: list[int]
+) -> None:
+    first = minimal_folder(tmp_path / "first")
+    with (first / "deals.csv").open("a", encoding="utf-8") as handle:
+        handle.write(
+            "d4,p2,francs,70,CHF,s,lost,2026-01-01,2026-01-03,,,Podcast,,,,\n"  # no CHF rate
+            "bad1,p1,amount,ten,,s,won,2026-01-01,2026-01-02,,,,,,,\n"
+            "d3,p2,repeat,5,,s,open,2026-01-01,,,,,,,,\n"
+            'd5,p2,quoted,"1",usd,s,open,2026-01-01,,,,Web,,,,\n'
+        )
+    with (first / "stage_changes.csv").open("a", encoding="utf-8") as handle:
+        handle.write("d3,Proposal,2026-02-01 12:00\nd3,Proposal,2026-02-01T12:00:00Z\n")
+    second = edited(
+        first,
+        tmp_path / "second",
+        "deals.csv",
+        {
+            3: "d2,p2,Acme euro,100,EUR,Closed Won,won,2026-01-05,2026-03-01,,upsell,,,,,",
+            4: None,  # d3 is gone, so its later repeat is read as the deal d3
+            6: "bad1,p1,amount,10,,s,won,2026-01-01,2026-01-02,,,,,,,",  # now readable
+            8: "d5,p2,quoted, 1 ,usd,s,open,2026-01-01,,,,Web,,,,",  # the same deal, other cells
+        },
+    )
+    by_rows, in_bulk = both_paths(store, [first, first, second, second, first])
+    assert_same(by_rows, in_bulk)
+    assert in_bulk[0]["report"]["objects"]["deals"]["new"] == 5
+    assert any("CHF" in warning for warning in in_bulk[1]["report"]["warnings"])
+    # The bulk read got every record of the first sync, then only those not stored as they
+    # are: the changed ones, those the store refused (bad1) or holds in other cells (the
+    # repeat of d3), and the francs deal, whose unconvertible amount the report counts.
+    assert bulk_reads == [7, 3, 5, 1, 5]
+    assert in_bulk[2]["report"]["objects"]["deals"]["updated"] == 3  # d2, d3, d5 (new cells)
+
+
+def test_changed_settings_read_the_records_they_touch_again(
+    store: Store, tmp_path: Path, bulk_reads: list[int]
+) -> None:
+    folder = minimal_folder(tmp_path / "folder")
+    other = AppConfig(
+        currency="USD", currency_rates={"EUR": 2.0}, channel_map={"Paid Search": "earned"}
+    )
+    by_rows, in_bulk = both_paths(store, [folder] * 4, [APP, APP, other, APP])
+    assert_same(by_rows, in_bulk)
+    assert in_bulk[2]["report"]["objects"]["deals"]["updated"] == 3
+    assert bulk_reads == [3, 0, 3, 3]
 
 
 # --- any folder, bad rows of every kind ---------------------------------------------------
@@ -241,7 +317,7 @@ def test_any_folder_loads_the_same_in_bulk(
     store = open_store(database_url)
     try:
         empty(store)
-        with folders([first, second, first]) as made:
+        with folders([first, first, second, first]) as made:
             assert_same(*both_paths(store, made))
     finally:
         store.engine.dispose()
