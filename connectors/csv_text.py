@@ -7,6 +7,7 @@ import codecs
 import csv
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,36 @@ class CsvReader:
         try:
             row: list[str] = next(self.reader)
         except csv.Error as error:
-            raise SourceError(
-                f"{self.path.name} line {self.reader.line_num} cannot be read as CSV "
-                f"({error}); export the file as CSV again."
-            ) from None
+            raise self._fault(error) from None
         return row
+
+    def numbered(self, size: int) -> Iterator[list[tuple[int, list[str]]]]:
+        """The records in lists of `size` (the last one shorter), each with the number of the
+        line it ends on, read without a step of Python per record: a record that spans lines
+        holds a line break in a cell for each line it adds (csv keeps them in quoted cells)."""
+        while True:
+            start = self.reader.line_num
+            try:
+                records: list[list[str]] = list(islice(self.reader, size))
+            except csv.Error as error:
+                raise self._fault(error) from None
+            if not records:
+                return
+            end = self.reader.line_num
+            if end - start == len(records):  # a line each
+                yield list(zip(range(start + 1, end + 1), records, strict=True))
+                continue
+            numbers = []
+            for cells in reversed(records):  # the last record ends on the last line read
+                numbers.append(end)
+                end -= 1 + sum(cell.count("\n") for cell in cells)
+            yield list(zip(reversed(numbers), records, strict=True))
+
+    def _fault(self, error: csv.Error) -> SourceError:
+        return SourceError(
+            f"{self.path.name} line {self.reader.line_num} cannot be read as CSV "
+            f"({error}); export the file as CSV again."
+        )
 
 
 def _decoded_lines(path: Path, handle: Any, encoding: str) -> Iterator[str]:

@@ -50,7 +50,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.store import KINDS, Store, Sweep, batched, natural_key, repeat_key
+from kpi.store import KINDS, Store, Sweep, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
@@ -767,8 +767,7 @@ class FilesSource:
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
             header = [name.strip() for name in next(reader, [])]
             read_as = self._reading(spec, header, stored)
-            numbered = ((reader.line_num, cells) for cells in reader)  # the line it ends on
-            for batch in batched(numbered, READ_BATCH):
+            for batch in reader.numbered(READ_BATCH):
                 lines = self._first_pass(spec, header, batch, repeats, check, read_as)
                 keys = [_key(line) for _, line in lines if not isinstance(line, _Line)]
                 earlier = iter(read.loaded.read_before(keys))

@@ -11,7 +11,8 @@ stage changes set. Deletes and every other writer still go through the triggers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, Table, func, literal, select, update
 from sqlalchemy.dialects import sqlite
 
 from kpi import schema
+from kpi.deferred_ddl import dropped
 from kpi.sqlfuncs import hour_floor
 
 #: The tables with rollup triggers, and the column whose old value a mark needs.
@@ -30,22 +32,58 @@ def batched_marks(connection: Connection, table: Table) -> bool:
     return connection.dialect.name == "sqlite" and table.name in MARKED
 
 
+class Marks:
+    """The marks of the batches written into one table during `writing`: its triggers set
+    aside from the first write (`before_write`) to the end, each batch's stage-change work
+    done as it is written (`add`), the partners and hours gathered and marked once at the
+    end, each once."""
+
+    def __init__(self, connection: Connection, table: Table) -> None:
+        self.connection = connection
+        self.table = table
+        self.batched = batched_marks(connection, table)  # else the triggers mark
+        self.partners: set[str] = set()
+        self.hours: set[datetime] = set()
+        self._triggers: ExitStack | None = None
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with ExitStack() as triggers:
+            self._triggers = triggers
+            yield
+        self._triggers = None
+        _mark_partners(self.connection, sorted(self.partners))
+        _mark_hours(self.connection, self.hours)
+
+    def before_write(self) -> None:
+        """Sets the table's triggers aside until the writing ends (once)."""
+        if self.batched and self._triggers is not None:
+            self._triggers.enter_context(dropped(self.connection, "trigger", self.table.name))
+            self._triggers = None  # entered: the stack restores them when it closes
+
+    def add(self, written: Sequence[Mapping[str, Any]], old: Mapping[str, Any]) -> None:
+        """What the triggers would do for the `written` rows (inserted, or updated where
+        `old` holds the id's previous value of `MARKED[table]`)."""
+        mark(self.connection, self.table, written, old, self)
+
+
 def mark(
     connection: Connection,
     table: Table,
     written: Sequence[Mapping[str, Any]],
     old: Mapping[str, Any],
+    marks: Marks,
 ) -> None:
     """What the triggers of `table` do for the `written` rows (inserted, or updated where
-    `old` holds the id's previous value of `MARKED[table]`)."""
+    `old` holds the id's previous value of `MARKED[table]`): the partners and hours into
+    `marks`, the rest now."""
     if table.name == "stage_changes":
         moments = [row["entered_at"] for row in written]
         moments += [old[row["id"]] for row in written if row["id"] in old]
-        _mark_hours(connection, {_hour(moment) for moment in moments})
+        marks.hours.update(_hour(moment) for moment in moments)
         return  # their partner keys: `Store` set them from the deals before writing
-    partners = {row["partner_id"] or "" for row in written}
-    partners |= {old[row["id"]] or "" for row in written if row["id"] in old}
-    _mark_partners(connection, sorted(partners))
+    marks.partners.update(row["partner_id"] or "" for row in written)
+    marks.partners.update(old[row["id"]] or "" for row in written if row["id"] in old)
     if table.name != "deals":
         return
     inserted = [row["id"] for row in written if row["id"] not in old]

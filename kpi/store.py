@@ -233,7 +233,9 @@ class Store:
             for model, group in by_kind.items():
                 kind = KINDS[model]
                 rows = [kind.to_row(record, source) for record in group]
-                counts.add(self._upsert_batch(connection, kind, rows))
+                marks = rollup_marks.Marks(connection, kind.table)
+                with marks.writing():
+                    counts.add(self._upsert_batch(connection, kind, rows, marks))
         return counts
 
     def upsert_rows(
@@ -252,10 +254,12 @@ class Store:
         kind = KINDS[model]
         counts = UpsertCounts()
         empty = _is_empty(connection, kind.table)
-        for batch in batched(rows, batch_size):
-            for row in batch:
-                finish_row(row, source)
-            counts.add(self._upsert_batch(connection, kind, batch, compare=not empty))
+        marks = rollup_marks.Marks(connection, kind.table)
+        with marks.writing():
+            for batch in batched(rows, batch_size):
+                for row in batch:
+                    finish_row(row, source)
+                counts.add(self._upsert_batch(connection, kind, batch, marks, compare=not empty))
         return counts
 
     def _upsert_batch(
@@ -263,14 +267,15 @@ class Store:
         connection: Connection,
         kind: RecordKind[Any],
         batch: list[dict[str, Any]],
+        marks: rollup_marks.Marks,
         compare: bool = True,
     ) -> UpsertCounts:
+        """One batch written while `marks` is `writing`."""
         rows: dict[str, dict[str, Any]] = {}
         for row in batch:
             rows[row["id"]] = row  # a later duplicate in the same batch wins
         table = kind.table
-        marks = rollup_marks.batched_marks(connection, table)
-        previous = [table.c[rollup_marks.MARKED[table.name]]] if marks else []
+        previous = [table.c[rollup_marks.MARKED[table.name]]] if marks.batched else []
         found: Iterable[Any] = ()
         if compare:
             found = connection.execute(
@@ -280,18 +285,17 @@ class Store:
         old: dict[str, Any] = {}
         for found_row in found:
             stored[found_row[0]] = found_row[1]
-            if marks:
+            if marks.batched:
                 old[found_row[0]] = found_row[2]
         changed = [row for key, row in rows.items() if stored.get(key) != row["row_hash"]]
         if changed and table is schema.stage_changes:
             _add_partner_keys(connection, changed)
             _first_stays(changed)
-        if changed and marks:
-            with dropped(connection, "trigger", table.name):
-                self.insert_or_update(connection, table, changed)
-            rollup_marks.mark(connection, table, changed, old)
-        else:
-            self.insert_or_update(connection, table, changed)
+        if changed:
+            marks.before_write()
+        self.insert_or_update(connection, table, changed)
+        if changed and marks.batched:
+            marks.add(changed, old)
         updated = sum(1 for row in changed if row["id"] in stored)
         return UpsertCounts(
             new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
