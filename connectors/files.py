@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from connectors.collections_pause import fewer_collections
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
@@ -700,7 +701,7 @@ class FilesSource:
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
         history_changed = False  # whether a stage change was written or deleted
-        with store.transaction() as connection, store.bulk_cache(connection):
+        with store.transaction() as connection, store.bulk_cache(connection), fewer_collections():
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()
@@ -761,7 +762,6 @@ class FilesSource:
         check: Callable[[Record], None] | None,
         stored: Lookup | None = None,
     ) -> Iterator[dict[str, Any]]:
-        kind_report = report.object(spec.name.removesuffix(".csv"))
         repeats: Counter[str] = Counter()  # rows seen per key, where identical rows count
         count = 0
         with csv_rows(self.folder / spec.name, self.encoding) as reader:
@@ -769,27 +769,7 @@ class FilesSource:
             read_as = self._reading(spec, header, stored)
             for batch in reader.numbered(READ_BATCH):
                 lines = self._first_pass(spec, header, batch, repeats, check, read_as)
-                keys = [_key(line) for _, line in lines if not isinstance(line, _Line)]
-                earlier = iter(read.loaded.read_before(keys))
-                added: set[str] = set()
-                for number, line in lines:
-                    if not isinstance(line, _Line):
-                        key = _key(line)
-                        if spec.later_wins or not (next(earlier) or key in added):
-                            added.add(key)
-                            if isinstance(line, _Same):
-                                read.unchanged += 1
-                            else:
-                                yield line
-                            continue
-                        line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
-                    elif line.unidentified:
-                        read.unidentified += 1
-                    elif line.kept_id not in added and line.kept_id not in read.loaded:
-                        read.kept.add(str(line.kept_id))
-                    report.problems.append(f"{spec.name}:{number}: {line.problem}")
-                    kind_report.skip(_reason_category(line.reason))
-                read.loaded.add(list(added))
+                yield from _settle(spec, lines, read, report)
                 count += len(batch)
                 if progress is not None:
                     progress(spec.name, count)
@@ -865,6 +845,47 @@ class FilesSource:
                 values["row_hash"] = prints[at]
             lines.append((number, values))
         return lines
+
+
+def _settle(
+    spec: CsvFile,
+    lines: list[tuple[int, Values | _Line | _Same]],
+    read: _FileRead,
+    report: SyncReport,
+) -> list[Values]:
+    """A batch's records to write, once each id is checked against the ids read before (a
+    repeated one is a problem, unless the file's later rows win); its problems reported, and
+    what the batch established noted in `read`."""
+    keys = [_key(line) for _, line in lines if not isinstance(line, _Line)]
+    read_earlier = read.loaded.read_before(keys)
+    if len(keys) == len(lines) and len(set(keys)) == len(keys) and not any(read_earlier):
+        # The usual batch: every record readable, none repeating an id.
+        read.loaded.add(keys)
+        read.unchanged += sum(isinstance(line, _Same) for _, line in lines)
+        return [line for _, line in lines if isinstance(line, dict)]
+    kind_report = report.object(spec.name.removesuffix(".csv"))
+    earlier = iter(read_earlier)
+    added: set[str] = set()
+    found: list[Values] = []
+    for number, line in lines:
+        if not isinstance(line, _Line):
+            key = _key(line)
+            if spec.later_wins or not (next(earlier) or key in added):
+                added.add(key)
+                if isinstance(line, _Same):
+                    read.unchanged += 1
+                else:
+                    found.append(line)
+                continue
+            line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
+        elif line.unidentified:
+            read.unidentified += 1
+        elif line.kept_id not in added and line.kept_id not in read.loaded:
+            read.kept.add(str(line.kept_id))
+        report.problems.append(f"{spec.name}:{number}: {line.problem}")
+        kind_report.skip(_reason_category(line.reason))
+    read.loaded.add(list(added))
+    return found
 
 
 def _sweep(

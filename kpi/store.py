@@ -48,6 +48,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.sqlite_binds import driver_rows
 from kpi.store_faults import (
     describe,
     first_line,
@@ -835,19 +836,14 @@ def _execute_many(
     connection: Connection, statement: ConflictInsert, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """`connection.execute(statement, rows)`, on SQLite without SQLAlchemy's per-row work: the
-    statement compiled once, each column converted by its type's own bind processor in one
-    pass, and the tuples handed to the driver's executemany."""
+    statement compiled once, each column converted in one pass (`kpi.sqlite_binds`), and the
+    tuples handed to the driver's executemany."""
     if connection.dialect.name != "sqlite":
         connection.execute(statement, list(rows))
         return
     compiled = statement.compile(dialect=connection.dialect, column_keys=list(rows[0]))
-    processors = compiled._bind_processors
-    columns = []
-    for name in compiled.positiontup or ():
-        values = [row[name] for row in rows]
-        process = processors.get(name)
-        columns.append([process(value) for value in values] if callable(process) else values)
-    connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
+    names = compiled.positiontup or []
+    connection.exec_driver_sql(compiled.string, driver_rows(names, compiled._bind_processors, rows))
 
 
 def open_store(
