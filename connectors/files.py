@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from connectors.collections_pause import fewer_collections
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
@@ -701,7 +700,7 @@ class FilesSource:
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
         history_changed = False  # whether a stage change was written or deleted
-        with store.transaction() as connection, store.bulk_cache(connection), fewer_collections():
+        with store.transaction() as connection, store.bulk_cache(connection):
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()

@@ -45,6 +45,15 @@ class Marks:
         self.partners: set[str] = set()
         self.hours: set[datetime] = set()
         self._triggers: ExitStack | None = None
+        self._history: bool | None = None
+
+    def history(self) -> bool:
+        """Whether any stage change is stored (asked once: writing deals writes none)."""
+        if self._history is None:
+            changes = schema.stage_changes
+            found = self.connection.execute(select(changes.c.id).limit(1)).first()
+            self._history = found is not None
+        return self._history
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -84,8 +93,8 @@ def mark(
         return  # their partner keys: `Store` set them from the deals before writing
     marks.partners.update(row["partner_id"] or "" for row in written)
     marks.partners.update(old[row["id"]] or "" for row in written if row["id"] in old)
-    if table.name != "deals":
-        return
+    if table.name != "deals" or not marks.history():
+        return  # (with no stage change stored, the deals' stage changes need nothing)
     inserted = [row["id"] for row in written if row["id"] not in old]
     if inserted:  # an inserted deal makes the hours of its (orphan) stage changes stale
         changes = schema.stage_changes
