@@ -697,7 +697,7 @@ class FilesSource:
         """The snapshot itself, without the warnings about the whole store (a CRM's sync that
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
-        history_changed = False  # whether a stage change was written or deleted
+        unsettled: set[str] | None = set()  # deals whose stays need refreshing (None: all)
         with store.transaction() as connection, store.bulk_cache(connection):
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
@@ -710,8 +710,8 @@ class FilesSource:
                     counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
                 counts.unchanged += read.unchanged
                 report.object(kind).count(counts)
-                if spec.model is StageChange and (counts.new or counts.updated):
-                    history_changed = True
+                if spec.model is StageChange:
+                    unsettled = counts.unsettled
                 sweep = _sweep(store, connection, spec, read, before)
                 if spec.guarded and not guard.allows(sweep):
                     continue
@@ -724,11 +724,11 @@ class FilesSource:
                     continue
                 report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
                 if spec.model is StageChange and sweep.gone:
-                    history_changed = True
+                    unsettled = None  # the deals of the ids gone: any
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
-            if history_changed:
-                store.refresh_stays(connection)
+            if unsettled is None or unsettled:
+                store.refresh_stays(connection, None if unsettled is None else sorted(unsettled))
 
     def _records(
         self,

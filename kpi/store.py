@@ -48,6 +48,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.read_keys import ReadKeys
 from kpi.sqlite_binds import driver_rows
 from kpi.store_faults import (
     describe,
@@ -93,11 +94,18 @@ class UpsertCounts:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Deals whose stage changes were written but whose stays (`left_at`) the writing could
+    #: not settle by itself: `Store.refresh_stays` them. None: any deal might need it.
+    unsettled: set[str] | None = field(default_factory=set)
 
     def add(self, other: UpsertCounts) -> None:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged
+        if self.unsettled is None or other.unsettled is None:
+            self.unsettled = None
+        else:
+            self.unsettled |= other.unsettled
 
 
 @dataclass(frozen=True)
@@ -256,11 +264,14 @@ class Store:
         counts = UpsertCounts()
         empty = _is_empty(connection, kind.table)
         marks = rollup_marks.Marks(connection, kind.table)
+        stays = _Stays(empty)
         with marks.writing():
             for batch in batched(rows, batch_size):
                 for row in batch:
                     finish_row(row, source)
-                counts.add(self._upsert_batch(connection, kind, batch, marks, compare=not empty))
+                written = self._upsert_batch(connection, kind, batch, marks, compare=not empty)
+                written.unsettled = stays.unsettled(written.unsettled)
+                counts.add(written)
         return counts
 
     def _upsert_batch(
@@ -298,8 +309,12 @@ class Store:
         if changed and marks.batched:
             marks.add(changed, old)
         updated = sum(1 for row in changed if row["id"] in stored)
+        unsettled = {row["deal_id"] for row in changed} if table is schema.stage_changes else set()
         return UpsertCounts(
-            new=len(changed) - updated, updated=updated, unchanged=len(rows) - len(changed)
+            new=len(changed) - updated,
+            updated=updated,
+            unchanged=len(rows) - len(changed),
+            unsettled=unsettled,
         )
 
     def insert_or_update(
@@ -777,6 +792,35 @@ class Store:
 
 def _is_empty(connection: Connection, table: Table) -> bool:
     return connection.execute(select(table.c.id).limit(1)).first() is None
+
+
+class _Stays:
+    """Which deals' stays an `upsert_rows` call leaves unsettled. Each batch settles the stays
+    of its own stage changes (`_first_stays`); into a table that was empty, a deal is settled
+    unless its changes came in more than one batch, while into one that held rows, any deal
+    written may have stored changes the batch did not see."""
+
+    MOST = 100_000  # deals refreshed one by one at most; beyond, every deal at once
+
+    def __init__(self, empty: bool) -> None:
+        self.empty = empty
+        self.seen = ReadKeys()  # the deals of earlier batches
+        self.found: set[str] | None = set()
+
+    def unsettled(self, written: set[str] | None) -> set[str] | None:
+        """The unsettled deals so far, given the deals a batch wrote."""
+        if self.found is None or written is None:
+            self.found = None
+            return None
+        deals = list(written)
+        if self.empty:
+            spanning = self.seen.read_before(deals)
+            self.seen.add(deals)
+            deals = [deal for deal, earlier in zip(deals, spanning, strict=True) if earlier]
+        self.found.update(deals)
+        if len(self.found) > self.MOST:
+            self.found = None
+        return None if self.found is None else set(deals)
 
 
 def _first_stays(changes: list[dict[str, Any]]) -> None:

@@ -60,6 +60,12 @@ def sync(store: Store, folder: Path, bulk: bool, app: AppConfig = APP) -> Outcom
         for table in EMPTIED:
             rows = connection.execute(select(table)).all()
             outcome[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    # The sync refreshed the stays of the deals it could not settle, which is all that a
+    # refresh of every deal would change.
+    with store.transaction() as connection:
+        store.refresh_stays(connection)
+        stays = connection.execute(select(schema.stage_changes)).all()
+    assert sorted((tuple(row) for row in stays), key=repr) == outcome["stage_changes"]
     return outcome
 
 

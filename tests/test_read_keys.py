@@ -1,4 +1,4 @@
-"""The files source's id set (connectors.seen.ReadKeys) answers as a set of the keys added."""
+"""The files source's id set (kpi.read_keys.ReadKeys) answers as a set of the keys added."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors import seen
-from connectors.seen import ReadKeys
+from kpi import read_keys as seen
+from kpi.read_keys import ReadKeys
 from tests.budget import examples
 
 KEYS = st.text(alphabet="abc|", max_size=4)
