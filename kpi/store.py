@@ -235,6 +235,7 @@ class Store:
         Records may be of several kinds; each batch is split by kind.
         """
         counts = UpsertCounts()
+        stays = _Stays(empty=False)
         for batch in batched(records, BATCH_SIZE):
             by_kind: dict[type[Record], list[Record]] = {}
             for record in batch:
@@ -244,7 +245,9 @@ class Store:
                 rows = [kind.to_row(record, source) for record in group]
                 marks = rollup_marks.Marks(connection, kind.table)
                 with marks.writing():
-                    counts.add(self._upsert_batch(connection, kind, rows, marks))
+                    written = self._upsert_batch(connection, kind, rows, marks)
+                written.unsettled = stays.unsettled(written.unsettled)
+                counts.add(written)
         return counts
 
     def upsert_rows(
