@@ -471,6 +471,7 @@ BULK: dict[str, Callable[[Columns, Normalizer], list[Values | None]]] = {
 # without a rate are read in full too, so the report counts their unconvertible amounts.
 
 KeyOf = Callable[[list[str]], str | None]
+CANONICAL_MOMENT = len("2026-01-05T10:00:00")  # a naive timestamp to the second
 
 
 def _id_key(index: dict[str, int], normalize: Normalizer) -> KeyOf:
@@ -488,12 +489,16 @@ def _stage_change_key(index: dict[str, int], _: Normalizer) -> KeyOf:
     deal, stage, moment = index["deal_id"], index["stage"], index["entered_at"]
 
     def key(cells: list[str]) -> str | None:
-        deal_id, name = cells[deal].strip(), cells[stage].strip()
-        try:
-            entered = datetime.fromisoformat(cells[moment].strip())
-        except ValueError:
-            return None
+        deal_id, name, text = cells[deal].strip(), cells[stage].strip(), cells[moment].strip()
         if not deal_id or not name:
+            return None
+        if len(text) == CANONICAL_MOMENT and text[10] == "T":
+            # Already as the key writes a UTC moment: were it no moment at all, no row stored
+            # from these cells would hold the key, and the record would be read in full.
+            return natural_key(deal_id, name, text)
+        try:
+            entered = datetime.fromisoformat(text)
+        except ValueError:
             return None
         if entered.tzinfo is not None:
             entered = entered.astimezone(UTC).replace(tzinfo=None)

@@ -147,21 +147,25 @@ def edited(folder: Path, target: Path, name: str, lines: dict[int, str | None]) 
 
 
 @pytest.fixture
-def bulk_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of records each bulk read of deals.csv was given."""
-    sizes: list[int] = []
-    read = BULK["deals.csv"]
-
-    def counted(columns: Any, normalize: Normalizer) -> Any:
-        sizes.append(columns.size)
-        return read(columns, normalize)
-
-    monkeypatch.setitem(BULK, "deals.csv", counted)
+def bulk_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """The number of records each bulk read of deals.csv and stage_changes.csv was given."""
+    sizes: dict[str, list[int]] = {}
+    for name in ("deals.csv", "stage_changes.csv"):
+        sizes[name] = []
+        monkeypatch.setitem(BULK, name, counted(BULK[name], sizes[name]))
     return sizes
 
 
+def counted(read: Any, sizes: list[int]) -> Any:
+    def read_counted(columns: Any, normalize: Normalizer) -> Any:
+        sizes.append(columns.size)
+        return read(columns, normalize)
+
+    return read_counted
+
+
 def test_a_resync_reads_in_full_only_the_records_that_changed(
-    store: Store, tmp_path: Path, bulk_reads: list[int]
+    store: Store, tmp_path: Path, bulk_reads: dict[str, list[int]]
 ) -> None:
     first = minimal_folder(tmp_path / "first")
     with (first / "deals.csv").open("a", encoding="utf-8") as handle:
@@ -172,7 +176,10 @@ def test_a_resync_reads_in_full_only_the_records_that_changed(
             'd5,p2,quoted,"1",usd,s,open,2026-01-01,,,,Web,,,,\n'
         )
     with (first / "stage_changes.csv").open("a", encoding="utf-8") as handle:
-        handle.write("d3,Proposal,2026-02-01 12:00\nd3,Proposal,2026-02-01T12:00:00Z\n")
+        handle.write(
+            "d3,Proposal,2026-02-01 12:00\nd3,Proposal,2026-02-01T12:00:00Z\n"
+            "d3,Won,2026-02-02T08:00:00\nd3,Lost,2026-02-02T08:00:0x\n"  # the last: no moment
+        )
     second = edited(
         first,
         tmp_path / "second",
@@ -191,12 +198,15 @@ def test_a_resync_reads_in_full_only_the_records_that_changed(
     # The bulk read got every record of the first sync, then only those not stored as they
     # are: the changed ones, those the store refused (bad1) or holds in other cells (the
     # repeat of d3), and the francs deal, whose unconvertible amount the report counts.
-    assert bulk_reads == [7, 3, 5, 1, 5]
+    assert bulk_reads["deals.csv"] == [7, 3, 5, 1, 5]
+    # Stage changes: d3's two Proposal rows, their moment written two ways, share a key (the
+    # second is refused as a repeat) and the Lost row has no moment: two of six read again.
+    assert bulk_reads["stage_changes.csv"] == [6, 2, 2, 2, 2]
     assert in_bulk[2]["report"]["objects"]["deals"]["updated"] == 3  # d2, d3, d5 (new cells)
 
 
 def test_changed_settings_read_the_records_they_touch_again(
-    store: Store, tmp_path: Path, bulk_reads: list[int]
+    store: Store, tmp_path: Path, bulk_reads: dict[str, list[int]]
 ) -> None:
     folder = minimal_folder(tmp_path / "folder")
     other = AppConfig(
@@ -205,7 +215,8 @@ def test_changed_settings_read_the_records_they_touch_again(
     by_rows, in_bulk = both_paths(store, [folder] * 4, [APP, APP, other, APP])
     assert_same(by_rows, in_bulk)
     assert in_bulk[2]["report"]["objects"]["deals"]["updated"] == 3
-    assert bulk_reads == [3, 0, 3, 3]
+    assert bulk_reads["deals.csv"] == [3, 0, 3, 3]
+    assert bulk_reads["stage_changes.csv"] == [2, 0, 0, 0]  # they read no setting
 
 
 # --- any folder, bad rows of every kind ---------------------------------------------------
