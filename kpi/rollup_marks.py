@@ -1,12 +1,13 @@
-"""The rollup triggers' work for a whole batch of written rows, on SQLite.
+"""The rollup triggers' work for whole batches of written rows, on SQLite.
 
 Migration 0004's row triggers mark the partners and hours each write makes stale and keep
 `stage_changes.partner_key`; run once per row they cost more than the write itself (a bulk load
-of millions of rows spends most of its time in them). `Store` writes a batch of deals, stage
-changes or trainings with the table's triggers dropped (inside its transaction, so nobody else
-ever sees them missing) and then does here, once per batch and set-based, what they would have
-done row by row: each affected partner and hour marked once, and the partner key of the deals'
-stage changes set. Deletes and every other writer still go through the triggers.
+of millions of rows spends most of its time in them). `Store` writes the batches of deals, stage
+changes or trainings of one call with the table's triggers dropped (inside its transaction, so
+nobody else ever sees them missing) and does here, set-based, what they would have done row by
+row: the partner key of each batch's deals' stage changes set as the batch is written, and each
+affected partner and hour marked once when the call's writing ends. Deletes and every other
+writer still go through the triggers.
 """
 
 from __future__ import annotations
