@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from connectors.csv_text import csv_rows
 
-CELL = st.sampled_from(["", "x", "a b", '"quoted, comma"', '"two\nlines"', '"three\r\n\nlines"'])
+CELL = st.sampled_from(
+    ["", "x", "a b", '"quoted, comma"', '"two\nlines"', '"three\r\n\nlines"', '"cr\rin"', "\u2028"]
+)
 LINE = st.one_of(st.lists(CELL, min_size=1, max_size=4).map(",".join), st.just(""))
 
 
