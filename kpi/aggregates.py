@@ -36,6 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import rollups, schema
 from kpi.sqlfuncs import days_between, elapsed_days
+from kpi.stage_image import StageImage
+from kpi.totals_image import TotalsImage
 from settings.periods import Period
 
 #: A partner id, or None for direct deals.
@@ -199,15 +201,19 @@ class Aggregator:
         period: Period,
         partner_ids: Sequence[PartnerKey] | None = None,
         surveys: bool = True,
+        image: TotalsImage | None = None,
     ) -> dict[PartnerKey, Totals]:
         """Base aggregates per partner (None: direct deals), channels and stages aside;
         `partner_ids` limits the partners (None in it: the direct deals too); without `surveys`,
         no survey answers (a reader of none of their keys skips that query). Read from the
         running totals of `kpi.rollups`: the period is what was counted before its end minus
-        what was counted before its start."""
+        what was counted before its start (from `image`, their in-memory copy, when given)."""
         window = Window.of(period, self.tz)
         result: dict[PartnerKey, Totals] = {}
-        sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
+        if image is None:
+            sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
+        else:
+            sums = image.period_totals(window.start, window.end, partner_ids)
         closed_fields = len(rollups.CLOSED_MEASURES)
         for key, values in sums.items():
             totals = result[key] = Totals(closed=ClosedTotals(*values[:closed_fields]))
@@ -264,12 +270,20 @@ class Aggregator:
         period: Period,
         pipeline: Sequence[str],
         partner_ids: Sequence[str] | None = None,
+        image: StageImage | None = None,
     ) -> None:
         """Adds the entries into each pipeline stage and the stays in it that ended in the
-        period to `totals`, per partner (stages outside the pipeline are never reported)."""
+        period to `totals`, per partner (stages outside the pipeline are never reported); for
+        every partner from `image`, the stage changes' in-memory copy, when given."""
         if not pipeline:
             return
         window = Window.of(period, self.tz)
+        if image is not None and partner_ids is None:
+            for pair in image.counts(window.start_at, window.end_at, pipeline):
+                totals_of(totals, pair.key or None).stages[pair.stage] = StageTotals(
+                    pair.entered, pair.stay_days, pair.stays
+                )
+            return
         parameters: dict[str, Any] = {"start_at": window.start_at, "end_at": window.end_at}
         if partner_ids is not None:
             parameters["partner_ids"] = list(partner_ids)

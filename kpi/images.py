@@ -1,0 +1,68 @@
+"""In-memory images of the store, one per kind and store, each tied to the rollups' version.
+
+An image (`kpi.totals_image`, `kpi.stage_image`, `kpi.deal_image`) is a columnar copy of what
+every partner's figures for any window read, loaded once per rollups version (`rollups.version`,
+bumped by every rebuild, so by every write the triggers mark) and then cut per window with numpy.
+The version is read before the rows: a rebuild racing the load leaves the image labelled with the
+older version, so the next question sees the version moved and loads again; an image is never
+used once the stored version differs. Below `MIN_ROWS` rows a store gets none (its SQL is cheap).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+MIN_ROWS = 50_000  # the rows an image needs (the callers' loaders count their own)
+
+
+class Image(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+ImageT = TypeVar("ImageT", bound=Image)
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.image: Image | None = None
+        self.small_at: int | None = None  # the version at which the store was too small
+        self.lock = threading.Lock()
+
+
+_holders: weakref.WeakKeyDictionary[Engine, dict[str, _Holder]] = weakref.WeakKeyDictionary()
+_holders_lock = threading.Lock()
+
+
+def current(
+    connection: Connection, version: int, kind: str, load: Callable[[Connection], ImageT | None]
+) -> ImageT | None:
+    """The store's image of `kind` at `version` (loaded now with `load` if it is older or
+    missing), or None when the store is small (`load` gave None), or another thread is loading
+    it (the caller then reads the SQL). One image per kind and store, shared by every engine of
+    a process."""
+    with _holders_lock:
+        kinds = _holders.get(connection.engine)
+        if kinds is None:
+            kinds = _holders[connection.engine] = {}
+        holder = kinds.get(kind)
+        if holder is None:
+            holder = kinds[kind] = _Holder()
+    image = holder.image
+    if image is not None and image.version == version:
+        return image  # type: ignore[return-value]  # `load` made it: an ImageT
+    if holder.small_at == version or not holder.lock.acquire(blocking=False):
+        return None
+    try:
+        holder.image = None  # the old image's memory goes before the new one is loaded
+        loaded = load(connection)
+        holder.small_at = version if loaded is None else None
+        holder.image = loaded
+        return loaded if loaded is not None and loaded.version == version else None
+    finally:
+        holder.lock.release()
