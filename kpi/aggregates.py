@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -36,9 +36,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import rollups, schema
 from kpi.sqlfuncs import days_between, elapsed_days
-from kpi.stage_image import StageImage
-from kpi.totals_image import TotalsImage
 from settings.periods import Period
+
+if TYPE_CHECKING:  # the images read ClosedTotals and StageTotals from here
+    from kpi.deal_image import DealImage
+    from kpi.stage_image import StageImage
+    from kpi.totals_image import TotalsImage
 
 #: A partner id, or None for direct deals.
 PartnerKey = str | None
@@ -253,9 +256,15 @@ class Aggregator:
         totals: dict[PartnerKey, Totals],
         period: Period,
         partner_ids: Sequence[str] | None = None,
+        image: DealImage | None = None,
     ) -> None:
-        """Adds the period's closed deals per marketing channel to `totals`, per partner."""
+        """Adds the period's closed deals per marketing channel to `totals`, per partner; for
+        every partner from `image`, the closed deals' in-memory copy, when given."""
         window = Window.of(period, self.tz)
+        if image is not None and partner_ids is None:
+            for partner_id, channel, closed in image.channels(window.start, window.end):
+                totals_of(totals, partner_id).add_channel(channel, closed)
+            return
         parameters: dict[str, Any] = {"start": window.start, "end": window.end}
         if partner_ids is not None:
             parameters["partner_ids"] = list(partner_ids)

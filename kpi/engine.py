@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, select
 
-from kpi import rollups, schema, stage_image, totals_image
+from kpi import deal_image, rollups, schema, stage_image, totals_image
 from kpi.aggregates import (
     Aggregator,
     ClosedTotals,
@@ -354,9 +354,11 @@ class KpiEngine:
             pipeline: list[str] = []
             all_entries: dict[str, int] = {}
             if details:
-                aggregator.add_channels(current, period, partner_ids)
+                # one partner's channels and stages are a few seeks in SQL: no images
+                every = partner_ids is None
+                deals = deal_image.current(connection, version) if every else None
+                aggregator.add_channels(current, period, partner_ids, deals)
                 pipeline = self._pipeline(connection)
-                every = partner_ids is None  # one partner's pairs are a few seeks in SQL
                 stages = stage_image.current(connection, version) if every else None
                 aggregator.add_stages(current, period, pipeline, partner_ids, stages)
                 all_entries = aggregator.stage_entries(period, pipeline)

@@ -11,12 +11,18 @@ used once the stored version differs. Below `MIN_ROWS` rows a store gets none (i
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
-from collections.abc import Callable
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, Engine, Text, cast, func, literal
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.sql.elements import ColumnElement
 
+Ints = npt.NDArray[np.int64]
 MIN_ROWS = 50_000  # the rows an image needs (the callers' loaders count their own)
 
 
@@ -66,3 +72,34 @@ def current(
         return loaded if loaded is not None and loaded.version == version else None
     finally:
         holder.lock.release()
+
+
+def lists(connection: Connection, values: Sequence[ColumnElement[Any]], order: Any) -> list[Any]:
+    """Aggregates listing `values` of a group's rows as comma-separated texts, all in one order
+    (`order`, a column, on PostgreSQL; SQLite's aggregates of one group see its rows in one
+    order): an image reads one row per group, not one per record."""
+    if connection.dialect.name == "postgresql":
+        in_order = aggregate_order_by(literal(","), order)
+        return [func.string_agg(cast(value, Text), in_order) for value in values]
+    return [func.group_concat(value, ",") for value in values]
+
+
+def integers(texts: Iterable[str]) -> Ints:
+    """The integers of comma-separated texts, in order."""
+    numbers: Ints = _parsed(texts, np.int64)
+    return numbers
+
+
+def floats(texts: Iterable[str]) -> npt.NDArray[np.float64]:
+    """The numbers of comma-separated texts (each a float's exact decimal form), in order."""
+    numbers: npt.NDArray[np.float64] = _parsed(texts, np.float64)
+    return numbers
+
+
+def _parsed(texts: Iterable[str], dtype: type[Any]) -> Any:
+    joined = ",".join(texts)
+    if not joined:
+        return np.zeros(0, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a text not wholly numbers: fail, never cut it short
+        return np.fromstring(joined, dtype=dtype, sep=",")

@@ -19,15 +19,15 @@ Memory: 24 bytes per stage change (about 90 MB for the benchmark's 3.9 million).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Text, cast, func, literal, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Connection, func, literal, select
 
 from kpi import images, rollups, schema
 from kpi.sqlfuncs import epoch_micros
@@ -36,6 +36,7 @@ Ints = npt.NDArray[np.int64]
 _MICROS_PER_DAY = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1)
 _GROUPS_PER_CHUNK = 500
+_PARSED_AT_ONCE = 65_536  # moments parsed per step
 _LIMIT = 2**62  # composite keys and length sums stay below it (int64 with room)
 
 changes = schema.stage_changes
@@ -126,19 +127,23 @@ def _micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def load(connection: Connection) -> StageImage | None:
+def load(connection: Connection, as_text: bool = True) -> StageImage | None:
     """The copy of the store's stage changes (None below `images.MIN_ROWS` of them, or when its
     integers would not fit), read as one row per (partner key, stage) with its moments as
-    comma-separated integers: a few thousand rows for the database to send, not millions."""
+    comma-separated lists: a few thousand rows for the database to send, not millions. SQLite's
+    moments come as their stored text, parsed here (its date functions cost three times the
+    read); any text not in SQLAlchemy's form makes it read them converted (`as_text=False`)."""
     version = rollups.version(connection)  # before the rows: see kpi.images
     known = changes.c.partner_key.in_(select(keys_table.c.partner_key))
-    entered_at = epoch_micros(changes.c.entered_at)
-    left_at = func.coalesce(epoch_micros(changes.c.left_at), -1)
-    if connection.dialect.name == "postgresql":  # one order for both lists
-        in_order = aggregate_order_by(literal(","), changes.c.id)
-        lists = [func.string_agg(cast(value, Text), in_order) for value in (entered_at, left_at)]
-    else:  # SQLite's aggregates of one group see its rows in one order
-        lists = [func.group_concat(value, ",") for value in (entered_at, left_at)]
+    textual = as_text and connection.dialect.name == "sqlite"
+    if textual:
+        entered_at: Any = changes.c.entered_at
+        left_at: Any = func.coalesce(changes.c.left_at, literal(_NO_MOMENT))
+    else:
+        entered_at = epoch_micros(changes.c.entered_at)
+        left_at = func.coalesce(epoch_micros(changes.c.left_at), -1)
+    lists = images.lists(connection, [entered_at, left_at], changes.c.id)
+    parse = _micros_of_texts if textual else images.integers
     query = (
         select(changes.c.partner_key, changes.c.stage, func.count(), *lists)
         .where(known)
@@ -160,37 +165,50 @@ def load(connection: Connection) -> StageImage | None:
                 )
             )
             sizes.append(int(count))
-        entered_parts.append(_numbers(row[3] for row in rows))
-        left_parts.append(_numbers(row[4] for row in rows))
+        try:
+            entered_parts.append(parse(row[3] for row in rows))
+            left_parts.append(parse(row[4] for row in rows))
+        except ValueError:
+            result.close()
+            return load(connection, as_text=False)
     if rollups.version(connection) != version:
         return None  # a rebuild committed while the rows were read: they may not be `version`'s
     entered = np.concatenate(entered_parts) if entered_parts else np.zeros(0, dtype=np.int64)
+    del entered_parts
     left = np.concatenate(left_parts) if left_parts else np.zeros(0, dtype=np.int64)
+    del left_parts
     total = len(entered)
     if total < images.MIN_ROWS or len(left) != total:
         return None
     ended = left >= 0
-    origin = int(entered.min()) if total else 0
-    unit = (
-        1_000_000 if not (entered % 1_000_000).any() and not (left[ended] % 1_000_000).any() else 1
+    left_group = np.repeat(
+        np.array([k * len(stage_index) + s for k, s in pairs], dtype=np.int64),
+        np.array(sizes, dtype=np.int64),
     )
-    if ended.any():
-        origin = min(origin, int(left[ended].min()))
-    group_of_pair = np.array([k * len(stage_index) + s for k, s in pairs], dtype=np.int64)
-    group = np.repeat(group_of_pair, np.array(sizes, dtype=np.int64))
-    entered_offsets = (entered - origin) // unit
-    left_offsets = (left[ended] - origin) // unit
-    lengths = (left[ended] - entered[ended]) // unit
-    latest = max(int(entered_offsets.max(initial=0)), int(left_offsets.max(initial=0)))
-    span = latest + 2
-    groups = len(key_index) * len(stage_index)
-    if groups * span >= _LIMIT or int(np.abs(lengths).sum()) >= _LIMIT:
+    lengths = left[ended] - entered[ended]
+    left = left[ended]
+    origin = min(int(entered.min()), int(left.min(initial=entered.min()))) if total else 0
+    whole_seconds = not (entered % 1_000_000).any() and not (left % 1_000_000).any()
+    unit = 1_000_000 if whole_seconds else 1
+    # in place from here: three arrays of the changes' size at most
+    for offsets in (entered, left):
+        offsets -= origin
+        offsets //= unit
+    lengths //= unit
+    span = max(int(entered.max(initial=0)), int(left.max(initial=0))) + 2
+    if len(key_index) * len(stage_index) * span >= _LIMIT or int(np.abs(lengths).sum()) >= _LIMIT:
         return None
-    entered_keys = np.sort(group * span + entered_offsets)
-    left_keys = group[ended] * span + left_offsets
-    by_end = np.argsort(left_keys, kind="stable")
+    entered += left_group * span
+    entered.sort()
+    left_group = left_group[ended]
+    del ended
+    left += left_group * span
+    del left_group
+    by_end = np.argsort(left, kind="stable")
+    left = left[by_end]
     running = np.zeros(len(by_end) + 1, dtype=np.int64)
     np.cumsum(lengths[by_end], out=running[1:])
+    del by_end, lengths
     return StageImage(
         version=version,
         keys=list(key_index),
@@ -198,18 +216,79 @@ def load(connection: Connection) -> StageImage | None:
         origin=origin,
         unit=unit,
         span=span,
-        entered=entered_keys,
-        left=left_keys[by_end],
+        entered=entered,
+        left=left,
         lengths=running,
     )
 
 
-def _numbers(texts: object) -> Ints:
-    """The integers of comma-separated texts, in order."""
-    joined = ",".join(texts)  # type: ignore[arg-type]
+_NO_MOMENT = "0000-00-00 00:00:00.000000"  # a stay not ended, in the text form (-1 once parsed)
+_WIDTH = len(_NO_MOMENT) + 1  # with its comma
+_SEPARATORS = {4: "-", 7: "-", 10: " ", 13: ":", 16: ":", 19: ".", 26: ","}
+_DIGITS = [column for column in range(_WIDTH - 1) if column not in _SEPARATORS]
+
+
+def _weights() -> npt.NDArray[np.float64]:
+    """Digit i's weight in each of year, month, day, second of the day and microsecond."""
+    fields = [((0, 4), 1), ((5, 7), 1), ((8, 10), 1), ((11, 13), 3600), ((14, 16), 60)]
+    fields += [((17, 19), 1), ((20, 26), 1)]
+    targets = [0, 1, 2, 3, 3, 3, 4]  # hours, minutes and seconds go to the second of the day
+    weights = np.zeros((len(_DIGITS), 5), dtype=np.float64)
+    for ((first, last), scale), target in zip(fields, targets, strict=True):
+        for column in range(first, last):
+            weights[_DIGITS.index(column), target] = scale * 10 ** (last - 1 - column)
+    return weights
+
+
+_WEIGHTS = _weights()
+
+
+def _micros_of_texts(texts: Iterable[str]) -> Ints:
+    """Microseconds since 1970 of comma-separated moments in SQLAlchemy's SQLite form
+    (`YYYY-MM-DD HH:MM:SS.ffffff`), `_NO_MOMENT` as -1; ValueError for any other text."""
+    joined = ",".join(texts)
     if not joined:
         return np.zeros(0, dtype=np.int64)
-    return np.array(joined.split(","), dtype=np.int64)
+    raw = (joined + ",").encode("ascii", errors="replace")
+    if len(raw) % _WIDTH:
+        raise ValueError("a moment not in SQLAlchemy's SQLite form")
+    table = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _WIDTH)
+    for column, separator in _SEPARATORS.items():
+        if (table[:, column] != ord(separator)).any():
+            raise ValueError("a moment not in SQLAlchemy's SQLite form")
+    micros = np.empty(len(table), dtype=np.int64)
+    for first in range(0, len(table), _PARSED_AT_ONCE):  # bounds the float temporaries
+        part = slice(first, first + _PARSED_AT_ONCE)
+        micros[part] = _micros_of_table(table[part])
+    return micros
+
+
+def _micros_of_table(table: npt.NDArray[np.uint8]) -> Ints:
+    digits = table[:, _DIGITS] - np.uint8(ord("0"))  # wraps: a non-digit is above 9
+    if (digits > 9).any():
+        raise ValueError("a moment not in SQLAlchemy's SQLite form")
+    # year, month, day, second of the day, microsecond: sums of digits times powers of ten,
+    # exact in floats (all below 2**53), as one matrix product
+    year, month, day, second, micro = (digits @ _WEIGHTS).astype(np.int64).T
+    missing = year == 0
+    month = np.where(missing, 1, month)
+    day = np.where(missing, 1, day)
+    if ((month < 1) | (month > 12) | (day < 1) | (day > 31)).any():
+        raise ValueError("a moment not in SQLAlchemy's SQLite form")
+    micros = (_days_since_1970(year, month, day) * 86_400 + second) * 1_000_000 + micro
+    result: Ints = np.where(missing, -1, micros)
+    return result
+
+
+def _days_since_1970(year: Ints, month: Ints, day: Ints) -> Ints:
+    """Days from 1970-01-01 to each proleptic Gregorian date (Howard Hinnant's
+    days_from_civil, in integer arithmetic)."""
+    year = year - (month <= 2)
+    era = year // 400
+    of_era = year - era * 400
+    of_year = (153 * np.where(month > 2, month - 3, month + 9) + 2) // 5 + day - 1
+    days: Ints = era * 146_097 + of_era * 365 + of_era // 4 - of_era // 100 + of_year - 719_468
+    return days
 
 
 def current(connection: Connection, version: int) -> StageImage | None:
