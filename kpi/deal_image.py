@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Date, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import Connection, Integer, and_, case, cast, func, literal, select
 
 from kpi import images, rollups, schema
 from kpi.aggregates import ClosedTotals
@@ -28,7 +28,8 @@ from kpi.sqlfuncs import days_between
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 _EPOCH = date(1970, 1, 1)
-_GROUPS_PER_CHUNK = 1_000
+_DAYS_PER_CHUNK = 100
+_SEPARATOR = "\x1f"  # between ids and channels in a list (ASCII's unit separator)
 
 d = schema.deals
 
@@ -88,7 +89,7 @@ _CLOSED_FIELDS = [item.name for item in fields(ClosedTotals)]
 
 def load(connection: Connection) -> DealImage | None:
     """The copy of the store's closed deals (None below `images.MIN_ROWS` of them), read as one
-    row per (partner, channel) with its deals' values as comma-separated lists."""
+    row per close date with its deals' values as lists (a covering index's range, in order)."""
     version = rollups.version(connection)  # before the rows: see kpi.images
     won = d.c.status == "won"
     has_amount = d.c.amount.is_not(None)
@@ -109,49 +110,60 @@ def load(connection: Connection) -> DealImage | None:
     )  # fmt: skip
     cycle = days_between(d.c.created_on, d.c.closed_on)
     exact = _exact_text(connection)
-    values = [
-        days_between(literal(_EPOCH, Date), d.c.closed_on),
+    numbers = [
         flags,
         case((and_(won, cycle > 0), cycle), else_=0),
         case((and_(won, d.c.csat.is_not(None)), cast(d.c.csat, Integer)), else_=0),
         exact(case((and_(won, has_amount), d.c.amount), else_=0.0)),
         exact(case((and_(won, has_amount, d.c.type == "new"), d.c.amount), else_=0.0)),
     ]
+    names = [func.coalesce(d.c.partner_id, literal(rollups.DIRECT)), d.c.channel]
     query = (
-        select(d.c.partner_id, d.c.channel, func.count(), *images.lists(connection, values, d.c.id))
+        select(
+            d.c.closed_on,
+            func.count(),
+            *images.lists(connection, names, d.c.id, _SEPARATOR),
+            *images.lists(connection, numbers, d.c.id),
+        )
         .where(d.c.status.in_(("won", "lost")), d.c.closed_on.is_not(None))
-        .group_by(d.c.partner_id, d.c.channel)
+        .group_by(d.c.closed_on)  # a range of ix_deals_closed, which covers every column
     )
-    groups: list[tuple[str | None, str]] = []
-    sizes: list[int] = []
-    parts: list[list[npt.NDArray[Any]]] = [[] for _ in values]
+    group_of: dict[tuple[str, str], int] = {}
+    day_parts: list[Ints] = []
+    group_parts: list[Ints] = []
+    parts: list[list[npt.NDArray[Any]]] = [[] for _ in numbers]
     result = connection.execute(query)
-    while rows := result.fetchmany(_GROUPS_PER_CHUNK):
+    while rows := result.fetchmany(_DAYS_PER_CHUNK):
         for row in rows:
-            groups.append((row[0], row[1]))
-            sizes.append(int(row[2]))
+            day_parts.append(np.full(int(row[1]), (row[0] - _EPOCH).days, dtype=np.int64))
+            pairs = zip(row[2].split(_SEPARATOR), row[3].split(_SEPARATOR), strict=True)
+            found = [group_of.setdefault(pair, len(group_of)) for pair in pairs]
+            group_parts.append(np.array(found, dtype=np.int64))
         for index, part in enumerate(parts):
-            parse = images.integers if index < 4 else images.floats
-            part.append(parse(row[3 + index] for row in rows))
+            parse = images.integers if index < 3 else images.floats
+            part.append(parse(row[4 + index] for row in rows))
     if rollups.version(connection) != version:
         return None  # a rebuild committed while the rows were read: they may not be `version`'s
-    if sum(sizes) < images.MIN_ROWS:
+    days = np.concatenate(day_parts) if day_parts else np.zeros(0, dtype=np.int64)
+    if len(days) < images.MIN_ROWS:
         return None
-    day, flag, cycle_days, csat, won_amount, new_amount = (
+    flag, cycle_days, csat, won_amount, new_amount = (
         np.concatenate(part) if part else np.zeros(0) for part in parts
     )
-    group = np.repeat(np.arange(len(groups), dtype=np.int32), np.array(sizes, dtype=np.int64))
-    order = np.argsort(day, kind="stable")
-    return DealImage(
+    group = np.concatenate(group_parts) if group_parts else np.zeros(0, dtype=np.int64)
+    if not len(days) == len(group) == len(flag) == len(won_amount):
+        return None  # lists that do not line up (a separator inside a partner id)
+    groups = [(None if key == rollups.DIRECT else key, channel) for key, channel in group_of]
+    return DealImage(  # the rows came by close date: already in order
         version=version,
         groups=groups,
-        days=day[order].astype(np.int32),
-        group=group[order],
-        flags=flag[order].astype(np.uint8),
-        cycle=cycle_days[order].astype(np.int32),
-        csat=csat[order].astype(np.int16),
-        won_amount=won_amount[order].astype(np.float64),
-        new_amount=new_amount[order].astype(np.float64),
+        days=days.astype(np.int32),
+        group=group.astype(np.int32),
+        flags=flag.astype(np.uint8),
+        cycle=cycle_days.astype(np.int32),
+        csat=csat.astype(np.int16),
+        won_amount=won_amount.astype(np.float64),
+        new_amount=new_amount.astype(np.float64),
     )
 
 

@@ -74,14 +74,16 @@ def current(
         holder.lock.release()
 
 
-def lists(connection: Connection, values: Sequence[ColumnElement[Any]], order: Any) -> list[Any]:
-    """Aggregates listing `values` of a group's rows as comma-separated texts, all in one order
-    (`order`, a column, on PostgreSQL; SQLite's aggregates of one group see its rows in one
-    order): an image reads one row per group, not one per record."""
+def lists(
+    connection: Connection, values: Sequence[ColumnElement[Any]], order: Any, separator: str = ","
+) -> list[Any]:
+    """Aggregates listing `values` of a group's rows as texts joined by `separator`, all in one
+    order (`order`, a column, on PostgreSQL; SQLite's aggregates of one group see its rows in
+    one order): an image reads one row per group, not one per record."""
     if connection.dialect.name == "postgresql":
-        in_order = aggregate_order_by(literal(","), order)
+        in_order = aggregate_order_by(literal(separator), order)
         return [func.string_agg(cast(value, Text), in_order) for value in values]
-    return [func.group_concat(value, ",") for value in values]
+    return [func.group_concat(value, separator) for value in values]
 
 
 def integers(texts: Iterable[str]) -> Ints:
