@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import Connection, Date, Integer, and_, case, cast, func, literal, select
 
 from kpi import images, rollups, schema
 from kpi.aggregates import ClosedTotals
@@ -120,7 +120,7 @@ def load(connection: Connection) -> DealImage | None:
     names = [func.coalesce(d.c.partner_id, literal(rollups.DIRECT)), d.c.channel]
     query = (
         select(
-            d.c.closed_on,
+            days_between(literal(_EPOCH, Date), d.c.closed_on),
             func.count(),
             *images.lists(connection, names, d.c.id, _SEPARATOR),
             *images.lists(connection, numbers, d.c.id),
@@ -132,10 +132,9 @@ def load(connection: Connection) -> DealImage | None:
     day_parts: list[Ints] = []
     group_parts: list[Ints] = []
     parts: list[list[npt.NDArray[Any]]] = [[] for _ in numbers]
-    result = connection.execute(query)
-    while rows := result.fetchmany(_DAYS_PER_CHUNK):
+    for rows in images.chunks(connection, query, _DAYS_PER_CHUNK):
         for row in rows:
-            day_parts.append(np.full(int(row[1]), (row[0] - _EPOCH).days, dtype=np.int64))
+            day_parts.append(np.full(int(row[1]), int(row[0]), dtype=np.int64))
             pairs = zip(row[2].split(_SEPARATOR), row[3].split(_SEPARATOR), strict=True)
             found = [group_of.setdefault(pair, len(group_of)) for pair in pairs]
             group_parts.append(np.array(found, dtype=np.int64))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, Text, cast, func, literal
+from sqlalchemy import Connection, Engine, Select, Text, cast, func, literal
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -105,3 +105,16 @@ def _parsed(texts: Iterable[str], dtype: type[Any]) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a text not wholly numbers: fail, never cut it short
         return np.fromstring(joined, dtype=dtype, sep=",")
+
+
+def chunks(connection: Connection, query: Select[Any], size: int) -> Iterator[Sequence[Any]]:
+    """The rows of `query` in lists of `size`, from the driver's own cursor (its plain tuples,
+    without a Row each: the texts arrive at half the cost)."""
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()

@@ -155,8 +155,8 @@ def load(connection: Connection, as_text: bool = True) -> StageImage | None:
     sizes: list[int] = []
     entered_parts: list[Ints] = []
     left_parts: list[Ints] = []
-    result = connection.execute(query)
-    while rows := result.fetchmany(_GROUPS_PER_CHUNK):
+    malformed = True  # until every chunk parsed
+    for rows in images.chunks(connection, query, _GROUPS_PER_CHUNK):
         for key, stage, count, _entered, _left in rows:
             pairs.append(
                 (
@@ -169,8 +169,11 @@ def load(connection: Connection, as_text: bool = True) -> StageImage | None:
             entered_parts.append(parse(row[3] for row in rows))
             left_parts.append(parse(row[4] for row in rows))
         except ValueError:
-            result.close()
-            return load(connection, as_text=False)
+            break
+    else:
+        malformed = False
+    if malformed:
+        return load(connection, as_text=False)
     if rollups.version(connection) != version:
         return None  # a rebuild committed while the rows were read: they may not be `version`'s
     entered = np.concatenate(entered_parts) if entered_parts else np.zeros(0, dtype=np.int64)
@@ -228,19 +231,26 @@ _SEPARATORS = {4: "-", 7: "-", 10: " ", 13: ":", 16: ":", 19: ".", 26: ","}
 _DIGITS = [column for column in range(_WIDTH - 1) if column not in _SEPARATORS]
 
 
-def _weights() -> npt.NDArray[np.float64]:
-    """Digit i's weight in each of year, month, day, second of the day and microsecond."""
+def _weighted(digits: npt.NDArray[np.uint8], terms: list[tuple[int, int]]) -> Ints:
+    total = np.zeros(len(digits), dtype=np.int64)
+    for column, weight in terms:
+        total += digits[:, column].astype(np.int64) * weight
+    return total
+
+
+def _terms() -> list[list[tuple[int, int]]]:
+    """For year, month, day, second of the day and microsecond: (digit column, weight) each."""
     fields = [((0, 4), 1), ((5, 7), 1), ((8, 10), 1), ((11, 13), 3600), ((14, 16), 60)]
     fields += [((17, 19), 1), ((20, 26), 1)]
     targets = [0, 1, 2, 3, 3, 3, 4]  # hours, minutes and seconds go to the second of the day
-    weights = np.zeros((len(_DIGITS), 5), dtype=np.float64)
+    terms: list[list[tuple[int, int]]] = [[] for _ in range(5)]
     for ((first, last), scale), target in zip(fields, targets, strict=True):
         for column in range(first, last):
-            weights[_DIGITS.index(column), target] = scale * 10 ** (last - 1 - column)
-    return weights
+            terms[target].append((_DIGITS.index(column), scale * 10 ** (last - 1 - column)))
+    return terms
 
 
-_WEIGHTS = _weights()
+_TERMS = _terms()
 
 
 def _micros_of_texts(texts: Iterable[str]) -> Ints:
@@ -267,9 +277,8 @@ def _micros_of_table(table: npt.NDArray[np.uint8]) -> Ints:
     digits = table[:, _DIGITS] - np.uint8(ord("0"))  # wraps: a non-digit is above 9
     if (digits > 9).any():
         raise ValueError("a moment not in SQLAlchemy's SQLite form")
-    # year, month, day, second of the day, microsecond: sums of digits times powers of ten,
-    # exact in floats (all below 2**53), as one matrix product
-    year, month, day, second, micro = (digits @ _WEIGHTS).astype(np.int64).T
+    # year, month, day, second of the day, microsecond: sums of digits times powers of ten
+    year, month, day, second, micro = (_weighted(digits, terms) for terms in _TERMS)
     missing = year == 0
     month = np.where(missing, 1, month)
     day = np.where(missing, 1, day)

@@ -28,7 +28,7 @@ from kpi.sqlfuncs import days_between
 EPOCH = date(1970, 1, 1)
 _ORDINAL = EPOCH.toordinal()  # a day's number is its ordinal (>= 1)
 _SPAN = 4_000_000  # more than the ordinal of 9999-12-31: partner index * SPAN + day number
-_CHUNK = 50_000
+_KEYS_PER_CHUNK = 200
 
 days = schema.kpi_partner_days
 Ints = npt.NDArray[np.int64]
@@ -147,52 +147,55 @@ def _column(name: str) -> Any:
 
 
 def load(connection: Connection) -> TotalsImage | None:
-    """The copy of the store's running totals (None below `images.MIN_ROWS` rows)."""
-    version = rollups.version(connection)  # before the rows: see the module's docstring
-    per_key = connection.execute(
-        select(days.c.partner_key, func.count())
+    """The copy of the store's running totals (None below `images.MIN_ROWS` rows), read as one
+    row per partner key with its days' values as comma-separated lists, in the key's order."""
+    version = rollups.version(connection)  # before the rows: see kpi.images
+    day_number = days_between(literal(EPOCH, Date), days.c.day)
+    values = [day_number, *(_column(name) for name in (*COUNT_FIELDS, *MONEY_FIELDS))]
+    query = (
+        select(days.c.partner_key, func.count(), *images.lists(connection, values, days.c.day))
         .group_by(days.c.partner_key)
         .order_by(days.c.partner_key)
-    ).all()
-    total = sum(int(count) for _key, count in per_key)
+    )
+    keys: list[str] = []
+    sizes: list[int] = []
+    parts: list[list[Ints]] = [[] for _ in values]
+    for rows in images.chunks(connection, query, _KEYS_PER_CHUNK):
+        for row in rows:
+            keys.append(str(row[0]))
+            sizes.append(int(row[1]))
+        for index, part in enumerate(parts):
+            part.append(images.integers(row[2 + index] for row in rows))
+    if rollups.version(connection) != version:
+        return None  # a rebuild committed while the rows were read: they may not be `version`'s
+    total = sum(sizes)
     if total < images.MIN_ROWS:
         return None
-    keys = [str(key) for key, _count in per_key]
-    sizes = np.array([int(count) for _key, count in per_key], dtype=np.int64)
+    day = np.concatenate(parts[0]) if parts[0] else np.zeros(0, dtype=np.int64)
+    key_index = np.repeat(np.arange(len(keys), dtype=np.int64), np.array(sizes, dtype=np.int64))
+    order = key_index * _SPAN + day + _ORDINAL
+    del key_index, day
+    if len(order) > 1 and (np.diff(order) <= 0).any():
+        return None  # lists not in the days' order: never read a boundary from them
     firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    day_number = days_between(literal(EPOCH, Date), days.c.day)
-    query = select(
-        day_number, *(_column(name) for name in (*COUNT_FIELDS, *MONEY_FIELDS))
-    ).order_by(days.c.partner_key, days.c.day)
-    table = np.empty((total, 1 + len(COUNT_FIELDS) + len(MONEY_FIELDS)), dtype=np.int64)
-    filled = 0
-    # The driver's own cursor: its plain tuples go into numpy ten times faster than Rows.
-    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql)
-        while chunk := cursor.fetchmany(_CHUNK):
-            rows = np.array(chunk, dtype=np.int64)
-            if filled + len(rows) > total:  # rows written since the count: load another time
-                return None
-            table[filled : filled + len(rows)] = rows
-            filled += len(rows)
-    finally:
-        cursor.close()
-    if filled != total or rollups.version(connection) != version:
-        return None  # a rebuild committed while the rows were read: they may not be `version`'s
-    key_index = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
-    order = key_index * _SPAN + table[:, 0] + _ORDINAL
-    counts = table[:, 1 : 1 + len(COUNT_FIELDS)]
-    small = counts.size == 0 or (counts.min() >= _INT32.min and counts.max() <= _INT32.max)
-    return TotalsImage(
-        version,
-        keys,
-        firsts,
-        order,
-        counts.astype(np.int32) if small else np.ascontiguousarray(counts),
-        np.ascontiguousarray(table[:, 1 + len(COUNT_FIELDS) :]),
+    counts = _columns(parts[1 : 1 + len(COUNT_FIELDS)], total, narrow=True)
+    money = _columns(parts[1 + len(COUNT_FIELDS) :], total, narrow=False)
+    return TotalsImage(version, keys, firsts, order, counts, money)
+
+
+def _columns(parts: list[list[Ints]], total: int, narrow: bool) -> Any:
+    """One 2-D array of the columns listed in `parts` (emptied as they are copied), int32 when
+    `narrow` and every value fits, else int64."""
+    fits = narrow and all(
+        piece.size == 0 or (piece.min() >= _INT32.min and piece.max() <= _INT32.max)
+        for part in parts
+        for piece in part
     )
+    table = np.empty((total, len(parts)), dtype=np.int32 if fits else np.int64)
+    for index, part in enumerate(parts):
+        table[:, index] = np.concatenate(part) if part else 0
+        part.clear()
+    return table
 
 
 def current(connection: Connection, version: int) -> TotalsImage | None:
