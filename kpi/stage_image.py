@@ -35,7 +35,7 @@ from kpi.sqlfuncs import epoch_micros
 Ints = npt.NDArray[np.int64]
 _MICROS_PER_DAY = 86_400_000_000
 _EPOCH = datetime(1970, 1, 1)
-_GROUPS_PER_CHUNK = 500
+_GROUPS_PER_CHUNK = 100
 _PARSED_AT_ONCE = 65_536  # moments parsed per step
 _LIMIT = 2**62  # composite keys and length sums stay below it (int64 with room)
 
@@ -184,34 +184,38 @@ def load(connection: Connection, as_text: bool = True) -> StageImage | None:
     if total < images.MIN_ROWS or len(left) != total:
         return None
     ended = left >= 0
-    left_group = np.repeat(
-        np.array([k * len(stage_index) + s for k, s in pairs], dtype=np.int64),
+    group = np.repeat(
+        np.array([k * len(stage_index) + s for k, s in pairs], dtype=np.int32),
         np.array(sizes, dtype=np.int64),
     )
-    lengths = left[ended] - entered[ended]
-    left = left[ended]
+    left = left[ended]  # the stays that ended (the rest freed)
+    lengths = entered[ended]
+    np.subtract(left, lengths, out=lengths)
     origin = min(int(entered.min()), int(left.min(initial=entered.min()))) if total else 0
     whole_seconds = not (entered % 1_000_000).any() and not (left % 1_000_000).any()
     unit = 1_000_000 if whole_seconds else 1
-    # in place from here: three arrays of the changes' size at most
-    for offsets in (entered, left):
-        offsets -= origin
+    # in place from here, one temporary at a time: the peak stays near the image's own size
+    for offsets in (entered, left, lengths):
+        if offsets is not lengths:
+            offsets -= origin
         offsets //= unit
-    lengths //= unit
     span = max(int(entered.max(initial=0)), int(left.max(initial=0))) + 2
     if len(key_index) * len(stage_index) * span >= _LIMIT or int(np.abs(lengths).sum()) >= _LIMIT:
         return None
-    entered += left_group * span
+    _add_groups(entered, group, span)
     entered.sort()
-    left_group = left_group[ended]
+    group = group[ended]
     del ended
-    left += left_group * span
-    del left_group
-    by_end = np.argsort(left, kind="stable")
-    left = left[by_end]
-    running = np.zeros(len(by_end) + 1, dtype=np.int64)
-    np.cumsum(lengths[by_end], out=running[1:])
-    del by_end, lengths
+    _add_groups(left, group, span)
+    del group
+    if len(left) > 1 and (np.diff(left) < 0).any():  # SQLite's index order already sorts them
+        by_end = np.argsort(left, kind="stable")
+        left = left[by_end]
+        lengths = lengths[by_end]
+        del by_end
+    running = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=running[1:])
+    del lengths
     return StageImage(
         version=version,
         keys=list(key_index),
@@ -253,13 +257,19 @@ def _terms() -> list[list[tuple[int, int]]]:
 _TERMS = _terms()
 
 
+def _add_groups(offsets: Ints, group: npt.NDArray[np.int32], span: int) -> None:
+    """offsets += group * span, in place, in steps (a bounded temporary)."""
+    for first in range(0, len(offsets), _PARSED_AT_ONCE):
+        part = slice(first, first + _PARSED_AT_ONCE)
+        offsets[part] += group[part].astype(np.int64) * span
+
+
 def _micros_of_texts(texts: Iterable[str]) -> Ints:
     """Microseconds since 1970 of comma-separated moments in SQLAlchemy's SQLite form
     (`YYYY-MM-DD HH:MM:SS.ffffff`), `_NO_MOMENT` as -1; ValueError for any other text."""
-    joined = ",".join(texts)
-    if not joined:
-        return np.zeros(0, dtype=np.int64)
-    raw = (joined + ",").encode("ascii", errors="replace")
+    joined = ",".join([*texts, ""])  # each moment with its comma
+    raw = joined.encode("ascii", errors="replace")
+    del joined
     if len(raw) % _WIDTH:
         raise ValueError("a moment not in SQLAlchemy's SQLite form")
     table = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _WIDTH)
