@@ -77,10 +77,10 @@ class DealImage:
         for name, amounts in (("won_revenue", self.won_amount), ("new_revenue", self.new_amount)):
             total = np.bincount(group, weights=amounts[low:high], minlength=size)
             sums[name] = total[present].tolist()
-        columns = [sums[name] for name in _CLOSED_FIELDS]
+        rows = zip(*(sums[name] for name in _CLOSED_FIELDS), strict=True)
         return [
-            (*self.groups[index], ClosedTotals(*(column[row] for column in columns)))
-            for row, index in enumerate(present.tolist())
+            (*self.groups[index], ClosedTotals(*row))
+            for index, row in zip(present.tolist(), rows, strict=True)
         ]
 
 
