@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -37,11 +37,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from kpi import rollups, schema
 from kpi.sqlfuncs import days_between, elapsed_days
 from settings.periods import Period
-
-if TYPE_CHECKING:  # the images read ClosedTotals and StageTotals from here
-    from kpi.deal_image import DealImage
-    from kpi.stage_image import StageImage
-    from kpi.totals_image import TotalsImage
 
 #: A partner id, or None for direct deals.
 PartnerKey = str | None
@@ -173,6 +168,38 @@ class TrustCounts:
     @property
     def total(self) -> int:
         return sum(getattr(self, item.name) for item in fields(self))
+
+
+class StageCounts(NamedTuple):
+    """One (partner key, stage) pair's figures for a window."""
+
+    key: str  # the partner key ('' for the direct deals)
+    stage: str
+    entered: int
+    stays: int
+    stay_days: float
+
+
+class TotalsImage(Protocol):
+    """`kpi.totals_image.TotalsImage` as read here (the images import this module)."""
+
+    def period_totals(
+        self, start: date, end: date, partner_ids: Sequence[PartnerKey] | None = None
+    ) -> dict[PartnerKey, tuple[Any, ...]]: ...
+
+
+class DealImage(Protocol):
+    """`kpi.deal_image.DealImage` as read here."""
+
+    def channels(self, start: date, end: date) -> list[tuple[PartnerKey, str, ClosedTotals]]: ...
+
+
+class StageImage(Protocol):
+    """`kpi.stage_image.StageImage` as read here."""
+
+    def counts(
+        self, start_at: datetime, end_at: datetime, pipeline: Sequence[str]
+    ) -> list[StageCounts]: ...
 
 
 @dataclass(frozen=True)

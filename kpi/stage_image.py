@@ -30,6 +30,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, func, literal, select
 
 from kpi import images, rollups, schema
+from kpi.aggregates import StageCounts
 from kpi.sqlfuncs import epoch_micros
 
 Ints = npt.NDArray[np.int64]
@@ -41,17 +42,6 @@ _LIMIT = 2**62  # composite keys and length sums stay below it (int64 with room)
 
 changes = schema.stage_changes
 keys_table = schema.kpi_partner_keys
-
-
-@dataclass(frozen=True)
-class StageCounts:
-    """One (partner key, stage) pair's figures for a window."""
-
-    key: str  # the partner key ('' for the direct deals)
-    stage: str
-    entered: int
-    stays: int
-    stay_days: float
 
 
 @dataclass(frozen=True)
