@@ -355,11 +355,12 @@ class KpiEngine:
             all_entries: dict[str, int] = {}
             if details:
                 # one partner's channels and stages are a few seeks in SQL: no images
+                # (the largest load first: its peak then sits on fewer resident images)
                 every = partner_ids is None
+                stages = stage_image.current(connection, version) if every else None
                 deals = deal_image.current(connection, version) if every else None
                 aggregator.add_channels(current, period, partner_ids, deals)
                 pipeline = self._pipeline(connection)
-                stages = stage_image.current(connection, version) if every else None
                 aggregator.add_stages(current, period, pipeline, partner_ids, stages)
                 all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids, image=image)
