@@ -82,18 +82,16 @@ class TotalsImage:
             found = [self.index_of.get(key, -1) for key in dict.fromkeys(wanted)]
             rows = np.array([index for index in found if index >= 0], dtype=np.int64)
         has_end, rows, counts, money = self._sums(start, end, rows)
-        keys = [self.keys[index] for index in rows[has_end].tolist()]
-        count_rows = counts[has_end].tolist()
-        money_rows = _quotients(money[has_end])
-        result: dict[str | None, tuple[Any, ...]] = {}
-        for key, ints, amounts in zip(keys, count_rows, money_rows, strict=True):
-            values: list[Any] = [0] * len(rollups.PERIOD_FIELDS)
-            for position, value in zip(_COUNT_POSITIONS, ints, strict=True):
-                values[position] = value
-            for position, value in zip(_MONEY_POSITIONS, amounts, strict=True):
-                values[position] = value
-            result[None if key == rollups.DIRECT else key] = tuple(values)
-        return result
+        keys = [
+            None if key == rollups.DIRECT else key
+            for key in (self.keys[index] for index in rows[has_end].tolist())
+        ]
+        columns: list[list[Any]] = [[] for _ in rollups.PERIOD_FIELDS]
+        for position, column in zip(_COUNT_POSITIONS, counts[has_end].T.tolist(), strict=True):
+            columns[position] = column
+        for position, column in zip(_MONEY_POSITIONS, _quotients(money[has_end].T), strict=True):
+            columns[position] = column
+        return dict(zip(keys, zip(*columns, strict=True), strict=True))
 
     def rank_table(self, start: date, end: date, partners: Sequence[str]) -> Floats:
         """The RANK_FIELDS of `partners` over [start, end) as floats, row i being
@@ -118,7 +116,7 @@ class TotalsImage:
 
 def _quotients(micros: Ints) -> list[list[float]]:
     """Each millionths sum as a currency amount, the quotient Python's int division gives (numpy's
-    is the same below 2**53, where the int converts to a float exactly)."""
+    is the same below 2**53, where the int converts to a float exactly), row by row."""
     if micros.size == 0 or int(np.abs(micros).max()) < _EXACT:
         quotients: list[list[float]] = (micros / rollups.MICROS).tolist()
         return quotients
