@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -170,6 +170,38 @@ class TrustCounts:
         return sum(getattr(self, item.name) for item in fields(self))
 
 
+class StageCounts(NamedTuple):
+    """One (partner key, stage) pair's figures for a window."""
+
+    key: str  # the partner key ('' for the direct deals)
+    stage: str
+    entered: int
+    stays: int
+    stay_days: float
+
+
+class TotalsImage(Protocol):
+    """`kpi.totals_image.TotalsImage` as read here (the images import this module)."""
+
+    def period_totals(
+        self, start: date, end: date, partner_ids: Sequence[PartnerKey] | None = None
+    ) -> dict[PartnerKey, tuple[Any, ...]]: ...
+
+
+class DealImage(Protocol):
+    """`kpi.deal_image.DealImage` as read here."""
+
+    def channels(self, start: date, end: date) -> list[tuple[PartnerKey, str, ClosedTotals]]: ...
+
+
+class StageImage(Protocol):
+    """`kpi.stage_image.StageImage` as read here."""
+
+    def counts(
+        self, start_at: datetime, end_at: datetime, pipeline: Sequence[str]
+    ) -> list[StageCounts]: ...
+
+
 @dataclass(frozen=True)
 class Window:
     """A period as dates (for date columns) and as naive-UTC instants (for timestamps)."""
@@ -199,15 +231,19 @@ class Aggregator:
         period: Period,
         partner_ids: Sequence[PartnerKey] | None = None,
         surveys: bool = True,
+        image: TotalsImage | None = None,
     ) -> dict[PartnerKey, Totals]:
         """Base aggregates per partner (None: direct deals), channels and stages aside;
         `partner_ids` limits the partners (None in it: the direct deals too); without `surveys`,
         no survey answers (a reader of none of their keys skips that query). Read from the
         running totals of `kpi.rollups`: the period is what was counted before its end minus
-        what was counted before its start."""
+        what was counted before its start (from `image`, their in-memory copy, when given)."""
         window = Window.of(period, self.tz)
         result: dict[PartnerKey, Totals] = {}
-        sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
+        if image is None:
+            sums = rollups.period_totals(self.connection, window.start, window.end, partner_ids)
+        else:
+            sums = image.period_totals(window.start, window.end, partner_ids)
         closed_fields = len(rollups.CLOSED_MEASURES)
         for key, values in sums.items():
             totals = result[key] = Totals(closed=ClosedTotals(*values[:closed_fields]))
@@ -247,9 +283,15 @@ class Aggregator:
         totals: dict[PartnerKey, Totals],
         period: Period,
         partner_ids: Sequence[str] | None = None,
+        image: DealImage | None = None,
     ) -> None:
-        """Adds the period's closed deals per marketing channel to `totals`, per partner."""
+        """Adds the period's closed deals per marketing channel to `totals`, per partner; for
+        every partner from `image`, the closed deals' in-memory copy, when given."""
         window = Window.of(period, self.tz)
+        if image is not None and partner_ids is None:
+            for partner_id, channel, closed in image.channels(window.start, window.end):
+                totals_of(totals, partner_id).add_channel(channel, closed)
+            return
         parameters: dict[str, Any] = {"start": window.start, "end": window.end}
         if partner_ids is not None:
             parameters["partner_ids"] = list(partner_ids)
@@ -264,12 +306,20 @@ class Aggregator:
         period: Period,
         pipeline: Sequence[str],
         partner_ids: Sequence[str] | None = None,
+        image: StageImage | None = None,
     ) -> None:
         """Adds the entries into each pipeline stage and the stays in it that ended in the
-        period to `totals`, per partner (stages outside the pipeline are never reported)."""
+        period to `totals`, per partner (stages outside the pipeline are never reported); for
+        every partner from `image`, the stage changes' in-memory copy, when given."""
         if not pipeline:
             return
         window = Window.of(period, self.tz)
+        if image is not None and partner_ids is None:
+            for pair in image.counts(window.start_at, window.end_at, pipeline):
+                totals_of(totals, pair.key or None).stages[pair.stage] = StageTotals(
+                    pair.entered, pair.stay_days, pair.stays
+                )
+            return
         parameters: dict[str, Any] = {"start_at": window.start_at, "end_at": window.end_at}
         if partner_ids is not None:
             parameters["partner_ids"] = list(partner_ids)

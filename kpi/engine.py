@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, select
 
-from kpi import rollups, schema, totals_image
+from kpi import deal_image, rollups, schema, stage_image, totals_image
 from kpi.aggregates import (
     Aggregator,
     ClosedTotals,
@@ -189,7 +189,9 @@ class KpiEngine:
         surveys = keys is None or not SURVEY_KEYS.isdisjoint(keys)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
-            totals = aggregator.totals(period, partner_ids, surveys=surveys)
+            totals = aggregator.totals(
+                period, partner_ids, surveys=surveys, image=_image(connection)
+            )
             if customers:
                 add_customers(connection, self.settings.tz, totals, period, partner_ids)
         nothing = Totals()
@@ -202,7 +204,7 @@ class KpiEngine:
         rest of `kpis` (a forecast reads only this, for every partner with a goal)."""
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
-            totals = aggregator.totals(period, partner_ids, surveys=False)
+            totals = aggregator.totals(period, partner_ids, surveys=False, image=_image(connection))
         nothing = ClosedTotals()
         return {
             pid: closed_kpis(totals[pid].closed if pid in totals else nothing)["close_rate"]
@@ -219,7 +221,8 @@ class KpiEngine:
         partners = self.partners()
         self.refresh_rollups()
         with self.store.engine.connect() as connection:
-            totals = Aggregator(connection, self.settings.tz).totals(period)
+            aggregator = Aggregator(connection, self.settings.tz)
+            totals = aggregator.totals(period, image=_image(connection))
             if customers:
                 add_customers(connection, self.settings.tz, totals, period)
         pooled = _pooled(totals)
@@ -293,7 +296,8 @@ class KpiEngine:
         """The KPIs of direct deals (no partner), to compare partners with the company's team."""
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
-            totals = Aggregator(connection, self.settings.tz).totals(period)
+            aggregator = Aggregator(connection, self.settings.tz)
+            totals = aggregator.totals(period, image=_image(connection))
         return kpis_of(totals.get(None, Totals()))
 
     def trust_counts(self, period: Period) -> dict[PartnerKey, TrustCounts]:
@@ -338,21 +342,28 @@ class KpiEngine:
         rollups.refresh(self.store.engine, wait=False)
         with self.store.engine.connect() as connection:
             aggregator = Aggregator(connection, self.settings.tz)
+            version = rollups.version(connection)
+            image = totals_image.current(connection, version)
             if partner_ids is None:
-                current = aggregator.totals(period)
+                current = aggregator.totals(period, image=image)
                 ranking = self._rank(partners, period, _rank_sums_of(current))
             else:
-                ranking = self._cached_ranking(aggregator, period, partners)
+                ranking = self._cached_ranking(aggregator, period, partners, version, image)
                 # the direct deals too: the bot's scorecard shows them as its baseline
-                current = aggregator.totals(period, [*partner_ids, None])
+                current = aggregator.totals(period, [*partner_ids, None], image=image)
             pipeline: list[str] = []
             all_entries: dict[str, int] = {}
             if details:
-                aggregator.add_channels(current, period, partner_ids)
+                # one partner's channels and stages are a few seeks in SQL: no images
+                # (the largest load first: its peak then sits on fewer resident images)
+                every = partner_ids is None
+                stages = stage_image.current(connection, version) if every else None
+                deals = deal_image.current(connection, version) if every else None
+                aggregator.add_channels(current, period, partner_ids, deals)
                 pipeline = self._pipeline(connection)
-                aggregator.add_stages(current, period, pipeline, partner_ids)
+                aggregator.add_stages(current, period, pipeline, partner_ids, stages)
                 all_entries = aggregator.stage_entries(period, pipeline)
-            earlier = aggregator.totals(previous, partner_ids)
+            earlier = aggregator.totals(previous, partner_ids, image=image)
             add_customers_of(
                 connection, self.settings.tz, [(current, period), (earlier, previous)], partner_ids
             )
@@ -383,20 +394,24 @@ class KpiEngine:
         return rank(active, sums, self.settings.weights)
 
     def _cached_ranking(
-        self, aggregator: Aggregator, period: Period, partners: list[PartnerRow]
+        self,
+        aggregator: Aggregator,
+        period: Period,
+        partners: list[PartnerRow],
+        version: int,
+        image: totals_image.TotalsImage | None,
     ) -> Ranking:
         """The period's ranking for one partner's card: from `self.rankings` while the rollups,
         the partners and the period's survey answers are as they were, else computed from every
-        partner's running totals (and kept)."""
+        partner's running totals (`image`, their copy at `version`, when there is one), and
+        kept."""
         connection = aggregator.connection
         window = (period.start, period.end)
-        version = rollups.version(connection)
         who = [(p.id, p.joined_on, p.left_on) for p in partners]
         surveys = aggregator.surveys(period)
         found = self.rankings.get(window, version, who, surveys)
         if found is not None:
             return found
-        image = totals_image.current(connection, version)
         if image is None:  # a small store: the SQL is cheap there
             sums: dict[str, RankRow] = {
                 key: (*values, 0, 0, 0)
@@ -490,6 +505,12 @@ class KpiEngine:
             "partner_revenue": partner_revenue,
             "partner_revenue_share": ratio(partner_revenue, partner_revenue + direct),
         }
+
+
+def _image(connection: Connection) -> totals_image.TotalsImage | None:
+    """The in-memory copy of the running totals at the current rollups version (None: a small
+    store, or another thread is loading it; the SQL then reads them)."""
+    return totals_image.current(connection, rollups.version(connection))
 
 
 def _pooled(totals: dict[PartnerKey, Totals]) -> Totals:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Float, Integer
+from sqlalchemy import BigInteger, Date, DateTime, Float, Integer
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -85,3 +85,24 @@ def _add_days_sqlite(element: add_days, compiler: Any, **kw: Any) -> str:
 def _add_days_postgresql(element: add_days, compiler: Any, **kw: Any) -> str:
     value, days = (compiler.process(arg, **kw) for arg in element.clauses)
     return f"({value} + ({days}))"
+
+
+class epoch_micros(FunctionElement[int]):
+    """A timestamp as whole microseconds since 1970-01-01 (an integer, exactly: SQLite's text
+    form's seconds and up to six digits of fraction, PostgreSQL's epoch as numeric)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(epoch_micros, "sqlite")
+def _epoch_micros_sqlite(element: epoch_micros, compiler: Any, **kw: Any) -> str:
+    (value,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    fraction = f"substr(substr({value}, 21) || '000000', 1, 6)"
+    return f"(CAST(strftime('%s', {value}) AS INTEGER) * 1000000 + CAST({fraction} AS INTEGER))"
+
+
+@compiles(epoch_micros, "postgresql")
+def _epoch_micros_postgresql(element: epoch_micros, compiler: Any, **kw: Any) -> str:
+    (value,) = (compiler.process(arg, **kw) for arg in element.clauses)
+    return f"CAST(round(EXTRACT(EPOCH FROM {value}) * 1000000) AS BIGINT)"

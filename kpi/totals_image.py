@@ -1,42 +1,34 @@
-"""An in-memory copy of the running totals the ranking reads, per rollups version.
+"""An in-memory copy of the running totals per partner and day (`kpi_partner_days`), per
+rollups version (see `kpi.images`).
 
-One partner's card ranks every partner, so a period it has not ranked before needs every
-partner's running totals at the period's start and end: 8,000 index seeks into
-`kpi_partner_days` at 2,000 partners (15-25 ms). This module keeps the seven columns the ranking
-reads (`rollups.RANK_FIELDS`, money as integer millionths) as numpy arrays sorted by (partner,
-day), so a boundary for every partner is one vectorized binary search (well under a
-millisecond), with exactly the integers the SQL would subtract.
-
-The copy is tied to the rollups' version (`rollups.version`, bumped by every rebuild in its own
-transaction) read before the rows: a rebuild racing the load leaves the copy labelled with the
-older version, so the next question sees the version moved and loads again; a copy is never
-used once the stored version differs. One copy per store (shared by every `KpiEngine` of a
-process). Its memory is 64 bytes per `kpi_partner_days` row: 48 MB for the 752,000 rows of the
-benchmark's 2,000 partners and 1,000,000 deals, loaded in about 1 s of CPU at the first card
-after a sync. Stores below `MIN_ROWS` rows are not copied: their seeks are cheap anyway.
+Every partner's period totals are two rows per partner key: 4,000 index seeks at 2,000 partners,
+and the ranking of one partner's card needs them all. This module keeps the columns a period
+reads (`rollups.PERIOD_FIELDS`: the running totals, the open pipeline as created minus settled,
+money as integer millionths) as numpy arrays sorted by (partner key, day), so a boundary for
+every partner is one vectorized binary search, with exactly the integers the SQL would subtract.
+Counts are kept as int32 when they fit, money as int64: 72 bytes per row, 54 MB for the 752,000
+rows of the benchmark's 2,000 partners and 1,000,000 deals (see the README for its load time).
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Date, Engine, func, literal, select
+from sqlalchemy import Connection, Date, func, literal, select
 
-from kpi import rollups, schema
+from kpi import images, rollups, schema
 from kpi.sqlfuncs import days_between
 
 EPOCH = date(1970, 1, 1)
 _ORDINAL = EPOCH.toordinal()  # a day's number is its ordinal (>= 1)
 _SPAN = 4_000_000  # more than the ordinal of 9999-12-31: partner index * SPAN + day number
-MIN_ROWS = 50_000
-_CHUNK = 50_000
+_KEYS_PER_CHUNK = 200
 
 days = schema.kpi_partner_days
 Ints = npt.NDArray[np.int64]
@@ -46,124 +38,164 @@ Floats = npt.NDArray[np.float64]
 @dataclass(frozen=True)
 class TotalsImage:
     version: int
-    keys: list[str]  # partner keys in order (not the direct deals')
+    keys: list[str]  # partner keys in order (DIRECT, '', for the direct deals)
     firsts: Ints  # each key's first row
     order: Ints  # key index * _SPAN + day number, ascending
-    values: Ints  # one row per kpi_partner_days row: RANK_FIELDS' running totals
+    counts: npt.NDArray[np.int32] | Ints  # per row: the COUNT_FIELDS' running totals
+    money: Ints  # per row: the MONEY_FIELDS' running totals in millionths
 
     @cached_property
     def index_of(self) -> dict[str, int]:
         return {key: index for index, key in enumerate(self.keys)}
 
-    def rank_table(self, start: date, end: date, partners: Sequence[str]) -> Floats:
-        """The RANK_FIELDS of `partners` over [start, end) as floats, row i being
-        `partners[i]`'s (zeros without rows): `rollups.rank_sums`' values, each money sum the same
-        correctly rounded quotient of its millionths, with no Python object per partner."""
-        found = np.array([self.index_of.get(pid, -1) for pid in partners], dtype=np.int64)
-        known = found >= 0
-        rows = found[known]
+    def _sums(
+        self, start: date, end: date, rows: Ints
+    ) -> tuple[npt.NDArray[np.bool_], Ints, Ints, Ints]:
+        """For key indexes `rows`: whether each has a row before `end`, and its counts and
+        money over [start, end) (the open pipeline: at `end`), as int64."""
         base = rows * _SPAN
         at_end = np.searchsorted(self.order, base + end.toordinal(), side="left") - 1
         at_start = np.searchsorted(self.order, base + start.toordinal(), side="left") - 1
         firsts = self.firsts[rows]
         has_end = at_end >= firsts
         has_start = at_start >= firsts
-        ending = np.where(has_end[:, None], self.values[np.where(has_end, at_end, 0)], 0)
-        starting = np.where(has_start[:, None], self.values[np.where(has_start, at_start, 0)], 0)
-        sums = ending - starting
-        sums[:, _OPEN] = ending[:, _OPEN]
-        table = np.zeros((len(partners), sums.shape[1]), dtype=np.float64)
-        table[known] = sums
-        money = np.zeros(len(partners), dtype=np.int64)
-        money[known] = sums[:, _MONEY]
-        table[:, _MONEY] = money / rollups.MICROS
+        end_rows = np.where(has_end, at_end, 0)
+        start_rows = np.where(has_start, at_start, 0)
+        result = []
+        for table, opens in ((self.counts, _OPEN_COUNTS), (self.money, _OPEN_MONEY)):
+            ending = np.where(has_end[:, None], table[end_rows].astype(np.int64), 0)
+            starting = np.where(has_start[:, None], table[start_rows].astype(np.int64), 0)
+            sums = ending - starting
+            sums[:, opens] = ending[:, opens]
+            result.append(sums)
+        return has_end, rows, result[0], result[1]
+
+    def period_totals(
+        self, start: date, end: date, partner_ids: Sequence[str | None] | None = None
+    ) -> dict[str | None, tuple[Any, ...]]:
+        """`rollups.period_totals`' result from the copy: the same keys (those with a row before
+        `end`; None for the direct deals), the same integers and the same money quotients."""
+        if partner_ids is None:
+            rows = np.arange(len(self.keys), dtype=np.int64)
+        else:
+            wanted = (rollups.DIRECT if p is None else p for p in partner_ids)
+            found = [self.index_of.get(key, -1) for key in dict.fromkeys(wanted)]
+            rows = np.array([index for index in found if index >= 0], dtype=np.int64)
+        has_end, rows, counts, money = self._sums(start, end, rows)
+        keys = [
+            None if key == rollups.DIRECT else key
+            for key in (self.keys[index] for index in rows[has_end].tolist())
+        ]
+        columns: list[list[Any]] = [[] for _ in rollups.PERIOD_FIELDS]
+        for position, column in zip(_COUNT_POSITIONS, counts[has_end].T.tolist(), strict=True):
+            columns[position] = column
+        for position, column in zip(_MONEY_POSITIONS, _quotients(money[has_end].T), strict=True):
+            columns[position] = column
+        return dict(zip(keys, zip(*columns, strict=True), strict=True))
+
+    def rank_table(self, start: date, end: date, partners: Sequence[str]) -> Floats:
+        """The RANK_FIELDS of `partners` over [start, end) as floats, row i being
+        `partners[i]`'s (zeros without rows): `rollups.rank_sums`' values, each money sum the same
+        correctly rounded quotient of its millionths, with no Python object per partner."""
+        found = np.array(
+            [self.index_of.get(pid, -1) if pid != rollups.DIRECT else -1 for pid in partners],
+            dtype=np.int64,
+        )
+        known = found >= 0
+        _has_end, _rows, counts, money = self._sums(start, end, found[known])
+        table = np.zeros((len(partners), len(rollups.RANK_FIELDS)), dtype=np.float64)
+        for column, name in enumerate(rollups.RANK_FIELDS):
+            if name in MONEY_FIELDS:
+                values = np.zeros(len(partners), dtype=np.int64)
+                values[known] = money[:, MONEY_FIELDS.index(name)]
+                table[:, column] = values / rollups.MICROS
+            else:
+                table[known, column] = counts[:, COUNT_FIELDS.index(name)]
         return table
 
 
-_OPEN = rollups.RANK_FIELDS.index("pipeline_count")
-_MONEY = rollups.RANK_FIELDS.index("won_revenue")
+def _quotients(micros: Ints) -> list[list[float]]:
+    """Each millionths sum as a currency amount, the quotient Python's int division gives (numpy's
+    is the same below 2**53, where the int converts to a float exactly), row by row."""
+    if micros.size == 0 or int(np.abs(micros).max()) < _EXACT:
+        quotients: list[list[float]] = (micros / rollups.MICROS).tolist()
+        return quotients
+    return [[value / rollups.MICROS for value in row] for row in micros.tolist()]
+
+
+_EXACT = 2**53
+
+#: The columns the copy keeps, as `rollups.PERIOD_FIELDS` names them: money apart, in int64.
+MONEY_FIELDS = ("won_revenue", "new_revenue", "pipeline_value")
+COUNT_FIELDS = tuple(name for name in rollups.PERIOD_FIELDS if name not in MONEY_FIELDS)
+_COUNT_POSITIONS = tuple(rollups.PERIOD_FIELDS.index(name) for name in COUNT_FIELDS)
+_MONEY_POSITIONS = tuple(rollups.PERIOD_FIELDS.index(name) for name in MONEY_FIELDS)
+_OPEN_COUNTS = COUNT_FIELDS.index("pipeline_count")
+_OPEN_MONEY = MONEY_FIELDS.index("pipeline_value")
+_INT32 = np.iinfo(np.int32)
+
+
+def _column(name: str) -> Any:
+    """The running total of one of the copy's fields in a kpi_partner_days row."""
+    if name == "pipeline_count":
+        return days.c.created - days.c.settled
+    if name == "pipeline_value":
+        return days.c.created_value - days.c.settled_value
+    return days.c[name]
 
 
 def load(connection: Connection) -> TotalsImage | None:
-    """The copy of the store's running totals (None below MIN_ROWS rows)."""
-    version = rollups.version(connection)  # before the rows: see the module's docstring
-    counts = connection.execute(
-        select(days.c.partner_key, func.count())
-        .where(days.c.partner_key != rollups.DIRECT)
+    """The copy of the store's running totals (None below `images.MIN_ROWS` rows), read as one
+    row per partner key with its days' values as comma-separated lists, in the key's order."""
+    version = rollups.version(connection)  # before the rows: see kpi.images
+    day_number = days_between(literal(EPOCH, Date), days.c.day)
+    values = [day_number, *(_column(name) for name in (*COUNT_FIELDS, *MONEY_FIELDS))]
+    query = (
+        select(days.c.partner_key, func.count(), *images.lists(connection, values, days.c.day))
         .group_by(days.c.partner_key)
         .order_by(days.c.partner_key)
-    ).all()
-    total = sum(int(count) for _key, count in counts)
-    if total < MIN_ROWS:
-        return None
-    keys = [str(key) for key, _count in counts]
-    sizes = np.array([int(count) for _key, count in counts], dtype=np.int64)
-    firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    day_number = days_between(literal(EPOCH, Date), days.c.day)
-    query = (
-        select(
-            day_number,
-            days.c.won,
-            days.c.lost,
-            days.c.won_revenue,
-            days.c.won_with_amount,
-            days.c.cycle_days,
-            days.c.created - days.c.settled,
-            days.c.courses,
-        )
-        .where(days.c.partner_key != rollups.DIRECT)
-        .order_by(days.c.partner_key, days.c.day)
     )
-    table = np.empty((total, 1 + len(rollups.RANK_FIELDS)), dtype=np.int64)
-    filled = 0
-    # The driver's own cursor: its plain tuples go into numpy ten times faster than Rows.
-    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql)
-        while chunk := cursor.fetchmany(_CHUNK):
-            rows = np.array(chunk, dtype=np.int64)
-            if filled + len(rows) > total:  # rows written since the count: load another time
-                return None
-            table[filled : filled + len(rows)] = rows
-            filled += len(rows)
-    finally:
-        cursor.close()
-    if filled != total or rollups.version(connection) != version:
+    keys: list[str] = []
+    sizes: list[int] = []
+    parts: list[list[Ints]] = [[] for _ in values]
+    for rows in images.chunks(connection, query, _KEYS_PER_CHUNK):
+        for row in rows:
+            keys.append(str(row[0]))
+            sizes.append(int(row[1]))
+        for index, part in enumerate(parts):
+            part.append(images.integers(row[2 + index] for row in rows))
+    if rollups.version(connection) != version:
         return None  # a rebuild committed while the rows were read: they may not be `version`'s
-    key_index = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
-    order = key_index * _SPAN + table[:, 0] + _ORDINAL
-    return TotalsImage(version, keys, firsts, order, np.ascontiguousarray(table[:, 1:]))
+    total = sum(sizes)
+    if total < images.MIN_ROWS:
+        return None
+    day = np.concatenate(parts[0]) if parts[0] else np.zeros(0, dtype=np.int64)
+    key_index = np.repeat(np.arange(len(keys), dtype=np.int64), np.array(sizes, dtype=np.int64))
+    order = key_index * _SPAN + day + _ORDINAL
+    del key_index, day
+    if len(order) > 1 and (np.diff(order) <= 0).any():
+        return None  # lists not in the days' order: never read a boundary from them
+    firsts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    counts = _columns(parts[1 : 1 + len(COUNT_FIELDS)], total, narrow=True)
+    money = _columns(parts[1 + len(COUNT_FIELDS) :], total, narrow=False)
+    return TotalsImage(version, keys, firsts, order, counts, money)
 
 
-class _Holder:
-    def __init__(self) -> None:
-        self.image: TotalsImage | None = None
-        self.small_at: int | None = None  # the version at which the store was too small
-        self.lock = threading.Lock()
-
-
-_holders: weakref.WeakKeyDictionary[Engine, _Holder] = weakref.WeakKeyDictionary()
-_holders_lock = threading.Lock()
+def _columns(parts: list[list[Ints]], total: int, narrow: bool) -> Any:
+    """One 2-D array of the columns listed in `parts` (emptied as they are copied), int32 when
+    `narrow` and every value fits, else int64."""
+    fits = narrow and all(
+        piece.size == 0 or (piece.min() >= _INT32.min and piece.max() <= _INT32.max)
+        for part in parts
+        for piece in part
+    )
+    table = np.empty((total, len(parts)), dtype=np.int32 if fits else np.int64)
+    for index, part in enumerate(parts):
+        table[:, index] = np.concatenate(part) if part else 0
+        part.clear()
+    return table
 
 
 def current(connection: Connection, version: int) -> TotalsImage | None:
-    """The store's copy at `version` (loaded now if it is older or missing), or None when the
-    store is small, or another thread is loading it (the caller then reads the SQL)."""
-    with _holders_lock:
-        holder = _holders.get(connection.engine)
-        if holder is None:
-            holder = _holders[connection.engine] = _Holder()
-    image = holder.image
-    if image is not None and image.version == version:
-        return image
-    if holder.small_at == version or not holder.lock.acquire(blocking=False):
-        return None
-    try:
-        holder.image = None  # the old copy's memory goes before the new one is loaded
-        loaded = load(connection)
-        holder.small_at = version if loaded is None else None
-        holder.image = loaded
-        return loaded if loaded is not None and loaded.version == version else None
-    finally:
-        holder.lock.release()
+    """The store's copy at `version` (see `kpi.images.current`)."""
+    return images.current(connection, version, "totals", load)

@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kpi import rollups, totals_image
+from kpi import images, rollups, totals_image
 from kpi.aggregates import ClosedTotals, Totals
 from kpi.engine import KpiEngine
 from kpi.formulas import kpis_of
@@ -149,7 +149,7 @@ def test_a_cached_ranking_is_not_served_after_a_write(store: Store) -> None:
 def test_the_running_totals_copy_equals_the_sql(store: Store, monkeypatch: Any) -> None:
     """Every partner's ranking sums from the in-memory copy equal the SQL's for every period
     between days before the data and after it, and a write makes a new copy."""
-    monkeypatch.setattr(totals_image, "MIN_ROWS", 0)
+    monkeypatch.setattr(images, "MIN_ROWS", 0)
     first = date(2026, 1, 1)
     deals = [
         deal(f"D{i}", f"P{i % 3}", first + timedelta(days=3 * i), 100 * i + 1) for i in range(12)
@@ -200,7 +200,7 @@ def test_cards_ranked_from_the_copy_equal_the_reference(
 ) -> None:
     """The engine's cards equal the reference when every store keeps a copy of its running
     totals (the benchmark's path): random programs, SQLite and PostgreSQL."""
-    monkeypatch.setattr(totals_image, "MIN_ROWS", 0)
+    monkeypatch.setattr(images, "MIN_ROWS", 0)
     data, app, period = program
     with fresh_store(database_url) as store:
         load(store, data)
