@@ -151,7 +151,7 @@ def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
     assert fallbacks(report) == [
         f"{sobject}: read through the REST API instead of Bulk API 2.0 (Salesforce refused a "
         f"request ({code}): {message})"
-        for sobject in ("OpportunityHistory", "Opportunity")
+        for sobject in ("Opportunity", "OpportunityHistory")
     ]
     assert len(requests_like(org, JOBS)) == 1  # refused once: not asked again in the run
     assert store.counts()["deals"] == len(DATA["deals"])
