@@ -141,9 +141,9 @@ def sync_twice(
 
     progress = terminal_progress()
     source = Measured(make_source())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = run_sync(store, source, True, progress)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     if progress:
         progress.done()
     read = records_read(report)
@@ -151,6 +151,7 @@ def sync_twice(
         "api_calls": report.api_calls,
         "records": read,
         "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),  # this process's, every thread's
         "records_per_second": round(read / wall),
         "throttled_seconds": round(report.throttled_seconds, 1),
         "peak_mb": round(peak_mb(), 1),

@@ -88,9 +88,12 @@ def advance_watermark(
 @dataclass
 class Page:
     """One page of a stream, ready to commit: records to upsert, ids to delete, and the cursor
-    of the last source record it covers (None: the page moves no watermark)."""
+    of the last source record it covers (None: the page moves no watermark). `values` are
+    records of the stream's model already in their stored columns (`RecordKind.values`, made
+    without the model by a bulk reader), written with `Store.upsert_rows`."""
 
     records: list[Record] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
     cursor: Cursor | None = None
     rows_read: int = 0  # source rows behind the page, for progress
@@ -181,7 +184,8 @@ class StreamWriter:
         for page in stream.pages(start):
             self.commit(stream, page, object_report)
             if seen is not None:
-                seen.add([key(r) for r in page.records if isinstance(r, stream.model)])
+                keys = [key(r) for r in page.records if isinstance(r, stream.model)]
+                seen.add([*keys, *(values["id"] for values in page.values)])
             rows += page.rows_read
             if self.progress is not None:
                 self.progress(stream.name, rows)
@@ -218,6 +222,9 @@ class StreamWriter:
     def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
         with self.store.transaction() as connection:
             object_report.count(self.store.upsert(connection, page.records, self.source))
+            if page.values:
+                counts = self.store.upsert_rows(connection, stream.model, page.values, self.source)
+                object_report.count(counts)
             object_report.deleted += self.store.delete_records(
                 connection, stream.model, self.source, page.deleted_ids
             )

@@ -501,17 +501,6 @@ class Store:
                 found.extend(kind.from_row(row) for row in rows)
         return found
 
-    def entered_stage(self, deal_id: str, stage: str) -> datetime | None:
-        """When the deal last entered `stage`, from the stored stage history."""
-        table = schema.stage_changes
-        with self.engine.connect() as connection:
-            moment = connection.execute(
-                select(func.max(table.c.entered_at)).where(
-                    table.c.deal_id == deal_id, table.c.stage == stage
-                )
-            ).scalar_one_or_none()
-        return moment.replace(tzinfo=UTC) if moment is not None else None
-
     def delete_stale_history(
         self, connection: Connection, source: str, deal_ids: Sequence[str], keep: Container[str]
     ) -> int:

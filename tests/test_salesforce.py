@@ -328,7 +328,7 @@ def test_a_full_sync_of_an_org_that_hides_half_its_opportunities_is_refused(
         sync(store, org, full=True)
     message = str(refused.value)
     hidden = len(opportunities[::2])
-    assert f" {hidden:,} of the {len(opportunities) - 2:,} stored deals," in message
+    assert f" {hidden:,} of the {len(opportunities) - 2:,} stored deals" in message
     assert "none of them were deleted" in message
     assert "`partner-kpi sync --accept-deletes`" in message
     assert {d.id for d in store.records(Deal)} == set(opportunities) - {soft, hard}

@@ -18,10 +18,11 @@ from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from connectors.salesforce import SalesforceSource
 from connectors.salesforce.bulk import read_ahead
+from connectors.salesforce.mapping import DealMapper, Unmappable
 from connectors.sync import run_sync
 from kpi import schema
 from kpi.models import Deal
-from kpi.store import Store, open_store
+from kpi.store import KINDS, Store, open_store
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
 from tests.test_salesforce import (
     DATA,
@@ -151,7 +152,7 @@ def test_bulk_refused_by_the_org_falls_back_to_rest_with_the_reason(
     assert fallbacks(report) == [
         f"{sobject}: read through the REST API instead of Bulk API 2.0 (Salesforce refused a "
         f"request ({code}): {message})"
-        for sobject in ("OpportunityHistory", "Opportunity")
+        for sobject in ("Opportunity", "OpportunityHistory")
     ]
     assert len(requests_like(org, JOBS)) == 1  # refused once: not asked again in the run
     assert store.counts()["deals"] == len(DATA["deals"])
@@ -252,3 +253,105 @@ def test_customer_accounts_and_their_cases_go_through_bulk_too(
     assert jobs == ["Account", "Case"]  # customer Accounts; partners (with Contacts) stay REST
     assert bulk.objects["Case"].new == 4 and bulk.objects["Account:customers"].new == 4
     assert contents(store) == contents(rest_store)
+
+
+def test_deals_with_edge_values_store_and_report_alike_through_bulk_and_rest(
+    org: FakeOrg, store: Store, rest_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk's deals go to the store as stored columns (`DealMapper.stored`), REST's as models:
+    nulls, currencies with and without a rate, unknown picklist values, a CSAT out of range,
+    a closed deal without CloseDate and the rows that cannot be deals give the same store, the
+    same problems and the same warnings."""
+    deals = [d["id"] for d in DATA["deals"]]
+    won = next(d["id"] for d in DATA["deals"] if d["status"] == "won")
+    edits: list[dict[str, Any]] = [
+        {"Amount": None, "CurrencyIsoCode": "JPY"},
+        {"Amount": 1234.56, "CurrencyIsoCode": "eur"},
+        {"Amount": 99.5, "CurrencyIsoCode": "JPY"},
+        {"Type": "Mystery Type", "LeadSource": "Smoke Signals"},
+        {"Type": None, "LeadSource": None, "Partner__c": None, "Partner__r": None},
+        {"CSAT__c": 7.0, "Deal_Registered__c": False, "Registration_Date__c": "2026-02-03"},
+        {"CSAT__c": 4.5, "Name": ""},
+        {"CSAT__c": 3.0, "Name": "  spaced  "},
+    ]
+    for deal_id, edit in zip(deals[5:], edits, strict=False):
+        org.update("Opportunity", deal_id, **edit)
+    org.update("Opportunity", won, CloseDate=None)  # its closed-stage entry, from the history
+    closed = {"StageName": "Closed Won", "IsClosed": True, "IsWon": True, "CloseDate": None}
+    org.insert("Opportunity", {"Name": "No close date, no history", **closed})
+    org.insert(
+        "Opportunity",
+        {
+            "Name": "No created date",
+            "StageName": "Prospecting",
+            "IsClosed": False,
+            "IsWon": False,
+            "CreatedDate": None,
+        },
+    )
+    built: list[str] = []
+    model = DealMapper.model
+    monkeypatch.setattr(
+        DealMapper, "model", lambda self, fields: built.append(1) or model(self, fields)
+    )
+
+    bulk = full_sync(store, org, **BULK)
+    assert fallbacks(bulk) == [] and len(requests_like(org, JOBS)) == 2
+    bulk_built = len(built)
+    rest = full_sync(rest_store, org, bulk_threshold=0)
+    assert bulk_built == 0 and len(built) == len(DATA["deals"])  # Bulk never built a model
+
+    assert contents(store) == contents(rest_store)
+    assert sorted(bulk.problems) == sorted(rest.problems)
+    assert len(bulk.problems) == 2
+    assert bulk.objects["Opportunity"].skip_reasons == rest.objects["Opportunity"].skip_reasons
+    assert bulk.warnings == rest.warnings
+    assert any("in JPY have no rate" in w for w in bulk.warnings)
+    stored = {d.id: d for d in store.records(Deal)}
+    assert stored[won].closed_on is not None
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"Id": ""},  # the model refuses it: the same reason either way
+        {"CreatedDate": "2026-13-45T12:00:00.000Z"},  # a bad date stops the sync either way
+        {"CloseDate": "someday"},
+        {"CreatedDate": None},
+        {"IsClosed": True, "CloseDate": None},
+        {"CurrencyIsoCode": "xxx", "Amount": 12.5, "CSAT__c": 0.0},
+    ],
+)
+def test_a_deal_the_stored_columns_cannot_take_fails_as_the_model_does(
+    edit: dict[str, Any],
+) -> None:
+    app = app_config()
+    row = {
+        "Id": "006000000000001AAA",
+        "Name": "A deal",
+        "StageName": "Closed Lost",
+        "IsClosed": False,
+        "IsWon": False,
+        "CreatedDate": "2026-01-05T09:30:00.000Z",
+        "CloseDate": "2026-02-01",
+        "Amount": 100.0,
+        "CurrencyIsoCode": "EUR",
+        **edit,
+    }
+
+    def outcome(build: Any) -> Any:
+        mapper = DealMapper(app.salesforce, Normalizer(app), app.tz, has_currency=True)
+        try:
+            made = build(mapper)
+        except (Unmappable, ValueError) as error:
+            return type(error), str(error)
+        return made if isinstance(made, dict) else KINDS[Deal].values(
+            made
+        ), mapper.normalizer.warnings()
+
+    def no_history(deal_id: str, stage: str) -> None:
+        return None
+
+    assert outcome(lambda m: m.values_or_deal(row, no_history)) == outcome(
+        lambda m: m.deal(row, no_history)
+    )

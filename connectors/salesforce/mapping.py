@@ -137,6 +137,11 @@ class DealMapper:
         return [*fixed, *[name for name in optional if name]]
 
     def deal(self, row: Mapping[str, Any], entered: StageEntry) -> Deal:
+        return self.model(self.fields_of(row, entered))
+
+    def fields_of(self, row: Mapping[str, Any], entered: StageEntry) -> dict[str, Any]:
+        """The deal's fields as `Deal` takes them, `amount` not yet converted (`model` and
+        `stored` finish them); Unmappable when the row cannot become a deal."""
         f = self.fields
         deal_id = str(row["Id"])
         stage = text_at(row, "StageName")
@@ -159,35 +164,63 @@ class DealMapper:
                 closed_on = moment.astimezone(self.zone).date() if moment else None
             if closed_on is None:
                 raise Unmappable("closed without a CloseDate or closed-stage history")
-        original = _decimal(value_at(row, f.amount))
         currency = text_at(row, "CurrencyIsoCode") if self.has_currency else None
         lead_source = text_at(row, f.lead_source)
+        return {
+            "id": deal_id,
+            "partner_id": self.partner_of(row),
+            "name": text_at(row, f.name) or "",
+            "original_amount": _decimal(value_at(row, f.amount)),
+            "currency": currency.upper() if currency else None,
+            "stage": stage,
+            "status": status,
+            "created_on": created_on,
+            "closed_on": closed_on,
+            "expected_close_on": close_date if status is DealStatus.OPEN else None,
+            "type": self.deal_type(text_at(row, f.type)),
+            "lead_source": lead_source,
+            "channel": self.normalizer.channel(
+                lead_source, self.normalizer.explicit_channel(text_at(row, f.channel))
+            ),
+            "registered": _registered(value_at(row, f.registered) if f.registered else None),
+            "registered_on": to_date(value_at(row, f.registered_on), self.zone)
+            if f.registered_on
+            else None,
+            "csat": _csat(value_at(row, f.csat) if f.csat else None),
+        }
+
+    def values_or_deal(self, row: Mapping[str, Any], entered: StageEntry) -> dict[str, Any] | Deal:
+        """The deal's stored columns (`stored`), or its `Deal` where only the model can tell
+        whether the row is one (Unmappable, with the model's reason, if not)."""
+        fields = self.fields_of(row, entered)
+        return self.stored(fields) or self.model(fields)
+
+    def model(self, fields: dict[str, Any]) -> Deal:
+        """The `Deal` of `fields`, its amount converted last (a deal that cannot be stored
+        never counts as an unconverted amount); Unmappable when the model refuses a field."""
         try:
-            deal = Deal(
-                id=deal_id,
-                partner_id=self.partner_of(row),
-                name=text_at(row, f.name) or "",
-                original_amount=original,
-                currency=currency.upper() if currency else None,
-                stage=stage,
-                status=status,
-                created_on=created_on,
-                closed_on=closed_on,
-                expected_close_on=close_date if status is DealStatus.OPEN else None,
-                type=self.deal_type(text_at(row, f.type)),
-                lead_source=lead_source,
-                channel=self.normalizer.channel(
-                    lead_source, self.normalizer.explicit_channel(text_at(row, f.channel))
-                ),
-                registered=_registered(value_at(row, f.registered) if f.registered else None),
-                registered_on=to_date(value_at(row, f.registered_on), self.zone)
-                if f.registered_on
-                else None,
-                csat=_csat(value_at(row, f.csat) if f.csat else None),
-            )
+            deal = Deal(**fields)
         except ValidationError as error:
             raise Unmappable(validation_reason(error)) from None
-        return deal.model_copy(update={"amount": self.normalizer.amount(original, currency)})
+        amount = self.normalizer.amount(fields["original_amount"], fields["currency"])
+        return deal.model_copy(update={"amount": amount})
+
+    def stored(self, fields: dict[str, Any]) -> dict[str, Any] | None:
+        """`fields` as the store keeps them (`KINDS[Deal].values` of `model(fields)`), without
+        building the model; None when the model has to check them (and say why): `fields`
+        makes every field the model would accept but the id, which the row brings."""
+        if not fields["id"]:
+            return None
+        original = fields["original_amount"]
+        amount = self.normalizer.amount(original, fields["currency"])
+        deal_type = fields["type"]
+        return fields | {
+            "amount": None if amount is None else float(amount),
+            "original_amount": None if original is None else float(original),
+            "status": fields["status"].value,
+            "type": None if deal_type is None else deal_type.value,
+            "channel": fields["channel"].value,
+        }
 
     def partner_of(self, row: Mapping[str, Any]) -> str | None:
         if self.fields.partner_role is None:

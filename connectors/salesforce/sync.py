@@ -3,14 +3,14 @@
 Order of a run: log in; describe and check every configured field (an unknown one stops the
 sync before anything is written); the stage order (OpportunityStage.SortOrder); then one stream
 per object, each page committed with its watermark: partner Accounts (with their Contacts'
-emails), partners that left the filter, Contact edits (their account is read again), the
-OpportunityHistory (stage changes), Opportunities, OpportunityPartner edits when deals' partners
-come from a role, and hard deletions (getDeleted); then, unless `salesforce.customers` is null,
-customer Accounts (those matching its filter), customers that left the filter, and the Cases of
-customer accounts as support tickets. Soft deletions arrive through queryAll with IsDeleted.
-The secondary folder (`connectors.secondary`), when app.yaml names one, is read at the end.
-A stop before the allowance share, or REQUEST_LIMIT_EXCEEDED, ends the run cleanly with
-`report.stopped_early` set and every committed watermark kept.
+emails), partners that left the filter, Contact edits (their account is read again),
+Opportunities, the OpportunityHistory (stage changes), OpportunityPartner edits when deals'
+partners come from a role, and hard deletions (getDeleted); then, unless
+`salesforce.customers` is null, customer Accounts (those matching its filter), customers that
+left the filter, and the Cases of customer accounts as support tickets. Soft deletions arrive
+through queryAll with IsDeleted. The secondary folder (`connectors.secondary`), when app.yaml
+names one, is read at the end. A stop before the allowance share, or REQUEST_LIMIT_EXCEEDED,
+ends the run cleanly with `report.stopped_early` set and every committed watermark kept.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from settings.secrets import Secrets
 
 SOURCE = "salesforce"
 DELETED_HISTORY = timedelta(days=29)  # getDeleted answers for the last 30 days only
+HISTORY = Query("OpportunityHistory", ["OpportunityId", "StageName", "CreatedDate"])
 
 
 class SalesforceSource:
@@ -290,14 +291,17 @@ class _Plan:
         yield Stream(
             "Contact", Partner, self._pages(contacts, self._contact_page), changes_only=True
         )
-        history = Query("OpportunityHistory", ["OpportunityId", "StageName", "CreatedDate"])
+        # The deals before their history: a stage change then takes its partner key from its
+        # stored deal, where a deal written after its history rewrites the key in every index
+        # that holds it (a third of a large full sync's time).
+        deals = self._pages(self.opportunity_query(), self._deal_page, True, self._deal_values_page)
+        yield Stream("Opportunity", Deal, deals)
         yield Stream(
             "OpportunityHistory",
             StageChange,
-            self._pages(history, self._history_page, False),
+            self._pages(HISTORY, self._history_page, False),
             after_write=self._refresh_stays,
         )
-        yield Stream("Opportunity", Deal, self._pages(self.opportunity_query(), self._deal_page))
         if self.settings.deals.partner_role is not None:
             links = Query("OpportunityPartner", ["OpportunityId"])
             yield Stream(
@@ -346,9 +350,12 @@ class _Plan:
         query: Query,
         build: Callable[[list[dict[str, Any]]], Page],
         include_deleted: bool = True,
+        bulk_build: Callable[[list[dict[str, Any]]], Page] | None = None,
     ) -> Callable[[Cursor | None], Iterator[Page]]:
         """Pages of `query` from a cursor; a full sync reads only live rows (query, not
-        queryAll), since what it does not see is swept afterwards anyway."""
+        queryAll), since what it does not see is swept afterwards anyway. Bulk API 2.0's
+        pages are built by `bulk_build` where given (stored columns, not models: the REST
+        path's `build` stays the reference a test holds them to)."""
 
         def pages(start: Cursor | None) -> Iterator[Page]:
             deleted_too = include_deleted and not self.full
@@ -358,7 +365,7 @@ class _Plan:
                 return modstamp_pages(self.api, query, start, build, deleted_too, now)
 
             if self.full and start is None:
-                return self.bulk.pages(query, build, deleted_too, rest)
+                return self.bulk.pages(query, bulk_build or build, deleted_too, rest)
             return rest()
 
         return pages
@@ -392,27 +399,52 @@ class _Plan:
         self.report.problems.append(f"{sobject} {row.get('Id')}: {error}")
 
     def _mapped_page(
-        self, sobject: str, rows: list[dict[str, Any]], build: Callable[[Any], Record]
+        self,
+        sobject: str,
+        rows: list[dict[str, Any]],
+        build: Callable[[Any], Record | dict[str, Any]],
     ) -> Page:
-        """A page of records built row by row: a deleted row's id is deleted, a row that cannot
-        become a record is skipped and reported."""
+        """A page of records built row by row (a record, or its stored columns): a deleted
+        row's id is deleted, a row that cannot become a record is skipped and reported."""
         page = Page(rows_read=len(rows))
         for row in rows:
             if row.get("IsDeleted"):
                 page.deleted_ids.append(str(row["Id"]))
                 continue
             try:
-                page.records.append(build(row))
+                made = build(row)
             except Unmappable as error:
                 self._skip(sobject, row, error)
+                continue
+            if isinstance(made, dict):
+                page.values.append(made)
+            else:
+                page.records.append(made)
         return page
 
     def _partner_page(self, rows: list[dict[str, Any]]) -> Page:
         return self._mapped_page("Account", rows, self.partners.partner)
 
     def _deal_page(self, rows: list[dict[str, Any]]) -> Page:
-        entered = self.store.entered_stage
+        entered = self._stage_entry
         return self._mapped_page("Opportunity", rows, lambda row: self.deals.deal(row, entered))
+
+    def _deal_values_page(self, rows: list[dict[str, Any]]) -> Page:
+        """`_deal_page` for Bulk's rows: each deal's stored columns made without the model,
+        which is built only for a row they cannot take (so it says why)."""
+        entered = self._stage_entry
+        return self._mapped_page(
+            "Opportunity", rows, lambda row: self.deals.values_or_deal(row, entered)
+        )
+
+    def _stage_entry(self, deal_id: str, stage: str) -> datetime | None:
+        """When a closed deal without CloseDate last entered `stage`: by its history in the
+        org, with what the store holds, as the history stream would store it (the deals are
+        read before it). Salesforce requires CloseDate, so this is hardly ever asked."""
+        query = HISTORY.having(equals("OpportunityId", deal_id))
+        read = [change for rows in query_pages(self.api, query) for change in _changes(rows)]
+        kept, _ = collapse_history(self.store.stage_history([deal_id]), read)
+        return max((c.entered_at for c in kept if c.stage == stage), default=None)
 
     def _customer_page(self, rows: list[dict[str, Any]]) -> Page:
         """Customers; in an incremental sync, an account new to the store brings its Cases
@@ -459,17 +491,7 @@ class _Plan:
         return merged
 
     def _history_page(self, rows: list[dict[str, Any]]) -> Page:
-        read = []
-        for row in rows:
-            entered_at = parse_datetime(row.get("CreatedDate"))
-            if row.get("OpportunityId") and row.get("StageName") and entered_at:
-                read.append(
-                    StageChange(
-                        deal_id=str(row["OpportunityId"]),
-                        stage=str(row["StageName"]),
-                        entered_at=entered_at,
-                    )
-                )
+        read = _changes(rows)
         stored = self.store.stage_history({change.deal_id for change in read})
         kept, dropped = collapse_history(stored, read)
         records: list[Record] = list(kept)
@@ -479,6 +501,23 @@ class _Plan:
         deal_ids = sorted({r.deal_id for r in page.records if isinstance(r, StageChange)})
         if deal_ids:
             self.store.refresh_stays(connection, deal_ids)
+
+
+def _changes(rows: list[dict[str, Any]]) -> list[StageChange]:
+    """OpportunityHistory rows as stage changes (a row without its deal, stage or moment is
+    none)."""
+    read = []
+    for row in rows:
+        entered_at = parse_datetime(row.get("CreatedDate"))
+        if row.get("OpportunityId") and row.get("StageName") and entered_at:
+            read.append(
+                StageChange(
+                    deal_id=str(row["OpportunityId"]),
+                    stage=str(row["StageName"]),
+                    entered_at=entered_at,
+                )
+            )
+    return read
 
 
 def _gone_page(rows: list[dict[str, Any]]) -> Page:
