@@ -60,26 +60,24 @@ def goal_objects(
     forecasting = [g for g in goals if g.forecasts]
     opens = _open_deals(engine, forecasting, as_of)
     rates = _close_rates(engine, forecasting, as_of)
+    no_deals = OpenDeals()
+    texts: dict[Period, tuple[str, str]] = {}  # many goals share one period
     result = []
     for index, goal in enumerate(goals):
         key = goal.partner_id
-        values = progress(
-            goal,
-            as_of,
-            actuals.get(index),
-            opens.get((key, *goal.open_window(as_of)), OpenDeals()),
-            rates.get(key or ""),
-        )
+        period = goal.period
+        # only a forecasting goal reads its open deals
+        found = opens.get((key, *goal.open_window(as_of))) if goal.forecasts else None
+        values = progress(goal, as_of, actuals.get(index), found or no_deals, rates.get(key or ""))
         partner = None if key is None else {"id": key, "name": names.get(key, key)}
+        dates = texts.get(period)
+        if dates is None:
+            dates = texts[period] = (period.start.isoformat(), period.end.isoformat())
         result.append(
             {
                 "partner": partner,
                 "kpi": goal.kpi,
-                "period": {
-                    "name": goal.period.name,
-                    "start": goal.period.start.isoformat(),
-                    "end": goal.period.end.isoformat(),
-                },
+                "period": {"name": period.name, "start": dates[0], "end": dates[1]},
                 "target": float(goal.target),
                 "direction": goal.direction.value,
                 **values,
