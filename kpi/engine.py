@@ -377,7 +377,9 @@ class KpiEngine:
             # who is trained: for the program's groups, which only every-partner reads build
             trained = trained_partners(connection, period.end) if partner_ids is None else set()
             trainings = (
-                latest_trainings(connection, period.end, partner_ids) if partner_training else {}
+                latest_trainings(connection, period.end, partner_ids, image)
+                if partner_training
+                else {}
             )
         as_of = self.store.data_as_of()
         return PeriodData(
