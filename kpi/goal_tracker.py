@@ -61,18 +61,24 @@ def goal_objects(
     opens = _open_deals(engine, forecasting, as_of)
     rates = _close_rates(engine, forecasting, as_of)
     no_deals = OpenDeals()
-    texts: dict[Period, tuple[str, str]] = {}  # many goals share one period
+    # many goals share one period: its texts and open window once (by identity: cheaper
+    # than a Period's hash, and equal periods give equal values)
+    shared: dict[int, tuple[str, str, date, date]] = {}
     result = []
     for index, goal in enumerate(goals):
         key = goal.partner_id
         period = goal.period
+        dates = shared.get(id(period))
+        if dates is None:
+            dates = shared[id(period)] = (
+                period.start.isoformat(),
+                period.end.isoformat(),
+                *goal.open_window(as_of),
+            )
         # only a forecasting goal reads its open deals
-        found = opens.get((key, *goal.open_window(as_of))) if goal.forecasts else None
+        found = opens.get((key, dates[2], dates[3])) if goal.forecasts else None
         values = progress(goal, as_of, actuals.get(index), found or no_deals, rates.get(key or ""))
         partner = None if key is None else {"id": key, "name": names.get(key, key)}
-        dates = texts.get(period)
-        if dates is None:
-            dates = texts[period] = (period.start.isoformat(), period.end.isoformat())
         result.append(
             {
                 "partner": partner,
@@ -127,9 +133,13 @@ def _open_deals(
 ) -> dict[tuple[str | None, date, date], OpenDeals]:
     """O per (partner, window): open deals created by D expected to close in the window."""
     windows: dict[tuple[date, date], set[str]] = defaultdict(set)
+    by_period: dict[int, tuple[date, date]] = {}  # goals share few periods
     for goal in goals:
         if goal.partner_id is not None:
-            windows[goal.open_window(as_of)].add(goal.partner_id)
+            window = by_period.get(id(goal.period))
+            if window is None:
+                window = by_period[id(goal.period)] = goal.open_window(as_of)
+            windows[window].add(goal.partner_id)
     found: dict[tuple[str | None, date, date], OpenDeals] = {}
     with engine.store.engine.connect() as connection:
         for (low, high), partner_ids in windows.items():

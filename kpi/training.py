@@ -59,12 +59,15 @@ def latest_trainings(
             found[partner_id] = Latest(day, course, ClosedTotals(), ClosedTotals())
     # The windows' sums are differences of the KPI rollups' running totals (kpi.rollups),
     # which the engine refreshed before asking: no deal is read.
-    windows = (
-        rollups.windows_around(connection, latest, WINDOW_DAYS, parameters)
-        if image is None
-        else image.windows_around({pid: mine.day for pid, mine in found.items()}, WINDOW_DAYS)
-    )
-    for partner_id, (before, after) in windows.items():
+    if image is not None:  # no null among the copy's sums
+        anchors = {pid: mine.day for pid, mine in found.items()}
+        for partner_id, (before, after) in image.windows_around(anchors, WINDOW_DAYS).items():
+            found[partner_id].before = ClosedTotals(*before)
+            found[partner_id].after = ClosedTotals(*after)
+        return found
+    for partner_id, (before, after) in rollups.windows_around(
+        connection, latest, WINDOW_DAYS, parameters
+    ).items():
         found[partner_id].before = closed_totals(before)
         found[partner_id].after = closed_totals(after)
     return found
