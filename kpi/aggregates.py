@@ -9,7 +9,7 @@ counts come back; `kpi.formulas` turns them into ratios and means.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time
 from functools import cache
@@ -186,6 +186,10 @@ class TotalsImage(Protocol):
     def period_totals(
         self, start: date, end: date, partner_ids: Sequence[PartnerKey] | None = None
     ) -> dict[PartnerKey, tuple[Any, ...]]: ...
+
+    def windows_around(
+        self, anchors: Mapping[str, date], window_days: int
+    ) -> dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]: ...
 
 
 class DealImage(Protocol):

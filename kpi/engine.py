@@ -95,6 +95,13 @@ class PeriodData:
 
     def __post_init__(self) -> None:
         self._ranked = self.ranking.ranked
+        # the dates' texts once, not once per card
+        self.period_texts = (
+            self.period.name,
+            self.period.start.isoformat(),
+            self.period.end.isoformat(),
+        )
+        self.previous_texts = (self.previous.start.isoformat(), self.previous.end.isoformat())
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,9 @@ class KpiEngine:
             # who is trained: for the program's groups, which only every-partner reads build
             trained = trained_partners(connection, period.end) if partner_ids is None else set()
             trainings = (
-                latest_trainings(connection, period.end, partner_ids) if partner_training else {}
+                latest_trainings(connection, period.end, partner_ids, image)
+                if partner_training
+                else {}
             )
         as_of = self.store.data_as_of()
         return PeriodData(
@@ -462,17 +471,12 @@ class KpiEngine:
         standing: Standing | None,
         training: dict[str, Any] | None,
     ) -> dict[str, Any]:
+        name, start, end = data.period_texts
+        previous_start, previous_end = data.previous_texts
         return {
             "partner": partner,
-            "period": {
-                "name": data.period.name,
-                "start": data.period.start.isoformat(),
-                "end": data.period.end.isoformat(),
-            },
-            "previous_period": {
-                "start": data.previous.start.isoformat(),
-                "end": data.previous.end.isoformat(),
-            },
+            "period": {"name": name, "start": start, "end": end},
+            "previous_period": {"start": previous_start, "end": previous_end},
             "kpis": kpis,
             "previous": previous,
             "channels": channels_of(totals),

@@ -65,25 +65,23 @@ def closed_kpis(closed: ClosedTotals) -> dict[str, Any]:
 
 
 def kpis_of(totals: Totals) -> dict[str, Any]:
+    """Every key of `kpis`, in KPI_KEYS' order (built in that order: no reordering copy, as
+    every partner's cards call this 4,000 times)."""
     closed = totals.closed
     values = closed_kpis(closed)
-    values.update(
-        {
-            "pipeline_count": totals.pipeline_count,
-            "pipeline_value": float(totals.pipeline_value),
-            "sales_velocity": _velocity(totals, values),
-            "registered_deals": totals.registered,
-            "deal_success": ratio(closed.registered_won, closed.registered_closed),
-            "upsell_rate": ratio(closed.upsell_won, closed.won),
-            "net_new_revenue": float(closed.new_revenue),
-            "customer_satisfaction": ratio(closed.csat_sum, closed.csat_count),
-            "partner_nps": _nps(totals),
-            "survey_responses": totals.survey_responses,
-            "courses_completed": totals.courses,
-        }
-    )
+    values["pipeline_count"] = totals.pipeline_count
+    values["pipeline_value"] = float(totals.pipeline_value)
+    values["sales_velocity"] = _velocity(totals, values)
+    values["registered_deals"] = totals.registered
+    values["deal_success"] = ratio(closed.registered_won, closed.registered_closed)
+    values["upsell_rate"] = ratio(closed.upsell_won, closed.won)
+    values["net_new_revenue"] = float(closed.new_revenue)
+    values["customer_satisfaction"] = ratio(closed.csat_sum, closed.csat_count)
+    values["partner_nps"] = _nps(totals)
+    values["survey_responses"] = totals.survey_responses
+    values["courses_completed"] = totals.courses
     values.update(customer_kpis(totals.customers))
-    return {key: values[key] for key in KPI_KEYS}
+    return values
 
 
 def kpis_named(totals: Totals, keys: Collection[str]) -> dict[str, Any]:
@@ -109,14 +107,24 @@ def customer_kpis(sums: CustomerTotals) -> dict[str, Any]:
     }
 
 
+def channel_kpis(closed: ClosedTotals) -> dict[str, Any]:
+    """CHANNEL_KEYS of `closed_kpis(closed)`, computed alone (12,000 per every partner's
+    cards)."""
+    return {
+        "deal_count": closed.won,
+        "won_revenue": float(closed.won_revenue),
+        "close_rate": ratio(closed.won, closed.won + closed.lost),
+    }
+
+
+_CHANNELS = tuple(channel.value for channel in Channel)
+_NO_DEALS = ClosedTotals()  # read only
+
+
 def channels_of(totals: Totals) -> dict[str, dict[str, Any]]:
-    result = {}
-    for channel in Channel:
-        closed = closed_kpis(totals.channel(channel.value))
-        result[channel.value] = {
-            key: closed[key] for key in ("deal_count", "won_revenue", "close_rate")
-        }
-    return result
+    """One entry per marketing channel, in Channel's order, even with no deal in it."""
+    found = totals.channels
+    return {name: channel_kpis(found.get(name, _NO_DEALS)) for name in _CHANNELS}
 
 
 def stages_of(

@@ -79,11 +79,13 @@ def progress(
     (last-365d as of D) are read only for a goal that `forecasts`."""
     s, e = goal.period.start, goal.period.end
     total = (e - s).days
-    elapsed_days = (min(max(as_of + timedelta(days=1), s), e) - s).days
+    next_day = as_of + timedelta(days=1)
+    elapsed_days = (min(max(next_day, s), e) - s).days
     if as_of < s:
         actual = None
     tn, td = goal.target.as_integer_ratio()  # target = tn / td, td > 0
     exact = None if actual is None else actual.as_integer_ratio()
+    additive = goal.additive  # each property once: every partner's cards carry 6,000 goals
     values: dict[str, Any] = {
         "elapsed": elapsed_days / total,
         "actual": actual,
@@ -95,7 +97,7 @@ def progress(
         "forecast": None,
         "coverage": None,
     }
-    if goal.additive:
+    if additive:
         values["expected"] = _float(tn * elapsed_days, td * total)  # target * elapsed
         if exact is not None and tn != 0 and elapsed_days != 0:
             an, ad = exact  # actual / expected
@@ -104,7 +106,7 @@ def progress(
             values["projected"] = _float(exact[0] * total, exact[1] * elapsed_days)
     if goal.forecasts:
         values.update(_forecast(goal, exact, (tn, td), open_deals or OpenDeals(), close_rate))
-    values["status"] = _status(goal, as_of, exact, (tn, td), elapsed_days, total)
+    values["status"] = _status(goal, additive, next_day, exact, (tn, td), elapsed_days, total)
     return values
 
 
@@ -145,14 +147,16 @@ def _forecast(
 
 def _status(
     goal: GoalSpec,
-    as_of: date,
+    additive: bool,
+    next_day: date,
     actual: Ratio | None,
     target: Ratio,
     elapsed_days: int,
     total: int,
 ) -> str:
-    """Section 9's status, every comparison on integers (both denominators are positive)."""
-    if as_of < goal.period.start:
+    """Section 9's status as of the day before `next_day`, every comparison on integers (both
+    denominators are positive); `additive` is `goal.additive`."""
+    if next_day <= goal.period.start:  # as_of < start
         return "not_started"
     if actual is None:
         return "no_data"
@@ -160,19 +164,19 @@ def _status(
     a, t = an * td, tn * ad  # actual and target over one common positive denominator
     at_least = goal.direction is Direction.AT_LEAST
     meets = a >= t if at_least else a <= t
-    if goal.additive and at_least and a >= t:
+    if additive and at_least and a >= t:
         return "met"
-    if goal.additive and not at_least and a > t:
+    if additive and not at_least and a > t:
         return "missed"
-    if as_of + timedelta(days=1) >= goal.period.end:
+    if next_day >= goal.period.end:
         return "met" if meets else "missed"
-    if goal.additive and at_least:
+    if additive and at_least:
         expected_days = t * elapsed_days  # pace = actual * total / (target * elapsed days)
         if expected_days == 0:
             return "at_risk"
         if a * total >= expected_days:
             return "on_track"
         return "behind" if 5 * a * total >= 4 * expected_days else "at_risk"
-    if goal.additive:
+    if additive:
         return "on_track" if a * total <= t * elapsed_days else "behind"
     return "on_track" if meets else "behind"

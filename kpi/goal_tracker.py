@@ -60,26 +60,30 @@ def goal_objects(
     forecasting = [g for g in goals if g.forecasts]
     opens = _open_deals(engine, forecasting, as_of)
     rates = _close_rates(engine, forecasting, as_of)
+    no_deals = OpenDeals()
+    # many goals share one period: its texts and open window once (by identity: cheaper
+    # than a Period's hash, and equal periods give equal values)
+    shared: dict[int, tuple[str, str, date, date]] = {}
     result = []
     for index, goal in enumerate(goals):
         key = goal.partner_id
-        values = progress(
-            goal,
-            as_of,
-            actuals.get(index),
-            opens.get((key, *goal.open_window(as_of)), OpenDeals()),
-            rates.get(key or ""),
-        )
+        period = goal.period
+        dates = shared.get(id(period))
+        if dates is None:
+            dates = shared[id(period)] = (
+                period.start.isoformat(),
+                period.end.isoformat(),
+                *goal.open_window(as_of),
+            )
+        # only a forecasting goal reads its open deals
+        found = opens.get((key, dates[2], dates[3])) if goal.forecasts else None
+        values = progress(goal, as_of, actuals.get(index), found or no_deals, rates.get(key or ""))
         partner = None if key is None else {"id": key, "name": names.get(key, key)}
         result.append(
             {
                 "partner": partner,
                 "kpi": goal.kpi,
-                "period": {
-                    "name": goal.period.name,
-                    "start": goal.period.start.isoformat(),
-                    "end": goal.period.end.isoformat(),
-                },
+                "period": {"name": period.name, "start": dates[0], "end": dates[1]},
                 "target": float(goal.target),
                 "direction": goal.direction.value,
                 **values,
@@ -129,9 +133,13 @@ def _open_deals(
 ) -> dict[tuple[str | None, date, date], OpenDeals]:
     """O per (partner, window): open deals created by D expected to close in the window."""
     windows: dict[tuple[date, date], set[str]] = defaultdict(set)
+    by_period: dict[int, tuple[date, date]] = {}  # goals share few periods
     for goal in goals:
         if goal.partner_id is not None:
-            windows[goal.open_window(as_of)].add(goal.partner_id)
+            window = by_period.get(id(goal.period))
+            if window is None:
+                window = by_period[id(goal.period)] = goal.open_window(as_of)
+            windows[window].add(goal.partner_id)
     found: dict[tuple[str | None, date, date], OpenDeals] = {}
     with engine.store.engine.connect() as connection:
         for (low, high), partner_ids in windows.items():

@@ -134,19 +134,26 @@ def _stored(connection: Connection, only: Only) -> list[GoalSpec]:
         query = query.where(table.c.partner_id.is_not(None))
     elif only is not None:
         query = query.where(table.c.partner_id == only)
-    periods: dict[tuple[str, date, date], Period] = {}  # one object per range: goals share few
+    # one object per range, target and direction: thousands of goals share few of each
+    periods: dict[tuple[str, date, date], Period] = {}
+    targets: dict[str, Decimal] = {}
+    directions = {item.value: item for item in Direction}
     goals = []
     rows = connection.execute(query)
     for partner_id, kpi, name, start, end, target, direction, source, set_by in rows:
         span = (name, start, end)
         period = periods.get(span) or periods.setdefault(span, Period(name, start, end, None))
+        text = repr(target)  # the key, not the float: 0.0 == -0.0
+        exact = targets.get(text)
+        if exact is None:
+            exact = targets[text] = Decimal(text)
         goals.append(
             GoalSpec(
                 partner_id=partner_id,
                 kpi=kpi,
                 period=period,
-                target=Decimal(repr(target)),
-                direction=Direction(direction),
+                target=exact,
+                direction=directions.get(direction) or Direction(direction),
                 source=source,
                 set_by=set_by,
             )

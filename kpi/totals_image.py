@@ -12,7 +12,7 @@ rows of the benchmark's 2,000 partners and 1,000,000 deals (see the README for i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -49,13 +49,14 @@ class TotalsImage:
         return {key: index for index, key in enumerate(self.keys)}
 
     def _sums(
-        self, start: date, end: date, rows: Ints
+        self, start: date | Ints, end: date | Ints, rows: Ints
     ) -> tuple[npt.NDArray[np.bool_], Ints, Ints, Ints]:
         """For key indexes `rows`: whether each has a row before `end`, and its counts and
-        money over [start, end) (the open pipeline: at `end`), as int64."""
+        money over [start, end) (the open pipeline: at `end`), as int64; `start` and `end` are
+        one date for every row, or each row's day ordinals."""
         base = rows * _SPAN
-        at_end = np.searchsorted(self.order, base + end.toordinal(), side="left") - 1
-        at_start = np.searchsorted(self.order, base + start.toordinal(), side="left") - 1
+        at_end = np.searchsorted(self.order, base + _ordinals(end), side="left") - 1
+        at_start = np.searchsorted(self.order, base + _ordinals(start), side="left") - 1
         firsts = self.firsts[rows]
         has_end = at_end >= firsts
         has_start = at_start >= firsts
@@ -93,6 +94,36 @@ class TotalsImage:
             columns[position] = column
         return dict(zip(keys, zip(*columns, strict=True), strict=True))
 
+    def windows_around(
+        self, anchors: Mapping[str, date], window_days: int
+    ) -> dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]]:
+        """`rollups.windows_around`' result from the copy, for each partner's day in `anchors`:
+        the CLOSED_MEASURES over `[day - window_days, day)` and `[day, day + window_days)`, the
+        same integers and money quotients; partners without rows are absent, as there."""
+        chosen = [
+            (pid, index, day.toordinal())
+            for pid, day in anchors.items()
+            if pid != rollups.DIRECT and (index := self.index_of.get(pid)) is not None
+        ]
+        if not chosen:
+            return {}
+        rows = np.array([index for _pid, index, _day in chosen], dtype=np.int64)
+        anchor = np.array([day for _pid, _index, day in chosen], dtype=np.int64)
+        sides = []
+        for start, end in ((anchor - window_days, anchor), (anchor, anchor + window_days)):
+            _has_end, _rows, counts, money = self._sums(start, end, rows)
+            columns: list[list[Any]] = []
+            for name in rollups.CLOSED_MEASURES:
+                if name in MONEY_FIELDS:
+                    columns.extend(_quotients(money[:, [MONEY_FIELDS.index(name)]].T))
+                else:
+                    columns.append(counts[:, COUNT_FIELDS.index(name)].tolist())
+            sides.append(list(zip(*columns, strict=True)))
+        return {
+            pid: (before, after)
+            for (pid, _index, _day), before, after in zip(chosen, *sides, strict=True)
+        }
+
     def rank_table(self, start: date, end: date, partners: Sequence[str]) -> Floats:
         """The RANK_FIELDS of `partners` over [start, end) as floats, row i being
         `partners[i]`'s (zeros without rows): `rollups.rank_sums`' values, each money sum the same
@@ -112,6 +143,10 @@ class TotalsImage:
             else:
                 table[known, column] = counts[:, COUNT_FIELDS.index(name)]
         return table
+
+
+def _ordinals(day: date | Ints) -> int | Ints:
+    return day.toordinal() if isinstance(day, date) else day
 
 
 def _quotients(micros: Ints) -> list[list[float]]:

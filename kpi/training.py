@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import CTE, Connection, Date, Select, bindparam, func, select
 
 from kpi import rollups, schema
-from kpi.aggregates import ClosedTotals, PartnerKey, Totals, closed_totals
+from kpi.aggregates import ClosedTotals, PartnerKey, Totals, TotalsImage, closed_totals
 from kpi.formulas import closed_kpis, ratio
 
 WINDOW_DAYS = 90  # the before and after windows
@@ -39,10 +39,14 @@ class Latest:
 
 
 def latest_trainings(
-    connection: Connection, end: date, partner_ids: Sequence[str] | None = None
+    connection: Connection,
+    end: date,
+    partner_ids: Sequence[str] | None = None,
+    image: TotalsImage | None = None,
 ) -> dict[str, Latest]:
     """Every partner's (or only `partner_ids`') latest completion with `completed_on < end`,
-    with the closed-deal sums of the 90 days before and from it."""
+    with the closed-deal sums of the 90 days before and from it (from `image`, the running
+    totals' in-memory copy at the current rollups version, when given)."""
     latest, courses = _latest_queries(partner_ids is not None)
     parameters: dict[str, Any] = {"end": end}
     if partner_ids is not None:
@@ -55,6 +59,12 @@ def latest_trainings(
             found[partner_id] = Latest(day, course, ClosedTotals(), ClosedTotals())
     # The windows' sums are differences of the KPI rollups' running totals (kpi.rollups),
     # which the engine refreshed before asking: no deal is read.
+    if image is not None:  # no null among the copy's sums
+        anchors = {pid: mine.day for pid, mine in found.items()}
+        for partner_id, (before, after) in image.windows_around(anchors, WINDOW_DAYS).items():
+            found[partner_id].before = ClosedTotals(*before)
+            found[partner_id].after = ClosedTotals(*after)
+        return found
     for partner_id, (before, after) in rollups.windows_around(
         connection, latest, WINDOW_DAYS, parameters
     ).items():

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from kpi import deal_image, images, rollups, stage_image, totals_image
 from kpi.aggregates import Aggregator, PartnerKey, Totals
 from kpi.engine import KpiEngine
-from kpi.models import Deal, DealStatus, Partner, StageChange
+from kpi.models import Deal, DealStatus, Partner, StageChange, TrainingCompletion
+from kpi.training import latest_trainings
 from settings.app import AppConfig
 from settings.periods import Period, previous_period
 from tests.budget import examples
@@ -32,9 +33,9 @@ def test_images_equal_the_sql(
     shifts: list[int],
     monkeypatch: Any,
 ) -> None:
-    """Every partner's totals, channels and stages from the images equal the SQL's, for the
-    period, the previous one and a window around them (totals and stage counts exactly, float
-    sums to a relative 1e-9: their rows are added in another order)."""
+    """Every partner's totals, training windows, channels and stages from the images equal the
+    SQL's, for the period, the previous one and a window around them (totals and stage counts
+    exactly, float sums to a relative 1e-9: their rows are added in another order)."""
     monkeypatch.setattr(images, "MIN_ROWS", 0)
     data, app, period = program
     low, high = sorted(shifts)
@@ -64,6 +65,11 @@ def test_images_equal_the_sql(
                 for chosen in (None, some):
                     assert aggregator.totals(window, chosen, image=totals_copy) == (
                         aggregator.totals(window, chosen)
+                    ), where
+                # training impact's windows around each partner's latest completion
+                for ids in (None, [p for p in some if p is not None]):
+                    assert latest_trainings(connection, window.end, ids, totals_copy) == (
+                        latest_trainings(connection, window.end, ids)
                     ), where
                 from_sql: dict[PartnerKey, Totals] = {}
                 from_copy: dict[PartnerKey, Totals] = {}
@@ -154,3 +160,31 @@ def test_changes_on_the_boundaries_count_as_the_sql_counts_them(
     assert from_sql["P0"].stages["Propose"].entered == 2  # at the start and just before the end
     assert from_sql["P0"].stages["Qualify"].stays == 2
     assert_same(_plain(from_copy), _plain(from_sql), "boundaries")
+
+
+def test_training_windows_on_their_boundaries(store: Any, monkeypatch: Any) -> None:
+    """Deals won 90 days before a completion and on its day count (before, after), the day
+    before the first and the 90th day after it do not, from the image as from the SQL."""
+    monkeypatch.setattr(images, "MIN_ROWS", 0)
+    day = date(2026, 5, 4)
+    offsets = [-91, -90, -1, 0, 89, 90]  # deal i is worth 2**i: each sum names its deals
+    data = Dataset(
+        partners=[Partner(id="P0", name="P0", joined_on=date(2025, 1, 1))],
+        deals=[
+            Deal(id=f"D{i}", partner_id="P0", name=f"D{i}", status=DealStatus.WON,
+                 amount=float(2**i), created_on=day - 100 * DAY, closed_on=day + offset * DAY)
+            for i, offset in enumerate(offsets)
+        ],
+        trainings=[TrainingCompletion(partner_id="P0", course="Basics", completed_on=day)],
+    )  # fmt: skip
+    load(store, data)
+    KpiEngine(store, AppConfig().kpi_settings).refresh_rollups()
+    with store.engine.connect() as connection:
+        copy = totals_image.current(connection, rollups.version(connection))
+        assert copy is not None
+        end = day + 200 * DAY
+        from_copy = latest_trainings(connection, end, image=copy)
+        assert from_copy == latest_trainings(connection, end)
+    mine = from_copy["P0"]
+    assert (mine.before.won, mine.before.won_revenue) == (2, 2.0 + 4.0)  # -90 and -1
+    assert (mine.after.won, mine.after.won_revenue) == (2, 8.0 + 16.0)  # 0 and 89
