@@ -400,6 +400,8 @@ def profile_phase(db: str, scenarios: list[tuple[str, str, str | None]]) -> list
         distinct: dict[tuple[str, str], dict[str, Any]] = {}
         occurrences: dict[str, int] = {}
         for statement, parameters in captured:
+            if statement.lstrip().upper().startswith("PRAGMA"):
+                continue  # the engine's page-cache settings (kpi.page_cache): no reads to time
             key = (statement, repr(parameters))
             if key in distinct:
                 distinct[key]["calls"] += 1

@@ -11,6 +11,7 @@ when `became_customer_on < d` and (`churned_on` null or `churned_on >= d`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -28,6 +29,7 @@ from kpi.aggregates import (
     number,
     totals_of,
 )
+from kpi.page_cache import larger_page_cache
 from kpi.sqlfuncs import days_between
 from settings.periods import Period
 
@@ -71,6 +73,19 @@ def add_customers_of(
         }
     if partner_ids is not None:
         parameters["partner_ids"] = list(partner_ids)
+    # every partner's tickets: a seek per customer all over the tickets' index, which outgrows
+    # SQLite's default page cache (one partner's: a few seeks, the default is plenty)
+    with larger_page_cache(connection) if partner_ids is None else nullcontext():
+        _add_rows(connection, periods, (sums, tickets, referrals), parameters)
+
+
+def _add_rows(
+    connection: Connection,
+    periods: Sequence[tuple[dict[PartnerKey, Totals], Period]],
+    statements: tuple[Select[Any], Select[Any], Select[Any]],
+    parameters: dict[str, Any],
+) -> None:
+    sums, tickets, referrals = statements
     width = len(_CUSTOMER_COLUMNS)
     for row in connection.execute(sums, parameters):
         for index, (totals, _period) in enumerate(periods):

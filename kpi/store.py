@@ -48,6 +48,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
 from kpi.sqlite_binds import driver_rows
 from kpi.store_faults import (
@@ -363,15 +364,8 @@ class Store:
     def bulk_cache(self, connection: Connection) -> Iterator[None]:
         """A larger page cache on SQLite while `connection` writes millions of rows into
         indexed tables (SQLite's default 2 MB makes every index insert a read from the file)."""
-        if connection.dialect.name != "sqlite":
+        with larger_page_cache(connection, BULK_CACHE_KB):
             yield
-            return
-        before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-        connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
-        try:
-            yield
-        finally:
-            connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
     @contextmanager
     def indexes_deferred(self, connection: Connection, model: type[Record]) -> Iterator[None]:
