@@ -236,19 +236,13 @@ class Store:
         Records may be of several kinds; each batch is split by kind.
         """
         counts = UpsertCounts()
-        stays = _Stays(empty=False)
         for batch in batched(records, BATCH_SIZE):
             by_kind: dict[type[Record], list[Record]] = {}
             for record in batch:
                 by_kind.setdefault(type(record), []).append(record)
             for model, group in by_kind.items():
-                kind = KINDS[model]
-                rows = [kind.to_row(record, source) for record in group]
-                marks = rollup_marks.Marks(connection, kind.table)
-                with marks.writing():
-                    written = self._upsert_batch(connection, kind, rows, marks)
-                written.unsettled = stays.unsettled(written.unsettled)
-                counts.add(written)
+                values = [KINDS[model].values(record) for record in group]
+                counts.add(self.upsert_rows(connection, model, values, source))
         return counts
 
     def upsert_rows(
