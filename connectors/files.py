@@ -35,7 +35,6 @@ from connectors.fingerprints import Fingerprints
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
 from connectors.report import SyncReport
-from connectors.seen import ReadKeys
 from kpi.models import (
     Channel,
     Customer,
@@ -50,6 +49,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.read_keys import ReadKeys
 from kpi.store import KINDS, Store, Sweep, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 

@@ -26,8 +26,8 @@ from sqlalchemy import Connection
 from connectors.guard import SWEEP_REFUSED, DeleteGuard
 from connectors.normalize import Normalizer
 from connectors.report import ObjectReport, SyncReport
-from connectors.seen import ReadKeys
 from kpi.models import Record, StageChange
+from kpi.read_keys import ReadKeys
 from kpi.store import KINDS, Store
 
 if TYPE_CHECKING:

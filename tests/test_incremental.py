@@ -21,8 +21,8 @@ from connectors.incremental import (
     read_watermark,
 )
 from connectors.report import SyncReport
-from connectors.seen import ReadKeys
 from kpi.models import Deal, DealStatus, Partner
+from kpi.read_keys import ReadKeys
 from kpi.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
