@@ -73,54 +73,43 @@ class Marks:
 
     def add(self, written: Sequence[Mapping[str, Any]], old: Mapping[str, Any]) -> None:
         """What the triggers would do for the `written` rows (inserted, or updated where
-        `old` holds the id's previous value of `MARKED[table]`)."""
-        mark(self.connection, self.table, written, old, self)
-
-
-def mark(
-    connection: Connection,
-    table: Table,
-    written: Sequence[Mapping[str, Any]],
-    old: Mapping[str, Any],
-    marks: Marks,
-) -> None:
-    """What the triggers of `table` do for the `written` rows (inserted, or updated where
-    `old` holds the id's previous value of `MARKED[table]`): the partners and hours into
-    `marks`, the rest now."""
-    if table.name == "stage_changes":
-        moments = [row["entered_at"] for row in written]
-        moments += [old[row["id"]] for row in written if row["id"] in old]
-        marks.hours.update(_hour(moment) for moment in moments)
-        return  # their partner keys: `Store` set them from the deals before writing
-    marks.partners.update(row["partner_id"] or "" for row in written)
-    marks.partners.update(old[row["id"]] or "" for row in written if row["id"] in old)
-    if table.name != "deals" or not marks.history():
-        return  # (with no stage change stored, the deals' stage changes need nothing)
-    inserted = [row["id"] for row in written if row["id"] not in old]
-    if inserted:  # an inserted deal makes the hours of its (orphan) stage changes stale
+        `old` holds the id's previous value of `MARKED[table]`): the partners and hours
+        gathered for the end, the rest now."""
+        connection = self.connection
+        if self.table.name == "stage_changes":
+            moments = [row["entered_at"] for row in written]
+            moments += [old[row["id"]] for row in written if row["id"] in old]
+            self.hours.update(_hour(moment) for moment in moments)
+            return  # their partner keys: `Store` set them from the deals before writing
+        self.partners.update(row["partner_id"] or "" for row in written)
+        self.partners.update(old[row["id"]] or "" for row in written if row["id"] in old)
+        if self.table.name != "deals" or not self.history():
+            return  # (with no stage change stored, the deals' stage changes need nothing)
+        inserted = [row["id"] for row in written if row["id"] not in old]
+        if inserted:  # an inserted deal makes the hours of its (orphan) stage changes stale
+            changes = schema.stage_changes
+            hours = select(hour_floor(changes.c.entered_at), literal(1)).where(
+                changes.c.deal_id.in_(inserted)
+            )
+            statement = sqlite.insert(schema.kpi_dirty_hours).from_select(
+                ["hour", "version"], hours.distinct()
+            )
+            connection.execute(_bump(statement, schema.kpi_dirty_hours))
         changes = schema.stage_changes
-        hours = select(hour_floor(changes.c.entered_at), literal(1)).where(
-            changes.c.deal_id.in_(inserted)
+        deals = schema.deals
+        partner = (
+            select(func.coalesce(deals.c.partner_id, literal("")))
+            .where(deals.c.id == changes.c.deal_id)
+            .scalar_subquery()
         )
-        statement = sqlite.insert(schema.kpi_dirty_hours).from_select(
-            ["hour", "version"], hours.distinct()
+        connection.execute(
+            update(changes)
+            .where(
+                changes.c.deal_id.in_([row["id"] for row in written]),
+                changes.c.partner_key.is_distinct_from(partner),
+            )
+            .values(partner_key=partner)
         )
-        connection.execute(_bump(statement, schema.kpi_dirty_hours))
-    changes = schema.stage_changes
-    deals = schema.deals
-    partner = (
-        select(func.coalesce(deals.c.partner_id, literal("")))
-        .where(deals.c.id == changes.c.deal_id)
-        .scalar_subquery()
-    )
-    connection.execute(
-        update(changes)
-        .where(
-            changes.c.deal_id.in_([row["id"] for row in written]),
-            changes.c.partner_key.is_distinct_from(partner),
-        )
-        .values(partner_key=partner)
-    )
 
 
 def _hour(moment: datetime) -> datetime:
