@@ -49,6 +49,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
 from kpi.store import KINDS, Store, Sweep, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
@@ -703,7 +704,7 @@ class FilesSource:
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
         unsettled: set[str] | None = set()  # deals whose stays need refreshing (None: all)
-        with store.transaction() as connection, store.bulk_cache(connection):
+        with store.transaction() as connection, larger_page_cache(connection):
             for spec in files:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()

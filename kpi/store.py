@@ -48,7 +48,6 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
 from kpi.sqlite_binds import driver_rows
 from kpi.store_faults import (
@@ -61,7 +60,6 @@ from kpi.store_faults import (
 from settings.database import supported_list
 
 BATCH_SIZE = 1000
-BULK_CACHE_KB = 32 * 1024  # SQLite's page cache while a bulk load writes
 IN_BATCH = 5000  # ids asked about in one query (SQLite takes 32,766 parameters)
 SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
@@ -353,13 +351,6 @@ class Store:
             raise StoreError(f"the {dialect} database is not supported; use SQLite or PostgreSQL.")
         statement: ConflictInsert = insert(table)
         return statement
-
-    @contextmanager
-    def bulk_cache(self, connection: Connection) -> Iterator[None]:
-        """A larger page cache on SQLite while `connection` writes millions of rows into
-        indexed tables (SQLite's default 2 MB makes every index insert a read from the file)."""
-        with larger_page_cache(connection, BULK_CACHE_KB):
-            yield
 
     @contextmanager
     def indexes_deferred(self, connection: Connection, model: type[Record]) -> Iterator[None]:
