@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,7 +29,7 @@ from connectors.normalize import Normalizer
 from connectors.report import ObjectReport, SyncReport
 from kpi.models import Record, StageChange
 from kpi.read_keys import ReadKeys
-from kpi.store import KINDS, Store
+from kpi.store import KINDS, Store, UpsertCounts
 
 if TYPE_CHECKING:
     from connectors.secondary import SecondaryFiles
@@ -97,9 +98,13 @@ class Page:
     deleted_ids: list[str] = field(default_factory=list)
     cursor: Cursor | None = None
     rows_read: int = 0  # source rows behind the page, for progress
+    # More pages of the same watermark follow (a Bulk API result, whose watermark comes with
+    # its last page): the writer may commit them together, in one transaction.
+    more: bool = False
 
 
-#: Work a stream does in a page's transaction after its rows are written (e.g. derived data).
+#: Work a stream does in a page's transaction after its rows are written (e.g. derived data),
+#: or before (`Stream.before_write`: e.g. reading what is stored, the earlier pages included).
 AfterWrite = Callable[[Connection, Page], None]
 
 
@@ -116,6 +121,7 @@ class Stream:
     model: type[Record]
     pages: Callable[[Cursor | None], Iterable[Page]]
     after_write: AfterWrite | None = None
+    before_write: AfterWrite | None = None
     # A stream that only reports changes since its watermark (deletions, child edits that
     # touch a parent). With no watermark, or in a full sync, the main streams read everything
     # current, so it is not read: its watermark is set to the sync's start.
@@ -181,14 +187,21 @@ class StreamWriter:
         before = self._stored_count(stream.model) if sweeps else None
         key = KINDS[stream.model].key
         rows = 0
-        for page in stream.pages(start):
-            self.commit(stream, page, object_report)
-            if seen is not None:
-                keys = [key(r) for r in page.records if isinstance(r, stream.model)]
-                seen.add([*keys, *(values["id"] for values in page.values)])
-            rows += page.rows_read
-            if self.progress is not None:
-                self.progress(stream.name, rows)
+        pages = iter(stream.pages(start))
+        for first in pages:
+            written = _Written()
+            with self._transaction(stream, first.more) as connection:
+                page: Page | None = first
+                while page is not None:
+                    self.write(connection, stream, page, written)
+                    if seen is not None:
+                        keys = [key(r) for r in page.records if isinstance(r, stream.model)]
+                        seen.add([*keys, *(values["id"] for values in page.values)])
+                    rows += page.rows_read
+                    if self.progress is not None:
+                        self.progress(stream.name, rows)
+                    page = next(pages, None) if page.more else None
+            written.report(object_report)  # committed
         if seen is not None and before is not None:
             self.pending.append(_PendingSweep(stream, seen, before))
 
@@ -219,19 +232,46 @@ class StreamWriter:
         with self.store.transaction() as connection:
             return self.store.stored_count(connection, model, self.source)
 
-    def commit(self, stream: Stream, page: Page, object_report: ObjectReport) -> None:
-        with self.store.transaction() as connection:
-            object_report.count(self.store.upsert(connection, page.records, self.source))
-            if page.values:
-                counts = self.store.upsert_rows(connection, stream.model, page.values, self.source)
-                object_report.count(counts)
-            object_report.deleted += self.store.delete_records(
-                connection, stream.model, self.source, page.deleted_ids
+    def write(self, connection: Connection, stream: Stream, page: Page, written: _Written) -> None:
+        """Writes one page, and its watermark, in the caller's transaction."""
+        if stream.before_write is not None:
+            stream.before_write(connection, page)
+        written.counts.add(self.store.upsert(connection, page.records, self.source))
+        if page.values:
+            written.counts.add(
+                self.store.upsert_rows(connection, stream.model, page.values, self.source)
             )
-            if stream.after_write is not None:
-                stream.after_write(connection, page)
-            if page.cursor is not None:
-                advance_watermark(self.store, connection, self.source, stream.name, page.cursor)
+        written.deleted += self.store.delete_records(
+            connection, stream.model, self.source, page.deleted_ids
+        )
+        if stream.after_write is not None:
+            stream.after_write(connection, page)
+        if page.cursor is not None:
+            advance_watermark(self.store, connection, self.source, stream.name, page.cursor)
+
+    @contextmanager
+    def _transaction(self, stream: Stream, loads: bool) -> Iterator[Connection]:
+        """A page's transaction; for a run of pages of one watermark (`Page.more`), one
+        transaction for them all, written as a bulk load (`Store.bulk_load`): an interrupted
+        run rolls back whole, and its watermark was never committed anyway."""
+        with self.store.transaction() as connection:
+            if not loads:
+                yield connection
+                return
+            with self.store.bulk_load(connection, stream.model):
+                yield connection
+
+
+@dataclass
+class _Written:
+    """What a transaction's pages wrote, for the report once it commits."""
+
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    deleted: int = 0
+
+    def report(self, object_report: ObjectReport) -> None:
+        object_report.count(self.counts)
+        object_report.deleted += self.deleted
 
 
 # --- retries ----------------------------------------------------------------------------

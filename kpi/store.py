@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -65,6 +65,10 @@ SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
 #: The status of a sync run whose process ended before it finished.
+#: The indexes a bulk load keeps while it writes, because it reads through them: a page of
+#: stage changes reads its deals' stored history, and refreshes their stays, by deal.
+LOAD_KEEPS = {"stage_changes": ("ix_stage_changes_deal",)}
+SORT_THREADS = 0  # helper threads of SQLite's sorts while a bulk load builds its indexes
 INTERRUPTED = "interrupted"
 INTERRUPTED_REASON = "the process ended before this sync finished (noticed by the next sync)"
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -364,6 +368,29 @@ class Store:
         with dropped(connection, "index", table.name):
             yield
 
+    @contextmanager
+    def bulk_load(self, connection: Connection, model: type[Record]) -> Iterator[None]:
+        """Many pages written into `model`'s table in the caller's transaction (a Bulk API
+        result set): on SQLite with a larger page cache, and into an empty table with its
+        secondary indexes built once at the end (sorted, with a helper thread) instead of a
+        B-tree insert per row and index, but for those the writing itself reads
+        (`LOAD_KEEPS`). The caller's transaction must roll back when the block raises: the
+        indexes are then not built again, the rollback restores them."""
+        table = KINDS[model].table
+        if connection.dialect.name != "sqlite":
+            yield
+            return
+        with nullcontext():
+            if not _is_empty(connection, table):
+                yield
+                return
+            keep = LOAD_KEEPS.get(table.name, ())
+            with (
+                _sort_threads(connection),
+                dropped(connection, "index", table.name, keep, rolls_back=True),
+            ):
+                yield
+
     def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
         """Sets each stage change's `left_at` to the start of the deal's next change (the
         earliest later `entered_at`), writing only the rows whose value changes.
@@ -470,13 +497,16 @@ class Store:
                 found.update(connection.execute(query).scalars())
         return found
 
-    def stage_history(self, deal_ids: Iterable[str]) -> list[StageChange]:
-        """The stored stage changes of these deals."""
+    def stage_history(
+        self, deal_ids: Iterable[str], connection: Connection | None = None
+    ) -> list[StageChange]:
+        """The stored stage changes of these deals (read on `connection`, in its transaction,
+        when given)."""
         kind: RecordKind[StageChange] = KINDS[StageChange]
         found: list[StageChange] = []
-        with self.engine.connect() as connection:
+        with nullcontext(connection) if connection else self.engine.connect() as reading:
             for batch in batched(deal_ids, BATCH_SIZE):
-                rows = connection.execute(select(kind.table).where(kind.table.c.deal_id.in_(batch)))
+                rows = reading.execute(select(kind.table).where(kind.table.c.deal_id.in_(batch)))
                 found.extend(kind.from_row(row) for row in rows)
         return found
 
@@ -756,6 +786,17 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+@contextmanager
+def _sort_threads(connection: Connection) -> Iterator[None]:
+    """SQLite's sorts (an index build) with up to `SORT_THREADS` helper threads meanwhile."""
+    before = connection.exec_driver_sql("PRAGMA threads").scalar()
+    connection.exec_driver_sql(f"PRAGMA threads={SORT_THREADS}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA threads={int(before or 0)}")
 
 
 def _is_empty(connection: Connection, table: Table) -> bool:

@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 from connectors.errors import SourceError
-from connectors.incremental import RetryPolicy
+from connectors.incremental import RetryPolicy, read_watermark
 from connectors.normalize import Normalizer
 from connectors.report import SyncReport
 from connectors.salesforce import SalesforceSource
+from connectors.salesforce import bulk as bulk_reader
 from connectors.salesforce.bulk import read_ahead
 from connectors.salesforce.mapping import DealMapper, Unmappable
 from connectors.sync import run_sync
 from kpi import schema
-from kpi.models import Deal
+from kpi.models import Deal, StageChange
 from kpi.store import KINDS, Store, open_store
 from tests.fake_salesforce import FakeOrg, FakeSalesforce
 from tests.test_salesforce import (
@@ -355,3 +356,68 @@ def test_a_deal_the_stored_columns_cannot_take_fails_as_the_model_does(
     assert outcome(lambda m: m.values_or_deal(row, no_history)) == outcome(
         lambda m: m.deal(row, no_history)
     )
+
+
+def indexes(store: Store) -> list[tuple[str, str]]:
+    """The store's indexes and triggers, with their SQL."""
+    with store.engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+            "AND sql IS NOT NULL ORDER BY name"
+        )
+        return [(str(name), str(sql)) for name, sql in found]
+
+
+def test_a_bulk_result_written_in_many_pages_stores_what_rest_stores(
+    org: FakeOrg, store: Store, rest_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Bulk result's pages go to the store as one load (one transaction; into an empty
+    SQLite table, its indexes built at the end): a page's stage changes are settled against
+    the stored history of their deals, the earlier pages of the load included, so an amount
+    edit whose stage change came in the page before is still no stage change."""
+    monkeypatch.setattr(bulk_reader, "ROWS_PER_PAGE", 5)  # deals' histories split across pages
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None and fallbacks(report) == []
+    full_sync(rest_store, org, bulk_threshold=0)
+    assert contents(store) == contents(rest_store)
+    if store.engine.dialect.name == "sqlite":
+        assert indexes(store) == indexes(rest_store)
+
+
+@SQLITE_ONLY
+def test_a_bulk_load_that_breaks_off_leaves_the_store_whole_and_the_next_sync_loads_it(
+    org: FakeOrg, store: Store, rest_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the middle of a Bulk result's load (its table's indexes set aside) rolls
+    the load back whole: the store keeps every index and trigger, the stage changes written
+    so far are gone with their watermark, and the next sync loads them all."""
+    monkeypatch.setattr(bulk_reader, "ROWS_PER_PAGE", 20)
+    schema_before = indexes(store)
+    upsert = Store.upsert
+    writes: list[int] = []
+
+    def breaking(self: Store, connection: Any, records: Any, source: str) -> Any:
+        records = list(records)
+        if any(isinstance(r, StageChange) for r in records):
+            writes.append(len(records))
+            if len(writes) == 4:
+                raise RuntimeError("the process died here")
+        return upsert(self, connection, records, source)
+
+    monkeypatch.setattr(Store, "upsert", breaking)
+    with pytest.raises(RuntimeError, match="the process died here"):
+        full_sync(store, org, **BULK)
+    assert len(writes) == 4  # three pages of stage changes written before, in the load
+    assert indexes(store) == schema_before
+    assert store.counts()["stage_changes"] == 0
+    assert store.counts()["deals"] == len(DATA["deals"])  # the stream before: committed
+    with store.engine.connect() as connection:
+        assert read_watermark(store, "salesforce", "OpportunityHistory") is None
+        assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+    monkeypatch.setattr(Store, "upsert", upsert)
+    report = full_sync(store, org, **BULK)
+    assert report.stopped_early is None
+    full_sync(rest_store, org, bulk_threshold=0)
+    assert contents(store) == contents(rest_store)
+    assert indexes(store) == schema_before

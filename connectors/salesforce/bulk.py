@@ -244,7 +244,9 @@ class BulkReader:
                     last = cursor if last is None or cursor > last else last
             delivered += len(rows)
             self.objects[query.sobject] = delivered
-            yield build(rows)
+            page = build(rows)
+            page.more = True  # the watermark comes with the last page
+            yield page
         yield Page(cursor=last)
 
     def _finished_job(self, soql: str, include_deleted: bool) -> str:

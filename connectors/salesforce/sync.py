@@ -301,6 +301,7 @@ class _Plan:
             StageChange,
             self._pages(HISTORY, self._history_page, False),
             after_write=self._refresh_stays,
+            before_write=self._collapse_history,
         )
         if self.settings.deals.partner_role is not None:
             links = Query("OpportunityPartner", ["OpportunityId"])
@@ -491,11 +492,19 @@ class _Plan:
         return merged
 
     def _history_page(self, rows: list[dict[str, Any]]) -> Page:
-        read = _changes(rows)
-        stored = self.store.stage_history({change.deal_id for change in read})
+        """The rows' stage changes as read; `_collapse_history` settles them when written."""
+        records: list[Record] = list(_changes(rows))
+        return Page(records=records, rows_read=len(rows))
+
+    def _collapse_history(self, connection: Any, page: Page) -> None:
+        """A page's stage changes merged with their deals' stored ones, read in the page's
+        transaction (so with the earlier pages of a Bulk result written with it): the rows
+        that change no stage are dropped, stored ones deleted."""
+        read = [change for change in page.records if isinstance(change, StageChange)]
+        stored = self.store.stage_history({change.deal_id for change in read}, connection)
         kept, dropped = collapse_history(stored, read)
-        records: list[Record] = list(kept)
-        return Page(records=records, deleted_ids=sorted(dropped), rows_read=len(rows))
+        page.records = list(kept)
+        page.deleted_ids = sorted(dropped)
 
     def _refresh_stays(self, connection: Any, page: Page) -> None:
         deal_ids = sorted({r.deal_id for r in page.records if isinstance(r, StageChange)})
