@@ -122,6 +122,9 @@ class Stream:
     pages: Callable[[Cursor | None], Iterable[Page]]
     after_write: AfterWrite | None = None
     before_write: AfterWrite | None = None
+    # The indexes of the stream's table its pages read through while they are written: they
+    # are kept while a run of pages of one watermark loads into the empty table.
+    reads_by: tuple[str, ...] = ()
     # A stream that only reports changes since its watermark (deletions, child edits that
     # touch a parent). With no watermark, or in a full sync, the main streams read everything
     # current, so it is not read: its watermark is set to the sync's start.
@@ -252,13 +255,14 @@ class StreamWriter:
     @contextmanager
     def _transaction(self, stream: Stream, loads: bool) -> Iterator[Connection]:
         """A page's transaction; for a run of pages of one watermark (`Page.more`), one
-        transaction for them all, written as a bulk load (`Store.bulk_load`): an interrupted
-        run rolls back whole, and its watermark was never committed anyway."""
+        transaction for them all, into an empty table with its indexes built at the end but
+        for `Stream.reads_by` (an interrupted run rolls back whole; its watermark was never
+        committed anyway)."""
         with self.store.transaction() as connection:
             if not loads:
                 yield connection
                 return
-            with self.store.bulk_load(connection, stream.model):
+            with self.store.indexes_deferred(connection, stream.model, stream.reads_by):
                 yield connection
 
 

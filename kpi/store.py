@@ -65,10 +65,6 @@ SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
 #: The status of a sync run whose process ended before it finished.
-#: The indexes a bulk load keeps while it writes, because it reads through them: a page of
-#: stage changes reads its deals' stored history, and refreshes their stays, by deal.
-LOAD_KEEPS = {"stage_changes": ("ix_stage_changes_deal",)}
-SORT_THREADS = 0  # helper threads of SQLite's sorts while a bulk load builds its indexes
 INTERRUPTED = "interrupted"
 INTERRUPTED_REASON = "the process ended before this sync finished (noticed by the next sync)"
 _DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -136,6 +132,8 @@ class RecordKind(Generic[R]):
     def values(self, record: R) -> dict[str, Any]:
         """The record's stored columns (its id and fields), without `row_hash` and `source`:
         what `Store.upsert_rows` takes."""
+        if isinstance(record, StageChange):  # millions in a large sync: without pydantic
+            return stage_change_values(record.deal_id, record.stage, record.entered_at)
         row: dict[str, Any] = {"id": self.key(record)}
         for name, value in record:
             row[name] = _to_column(value)
@@ -161,6 +159,17 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
 def natural_key(*parts: str) -> str:
     """The id of a record the CRM gives none (stage changes, training completions)."""
     return "|".join(parts)
+
+
+def stage_change_values(deal_id: str, stage: str, entered_at: datetime) -> dict[str, Any]:
+    """A stage change's stored columns, as `RecordKind.values` makes them of any record."""
+    entered = _utc_naive(entered_at)
+    return {
+        "id": natural_key(deal_id, stage, entered.isoformat()),
+        "deal_id": deal_id,
+        "stage": stage,
+        "entered_at": entered,
+    }
 
 
 def repeat_key(key: str, occurrence: int) -> str:
@@ -235,16 +244,16 @@ class Store:
     ) -> UpsertCounts:
         """Inserts new records and updates changed ones, in batches; unchanged rows are not written.
 
-        Records may be of several kinds; each batch is split by kind.
+        Records may be of several kinds: each kind's are written in one `upsert_rows` (its
+        rollup marks once), in the order the kinds first come.
         """
         counts = UpsertCounts()
-        for batch in batched(records, BATCH_SIZE):
-            by_kind: dict[type[Record], list[Record]] = {}
-            for record in batch:
-                by_kind.setdefault(type(record), []).append(record)
-            for model, group in by_kind.items():
-                values = [KINDS[model].values(record) for record in group]
-                counts.add(self.upsert_rows(connection, model, values, source))
+        by_kind: dict[type[Record], list[dict[str, Any]]] = {}
+        for record in records:
+            model = type(record)
+            by_kind.setdefault(model, []).append(KINDS[model].values(record))
+        for model, values in by_kind.items():
+            counts.add(self.upsert_rows(connection, model, values, source))
         return counts
 
     def upsert_rows(
@@ -357,39 +366,21 @@ class Store:
         return statement
 
     @contextmanager
-    def indexes_deferred(self, connection: Connection, model: type[Record]) -> Iterator[None]:
-        """On SQLite, an empty table's secondary indexes dropped while a bulk load fills it and
-        built again afterwards, inside the caller's transaction: one sorted build per index
-        instead of a B-tree insert per row and index. A table that holds rows keeps them."""
+    def indexes_deferred(
+        self, connection: Connection, model: type[Record], keep: Container[str] = ()
+    ) -> Iterator[None]:
+        """On SQLite, an empty table's secondary indexes (but those named in `keep`, which the
+        writing reads through) dropped while a bulk load fills it and built again afterwards,
+        inside the caller's transaction: one sorted build per index instead of a B-tree insert
+        per row and index. A table that holds rows keeps them. The caller's transaction must
+        roll back when the block raises: the indexes are then not built again, the rollback
+        brings them back."""
         table = KINDS[model].table
         if connection.dialect.name != "sqlite" or not _is_empty(connection, table):
             yield
             return
-        with dropped(connection, "index", table.name):
+        with dropped(connection, "index", table.name, keep, rolls_back=True):
             yield
-
-    @contextmanager
-    def bulk_load(self, connection: Connection, model: type[Record]) -> Iterator[None]:
-        """Many pages written into `model`'s table in the caller's transaction (a Bulk API
-        result set): on SQLite with a larger page cache, and into an empty table with its
-        secondary indexes built once at the end (sorted, with a helper thread) instead of a
-        B-tree insert per row and index, but for those the writing itself reads
-        (`LOAD_KEEPS`). The caller's transaction must roll back when the block raises: the
-        indexes are then not built again, the rollback restores them."""
-        table = KINDS[model].table
-        if connection.dialect.name != "sqlite":
-            yield
-            return
-        with nullcontext():
-            if not _is_empty(connection, table):
-                yield
-                return
-            keep = LOAD_KEEPS.get(table.name, ())
-            with (
-                _sort_threads(connection),
-                dropped(connection, "index", table.name, keep, rolls_back=True),
-            ):
-                yield
 
     def refresh_stays(self, connection: Connection, deal_ids: Sequence[str] | None = None) -> None:
         """Sets each stage change's `left_at` to the start of the deal's next change (the
@@ -786,17 +777,6 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
-
-
-@contextmanager
-def _sort_threads(connection: Connection) -> Iterator[None]:
-    """SQLite's sorts (an index build) with up to `SORT_THREADS` helper threads meanwhile."""
-    before = connection.exec_driver_sql("PRAGMA threads").scalar()
-    connection.exec_driver_sql(f"PRAGMA threads={SORT_THREADS}")
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA threads={int(before or 0)}")
 
 
 def _is_empty(connection: Connection, table: Table) -> bool:

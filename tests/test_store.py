@@ -3,16 +3,18 @@ survey answers, sync bookkeeping. Runs on SQLite and, when configured, PostgreSQ
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, select
 
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
 from kpi import schema
+from kpi import store as store_module
 from kpi.migrate import current_revision, head_revision
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
 from kpi.store import BATCH_SIZE, KINDS, Store, batched, open_store
@@ -281,3 +283,21 @@ def test_insert_or_keep_keeps_the_stored_row_and_insert_or_update_replaces_it(
         rows = connection.execute(select(table.c.stage, table.c.sort_order)).all()
     assert kept == [0]
     assert sorted(map(tuple, rows)) == [("Lead", 7), ("Won", 1)]
+
+
+@pytest.mark.parametrize(
+    "entered_at",
+    [
+        datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+        datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=timezone(timedelta(hours=-7))),
+        datetime(2026, 3, 1, 23, 59, 59),  # naive: UTC already
+    ],
+)
+def test_a_stage_changes_stored_columns_are_those_of_every_record(entered_at: datetime) -> None:
+    """`RecordKind.values` makes a stage change's columns without pydantic: the same as the
+    generic path, the model's fields through `_to_column`, would."""
+    change = StageChange(deal_id="006A", stage="Closed Won", entered_at=entered_at)
+    generic = {"id": KINDS[StageChange].key(change)}
+    generic |= {name: store_module._to_column(value) for name, value in change}
+    assert KINDS[StageChange].values(change) == generic
+    assert list(KINDS[StageChange].values(change)) == list(generic)

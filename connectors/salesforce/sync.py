@@ -302,6 +302,7 @@ class _Plan:
             self._pages(HISTORY, self._history_page, False),
             after_write=self._refresh_stays,
             before_write=self._collapse_history,
+            reads_by=("ix_stage_changes_deal",),  # the stored history, the stays: by deal
         )
         if self.settings.deals.partner_role is not None:
             links = Query("OpportunityPartner", ["OpportunityId"])
