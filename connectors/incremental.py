@@ -270,7 +270,8 @@ class StreamWriter:
 class _Written:
     """What a transaction's pages wrote, for the report once it commits."""
 
-    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    # unsettled=None: the deals a load's stage changes touched are not gathered (a million)
+    counts: UpsertCounts = field(default_factory=lambda: UpsertCounts(unsettled=None))
     deleted: int = 0
 
     def report(self, object_report: ObjectReport) -> None:
