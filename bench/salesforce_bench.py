@@ -94,11 +94,17 @@ class LargeOrg:
 
     # --- Opportunity --------------------------------------------------------------------
 
+    def created_on(self, index: int) -> date:
+        return date(2023, 1, 1) + timedelta(days=mix(index) % 1000)
+
+    def amount(self, index: int) -> float:
+        return float(1000 + mix(index) % 90_000) + (5000.0 if index in self.changed else 0.0)
+
     def opportunity(self, index: int) -> dict[str, Any]:
         from tests.fake_salesforce import sf_datetime
 
         h = mix(index)
-        created = date(2023, 1, 1) + timedelta(days=h % 1000)
+        created = self.created_on(index)
         changed = index in self.changed
         stage = STAGES[4] if changed else STAGES[h % len(STAGES)]
         closed = stage.startswith("Closed")
@@ -107,7 +113,7 @@ class LargeOrg:
             "Id": f"006{index:012d}AAA",
             "IsDeleted": False,
             "Name": f"Deal {index}",
-            "Amount": float(1000 + h % 90_000) + (5000.0 if changed else 0.0),
+            "Amount": self.amount(index),
             "StageName": stage,
             "IsClosed": closed,
             "IsWon": stage == "Closed Won",
@@ -132,8 +138,9 @@ class LargeOrg:
     def history(self, index: int, row: int) -> dict[str, Any]:
         from tests.fake_salesforce import sf_datetime
 
-        opportunity = self.opportunity(index)
-        created = datetime.fromisoformat(opportunity["CreatedDate"])
+        # the opportunity's own fields, without making the whole record (a third of the time)
+        day = self.created_on(index)
+        created = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         if row == HISTORY_PER_OPPORTUNITY:  # the change's own row
             stage, at = STAGES[4], self.changed[index]
             number = self.count * HISTORY_PER_OPPORTUNITY + index
@@ -148,9 +155,9 @@ class LargeOrg:
         return {
             "Id": f"008{number:012d}AAA",
             "IsDeleted": False,
-            "OpportunityId": opportunity["Id"],
+            "OpportunityId": f"006{index:012d}AAA",
             "StageName": stage,
-            "Amount": opportunity["Amount"],
+            "Amount": self.amount(index),
             "CreatedDate": sf_datetime(at),
             "SystemModstamp": sf_datetime(modified),
         }
