@@ -64,6 +64,10 @@ IN_BATCH = 5000  # ids asked about in one query (SQLite takes 32,766 parameters)
 SWEEP_BATCH = 50_000  # stored ids checked against a sweep's `keep` at a time
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0  # how long a writer waits for another one
 BUSY_TIMEOUT_KEY = "busy_timeout_ms"  # a SQLite connection's configured wait, in its info
+#: The size SQLite cuts its write-ahead log back to once a checkpoint has emptied it: a large
+#: load grows the log to its own size (over 1 GB for a million deals), which would otherwise
+#: stay on disk for good.
+WAL_KEPT_BYTES = 64 * 1024 * 1024
 #: The status of a sync run whose process ended before it finished.
 INTERRUPTED = "interrupted"
 INTERRUPTED_REASON = "the process ended before this sync finished (noticed by the next sync)"
@@ -936,6 +940,7 @@ def _sqlite_pragmas(lock_timeout: float, dbapi_connection: Any, record: Any) -> 
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers (the bot) never block the sync
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
 

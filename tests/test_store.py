@@ -301,3 +301,24 @@ def test_a_stage_changes_stored_columns_are_those_of_every_record(entered_at: da
     generic |= {name: store_module._to_column(value) for name, value in change}
     assert KINDS[StageChange].values(change) == generic
     assert list(KINDS[StageChange].values(change)) == list(generic)
+
+
+def test_a_large_write_does_not_leave_a_large_write_ahead_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite keeps a grown WAL file at its size unless told a limit: after a checkpoint, the
+    next write cuts it back to `WAL_KEPT_BYTES`."""
+    monkeypatch.setattr(store_module, "WAL_KEPT_BYTES", 64 * 1024)
+    path = tmp_path / "kpi.db"
+    store = open_store(f"sqlite:///{path}")
+    joined = date(2026, 1, 5)
+    partners = [Partner(id=f"p{i}", name="x" * 2_000, joined_on=joined) for i in range(1_000)]
+    with store.transaction() as connection:
+        store.upsert(connection, partners, "files")
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 1_000_000
+    with store.transaction() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    with store.transaction() as connection:
+        store.upsert(connection, [Partner(id="p-last", name="y", joined_on=joined)], "files")
+    assert wal.stat().st_size <= 64 * 1024
