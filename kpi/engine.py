@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, select
 
-from kpi import deal_image, rollups, schema, stage_image, totals_image
+from kpi import customer_image, deal_image, rollups, schema, stage_image, totals_image
 from kpi.aggregates import (
     Aggregator,
     ClosedTotals,
@@ -231,7 +231,9 @@ class KpiEngine:
             aggregator = Aggregator(connection, self.settings.tz)
             totals = aggregator.totals(period, image=_image(connection))
             if customers:
-                add_customers(connection, self.settings.tz, totals, period)
+                add_customers(
+                    connection, self.settings.tz, totals, period, image=_customers_image(connection)
+                )
         pooled = _pooled(totals)
         return kpis_of(pooled) | self._program_kpis(partners, period, pooled, totals)
 
@@ -372,7 +374,11 @@ class KpiEngine:
                 all_entries = aggregator.stage_entries(period, pipeline)
             earlier = aggregator.totals(previous, partner_ids, image=image)
             add_customers_of(
-                connection, self.settings.tz, [(current, period), (earlier, previous)], partner_ids
+                connection,
+                self.settings.tz,
+                [(current, period), (earlier, previous)],
+                partner_ids,
+                _customers_image(connection) if partner_ids is None else None,
             )
             # who is trained: for the program's groups, which only every-partner reads build
             trained = trained_partners(connection, period.end) if partner_ids is None else set()
@@ -515,6 +521,12 @@ def _image(connection: Connection) -> totals_image.TotalsImage | None:
     """The in-memory copy of the running totals at the current rollups version (None: a small
     store, or another thread is loading it; the SQL then reads them)."""
     return totals_image.current(connection, rollups.version(connection))
+
+
+def _customers_image(connection: Connection) -> customer_image.CustomerImage | None:
+    """The in-memory copy of the customers and tickets at their current version (None: a
+    small store, or another thread is loading it; the SQL then reads them)."""
+    return customer_image.current(connection, customer_image.version(connection))
 
 
 def _pooled(totals: dict[PartnerKey, Totals]) -> Totals:
