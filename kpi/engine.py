@@ -30,6 +30,7 @@ from kpi.formulas import (
     ratio,
     stages_of,
 )
+from kpi.gc_pause import collector_paused
 from kpi.goal_tracker import goal_objects
 from kpi.goals import PARTNERS, PROGRAM, Only, read_goals
 from kpi.quality import Standing
@@ -161,13 +162,14 @@ class KpiEngine:
 
     def all_partners(self, period: Period, as_of: date | None = None) -> dict[str, dict[str, Any]]:
         """Every partner's card for one period (what a digest needs), from one set of queries."""
-        partners = self.partners()
-        data = self._compute(period, partners, None)
-        cards = {partner.id: self._card(data, partner) for partner in partners}
-        for card in cards.values():
-            card["goals"] = []
-        for goal in self.current_goals(PARTNERS, self._as_of(as_of), partners):
-            cards[goal["partner"]["id"]]["goals"].append(goal)
+        with collector_paused():
+            partners = self.partners()
+            data = self._compute(period, partners, None)
+            cards = {partner.id: self._card(data, partner) for partner in partners}
+            for card in cards.values():
+                card["goals"] = []
+            for goal in self.current_goals(PARTNERS, self._as_of(as_of), partners):
+                cards[goal["partner"]["id"]]["goals"].append(goal)
         return cards
 
     def program(self, period: Period, as_of: date | None = None) -> dict[str, Any]:
@@ -274,10 +276,11 @@ class KpiEngine:
         """The program's card and every partner's, from one set of queries, for a summary (the
         App Home): every KPI, trend, score and rank, but no channels or stages (empty), which
         would cost most of the time at 2,000 partners."""
-        partners = self.partners()
-        data = self._compute(period, partners, None, details=False)
-        cards = {partner.id: self._card(data, partner) for partner in partners}
-        return self._program_card(data, partners), cards
+        with collector_paused():
+            partners = self.partners()
+            data = self._compute(period, partners, None, details=False)
+            cards = {partner.id: self._card(data, partner) for partner in partners}
+            return self._program_card(data, partners), cards
 
     def _program_card(self, data: PeriodData, partners: list[PartnerRow]) -> dict[str, Any]:
         pooled_now, pooled_before = _pooled(data.current), _pooled(data.earlier)
