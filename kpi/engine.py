@@ -201,8 +201,10 @@ class KpiEngine:
             totals = aggregator.totals(
                 period, partner_ids, surveys=surveys, image=_image(connection)
             )
-            if customers:
-                add_customers(connection, self.settings.tz, totals, period, partner_ids)
+            if customers:  # many partners' (goals of every partner): from the in-memory copy
+                many = len(partner_ids) >= _MANY_PARTNERS
+                image = _customers_image(connection) if many else None
+                add_customers(connection, self.settings.tz, totals, period, partner_ids, image)
         nothing = Totals()
         if keys is None:
             return {pid: kpis_of(totals.get(pid, nothing)) for pid in partner_ids}
@@ -524,6 +526,12 @@ def _image(connection: Connection) -> totals_image.TotalsImage | None:
     """The in-memory copy of the running totals at the current rollups version (None: a small
     store, or another thread is loading it; the SQL then reads them)."""
     return totals_image.current(connection, rollups.version(connection))
+
+
+#: From this many partners on, their customer sums are cut from the copy of every partner's
+#: (about 5 ms a window at 50,000 customers) rather than read in SQL (a few seeks each; 2,000
+#: partners at once, 150 ms).
+_MANY_PARTNERS = 100
 
 
 def _customers_image(connection: Connection) -> customer_image.CustomerImage | None:

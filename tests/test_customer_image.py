@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, delete, inspect, update
 
 from kpi import customer_image, images, schema
+from kpi import engine as kpi_engine
 from kpi.aggregates import PartnerKey, Totals
 from kpi.customers import add_customers_of
 from kpi.engine import KpiEngine
@@ -210,3 +211,24 @@ def test_a_store_with_customers_upgraded_from_0012_gets_the_version_and_its_trig
         load(store, Dataset(tickets=[_ticket("T10")]))
         upgrade(store.engine)
         assert _version(store) > first  # a new start, after the versions of the first one
+
+
+def test_many_partners_goals_read_their_customers_from_the_copy(
+    store: Store, monkeypatch: Any
+) -> None:
+    """`range_kpis` (goals' actuals) for many partners cuts the copy, with the SQL's values."""
+    monkeypatch.setattr(images, "MIN_ROWS", 0)
+    data, period = _edges("America/New_York")
+    load(store, data)
+    engine = KpiEngine(store, AppConfig(timezone="America/New_York").kpi_settings)
+    keys = {"customers_active", "customers_gained", "tickets_per_customer", "mrr_retention"}
+    cuts: list[int] = []
+    add = customer_image.CustomerImage.add
+    monkeypatch.setattr(customer_image.CustomerImage, "add", lambda *a: cuts.append(1) or add(*a))
+    monkeypatch.setattr(kpi_engine, "_MANY_PARTNERS", 10**9)
+    wanted = engine.range_kpis(period, ["P0", "nobody"], keys=keys)
+    assert cuts == []
+    monkeypatch.setattr(kpi_engine, "_MANY_PARTNERS", 2)
+    assert engine.range_kpis(period, ["P0", "nobody"], keys=keys) == wanted
+    assert cuts == [1]
+    assert wanted["P0"]["customers_gained"] == 6
