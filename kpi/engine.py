@@ -174,8 +174,9 @@ class KpiEngine:
 
     def program(self, period: Period, as_of: date | None = None) -> dict[str, Any]:
         """The same shape for all partners pooled, with the program KPIs and goals added."""
-        card = self._program(period)
-        card["goals"] = self.current_goals(PROGRAM, self._as_of(as_of))
+        with collector_paused():  # it totals every partner too
+            card = self._program(period)
+            card["goals"] = self.current_goals(PROGRAM, self._as_of(as_of))
         return card
 
     # --- goals (kpi-spec.md section 9) -------------------------------------------------
