@@ -12,6 +12,7 @@ from bot.surveys.sender import SurveySender
 from bot.surveys.tick import SurveyJobs
 from bot.sync_job import SyncJob
 from connectors.sync import run_sync, source_for
+from kpi.image_warmup import warm_images
 from kpi.store import Store
 from settings.app import LoadedConfig
 
@@ -23,7 +24,9 @@ def process_jobs(store: Store, config: LoadedConfig, client: WebClient | None) -
     replica = replica_id()
 
     def sync() -> object:
-        return run_sync(store, source_for(config))
+        report = run_sync(store, source_for(config))
+        warm_images(store)  # the first digest or Home view after it does not pay the loads
+        return report
 
     alerts = AlertJob(store, app, client, replica=replica)
     sync_job = SyncJob(store, app, sync, replica=replica, after=alerts.tick)

@@ -29,6 +29,7 @@ from kpi.aggregates import (
     number,
     totals_of,
 )
+from kpi.customer_image import CustomerImage
 from kpi.page_cache import larger_page_cache
 from kpi.sqlfuncs import days_between
 from settings.periods import Period
@@ -42,9 +43,11 @@ def add_customers(
     totals: dict[PartnerKey, Totals],
     period: Period,
     partner_ids: Sequence[str] | None = None,
+    image: CustomerImage | None = None,
 ) -> None:
-    """Adds the period's customer sums to `totals`, per partner (`partner_ids`: only those)."""
-    add_customers_of(connection, tz, [(totals, period)], partner_ids)
+    """Adds the period's customer sums to `totals`, per partner (`partner_ids`: only those),
+    from `image` when given (the store's copy: `kpi.customer_image`)."""
+    add_customers_of(connection, tz, [(totals, period)], partner_ids, image)
 
 
 def add_customers_of(
@@ -52,11 +55,16 @@ def add_customers_of(
     tz: ZoneInfo,
     periods: Sequence[tuple[dict[PartnerKey, Totals], Period]],
     partner_ids: Sequence[str] | None = None,
+    image: CustomerImage | None = None,
 ) -> None:
     """`add_customers` for several periods (a card's and its previous one) in one pass over the
     customers, one seek per customer into its tickets and one join of the referrals: each
-    statement computes every period's sums side by side."""
+    statement computes every period's sums side by side (or cuts of `image`)."""
     windows = [Window.of(period, tz) for _totals, period in periods]
+    if image is not None:
+        image.add([(totals, w) for (totals, _period), w in zip(periods, windows, strict=True)],
+                  partner_ids)  # fmt: skip
+        return
     sums, tickets, referrals = _statements(len(windows), partner_ids is not None)
     parameters: dict[str, Any] = {
         "low_day": min(w.start for w in windows),

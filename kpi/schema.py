@@ -293,6 +293,15 @@ kpi_rollups_version = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+#: One row (id 1): a counter every write to `customers` or `support_tickets` bumps in its
+#: transaction (triggers of migration 0013), so a copy of them is known stale once it moves.
+kpi_customers_version = Table(
+    "kpi_customers_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
 kpi_dirty_hours = Table(
     "kpi_dirty_hours",
     metadata,

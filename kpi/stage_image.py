@@ -135,7 +135,7 @@ def load(connection: Connection, as_text: bool = True) -> StageImage | None:
         entered_at = epoch_micros(changes.c.entered_at)
         left_at = func.coalesce(epoch_micros(changes.c.left_at), -1)
     lists = images.lists(connection, [entered_at, left_at], changes.c.id)
-    parse = _micros_of_texts if textual else images.integers
+    parse = micros_of_texts if textual else images.integers
     query = (
         select(changes.c.partner_key, changes.c.stage, func.count(), *lists)
         .where(known)
@@ -256,7 +256,7 @@ def _add_groups(offsets: Ints, group: npt.NDArray[np.int32], span: int) -> None:
         offsets[part] += group[part].astype(np.int64) * span
 
 
-def _micros_of_texts(texts: Iterable[str]) -> Ints:
+def micros_of_texts(texts: Iterable[str]) -> Ints:
     """Microseconds since 1970 of comma-separated moments in SQLAlchemy's SQLite form
     (`YYYY-MM-DD HH:MM:SS.ffffff`), `_NO_MOMENT` as -1; ValueError for any other text."""
     joined = ",".join([*texts, ""])  # each moment with its comma

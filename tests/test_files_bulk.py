@@ -39,6 +39,7 @@ APP = AppConfig(
 BOOKKEEPING = {
     "sync_runs", "audit_log", "send_log", "alembic_version",
     "kpi_rollups_version",  # counts rebuilds (the ranking cache's key), not data
+    "kpi_customers_version",  # counts customer and ticket writes (their copy's key), not data
 }  # fmt: skip
 #: Tables a sync can change: emptied between the two paths.
 EMPTIED = [t for t in reversed(schema.metadata.sorted_tables) if t.name not in BOOKKEEPING]

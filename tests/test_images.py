@@ -103,7 +103,7 @@ moments = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 
 @given(st.lists(moments, max_size=40))
 def test_sqlite_moment_texts_parse_to_their_instants(values: list[datetime]) -> None:
     texts = [value.strftime("%Y-%m-%d %H:%M:%S.%f") for value in values]
-    parsed = stage_image._micros_of_texts([*texts, stage_image._NO_MOMENT])
+    parsed = stage_image.micros_of_texts([*texts, stage_image._NO_MOMENT])
     epoch = datetime(1970, 1, 1)
     wanted = [(value - epoch) // timedelta(microseconds=1) for value in values]
     assert parsed.tolist() == [*wanted, -1]
@@ -115,7 +115,7 @@ def test_sqlite_moment_texts_parse_to_their_instants(values: list[datetime]) -> 
 def test_a_moment_in_another_form_is_refused(text: str) -> None:
     """Such a text makes the stage image read its moments converted by the database."""
     with pytest.raises(ValueError):
-        stage_image._micros_of_texts(["2026-01-05 10:00:00.000000", text])
+        stage_image.micros_of_texts(["2026-01-05 10:00:00.000000", text])
 
 
 def test_changes_on_the_boundaries_count_as_the_sql_counts_them(

@@ -85,7 +85,7 @@ def contents(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     found = {}
     with store.engine.connect() as connection:
         for table in schema.metadata.sorted_tables:
-            if table.name == "sync_runs":
+            if table.name in ("sync_runs", "kpi_customers_version"):  # how, not what, it wrote
                 continue
             columns = [c for c in table.columns if c.name not in moments]
             rows = connection.execute(table.select().with_only_columns(*columns)).all()
