@@ -31,7 +31,7 @@ from sqlalchemy import Connection
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
-from connectors.file_digests import FileDigest
+from connectors.file_digests import FileDigest, added
 from connectors.fingerprints import Fingerprints
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
@@ -718,10 +718,11 @@ class FilesSource:
                 same = None if self.full_read else digest.unchanged(before)
                 if same is not None:  # stored as it is: what a read would report
                     report.object(kind).count(UpsertCounts(unchanged=same.ids))
+                    self.normalizer.count(same.noted)
                     if progress is not None:
                         progress(spec.name, same.ids)
                     continue
-                problems, noted = len(report.problems), self.normalizer.warnings()
+                problems, noted = len(report.problems), self.normalizer.counted()
                 check = _known_partner(store, connection) if spec.model is Goal else None
                 stored = partial(store.stored_hashes, connection, spec.model) if before else None
                 rows = self._records(spec, report, read, progress, check, stored)
@@ -745,10 +746,10 @@ class FilesSource:
                 if spec.model is StageChange and sweep.gone:
                     unsettled = None  # the deals of the ids gone: any
                 clean = not (read.kept or read.unidentified) and len(report.problems) == problems
-                clean = clean and self.normalizer.warnings() == noted
                 changed = bool(counts.new or counts.updated or sweep.gone)
                 after = store.stored_count(connection, spec.model, SOURCE)
-                digest.finish(clean, changed, len(read.loaded), after)
+                noted = added(noted, self.normalizer.counted())
+                digest.finish(clean, changed, len(read.loaded), after, noted)
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
             if unsettled is None or unsettled:
