@@ -120,9 +120,9 @@ class FileDigest:
     ) -> None:
         """Records a full read of the file that loaded `ids` records, left `stored` rows of
         the source in its table and added `noted` to the normalizer's counts (`added`), when
-        the read was `clean`. An unclean read that `changed` the
-        table clears the record; one that wrote and deleted nothing leaves the rows of the
-        recorded read as they were, and its record with them. Writes only what differs."""
+        the read was `clean`. An unclean read that `changed` the table clears the record; one
+        that wrote and deleted nothing leaves the rows of the recorded read as they were, and
+        its record with them. Writes only what differs from the record kept."""
         if not self.skippable:
             return
         value = self.kept if not clean and not changed else None
