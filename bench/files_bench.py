@@ -11,21 +11,29 @@
    a fresh SQLite store: rows read, wall time (the KPI rollups' refresh included), rows per
    second, and the child's peak memory (`harness.peak_mb`).
 3. In the same child, the same sync again with nothing changed: time, and rows written (must
-   be none).
-4. With `--postgres URL`, steps 2 and 3 into a fresh schema of that PostgreSQL database.
+   be none). Every file is skipped by its digest (`connectors.file_digests`) but goals.csv.
+4. The same unchanged re-sync forced through the row path (`FilesSource(full_read=True)`:
+   every record parsed, fingerprinted and looked up), so that path stays measured.
+5. A re-sync of a copy of the folder (written beside the store, `changed-<folder>`) in which
+   one row of deals.csv (a deal's name) and one of stage_changes.csv (a moment, a second
+   later) differ: those two files are read, 3 rows written (an update, a new stage change
+   and the one it replaces deleted), the rest skipped.
+6. With `--postgres URL`, steps 2 to 5 into a fresh schema of that PostgreSQL database.
 
 Targets (the issue): >= 50,000 rows/s, <= 300 MB peak, an unchanged re-sync <= 30 s that
-writes no row.
+writes no row (step 3).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import time
 import uuid
@@ -149,35 +157,88 @@ def _app() -> Any:
     return AppConfig.model_validate({"source": "files", "currency_rates": rates})
 
 
-def _sync(store: Any, folder: Path) -> tuple[Any, float, float]:
-    """One `run_sync` of the folder: the report, wall seconds and the connector's seconds."""
+def changed_copy(folder: Path, target: Path) -> Path:
+    """A copy of `folder` at `target` (replaced) in which the first record of deals.csv has
+    another name and the first of stage_changes.csv a moment a second later."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in sorted(folder.glob("*.csv")):
+        if path.name == "deals.csv":
+            _first_record_changed(path, target / path.name, "name", lambda name: name + " (2)")
+        elif path.name == "stage_changes.csv":
+            _first_record_changed(path, target / path.name, "entered_at", _a_second_later)
+        else:
+            shutil.copyfile(path, target / path.name)
+    return target
+
+
+def _a_second_later(moment: str) -> str:
+    return (dt.datetime.fromisoformat(moment) + dt.timedelta(seconds=1)).isoformat()
+
+
+def _first_record_changed(
+    source: Path, target: Path, column: str, change: Callable[[str], str]
+) -> None:
+    with (
+        source.open(encoding="utf-8", newline="") as old,
+        target.open("w", encoding="utf-8", newline="") as new,
+    ):
+        header = old.readline()
+        cells = next(csv.reader([old.readline()]))
+        at = next(csv.reader([header])).index(column)
+        cells[at] = change(cells[at])
+        new.write(header)
+        csv.writer(new, lineterminator="\n").writerow(cells)
+        shutil.copyfileobj(old, new, 1 << 20)
+
+
+def _sync(store: Any, folder: Path, full_read: bool = False) -> tuple[Any, float, float, float]:
+    """One `run_sync` of the folder: the report, wall seconds, the connector's seconds and
+    this process's CPU seconds."""
     from bench.harness import Measured
     from connectors.files import FilesSource
     from connectors.normalize import Normalizer
     from connectors.sync import run_sync
 
-    source = Measured(FilesSource(folder, Normalizer(_app())))
+    source = Measured(FilesSource(folder, Normalizer(_app()), full_read=full_read))
+    cpu = time.process_time()
     started = time.perf_counter()
     report = run_sync(store, source, True)
-    return report, time.perf_counter() - started, source.seconds
+    wall = time.perf_counter() - started
+    return report, wall, source.seconds, time.process_time() - cpu
 
 
-def measure(folder: str, url: str) -> dict[str, Any]:
-    """In a fresh process: a first sync of `folder` into the empty store at `url`, then the
-    same sync again with nothing changed."""
+def _written(report: Any) -> int:
+    return sum(o.new + o.updated + o.deleted for o in report.objects.values())
+
+
+def _resync(store: Any, folder: Path, full_read: bool = False) -> dict[str, Any]:
+    """A re-sync's figures: seconds, the connector's, CPU seconds, rows written."""
+    report, wall, connector, cpu = _sync(store, folder, full_read)
+    return {
+        "seconds": round(wall, 1),
+        "connector_seconds": round(connector, 1),
+        "cpu_seconds": round(cpu, 1),
+        "written": _written(report),
+        "objects": {name: vars(o) | {"skip_reasons": {}} for name, o in report.objects.items()},
+    }
+
+
+def measure(folder: str, url: str, changed: str) -> dict[str, Any]:
+    """In a fresh process: a first sync of `folder` into the empty store at `url`, the same
+    sync again with nothing changed (each file skipped by its digest, then forced through the
+    row path), and a sync of the `changed` copy of the folder."""
     from kpi.store import open_store
 
     store = open_store(url)
     baseline = peak_mb()
-    cpu = time.process_time()
-    report, wall, connector = _sync(store, Path(folder))
-    cpu_first = time.process_time() - cpu
+    report, wall, connector, cpu_first = _sync(store, Path(folder))
     first_peak = peak_mb()
     rows = records_read(report)
-    cpu = time.process_time()
-    again, rewall, reconnector = _sync(store, Path(folder))
-    cpu_again = time.process_time() - cpu
-    written = sum(o.new + o.updated + o.deleted for o in again.objects.values())
+    again, rewall, reconnector, cpu_again = _sync(store, Path(folder))
+    written = _written(again)
+    row_path = _resync(store, Path(folder), full_read=True)
+    one_row = _resync(store, Path(changed))
     counts = store.counts()
     store.engine.dispose()
     return {
@@ -196,6 +257,8 @@ def measure(folder: str, url: str) -> dict[str, Any]:
         "resync_cpu_seconds": round(cpu_again, 1),
         "resync_written": written,
         "resync_peak_mb": round(peak_mb(), 1),
+        "row_path_resync": row_path,
+        "changed_resync": one_row,
         "store_counts": counts,
     }
 
@@ -248,7 +311,19 @@ def _table(name: str, result: dict[str, Any]) -> list[str]:
         f"{written} rows written | "
         f"<= {TARGET_RESYNC_S:.0f} s, none written | "
         f"{_verdict(resync <= TARGET_RESYNC_S and written == 0)} |",
+        _resync_line(f"{name}: the same re-sync through the row path", result["row_path_resync"]),
+        _resync_line(
+            f"{name}: re-sync with one row changed in deals.csv and in stage_changes.csv",
+            result["changed_resync"],
+        ),
     ]
+
+
+def _resync_line(what: str, figures: dict[str, Any]) -> str:
+    return (
+        f"| {what} | {figures['seconds']} s ({figures['cpu_seconds']} CPU s), "
+        f"{figures['written']} rows written | | |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,16 +345,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CSV folder {folder} ({how}): {data['counts']}")
     results: dict[str, Any] = {"folder": str(folder), "data": data}
     lines = ["| measure | value | target | |", "| --- | --- | --- | --- |"]
+    db = Path(args.db or folder.parent / f"store-{folder.name}.db")
+    changed = str(changed_copy(folder, db.parent / f"changed-{folder.name}"))
     if not args.no_sqlite:
-        db = Path(args.db or folder.parent / f"store-{folder.name}.db")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        results["sqlite"] = _in_child(measure, str(folder), f"sqlite:///{db}")
+        results["sqlite"] = _in_child(measure, str(folder), f"sqlite:///{db}", changed)
         lines += _table("SQLite", results["sqlite"])
     if args.postgres:
         url, schema = _postgres_url(args.postgres)
         try:
-            results["postgresql"] = _in_child(measure, str(folder), url)
+            results["postgresql"] = _in_child(measure, str(folder), url, changed)
         finally:
             _drop_schema(args.postgres, schema)
         lines += _table("PostgreSQL", results["postgresql"])

@@ -31,6 +31,7 @@ from sqlalchemy import Connection
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
+from connectors.file_digests import FileDigest, added
 from connectors.fingerprints import Fingerprints
 from connectors.guard import DeleteGuard
 from connectors.normalize import Normalizer, validation_reason
@@ -51,7 +52,7 @@ from kpi.models import (
 )
 from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
-from kpi.store import KINDS, Store, Sweep, natural_key, repeat_key
+from kpi.store import KINDS, Store, Sweep, UpsertCounts, natural_key, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
@@ -651,6 +652,7 @@ class FilesSource:
         max_delete_share: float = 0.2,
         only: tuple[str, ...] | None = None,
         bulk: bool = True,
+        full_read: bool = False,
     ) -> None:
         self.folder = folder
         self.normalizer = normalizer
@@ -660,6 +662,9 @@ class FilesSource:
         self.only = only
         # Read columns in bulk where a file can be (`BULK`); False: every row by its builder.
         self.bulk = bulk
+        # Read every file, even one whose digest says it is stored as it is
+        # (`connectors.file_digests`; the row-by-row reference never skips a file either).
+        self.full_read = full_read or not bulk
 
     def check(self) -> list[CsvFile]:
         """The files to read; raises SourceError when the folder or a file is unusable."""
@@ -709,6 +714,15 @@ class FilesSource:
                 kind = spec.name.removesuffix(".csv")
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
+                digest = self._digest(store, connection, spec)
+                same = None if self.full_read else digest.unchanged(before)
+                if same is not None:  # stored as it is: what a read would report
+                    report.object(kind).count(UpsertCounts(unchanged=same.ids))
+                    self.normalizer.count(same.noted)
+                    if progress is not None:
+                        progress(spec.name, same.ids)
+                    continue
+                problems, noted = len(report.problems), self.normalizer.counted()
                 check = _known_partner(store, connection) if spec.model is Goal else None
                 stored = partial(store.stored_hashes, connection, spec.model) if before else None
                 rows = self._records(spec, report, read, progress, check, stored)
@@ -720,21 +734,40 @@ class FilesSource:
                     unsettled = counts.unsettled
                 sweep = _sweep(store, connection, spec, read, before)
                 if spec.guarded and not guard.allows(sweep):
-                    continue
+                    continue  # the sync raises at its end: nothing is kept, no digest
                 if read.unidentified and sweep.gone:
                     report.warnings.append(
                         f"{spec.name}: {read.unidentified} unreadable row(s) have no id, so "
                         f"none of the {len(sweep.gone):,} stored {kind.replace('_', ' ')} "
                         "missing from the file were deleted in this sync"
                     )
-                    continue
+                    sweep = Sweep(sweep.table, [], sweep.stored)
                 report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
                 if spec.model is StageChange and sweep.gone:
                     unsettled = None  # the deals of the ids gone: any
+                clean = not (read.kept or read.unidentified) and len(report.problems) == problems
+                changed = bool(counts.new or counts.updated or sweep.gone)
+                after = store.stored_count(connection, spec.model, SOURCE)
+                noted = added(noted, self.normalizer.counted())
+                digest.finish(clean, changed, len(read.loaded), after, noted)
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
             if unsettled is None or unsettled:
                 store.refresh_stays(connection, None if unsettled is None else sorted(unsettled))
+
+    def _digest(self, store: Store, connection: Connection, spec: CsvFile) -> FileDigest:
+        """The file's digest (`connectors.file_digests`): of its bytes, the settings its
+        builder reads and the encoding. Goals are never skipped: they depend on the partners."""
+        settings = SETTINGS_READ.get(spec.name)
+        return FileDigest(
+            store,
+            connection,
+            SOURCE,
+            self.folder / spec.name,
+            settings(self.normalizer) if settings else "",
+            self.encoding,
+            skippable=spec.model is not Goal,
+        )
 
     def _records(
         self,

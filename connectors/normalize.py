@@ -13,6 +13,9 @@ from kpi.models import Channel, Customer
 from settings.app import AppConfig
 from settings.kpi import normalize_lead_source
 
+#: The counters behind `Normalizer.warnings`, as `counted` names them.
+COUNTERS = ("unconvertible", "unknown_channels")
+
 
 class Normalizer:
     def __init__(self, app: AppConfig) -> None:
@@ -66,6 +69,19 @@ class Normalizer:
         """Whether `amount` converts amounts in `code` (an upper-case code, or empty) without
         counting them as unconvertible."""
         return not code or code == self.currency or code in self.rates
+
+    def counted(self) -> dict[str, dict[str, int]]:
+        """What `warnings` tells, as counts by counter (`COUNTERS`) and value: what a read
+        added is the difference (`connectors.file_digests` keeps a file's)."""
+        return {
+            "unconvertible": dict(self.unconvertible),
+            "unknown_channels": dict(self.unknown_channels),
+        }
+
+    def count(self, counts: dict[str, dict[str, int]]) -> None:
+        """Adds counts as `counted` gives them: those a skipped file's read added."""
+        self.unconvertible.update(counts.get("unconvertible", {}))
+        self.unknown_channels.update(counts.get("unknown_channels", {}))
 
     def warnings(self) -> list[str]:
         found = [
