@@ -664,6 +664,7 @@ class FilesSource:
         self.bulk = bulk
         # Read every file, even one whose digest says it is stored as it is
         # (`connectors.file_digests`; the row-by-row reference never skips a file either).
+        # A full sync (`partner-kpi sync --full`) reads every file too.
         self.full_read = full_read or not bulk
 
     def check(self) -> list[CsvFile]:
@@ -715,7 +716,7 @@ class FilesSource:
                 read = _FileRead()
                 before = store.stored_count(connection, spec.model, SOURCE)
                 digest = self._digest(store, connection, spec)
-                same = None if self.full_read else digest.unchanged(before)
+                same = None if self.full_read or report.full else digest.unchanged(before)
                 if same is not None:  # stored as it is: what a read would report
                     report.object(kind).count(UpsertCounts(unchanged=same.ids))
                     self.normalizer.count(same.noted)

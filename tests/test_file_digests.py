@@ -141,6 +141,15 @@ def test_an_unchanged_resync_skips_every_file_but_goals_and_writes_nothing(
     assert read_again(store) == ALL
 
 
+def test_a_full_sync_reads_every_file(store: Store, tmp_path: Path) -> None:
+    """`partner-kpi sync --full` is how a person asks for everything to be read again."""
+    folder = full_folder(tmp_path / "folder")
+    sync(store, folder)
+    tamper(store)
+    run_sync(store, FilesSource(folder, Normalizer(APP)), full=True)
+    assert read_again(store) == ALL
+
+
 def test_a_skip_reports_what_a_full_read_reports(store: Store, tmp_path: Path) -> None:
     folder = full_folder(tmp_path / "folder")
     sync(store, folder)
