@@ -712,49 +712,63 @@ class FilesSource:
         unsettled: set[str] | None = set()  # deals whose stays need refreshing (None: all)
         with store.transaction() as connection, larger_page_cache(connection):
             for spec in files:
-                kind = spec.name.removesuffix(".csv")
-                read = _FileRead()
-                before = store.stored_count(connection, spec.model, SOURCE)
-                digest = self._digest(store, connection, spec)
-                same = None if self.full_read or report.full else digest.unchanged(before)
-                if same is not None:  # stored as it is: what a read would report
-                    report.object(kind).count(UpsertCounts(unchanged=same.ids))
-                    self.normalizer.count(same.noted)
-                    if progress is not None:
-                        progress(spec.name, same.ids)
-                    continue
-                problems, noted = len(report.problems), self.normalizer.counted()
-                check = _known_partner(store, connection) if spec.model is Goal else None
-                stored = partial(store.stored_hashes, connection, spec.model) if before else None
-                rows = self._records(spec, report, read, progress, check, stored)
-                with store.indexes_deferred(connection, spec.model):
-                    counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
-                counts.unchanged += read.unchanged
-                report.object(kind).count(counts)
+                touched = self._load_file(store, connection, spec, report, guard, progress)
                 if spec.model is StageChange:
-                    unsettled = counts.unsettled
-                sweep = _sweep(store, connection, spec, read, before)
-                if spec.guarded and not guard.allows(sweep):
-                    continue  # the sync raises at its end: nothing is kept, no digest
-                if read.unidentified and sweep.gone:
-                    report.warnings.append(
-                        f"{spec.name}: {read.unidentified} unreadable row(s) have no id, so "
-                        f"none of the {len(sweep.gone):,} stored {kind.replace('_', ' ')} "
-                        "missing from the file were deleted in this sync"
-                    )
-                    sweep = Sweep(sweep.table, [], sweep.stored)
-                report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
-                if spec.model is StageChange and sweep.gone:
-                    unsettled = None  # the deals of the ids gone: any
-                clean = not (read.kept or read.unidentified) and len(report.problems) == problems
-                changed = bool(counts.new or counts.updated or sweep.gone)
-                after = store.stored_count(connection, spec.model, SOURCE)
-                noted = added(noted, self.normalizer.counted())
-                digest.finish(clean, changed, len(read.loaded), after, noted)
+                    unsettled = touched
             # Raised inside the transaction, so a refused sync changes nothing at all.
             guard.raise_if_refused("it changed nothing")
             if unsettled is None or unsettled:
                 store.refresh_stays(connection, None if unsettled is None else sorted(unsettled))
+
+    def _load_file(
+        self,
+        store: Store,
+        connection: Connection,
+        spec: CsvFile,
+        report: SyncReport,
+        guard: DeleteGuard,
+        progress: Progress | None,
+    ) -> set[str] | None:
+        """One file into the sync's transaction: skipped when its digest says it is stored as
+        it is, else read, written and swept. The deals whose stays its writes did not settle
+        (None: any; for a file of stage changes)."""
+        kind = spec.name.removesuffix(".csv")
+        before = store.stored_count(connection, spec.model, SOURCE)
+        digest = self._digest(store, connection, spec)
+        same = None if self.full_read or report.full else digest.unchanged(before)
+        if same is not None:  # stored as it is: what a read would report
+            report.object(kind).count(UpsertCounts(unchanged=same.ids))
+            self.normalizer.count(same.noted)
+            if progress is not None:
+                progress(spec.name, same.ids)
+            return set()
+        read = _FileRead()
+        problems, noted = len(report.problems), self.normalizer.counted()
+        check = _known_partner(store, connection) if spec.model is Goal else None
+        stored = partial(store.stored_hashes, connection, spec.model) if before else None
+        rows = self._records(spec, report, read, progress, check, stored)
+        with store.indexes_deferred(connection, spec.model):
+            counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
+        counts.unchanged += read.unchanged
+        report.object(kind).count(counts)
+        sweep = _sweep(store, connection, spec, read, before)
+        if spec.guarded and not guard.allows(sweep):
+            return counts.unsettled  # the sync raises at its end: nothing is kept, no digest
+        if read.unidentified and sweep.gone:
+            report.warnings.append(
+                f"{spec.name}: {read.unidentified} unreadable row(s) have no id, so "
+                f"none of the {len(sweep.gone):,} stored {kind.replace('_', ' ')} "
+                "missing from the file were deleted in this sync"
+            )
+            sweep = Sweep(sweep.table, [], sweep.stored)
+        report.object(kind).deleted = store.delete_swept(connection, spec.model, sweep)
+        clean = not (read.kept or read.unidentified) and len(report.problems) == problems
+        changed = bool(counts.new or counts.updated or sweep.gone)
+        after = store.stored_count(connection, spec.model, SOURCE)
+        digest.finish(
+            clean, changed, len(read.loaded), after, added(noted, self.normalizer.counted())
+        )
+        return None if sweep.gone else counts.unsettled  # the deals of the ids gone: any
 
     def _digest(self, store: Store, connection: Connection, spec: CsvFile) -> FileDigest:
         """The file's digest (`connectors.file_digests`): of its bytes, the settings its
