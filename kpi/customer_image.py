@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -26,13 +26,12 @@ from sqlalchemy import Connection, Date, func, literal, select
 from kpi import images, schema
 from kpi.aggregates import CustomerTotals, PartnerKey, Totals, Window, totals_of
 from kpi.sqlfuncs import days_between, epoch_micros
-from kpi.stage_image import micros_of_texts
+from kpi.stage_image import micros_of_texts, micros_since_1970
 
 Ints = npt.NDArray[np.int64]
 Days = npt.NDArray[np.int32]
 Groups = npt.NDArray[np.int32]
 _EPOCH = date(1970, 1, 1)
-_EPOCH_AT = datetime(1970, 1, 1)
 _NEVER = np.iinfo(np.int32).max  # a null date: after every window
 _ROWS_PER_CHUNK = 10_000
 
@@ -96,8 +95,8 @@ class CustomerImage:
         waited = np.bincount(
             self.group[is_onboarded], weights=self.wait[is_onboarded], minlength=size
         )
-        low, high = np.searchsorted(self.ticket_at, [_micros(window.start_at),
-                                                     _micros(window.end_at)])  # fmt: skip
+        bounds = [micros_since_1970(window.start_at), micros_since_1970(window.end_at)]
+        low, high = np.searchsorted(self.ticket_at, bounds)
         tickets = np.bincount(self.ticket_group[low:high], minlength=size)
         first, last = np.searchsorted(self.referral_day, [start, end])
         referrals = np.bincount(self.referral_group[first:last], minlength=size)
@@ -121,12 +120,6 @@ class CustomerImage:
 
 def _day(day: date) -> int:
     return (day - _EPOCH).days
-
-
-def _micros(moment: datetime) -> int:
-    """A naive-UTC moment (as `Window` holds them) in microseconds since 1970, exactly."""
-    delta = moment - _EPOCH_AT
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def version(connection: Connection) -> int:
@@ -185,8 +178,8 @@ def _image(
     group_of = {row[0]: index[row[1]] for row in rows}
 
     def days(position: int) -> Days:
-        return np.array([_NEVER if row[position] is None else row[position] for row in rows],
-                        dtype=np.int32)  # fmt: skip
+        found = [_NEVER if row[position] is None else row[position] for row in rows]
+        return np.array(found, dtype=np.int32)
 
     became, churned, onboarded = days(2), days(3), days(4)
     mrr = np.array([0.0 if row[5] is None else row[5] for row in rows], dtype=np.float64)

@@ -62,8 +62,8 @@ def add_customers_of(
     statement computes every period's sums side by side (or cuts of `image`)."""
     windows = [Window.of(period, tz) for _totals, period in periods]
     if image is not None:
-        image.add([(totals, w) for (totals, _period), w in zip(periods, windows, strict=True)],
-                  partner_ids)  # fmt: skip
+        pairs = [(totals, w) for (totals, _period), w in zip(periods, windows, strict=True)]
+        image.add(pairs, partner_ids)
         return
     sums, tickets, referrals = _statements(len(windows), partner_ids is not None)
     parameters: dict[str, Any] = {

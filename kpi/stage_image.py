@@ -65,7 +65,7 @@ class StageImage:
     def _offset(self, moment: datetime) -> int:
         """The moment's offset in units rounded up (a stored moment is before it exactly when
         its offset is smaller), within [0, span - 1]."""
-        micros = _micros(moment) - self.origin
+        micros = micros_since_1970(moment) - self.origin
         return min(max(-(-micros // self.unit), 0), self.span - 1)
 
     def counts(
@@ -109,8 +109,8 @@ class StageImage:
         ]
 
 
-def _micros(moment: datetime) -> int:
-    """A naive-UTC moment as microseconds since 1970 (exactly)."""
+def micros_since_1970(moment: datetime) -> int:
+    """A moment (naive: UTC) as microseconds since 1970 (exactly)."""
     delta = (
         moment.replace(tzinfo=None) - _EPOCH
         if moment.tzinfo is None

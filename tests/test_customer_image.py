@@ -26,10 +26,11 @@ from kpi.migrate import downgrade, upgrade
 from kpi.models import Customer, Partner, SupportTicket
 from kpi.store import Store
 from settings.app import AppConfig
-from settings.periods import Period, previous_period
+from settings.periods import Period
 from tests.budget import examples
 from tests.kpi_compare import assert_same
 from tests.kpi_reference import Dataset
+from tests.test_images import windows_around
 from tests.test_kpi_engine import fresh_store, load, programs
 
 DAY = timedelta(days=1)
@@ -62,9 +63,7 @@ def test_the_copy_equals_the_sql(
     exactly, MRR sums to a relative 1e-9."""
     monkeypatch.setattr(images, "MIN_ROWS", 0)
     data, app, period = program
-    low, high = sorted(shifts)
-    around = Period("around", period.start + timedelta(days=low), period.end + timedelta(days=high))
-    windows = [period, previous_period(period)] + ([around] if around.start < around.end else [])
+    windows = windows_around(period, shifts)
     with fresh_store(database_url) as store:
         load(store, data)
         with store.engine.connect() as connection:

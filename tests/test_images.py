@@ -25,6 +25,14 @@ from tests.kpi_reference import Dataset
 from tests.test_kpi_engine import UNKNOWN_PARTNER, fresh_store, load, programs
 
 
+def windows_around(period: Period, shifts: list[int]) -> list[Period]:
+    """The period, its previous one and, when not empty, a window around the period whose
+    edges move by the two `shifts` (days): the windows the images are checked over."""
+    low, high = sorted(shifts)
+    around = Period("around", period.start + timedelta(days=low), period.end + timedelta(days=high))
+    return [period, previous_period(period)] + ([around] if around.start < around.end else [])
+
+
 @settings(max_examples=examples(15), deadline=None, suppress_health_check=list(HealthCheck))
 @given(program=programs(), shifts=st.lists(st.integers(-90, 90), min_size=2, max_size=2))
 def test_images_equal_the_sql(
@@ -38,9 +46,7 @@ def test_images_equal_the_sql(
     exactly, float sums to a relative 1e-9: their rows are added in another order)."""
     monkeypatch.setattr(images, "MIN_ROWS", 0)
     data, app, period = program
-    low, high = sorted(shifts)
-    around = Period("around", period.start + timedelta(days=low), period.end + timedelta(days=high))
-    windows = [period, previous_period(period)] + ([around] if around.start < around.end else [])
+    windows = windows_around(period, shifts)
     with fresh_store(database_url) as store:
         load(store, data)
         engine = KpiEngine(store, app.kpi_settings)
