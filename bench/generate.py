@@ -36,7 +36,8 @@ from sqlalchemy import Connection, Table, text
 
 from bench.harness import peak_mb
 from kpi import rollups, schema
-from kpi.store import natural_key, open_store
+from kpi.record_keys import natural_key
+from kpi.store import open_store
 
 GENERATOR_VERSION = "2"  # 2: customers and support tickets
 AS_OF = date(2026, 11, 22)  # the last day of the data

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from connectors import stage_reader
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
@@ -52,11 +53,16 @@ from kpi.models import (
 )
 from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
-from kpi.store import KINDS, Store, Sweep, UpsertCounts, natural_key, repeat_key
+from kpi.record_keys import natural_key
+from kpi.stage_columns import NewStageChanges
+from kpi.store import KINDS, Store, Sweep, UpsertCounts, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
 READ_BATCH = 5000  # CSV records read (and progress reported) at a time
+#: The size from which a file of stage changes is read by a process of its own on a first load
+#: (`connectors.stage_reader`): below, starting the process costs more than it saves.
+PARALLEL_BYTES = 16 * 1024 * 1024
 WRITE_BATCH = 5000  # rows compared with the store's and written at a time
 Progress = Callable[[str, int], None]
 E = TypeVar("E", bound=StrEnum)
@@ -653,6 +659,7 @@ class FilesSource:
         only: tuple[str, ...] | None = None,
         bulk: bool = True,
         full_read: bool = False,
+        parallel: bool = True,
     ) -> None:
         self.folder = folder
         self.normalizer = normalizer
@@ -666,6 +673,8 @@ class FilesSource:
         # (`connectors.file_digests`; the row-by-row reference never skips a file either).
         # A full sync (`partner-kpi sync --full`) reads every file too.
         self.full_read = full_read or not bulk
+        # Read a large file of stage changes on a first load by a second process (on SQLite).
+        self.parallel = parallel
 
     def check(self) -> list[CsvFile]:
         """The files to read; raises SourceError when the folder or a file is unusable."""
@@ -710,7 +719,7 @@ class FilesSource:
         reads a secondary folder gives those once, at its end)."""
         files = self.check()
         unsettled: set[str] | None = set()  # deals whose stays need refreshing (None: all)
-        with store.transaction() as connection, larger_page_cache(connection):
+        with store.bulk_transaction() as connection, larger_page_cache(connection):
             for spec in files:
                 touched = self._load_file(store, connection, spec, report, guard, progress)
                 if spec.model is StageChange:
@@ -746,9 +755,13 @@ class FilesSource:
         problems, noted = len(report.problems), self.normalizer.counted()
         check = _known_partner(store, connection) if spec.model is Goal else None
         stored = partial(store.stored_hashes, connection, spec.model) if before else None
-        rows = self._records(spec, report, read, progress, check, stored)
         with store.indexes_deferred(connection, spec.model):
-            counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
+            if self._reads_aside(store, connection, spec, before):
+                blocks = self._read_aside(spec, report, read, progress)
+                counts = store.upsert_batches(connection, spec.model, blocks, SOURCE)
+            else:
+                rows = self._records(spec, report, read, progress, check, stored)
+                counts = store.upsert_rows(connection, spec.model, rows, SOURCE, WRITE_BATCH)
         counts.unchanged += read.unchanged
         report.object(kind).count(counts)
         sweep = _sweep(store, connection, spec, read, before)
@@ -822,6 +835,46 @@ class FilesSource:
                 lines = self._first_pass(spec, header, batch, repeats, check, read_as)
                 yield from _settle(spec, lines, read, report)
                 count += len(batch)
+                if progress is not None:
+                    progress(spec.name, count)
+
+    def _reads_aside(
+        self, store: Store, connection: Connection, spec: CsvFile, before: int
+    ) -> bool:
+        """Whether the file is read by a process of its own (`connectors.stage_reader`): a
+        large file of stage changes read in bulk into a SQLite table that holds none."""
+        return (
+            self.parallel
+            and self.bulk
+            and spec.model is StageChange
+            and before == 0
+            and connection.dialect.name == "sqlite"
+            and (self.folder / spec.name).stat().st_size >= PARALLEL_BYTES
+            and store.holds_none(connection, spec.model)
+        )
+
+    def _read_aside(
+        self,
+        spec: CsvFile,
+        report: SyncReport,
+        read: _FileRead,
+        progress: Progress | None,
+    ) -> Iterator[list[Values] | NewStageChanges]:
+        """The file's batches as its reading process sends them: the clean ones as columns,
+        any other read here as every file is (`_first_pass`, `_settle`)."""
+        repeats: Counter[str] = Counter()
+        count = 0
+        path = self.folder / spec.name
+        with stage_reader.reading(path, self.encoding, "", READ_BATCH) as (header, batches):
+            read_as = self._reading(spec, header, None)
+            for batch in batches:
+                if isinstance(batch, NewStageChanges):
+                    yield _settle_columns(spec, batch, read, report)
+                    count += batch.read
+                else:
+                    lines = self._first_pass(spec, header, batch, repeats, None, read_as)
+                    yield _settle(spec, lines, read, report)
+                    count += len(batch)
                 if progress is not None:
                     progress(spec.name, count)
 
@@ -920,7 +973,6 @@ def _settle(
         read.loaded.add(keys)
         read.unchanged += sum(isinstance(line, _Same) for _, line in lines)
         return [line for _, line in lines if isinstance(line, dict)]
-    kind_report = report.object(spec.name.removesuffix(".csv"))
     earlier = iter(read_earlier)
     added: set[str] = set()
     found: list[Values] = []
@@ -934,15 +986,39 @@ def _settle(
                 else:
                     found.append(line)
                 continue
-            line = _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
+            line = _repeated(key)
         elif line.unidentified:
             read.unidentified += 1
         elif line.kept_id not in added and line.kept_id not in read.loaded:
             read.kept.add(str(line.kept_id))
-        report.problems.append(f"{spec.name}:{number}: {line.problem}")
-        kind_report.skip(_reason_category(line.reason))
+        _report(spec, report, number, line)
     read.loaded.add(list(added))
     return found
+
+
+def _settle_columns(
+    spec: CsvFile, batch: NewStageChanges, read: _FileRead, report: SyncReport
+) -> NewStageChanges:
+    """`_settle` of a reading process's clean batch (its keys distinct): those of its records
+    whose key an earlier batch read are problems, not written."""
+    earlier = read.loaded.read_before(batch.ids)
+    if any(earlier):
+        repeated = {at for at, was in enumerate(earlier) if was}
+        for at in sorted(repeated):
+            _report(spec, report, batch.numbers[at], _repeated(batch.ids[at]))
+        batch = batch.without(repeated)
+    read.loaded.add(batch.ids)
+    return batch
+
+
+def _repeated(key: str) -> _Line:
+    return _Line(f"repeats the id {key!r} of an earlier row", "repeated id")
+
+
+def _report(spec: CsvFile, report: SyncReport, number: int, line: _Line) -> None:
+    """A record of the file that is not written: its problem, and its reason counted."""
+    report.problems.append(f"{spec.name}:{number}: {line.problem}")
+    report.object(spec.name.removesuffix(".csv")).skip(_reason_category(line.reason))
 
 
 def _sweep(

@@ -91,6 +91,8 @@ def run_sync(
         report.seconds = time.monotonic() - started
         store.finish_sync(run_id, "failed", report.to_json(), error=str(error) or repr(error))
         raise
+    finally:
+        store.checkpoints.wait()  # a bulk load's copy into the database file, made meanwhile
     report.seconds = time.monotonic() - started
     store.finish_sync(run_id, "stopped" if report.stopped_early else "ok", report.to_json())
     return report

@@ -12,7 +12,7 @@ writer still go through the triggers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,11 @@ class Marks:
         if self.batched and self._triggers is not None:
             self._triggers.enter_context(dropped(self.connection, "trigger", self.table.name))
             self._triggers = None  # entered: the stack restores them when it closes
+
+    def add_hours(self, hours: Iterable[str]) -> None:
+        """Marks these hours of new stage changes (as stored: whole hours, naive UTC) at the
+        end, as `add` marks the hours of the stage changes it is given."""
+        self.hours.update(map(datetime.fromisoformat, hours))
 
     def add(self, written: Sequence[Mapping[str, Any]], old: Mapping[str, Any]) -> None:
         """What the triggers would do for the `written` rows (inserted, or updated where

@@ -49,7 +49,9 @@ from kpi.models import (
     TrainingCompletion,
 )
 from kpi.read_keys import ReadKeys
+from kpi.record_keys import natural_key
 from kpi.sqlite_binds import driver_rows
+from kpi.stage_columns import NewStageChanges
 from kpi.store_faults import (
     describe,
     first_line,
@@ -57,6 +59,7 @@ from kpi.store_faults import (
     location,
     lock_holders,
 )
+from kpi.wal_checkpoint import Checkpoints
 from settings.database import supported_list
 
 BATCH_SIZE = 1000
@@ -160,11 +163,6 @@ KINDS: dict[type[Record], RecordKind[Any]] = {
 }
 
 
-def natural_key(*parts: str) -> str:
-    """The id of a record the CRM gives none (stage changes, training completions)."""
-    return "|".join(parts)
-
-
 def stage_change_values(deal_id: str, stage: str, entered_at: datetime) -> dict[str, Any]:
     """A stage change's stored columns, as `RecordKind.values` makes them of any record."""
     entered = _utc_naive(entered_at)
@@ -222,6 +220,8 @@ class Store:
     def __init__(self, engine: Engine, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_SECONDS) -> None:
         self.engine = engine
         self.lock_timeout = lock_timeout
+        self.checkpoints = Checkpoints(engine)  # a bulk load's, on threads (`bulk_transaction`)
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, list[str]]] = {}
 
     def fault(self, error: DBAPIError) -> StoreError:
         """The one-sentence StoreError for a database fault, naming who holds a lock when the
@@ -241,6 +241,18 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[Connection]:
+        """`transaction` for a load of many rows: on SQLite its commit leaves the copy of the
+        write-ahead log into the database file to a thread (`kpi.wal_checkpoint`), which
+        `checkpoints.wait()` joins."""
+        with (
+            self.engine.connect() as connection,
+            self.checkpoints.after_commit(connection),
+            connection.begin(),
+        ):
             yield connection
 
     def upsert(
@@ -273,16 +285,32 @@ class Store:
         should be distinct (a bulk reader's are): into a table that was empty, every row is
         written as new without asking the store for stored ones (a repeated id still replaces
         the earlier row, but counts as new)."""
+        return self.upsert_batches(connection, model, batched(rows, batch_size), source)
+
+    def upsert_batches(
+        self,
+        connection: Connection,
+        model: type[Record],
+        batches: Iterable[list[dict[str, Any]] | NewStageChanges],
+        source: str,
+    ) -> UpsertCounts:
+        """`upsert_rows` of rows already in batches; a batch of `NewStageChanges` (a reading
+        process's, into a table that was empty on SQLite) is inserted as it is."""
         kind = KINDS[model]
         counts = UpsertCounts()
         empty = _is_empty(connection, kind.table)
         marks = rollup_marks.Marks(connection, kind.table)
         stays = _Stays(empty)
         with marks.writing():
-            for batch in batched(rows, batch_size):
-                for row in batch:
-                    finish_row(row, source)
-                written = self._upsert_batch(connection, kind, batch, marks, compare=not empty)
+            for batch in batches:
+                if isinstance(batch, NewStageChanges):
+                    if not empty:
+                        raise ValueError("new stage changes as columns go into an empty table")
+                    written = self._insert_stage_changes(connection, batch, marks, source)
+                else:
+                    for row in batch:
+                        finish_row(row, source)
+                    written = self._upsert_batch(connection, kind, batch, marks, compare=not empty)
                 written.unsettled = stays.unsettled(written.unsettled)
                 counts.add(written)
         return counts
@@ -330,6 +358,33 @@ class Store:
             unsettled=unsettled,
         )
 
+    def _insert_stage_changes(
+        self, connection: Connection, batch: NewStageChanges, marks: rollup_marks.Marks, source: str
+    ) -> UpsertCounts:
+        """A reading process's batch of new stage changes written while `marks` is `writing`:
+        each with its deal's partner key, and their hours marked, as `_upsert_batch` does."""
+        if connection.dialect.name != "sqlite":
+            raise ValueError("new stage changes as columns are SQLite's values")
+        if not batch.ids:
+            return UpsertCounts()
+        partner_of = _partner_keys(connection, batch.deal_ids)
+        columns: dict[str, Sequence[Any]] = {
+            "id": batch.ids,
+            "deal_id": batch.deal_ids,
+            "stage": batch.stages,
+            "entered_at": batch.entered,
+            "left_at": batch.left,
+            "source": [source] * len(batch.ids),
+            "row_hash": batch.hashes,
+            "partner_key": [partner_of.get(deal_id) for deal_id in batch.deal_ids],
+        }
+        marks.before_write()
+        sql, names = self._compiled_upsert(connection, schema.stage_changes, tuple(columns))
+        rows = list(zip(*(columns[name] for name in names), strict=True))
+        connection.exec_driver_sql(sql, rows)
+        marks.add_hours(batch.hours)
+        return UpsertCounts(new=len(batch.ids), unsettled=set(batch.deal_ids))
+
     def insert_or_update(
         self,
         connection: Connection,
@@ -341,10 +396,27 @@ class Store:
         stored, updates it to the new one (columns the rows do not name are kept)."""
         if not rows:
             return
+        _execute_many(connection, self._upsert_statement(table, list(rows[0]), keys), rows)
+
+    def _compiled_upsert(
+        self, connection: Connection, table: Table, names: tuple[str, ...]
+    ) -> tuple[str, list[str]]:
+        """`_upsert_statement` as SQL text and the order of the columns it binds (once)."""
+        key = (table.name, names)
+        found = self._compiled.get(key)
+        if found is None:
+            statement = self._upsert_statement(table, names)
+            compiled = statement.compile(dialect=connection.dialect, column_keys=list(names))
+            found = self._compiled[key] = (compiled.string, list(compiled.positiontup or []))
+        return found
+
+    def _upsert_statement(
+        self, table: Table, names: Sequence[str], keys: Sequence[str] = ("id",)
+    ) -> ConflictInsert:
+        """`insert_or_update`'s statement for rows naming the columns `names`."""
         statement = self.conflict_insert(table)
-        columns = {name: statement.excluded[name] for name in rows[0] if name not in keys}
-        upsert = statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
-        _execute_many(connection, upsert, rows)
+        columns = {name: statement.excluded[name] for name in names if name not in keys}
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=columns)
 
     def insert_or_keep(
         self,
@@ -411,6 +483,10 @@ class Store:
             query = select(table.c.id, table.c.row_hash).where(table.c.id.in_(batch))
             found.update({key: hashed for key, hashed in connection.execute(query)})
         return found
+
+    def holds_none(self, connection: Connection, model: type[Record]) -> bool:
+        """Whether no record of this kind is stored, of any source."""
+        return _is_empty(connection, KINDS[model].table)
 
     def stored_count(self, connection: Connection, model: type[Record], source: str) -> int:
         """How many rows of this kind `source` has stored."""
@@ -877,13 +953,18 @@ def _stays_update(deal_ids: list[str] | None) -> Update:
 def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> None:
     """Sets each stage change's partner key from its deal, as the triggers of migration 0004
     would: one query per batch here saves SQLite a second write of every new row."""
-    deals = schema.deals
-    query = select(deals.c.id, func.coalesce(deals.c.partner_id, "")).where(
-        deals.c.id.in_({row["deal_id"] for row in changes})
-    )
-    partner_of = {deal_id: key for deal_id, key in connection.execute(query)}
+    partner_of = _partner_keys(connection, {row["deal_id"] for row in changes})
     for row in changes:
         row["partner_key"] = partner_of.get(row["deal_id"])
+
+
+def _partner_keys(connection: Connection, deal_ids: Iterable[str]) -> dict[str, str]:
+    """The partner key of each of the deals that is stored ('' for a direct deal)."""
+    deals = schema.deals
+    query = select(deals.c.id, func.coalesce(deals.c.partner_id, "")).where(
+        deals.c.id.in_(set(deal_ids))
+    )
+    return {deal_id: key for deal_id, key in connection.execute(query)}
 
 
 def _execute_many(

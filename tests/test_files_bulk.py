@@ -48,10 +48,15 @@ Outcome = dict[str, Any]
 
 
 def sync(
-    store: Store, folder: Path, bulk: bool, app: AppConfig = APP, full_read: bool = False
+    store: Store,
+    folder: Path,
+    bulk: bool,
+    app: AppConfig = APP,
+    full_read: bool = False,
+    parallel: bool = True,
 ) -> Outcome:
     """One `partner-kpi sync` of `folder`: its report (or refusal) and every table after it."""
-    source = FilesSource(folder, Normalizer(app), bulk=bulk, full_read=full_read)
+    source = FilesSource(folder, Normalizer(app), bulk=bulk, full_read=full_read, parallel=parallel)
     try:
         report = run_sync(store, source).to_json()
     except DeletionRefused as refusal:

@@ -1,0 +1,193 @@
+"""A first load's stage changes read by a process of their own (`connectors.stage_reader`)
+leave the store exactly as reading them in the sync's process does: the same stored rows,
+rollups, report and error lines, whatever the batches hold (bad cells, repeated keys within a
+batch and across batches, blank lines, offsets, fractions of seconds), and a reading process
+that stops or a broken file changes nothing."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from connectors import files, stage_reader
+from connectors.errors import SourceError
+from connectors.files import FilesSource
+from connectors.normalize import Normalizer
+from connectors.sync import run_sync
+from kpi.store import Store, open_store
+from tests.budget import examples
+from tests.csv_folder import STAGE_HEADER, minimal_folder
+from tests.demo_folder import demo_folder
+from tests.test_files_bulk import APP, Outcome, assert_same, empty, folders, sync
+from tests.test_files_bulk import files as folder_contents
+
+#: A few records a batch, so that a small file is many batches.
+BATCH = 3
+
+
+@pytest.fixture
+def reads_aside(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every file of stage changes is read aside (whatever its size), BATCH records a batch;
+    the list of the files a reading process read."""
+    monkeypatch.setattr(files, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(files, "READ_BATCH", BATCH)
+    started: list[Path] = []
+    real = stage_reader.reading
+
+    @contextmanager
+    def counted(path: Path, *args: Any) -> Iterator[Any]:
+        started.append(path)
+        with real(path, *args) as found:
+            yield found
+
+    monkeypatch.setattr(stage_reader, "reading", counted)
+    return started
+
+
+def both_ways(store: Store, folder_list: list[Path]) -> tuple[list[Outcome], list[Outcome]]:
+    """The syncs of the folders in turn, read in the sync's process, then (on the emptied
+    store) with a first load's stage changes read aside."""
+    here = [sync(store, folder, True, parallel=False) for folder in folder_list]
+    empty(store)
+    aside = [sync(store, folder, True) for folder in folder_list]
+    return here, aside
+
+
+def sqlite_only(store: Store) -> None:
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("the reading process loads SQLite stores only")
+
+
+def test_batches_of_every_kind_load_as_in_the_sync_process(
+    store: Store, tmp_path: Path, reads_aside: list[Path]
+) -> None:
+    sqlite_only(store)
+    folder = minimal_folder(tmp_path / "first")
+    (folder / "stage_changes.csv").write_text(
+        STAGE_HEADER
+        + "\n"
+        + "\n".join(
+            [
+                "ok1,Prospecting,2026-01-01T09:00:00+02:00",  # clean batch: offsets, fractions
+                "ok1,Proposal,2026-01-03T10:00:00.250000",
+                "ok2,Prospecting,2026-01-02 08:30",
+                "ok1,Won,2026-01-05T10:00:00Z",  # a batch with a bad moment
+                "ok1,Lost,yesterday",
+                "ok2,Won,2026-01-04",
+                "ok1,Proposal,2026-01-03T10:00:00.25",  # repeats a key read before
+                "ok2,Negotiation,2026-01-03T00:00:00",
+                "",  # a blank line
+                "ok2,Lost,2026-01-06T00:00:00",  # repeated within its batch
+                "ok2,Lost,2026-01-06T00:00:00",
+                "ok1,Open,2026-01-07T00:00:00",
+                "unknown,Open,2026-01-07T00:00:00",  # a deal no file holds
+                "ok2,,2026-01-08",
+                "ok2,Won,2026-01-09,extra",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    here, aside = both_ways(store, [folder])
+    assert reads_aside == [folder / "stage_changes.csv"]
+    assert len(here[0]["report"]["problems"]) >= 5
+    assert_same(here, aside)
+
+
+@pytest.mark.slow
+def test_the_demo_loads_the_same_read_aside(store: Store, reads_aside: list[Path]) -> None:
+    sqlite_only(store)
+    assert_same(*both_ways(store, [demo_folder(), demo_folder()]))
+    assert len(reads_aside) == 1  # the first load only: the re-sync skips the unchanged file
+
+
+def test_a_broken_file_says_what_it_says_in_the_sync_process(
+    store: Store, tmp_path: Path, reads_aside: list[Path]
+) -> None:
+    sqlite_only(store)
+    folder = minimal_folder(tmp_path / "first")
+    path = folder / "stage_changes.csv"
+    rows = "".join(f"ok1,Stage {n},2026-01-0{n % 9 + 1}T00:00:00\n" for n in range(20))
+    path.write_bytes(f"{STAGE_HEADER}\n{rows}ok1,Won,2026\0-01-01\n".encode())
+    errors = []
+    for parallel in (False, True):
+        with pytest.raises(SourceError) as raised:
+            run_sync(store, FilesSource(folder, Normalizer(APP), parallel=parallel))
+        errors.append(str(raised.value))
+    assert reads_aside == [path]
+    assert errors[0] == errors[1]
+    assert "NUL byte" in errors[1]
+    assert store.counts()["stage_changes"] == 0
+
+
+def test_a_reading_process_that_stops_changes_nothing(
+    store: Store, tmp_path: Path, reads_aside: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process sends its header and a batch, then dies: the sync fails in one sentence
+    and the store holds what it held."""
+    sqlite_only(store)
+    folder = minimal_folder(tmp_path / "first")
+    run_sync(store, FilesSource(folder, Normalizer(APP), only=("partners.csv", "deals.csv")))
+    before = store.counts()
+    rows = "".join(f"ok1,Stage {n},2026-01-0{n % 9 + 1}T00:00:00\n" for n in range(20))
+    (folder / "stage_changes.csv").write_text(f"{STAGE_HEADER}\n{rows}", encoding="utf-8")
+    monkeypatch.setattr(sys, "executable", str(dying_python(tmp_path)))
+    with pytest.raises(SourceError, match=r"stopped unexpectedly \(exit code 3\)"):
+        run_sync(store, FilesSource(folder, Normalizer(APP)))
+    assert store.counts() == before
+
+
+def dying_python(folder: Path) -> Path:
+    """An interpreter that runs the reading process but ends it with code 3 after the first
+    batch it sends."""
+    script = folder / "dying-python"
+    script.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c '"
+        "import sys, pickle\n"
+        "from connectors import stage_reader\n"
+        "class Out:\n"
+        "    sent = 0\n"
+        "    def write(self, data):\n"
+        "        sys.stdout.buffer.write(data)\n"
+        "    def flush(self):\n"
+        "        sys.stdout.buffer.flush()\n"
+        "real = pickle.dump\n"
+        "def dump(message, out, **options):\n"
+        "    real(message, out, **options)\n"
+        "    Out.sent += 1\n"
+        "    if Out.sent == 2:\n"
+        "        out.flush(); sys.exit(3)\n"
+        "pickle.dump = dump\n"
+        "stage_reader.main(sys.argv[3:])\n"
+        '\' "$@"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(first=folder_contents(), second=folder_contents())
+def test_any_folder_loads_the_same_read_aside(
+    database_url: str, reads_aside: list[Path], first: dict[str, str], second: dict[str, str]
+) -> None:
+    store = open_store(database_url)
+    try:
+        sqlite_only(store)
+        empty(store)
+        with folders([first, second, first]) as made:
+            assert_same(*both_ways(store, made))
+    finally:
+        store.engine.dispose()
