@@ -893,19 +893,30 @@ class _Stays:
 
 
 def _sqlite_hashes(connection: Connection, table: str, keys: list[str]) -> dict[str, str]:
-    """`Store.stored_hashes` of a batch on SQLite, through the driver. A file's batch of keys
-    is mostly a run of the primary key's order (deals by id, a deal's stage changes), so the
-    rows between its least and greatest key are read in one sweep of the index, a third of
-    the cost of seeking each key; a batch whose range holds many more rows asks for each key."""
+    """`Store.stored_hashes` of a batch on SQLite (`_sqlite_values`)."""
+    return _sqlite_values(connection, table, "row_hash", keys)
+
+
+def _sqlite_values(
+    connection: Connection, table: str, column: str, keys: list[str]
+) -> dict[str, Any]:
+    """The value of `column` (an SQL expression of the table's columns) of those of `keys` that
+    are ids of `table`'s rows, on SQLite, through the driver. A file's batch of keys is mostly
+    a run of the primary key's order (deals by id, a deal's stage changes, the deals of a run
+    of stage changes), so the rows between its least and greatest key are read in one sweep
+    of the index, a third of the cost of seeking each key; a batch whose range holds many more
+    rows asks for each key."""
     driver: Any = connection.connection.driver_connection
     wanted = set(keys)
+    if not wanted:
+        return {}
     most = 2 * len(wanted) + 100
-    ranged = f"SELECT id, row_hash FROM {table} WHERE id BETWEEN ? AND ? LIMIT ?"  # noqa: S608
+    ranged = f"SELECT id, {column} FROM {table} WHERE id BETWEEN ? AND ? LIMIT ?"  # noqa: S608
     rows = driver.execute(ranged, (min(wanted), max(wanted), most)).fetchall()
     if len(rows) < most:  # the whole range (SQLite's text order is the code points' order)
-        return {key: hashed for key, hashed in rows if key in wanted}
+        return {key: value for key, value in rows if key in wanted}
     marks = ",".join("?" * len(wanted))
-    each = f"SELECT id, row_hash FROM {table} WHERE id IN ({marks})"  # noqa: S608
+    each = f"SELECT id, {column} FROM {table} WHERE id IN ({marks})"  # noqa: S608
     return dict(driver.execute(each, list(wanted)).fetchall())
 
 
@@ -960,6 +971,8 @@ def _add_partner_keys(connection: Connection, changes: list[dict[str, Any]]) -> 
 
 def _partner_keys(connection: Connection, deal_ids: Iterable[str]) -> dict[str, str]:
     """The partner key of each of the deals that is stored ('' for a direct deal)."""
+    if connection.dialect.name == "sqlite":
+        return _sqlite_values(connection, "deals", "coalesce(partner_id, '')", list(deal_ids))
     deals = schema.deals
     query = select(deals.c.id, func.coalesce(deals.c.partner_id, "")).where(
         deals.c.id.in_(set(deal_ids))
