@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from connectors import stage_reader
+from connectors import reader_process
+from connectors.bulk_read import BULK, Values
 from connectors.csv_columns import Columns
 from connectors.csv_text import csv_rows
 from connectors.errors import SourceError
@@ -51,17 +52,18 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.new_rows import NewRows
 from kpi.page_cache import larger_page_cache
 from kpi.read_keys import ReadKeys
 from kpi.record_keys import natural_key
-from kpi.stage_columns import NewStageChanges
 from kpi.store import KINDS, Store, Sweep, UpsertCounts, repeat_key
 from settings.goals import GoalError, goal_fields, plain_number
 
 SOURCE = "files"
 READ_BATCH = 5000  # CSV records read (and progress reported) at a time
-#: The size from which a file of stage changes is read by a process of its own on a first load
-#: (`connectors.stage_reader`): below, starting the process costs more than it saves.
+#: The size from which a file of deals or stage changes is read by a process of its own on a
+#: first load (`connectors.reader_process`): below, starting the process costs more than it
+#: saves.
 PARALLEL_BYTES = 16 * 1024 * 1024
 WRITE_BATCH = 5000  # rows compared with the store's and written at a time
 Progress = Callable[[str, int], None]
@@ -308,168 +310,6 @@ def _goal(row: Row, _: Normalizer) -> Goal:
     )
 
 
-# --- the bulk read: whole columns of a batch at once ----------------------------------------
-# Each function gives, for every row of a batch, its stored columns as the file's builder above
-# and `RecordKind.values` would make them, or None for a row a column check refused (its
-# builder reads it, so a bad row's message is always the builder's). tests/test_files_bulk.py
-# holds the two paths to the same stored rows.
-
-Values = dict[str, Any]
-
-
-def _bulk_partners(c: Columns, _: Normalizer) -> list[Values | None]:
-    ids, names = c.required("id"), c.required("name")
-    tiers, owners, regions = c.text("tier"), c.text("owner_email"), c.text("region")
-    joined, left = c.date("joined_on", required=True), c.date("left_on")
-    emails = c.text("contact_emails")
-    return [
-        None
-        if row in c.bad
-        else {
-            "id": ids[row],
-            "name": names[row],
-            "tier": tiers[row],
-            "joined_on": joined[row],
-            "left_on": left[row],
-            "owner_email": owners[row],
-            "contact_emails": [e.strip() for e in (emails[row] or "").split(";") if e.strip()],
-            "region": regions[row],
-        }
-        for row in range(c.size)
-    ]
-
-
-def _bulk_deals(c: Columns, normalize: Normalizer) -> list[Values | None]:
-    statuses = c.choice("status", DealStatus, required=True)
-    closed = c.date("closed_on")
-    for row, (status, closed_on) in enumerate(zip(statuses, closed, strict=True)):
-        if closed_on is None and status != DealStatus.OPEN:
-            c.bad.add(row)  # "closed_on is empty" (or the status's own message)
-    amounts, currencies = c.decimal("amount"), c.text("currency")
-    sources, csats = c.text("lead_source"), c.integer("csat", 1, 5)
-    ids, partners, names, stages = (
-        c.required("id"),
-        c.text("partner_id"),
-        c.text("name"),
-        c.text("stage"),
-    )
-    created, expected = c.date("created_on", required=True), c.date("expected_close_on")
-    types, explicit = c.choice("type", DealType), c.choice("channel", Channel)
-    registered, registered_on = c.boolean("registered"), c.date("registered_on")
-    channels: dict[tuple[str | None, str | None], str] = {}
-    found: list[Values | None] = []
-    for row in range(c.size):
-        if row in c.bad:
-            found.append(None)
-            continue
-        amount, currency, source = amounts[row], currencies[row], sources[row]
-        pair = (source, explicit[row])
-        channel = channels.get(pair)
-        if channel is None:
-            given = Channel(pair[1]) if pair[1] is not None else None
-            channel = channels[pair] = normalize.channel(source, given).value
-        converted = normalize.amount(amount, currency)  # last, as the builder converts
-        found.append(
-            {
-                "id": ids[row],
-                "partner_id": partners[row],
-                "name": names[row] or "",
-                "amount": None if converted is None else float(converted),
-                "original_amount": None if amount is None else float(amount),
-                "currency": currency.upper() if currency else None,
-                "stage": stages[row],
-                "status": statuses[row],
-                "created_on": created[row],
-                "closed_on": closed[row],
-                "expected_close_on": expected[row],
-                "type": types[row],
-                "lead_source": source,
-                "channel": channel,
-                "registered": registered[row],
-                "registered_on": registered_on[row],
-                "csat": csats[row],
-            }
-        )
-    return found
-
-
-def _bulk_stage_changes(c: Columns, _: Normalizer) -> list[Values | None]:
-    return _keyed_by_content(c, ("deal_id", "stage", "entered_at"), c.timestamp("entered_at"))
-
-
-def _bulk_trainings(c: Columns, _: Normalizer) -> list[Values | None]:
-    completed = c.date("completed_on", required=True)
-    # numbered among identical rows by the reader
-    return _keyed_by_content(c, ("partner_id", "course", "completed_on"), completed, occurrence=1)
-
-
-def _keyed_by_content(
-    c: Columns, names: tuple[str, str, str], moments: Sequence[object], **fixed: object
-) -> list[Values | None]:
-    """Records without an id (stage changes, trainings), keyed by two required text columns
-    and a moment (`kpi.store.natural_key`)."""
-    firsts, seconds = c.required(names[0]), c.required(names[1])
-    found: list[Values | None] = []
-    for row in range(c.size):
-        first, second, moment = firsts[row], seconds[row], moments[row]
-        if row in c.bad or first is None or second is None or not isinstance(moment, dt.date):
-            found.append(None)
-            continue
-        key = natural_key(first, second, moment.isoformat())
-        found.append({"id": key, names[0]: first, names[1]: second, names[2]: moment, **fixed})
-    return found
-
-
-def _bulk_customers(c: Columns, normalize: Normalizer) -> list[Values | None]:
-    ids, partners, names = c.required("id"), c.text("partner_id"), c.text("name")
-    became, churned = c.date("became_customer_on", required=True), c.date("churned_on")
-    mrrs, currencies = c.decimal("mrr"), c.text("currency")
-    onboarded, referrers = c.date("onboarded_on"), c.text("referred_by")
-    found: list[Values | None] = []
-    for row in range(c.size):
-        if row in c.bad:
-            found.append(None)
-            continue
-        mrr, currency = mrrs[row], currencies[row]
-        converted = normalize.amount(mrr, currency)  # last, as the builder converts
-        found.append(
-            {
-                "id": ids[row],
-                "partner_id": partners[row],
-                "name": names[row] or "",
-                "became_customer_on": became[row],
-                "churned_on": churned[row],
-                "mrr": None if converted is None else float(converted),
-                "original_mrr": None if mrr is None else float(mrr),
-                "currency": currency.upper() if currency else None,
-                "onboarded_on": onboarded[row],
-                "referred_by": referrers[row],
-            }
-        )
-    return found
-
-
-def _bulk_tickets(c: Columns, _: Normalizer) -> list[Values | None]:
-    ids, customers, opened = c.required("id"), c.required("customer_id"), c.timestamp("opened_at")
-    return [
-        None
-        if row in c.bad
-        else {"id": ids[row], "customer_id": customers[row], "opened_at": opened[row]}
-        for row in range(c.size)
-    ]
-
-
-#: The files read in bulk, by name (survey answers and goals: each row by its builder).
-BULK: dict[str, Callable[[Columns, Normalizer], list[Values | None]]] = {
-    "partners.csv": _bulk_partners,
-    "deals.csv": _bulk_deals,
-    "stage_changes.csv": _bulk_stage_changes,
-    "trainings.csv": _bulk_trainings,
-    "customers.csv": _bulk_customers,
-    "tickets.csv": _bulk_tickets,
-}
-
-
 # --- the unchanged records of a re-sync: a key and a fingerprint each ------------------------
 # A record whose fingerprint (`connectors.fingerprints`) equals the stored hash of its key was
 # stored from these very cells under these settings, so it is neither checked nor built again:
@@ -673,7 +513,7 @@ class FilesSource:
         # (`connectors.file_digests`; the row-by-row reference never skips a file either).
         # A full sync (`partner-kpi sync --full`) reads every file too.
         self.full_read = full_read or not bulk
-        # Read a large file of stage changes on a first load by a second process (on SQLite).
+        # Read a large file of deals or stage changes on a first load by a second process.
         self.parallel = parallel
 
     def check(self) -> list[CsvFile]:
@@ -841,16 +681,18 @@ class FilesSource:
     def _reads_aside(
         self, store: Store, connection: Connection, spec: CsvFile, before: int
     ) -> bool:
-        """Whether the file is read by a process of its own (`connectors.stage_reader`): a
-        large file of stage changes read in bulk into a SQLite table that holds none."""
+        """Whether the file is read by a process of its own (`connectors.reader_process`): a
+        large file of deals or stage changes read in bulk into an empty SQLite table (deals
+        while no stage change is stored, as on a first load, which reads deals first)."""
         return (
             self.parallel
             and self.bulk
-            and spec.model is StageChange
+            and spec.name in reader_process.FILES
             and before == 0
             and connection.dialect.name == "sqlite"
             and (self.folder / spec.name).stat().st_size >= PARALLEL_BYTES
             and store.holds_none(connection, spec.model)
+            and store.holds_none(connection, StageChange)
         )
 
     def _read_aside(
@@ -859,24 +701,25 @@ class FilesSource:
         report: SyncReport,
         read: _FileRead,
         progress: Progress | None,
-    ) -> Iterator[list[Values] | NewStageChanges]:
+    ) -> Iterator[list[Values] | NewRows]:
         """The file's batches as its reading process sends them: the clean ones as columns,
         any other read here as every file is (`_first_pass`, `_settle`)."""
         repeats: Counter[str] = Counter()
         count = 0
         path = self.folder / spec.name
-        with stage_reader.reading(path, self.encoding, "", READ_BATCH) as (header, batches):
-            read_as = self._reading(spec, header, None)
-            for batch in batches:
-                if isinstance(batch, NewStageChanges):
+        with reader_process.reading(path, self.encoding, self.normalizer, READ_BATCH) as sent:
+            read_as = self._reading(spec, sent.header, None)
+            for batch in sent:
+                if isinstance(batch, NewRows):
                     yield _settle_columns(spec, batch, read, report)
                     count += batch.read
                 else:
-                    lines = self._first_pass(spec, header, batch, repeats, None, read_as)
+                    lines = self._first_pass(spec, sent.header, batch, repeats, None, read_as)
                     yield _settle(spec, lines, read, report)
                     count += len(batch)
                 if progress is not None:
                     progress(spec.name, count)
+            self.normalizer.count(sent.counts)
 
     def _reading(self, spec: CsvFile, header: list[str], stored: Lookup | None) -> _ReadAs:
         """How the file's records are read: their fingerprints (none for goals, whose rows
@@ -996,9 +839,7 @@ def _settle(
     return found
 
 
-def _settle_columns(
-    spec: CsvFile, batch: NewStageChanges, read: _FileRead, report: SyncReport
-) -> NewStageChanges:
+def _settle_columns(spec: CsvFile, batch: NewRows, read: _FileRead, report: SyncReport) -> NewRows:
     """`_settle` of a reading process's clean batch (its keys distinct): those of its records
     whose key an earlier batch read are problems, not written."""
     earlier = read.loaded.read_before(batch.ids)

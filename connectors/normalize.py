@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from kpi.models import Channel, Customer
-from settings.app import AppConfig
 from settings.kpi import normalize_lead_source
+
+if TYPE_CHECKING:  # (not imported at run time: the files source's reading process stays small)
+    from settings.app import AppConfig
 
 #: The counters behind `Normalizer.warnings`, as `counted` names them.
 COUNTERS = ("unconvertible", "unknown_channels")
@@ -22,10 +24,33 @@ class Normalizer:
         self.currency = app.currency
         self.rates = {code: Decimal(str(rate)) for code, rate in app.currency_rates.items()}
         self.channels = app.lead_source_channels
+        self._counters()
+
+    def _counters(self) -> None:
         #: amounts dropped because their currency has no rate, by currency code
         self.unconvertible: Counter[str] = Counter()
         #: values of a CRM's channel field that are no channel, by value
         self.unknown_channels: Counter[str] = Counter()
+
+    def portable(self) -> dict[str, Any]:
+        """The settings, as JSON carries them to another process (`from_portable`)."""
+        return {
+            "currency": self.currency,
+            "rates": {code: str(rate) for code, rate in self.rates.items()},
+            "channels": {source: channel.value for source, channel in self.channels.items()},
+        }
+
+    @classmethod
+    def from_portable(cls, settings: dict[str, Any]) -> Normalizer:
+        """A normalizer of the settings another one's `portable` gave, with nothing counted."""
+        normalizer = cls.__new__(cls)
+        normalizer.currency = settings["currency"]
+        normalizer.rates = {code: Decimal(rate) for code, rate in settings["rates"].items()}
+        normalizer.channels = {
+            source: Channel(value) for source, value in settings["channels"].items()
+        }
+        normalizer._counters()
+        return normalizer
 
     def channel(self, lead_source: str | None, explicit: Channel | None = None) -> Channel:
         """An explicit channel wins; else the lead source's mapping; else `other`."""
@@ -77,6 +102,11 @@ class Normalizer:
             "unconvertible": dict(self.unconvertible),
             "unknown_channels": dict(self.unknown_channels),
         }
+
+    def restore(self, counts: dict[str, dict[str, int]]) -> None:
+        """Sets the counts back to what `counted` gave earlier."""
+        self._counters()
+        self.count(counts)
 
     def count(self, counts: dict[str, dict[str, int]]) -> None:
         """Adds counts as `counted` gives them: those a skipped file's read added."""

@@ -48,10 +48,10 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
+from kpi.new_rows import NewRows
 from kpi.read_keys import ReadKeys
 from kpi.record_keys import natural_key
 from kpi.sqlite_binds import driver_rows
-from kpi.stage_columns import NewStageChanges
 from kpi.store_faults import (
     describe,
     first_line,
@@ -291,11 +291,11 @@ class Store:
         self,
         connection: Connection,
         model: type[Record],
-        batches: Iterable[list[dict[str, Any]] | NewStageChanges],
+        batches: Iterable[list[dict[str, Any]] | NewRows],
         source: str,
     ) -> UpsertCounts:
-        """`upsert_rows` of rows already in batches; a batch of `NewStageChanges` (a reading
-        process's, into a table that was empty on SQLite) is inserted as it is."""
+        """`upsert_rows` of rows already in batches; a batch of `NewRows` (a reading process's
+        deals or stage changes, into a table that was empty, on SQLite) is inserted as it is."""
         kind = KINDS[model]
         counts = UpsertCounts()
         empty = _is_empty(connection, kind.table)
@@ -303,10 +303,10 @@ class Store:
         stays = _Stays(empty)
         with marks.writing():
             for batch in batches:
-                if isinstance(batch, NewStageChanges):
+                if isinstance(batch, NewRows):
                     if not empty:
-                        raise ValueError("new stage changes as columns go into an empty table")
-                    written = self._insert_stage_changes(connection, batch, marks, source)
+                        raise ValueError("new rows as columns go into an empty table")
+                    written = self._insert_new_rows(connection, kind.table, batch, marks, source)
                 else:
                     for row in batch:
                         finish_row(row, source)
@@ -358,32 +358,38 @@ class Store:
             unsettled=unsettled,
         )
 
-    def _insert_stage_changes(
-        self, connection: Connection, batch: NewStageChanges, marks: rollup_marks.Marks, source: str
+    def _insert_new_rows(
+        self,
+        connection: Connection,
+        table: Table,
+        batch: NewRows,
+        marks: rollup_marks.Marks,
+        source: str,
     ) -> UpsertCounts:
-        """A reading process's batch of new stage changes written while `marks` is `writing`:
-        each with its deal's partner key, and their hours marked, as `_upsert_batch` does."""
-        if connection.dialect.name != "sqlite":
-            raise ValueError("new stage changes as columns are SQLite's values")
+        """A reading process's batch of new deals or stage changes written while `marks` is
+        `writing`, as `_upsert_batch` writes them: stage changes with their deals' partner
+        keys and their hours marked, deals with their partners marked."""
+        if connection.dialect.name != "sqlite" or table.name not in NEW_ROWS_TABLES:
+            raise ValueError(f"new rows as columns are SQLite's {' or '.join(NEW_ROWS_TABLES)}")
         if not batch.ids:
             return UpsertCounts()
-        partner_of = _partner_keys(connection, batch.deal_ids)
-        columns: dict[str, Sequence[Any]] = {
-            "id": batch.ids,
-            "deal_id": batch.deal_ids,
-            "stage": batch.stages,
-            "entered_at": batch.entered,
-            "left_at": batch.left,
-            "source": [source] * len(batch.ids),
-            "row_hash": batch.hashes,
-            "partner_key": [partner_of.get(deal_id) for deal_id in batch.deal_ids],
-        }
+        columns: dict[str, Sequence[Any]] = {**batch.columns, "source": [source] * len(batch)}
+        unsettled: set[str] = set()
+        if table is schema.stage_changes:
+            deal_ids = batch.columns["deal_id"]
+            partner_of = _partner_keys(connection, deal_ids)
+            columns["partner_key"] = [partner_of.get(deal_id) for deal_id in deal_ids]
+            marks.add_hours(batch.hours)
+            unsettled = set(deal_ids)
+        elif marks.history():  # a deal's stage changes would need its triggers' work
+            raise ValueError("new deals as columns go into a store without stage changes")
+        else:
+            marks.partners.update(key or "" for key in batch.columns["partner_id"])
         marks.before_write()
-        sql, names = self._compiled_upsert(connection, schema.stage_changes, tuple(columns))
+        sql, names = self._compiled_upsert(connection, table, tuple(columns))
         rows = list(zip(*(columns[name] for name in names), strict=True))
         connection.exec_driver_sql(sql, rows)
-        marks.add_hours(batch.hours)
-        return UpsertCounts(new=len(batch.ids), unsettled=set(batch.deal_ids))
+        return UpsertCounts(new=len(batch), unsettled=unsettled)
 
     def insert_or_update(
         self,
@@ -857,6 +863,10 @@ class Store:
         query = select(deals.c.partner_id, func.count()).group_by(deals.c.partner_id)
         with self.engine.connect() as connection:
             return {pid: int(n) for pid, n in connection.execute(query) if pid is not None}
+
+
+#: The tables a batch of `NewRows` goes into.
+NEW_ROWS_TABLES = ("deals", "stage_changes")
 
 
 def _is_empty(connection: Connection, table: Table) -> bool:

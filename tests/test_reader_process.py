@@ -1,8 +1,9 @@
-"""A first load's stage changes read by a process of their own (`connectors.stage_reader`)
-leave the store exactly as reading them in the sync's process does: the same stored rows,
-rollups, report and error lines, whatever the batches hold (bad cells, repeated keys within a
-batch and across batches, blank lines, offsets, fractions of seconds), and a reading process
-that stops or a broken file changes nothing."""
+"""A first load's deals and stage changes read by a process of their own
+(`connectors.reader_process`) leave the store exactly as reading them in the sync's process
+does: the same stored rows, rollups, report, warnings and error lines, whatever the batches
+hold (bad cells, repeated ids within a batch and across batches, blank lines, offsets,
+fractions of seconds, amounts without a rate), and a reading process that stops or a broken
+file changes nothing."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from connectors import files, stage_reader
+from connectors import files, reader_process
 from connectors.errors import SourceError
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
 from kpi.store import Store, open_store
 from tests.budget import examples
-from tests.csv_folder import STAGE_HEADER, minimal_folder
+from tests.csv_folder import DEAL_HEADER, STAGE_HEADER, minimal_folder
 from tests.demo_folder import demo_folder
 from tests.test_files_bulk import APP, Outcome, assert_same, empty, folders, sync
 from tests.test_files_bulk import files as folder_contents
@@ -33,12 +34,12 @@ BATCH = 3
 
 @pytest.fixture
 def reads_aside(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every file of stage changes is read aside (whatever its size), BATCH records a batch;
-    the list of the files a reading process read."""
+    """Every file of deals or stage changes is read aside on a first load (whatever its size),
+    BATCH records a batch; the list of the files a reading process read."""
     monkeypatch.setattr(files, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(files, "READ_BATCH", BATCH)
     started: list[Path] = []
-    real = stage_reader.reading
+    real = reader_process.reading
 
     @contextmanager
     def counted(path: Path, *args: Any) -> Iterator[Any]:
@@ -46,7 +47,7 @@ def reads_aside(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         with real(path, *args) as found:
             yield found
 
-    monkeypatch.setattr(stage_reader, "reading", counted)
+    monkeypatch.setattr(reader_process, "reading", counted)
     return started
 
 
@@ -69,6 +70,28 @@ def test_batches_of_every_kind_load_as_in_the_sync_process(
 ) -> None:
     sqlite_only(store)
     folder = minimal_folder(tmp_path / "first")
+    (folder / "deals.csv").write_text(
+        DEAL_HEADER
+        + "\n"
+        + "\n".join(
+            [
+                "ok1,p1,fine,10,eur,s,won,2026-01-01,2026-01-02,,,Podcast,,,,",  # a clean batch
+                "ok2, p1 ,fine too,20.5,CHF,s,LOST,2026-01-01,2026-01-03,,Upsell,Web,,TRUE,,",
+                "ok3,,direct,,,s,open,2026-01-01,,2026-03-01,new,,paid,false,2026-01-01,3",
+                "bad1,p1,amount,ten,,s,won,2026-01-01,2026-01-02,,,,,,,",  # a batch with bad rows
+                "ok4,p2,chf again,7,CHF,s,won,2026-01-01,2026-01-02,,,,,,,",
+                "bad2,p1,cells,1,,s,open,2026-01-01",
+                "ok1,p1,again,10,,s,won,2026-01-01,2026-01-02,,,,,,,",  # repeats an id read before
+                "ok5,p2,fine,1,GBP,s,open,2026-01-01,,,,,,,,",
+                "",  # a blank line
+                "ok6,p2,twice,1,,s,open,2026-01-01,,,,,,,,",  # repeated within its batch
+                "ok6,p2,twice,1,,s,open,2026-01-01,,,,,,,,",
+                "ok7,p2,last,1,CHF,s,open,2026-01-01,,,,,,,,",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     (folder / "stage_changes.csv").write_text(
         STAGE_HEADER
         + "\n"
@@ -95,8 +118,9 @@ def test_batches_of_every_kind_load_as_in_the_sync_process(
         encoding="utf-8",
     )
     here, aside = both_ways(store, [folder])
-    assert reads_aside == [folder / "stage_changes.csv"]
-    assert len(here[0]["report"]["problems"]) >= 5
+    assert reads_aside == [folder / "deals.csv", folder / "stage_changes.csv"]
+    assert len(here[0]["report"]["problems"]) >= 9
+    assert any("CHF have no rate" in warning for warning in here[0]["report"]["warnings"])
     assert_same(here, aside)
 
 
@@ -104,7 +128,7 @@ def test_batches_of_every_kind_load_as_in_the_sync_process(
 def test_the_demo_loads_the_same_read_aside(store: Store, reads_aside: list[Path]) -> None:
     sqlite_only(store)
     assert_same(*both_ways(store, [demo_folder(), demo_folder()]))
-    assert len(reads_aside) == 1  # the first load only: the re-sync skips the unchanged file
+    assert len(reads_aside) == 2  # the first load only: the re-sync skips the unchanged files
 
 
 def test_a_broken_file_says_what_it_says_in_the_sync_process(
@@ -120,7 +144,7 @@ def test_a_broken_file_says_what_it_says_in_the_sync_process(
         with pytest.raises(SourceError) as raised:
             run_sync(store, FilesSource(folder, Normalizer(APP), parallel=parallel))
         errors.append(str(raised.value))
-    assert reads_aside == [path]
+    assert reads_aside == [folder / "deals.csv", path]
     assert errors[0] == errors[1]
     assert "NUL byte" in errors[1]
     assert store.counts()["stage_changes"] == 0
@@ -130,11 +154,12 @@ def test_a_reading_process_that_stops_changes_nothing(
     store: Store, tmp_path: Path, reads_aside: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The process sends its header and a batch, then dies: the sync fails in one sentence
-    and the store holds what it held."""
+    and the store holds what it held (the partners and deals of an earlier sync)."""
     sqlite_only(store)
     folder = minimal_folder(tmp_path / "first")
     run_sync(store, FilesSource(folder, Normalizer(APP), only=("partners.csv", "deals.csv")))
     before = store.counts()
+    assert before["deals"] == 3
     rows = "".join(f"ok1,Stage {n},2026-01-0{n % 9 + 1}T00:00:00\n" for n in range(20))
     (folder / "stage_changes.csv").write_text(f"{STAGE_HEADER}\n{rows}", encoding="utf-8")
     monkeypatch.setattr(sys, "executable", str(dying_python(tmp_path)))
@@ -150,7 +175,7 @@ def dying_python(folder: Path) -> Path:
     script.write_text(
         f"#!/bin/sh\nexec {sys.executable} -c '"
         "import sys, pickle\n"
-        "from connectors import stage_reader\n"
+        "from connectors import reader_process\n"
         "class Out:\n"
         "    sent = 0\n"
         "    def write(self, data):\n"
@@ -164,7 +189,7 @@ def dying_python(folder: Path) -> Path:
         "    if Out.sent == 2:\n"
         "        out.flush(); sys.exit(3)\n"
         "pickle.dump = dump\n"
-        "stage_reader.main(sys.argv[3:])\n"
+        "reader_process.main(sys.argv[3:])\n"
         '\' "$@"\n',
         encoding="utf-8",
     )
