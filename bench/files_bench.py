@@ -9,7 +9,10 @@
    cached under /work/bench-data/fastfiles/ (a folder whose `bench_meta.json` matches is reused).
 2. In another spawned child, `partner-kpi sync`'s code path (`run_sync` with `FilesSource`) into
    a fresh SQLite store: rows read, wall time (the KPI rollups' refresh included), rows per
-   second, and the child's peak memory (`harness.peak_mb`).
+   second, CPU seconds (the sync's process and its reading processes, which read deals.csv
+   and stage_changes.csv: `connectors.reader_process`), and peak memory: the child's own
+   (`harness.peak_mb`), the largest reading process's (sampled, `harness.ChildrenMemory`),
+   and the two added, which is what the target counts.
 3. In the same child, the same sync again with nothing changed: time, and rows written (must
    be none). Every file is skipped by its digest (`connectors.file_digests`) but goals.csv.
 4. The same unchanged re-sync forced through the row path (`FilesSource(full_read=True)`:
@@ -33,6 +36,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import sys
 import time
@@ -52,7 +56,7 @@ from bench.generate import (
     _surveys,
     _trainings,
 )
-from bench.harness import machine, peak_mb, records_read
+from bench.harness import ChildrenMemory, machine, peak_mb, records_read
 
 DATA = Path("/work/bench-data/fastfiles")
 META = "bench_meta.json"
@@ -194,7 +198,7 @@ def _first_record_changed(
 
 def _sync(store: Any, folder: Path, full_read: bool = False) -> tuple[Any, float, float, float]:
     """One `run_sync` of the folder: the report, wall seconds, the connector's seconds and
-    this process's CPU seconds."""
+    this process's CPU seconds (its reading processes' are `_children_cpu`'s)."""
     from bench.harness import Measured
     from connectors.files import FilesSource
     from connectors.normalize import Normalizer
@@ -206,6 +210,12 @@ def _sync(store: Any, folder: Path, full_read: bool = False) -> tuple[Any, float
     report = run_sync(store, source)  # as `partner-kpi sync` runs it (`--full` reads every file)
     wall = time.perf_counter() - started
     return report, wall, source.seconds, time.process_time() - cpu
+
+
+def _children_cpu() -> float:
+    """The CPU seconds of this process's ended children so far (the reading processes)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _written(report: Any) -> int:
@@ -232,7 +242,10 @@ def measure(folder: str, url: str, changed: str) -> dict[str, Any]:
 
     store = open_store(url)
     baseline = peak_mb()
-    report, wall, connector, cpu_first = _sync(store, Path(folder))
+    reader_cpu = _children_cpu()
+    with ChildrenMemory() as children:
+        report, wall, connector, cpu_first = _sync(store, Path(folder))
+    reader_cpu = _children_cpu() - reader_cpu
     first_peak = peak_mb()
     rows = records_read(report)
     again, rewall, reconnector, cpu_again = _sync(store, Path(folder))
@@ -248,7 +261,10 @@ def measure(folder: str, url: str, changed: str) -> dict[str, Any]:
         "rows_per_second": round(rows / wall),
         "cpu_seconds": round(cpu_first, 1),
         "rows_per_cpu_second": round(rows / cpu_first),
+        "reader_cpu_seconds": round(reader_cpu, 1),
         "peak_mb": round(first_peak, 1),
+        "reader_peak_mb": round(children.child_mb, 1),
+        "together_peak_mb": round(children.together_mb, 1),
         "baseline_mb": round(baseline, 1),
         "problems": len(report.problems),
         "objects": {name: vars(o) | {"skip_reasons": {}} for name, o in report.objects.items()},
@@ -291,12 +307,18 @@ def _drop_schema(url: str, schema: str) -> None:
     engine.dispose()
 
 
+def _peak(result: dict[str, Any]) -> float:
+    """The first sync's peak memory as the target counts it: this process's peak and the
+    largest reading process's, added (they never peak at once: sampled together is lower)."""
+    return round(float(result["peak_mb"]) + float(result["reader_peak_mb"]), 1)
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
 def _table(name: str, result: dict[str, Any]) -> list[str]:
-    rate, peak = result["rows_per_second"], result["peak_mb"]
+    rate, peak = result["rows_per_second"], _peak(result)
     resync, written = result["resync_seconds"], result["resync_written"]
     return [
         f"| {name}: first sync, {result['rows']:,} rows | {result['seconds']} s "
@@ -305,7 +327,11 @@ def _table(name: str, result: dict[str, Any]) -> list[str]:
         f"{_verdict(rate >= TARGET_ROWS_PER_SECOND)} |",
         f"| {name}: CPU seconds (this process, SQLite's work included), rows per CPU second | "
         f"{result['cpu_seconds']} s, {result['rows_per_cpu_second']:,} | | |",
-        f"| {name}: peak memory | {peak} MB | <= {TARGET_PEAK_MB:.0f} MB | "
+        f"| {name}: the reading processes' CPU seconds (deals.csv, stage_changes.csv) | "
+        f"{result['reader_cpu_seconds']} s | | |",
+        f"| {name}: peak memory, this process's and the largest reading process's added | "
+        f"{peak} MB ({result['peak_mb']} + {result['reader_peak_mb']}; together, sampled: "
+        f"{result['together_peak_mb']} MB) | <= {TARGET_PEAK_MB:.0f} MB | "
         f"{_verdict(peak <= TARGET_PEAK_MB)} |",
         f"| {name}: unchanged re-sync | {resync} s ({result['resync_cpu_seconds']} CPU s), "
         f"{written} rows written | "
@@ -366,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     met = all(
         r["rows_per_second"] >= TARGET_ROWS_PER_SECOND
-        and r["peak_mb"] <= TARGET_PEAK_MB
+        and _peak(r) <= TARGET_PEAK_MB
         and r["resync_seconds"] <= TARGET_RESYNC_S
         and r["resync_written"] == 0
         for key in ("sqlite", "postgresql")

@@ -10,6 +10,7 @@ import platform
 import resource
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -34,6 +35,55 @@ def peak_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class ChildrenMemory:
+    """The resident memory of this process's child processes (the files source's reading
+    process), sampled every `interval` seconds on a thread while the block runs: the largest
+    one child held, and the largest this process and its children held together. A sample
+    can miss a peak shorter than the interval; this process's own peak is `peak_mb`."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.child_mb = 0.0
+        self.together_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildrenMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            children = [_rss_mb(pid) for pid in _children(os.getpid())]
+            self.child_mb = max([self.child_mb, *children])
+            self.together_mb = max(self.together_mb, _rss_mb(os.getpid()) + sum(children))
+
+
+def _children(pid: int) -> list[int]:
+    """The process's children and theirs (Linux's /proc), while they live."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in task.read_text().split()]
+        except OSError:
+            continue
+    return found + [grandchild for child in found for grandchild in _children(child)]
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 class FakeProcess:
