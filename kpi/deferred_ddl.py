@@ -33,7 +33,9 @@ def dropped(
     try:
         yield
     except BaseException:
-        if not rolls_back:
+        # (An invalidated connection, as after Ctrl-C in a statement, is closed: its
+        # transaction rolls back whole, and no statement may run on it any more.)
+        if not rolls_back and not connection.invalidated:
             _create(connection, found)
         raise
     _create(connection, found)

@@ -28,4 +28,5 @@ def larger_page_cache(connection: Connection, kb: int = LARGE_CACHE_KB) -> Itera
     try:
         yield
     finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
+        if not connection.invalidated:  # (else closed: its pragmas went with it)
+            connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from kpi import rollup_marks, schema
@@ -1027,6 +1027,7 @@ def open_store(
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", partial(_sqlite_pragmas, lock_timeout))
+        event.listen(engine, "handle_error", _finish_interrupted_statement)
     else:
         event.listen(engine, "connect", partial(_postgres_settings, lock_timeout))
     store = Store(engine, lock_timeout)
@@ -1047,6 +1048,21 @@ def _sqlite_pragmas(lock_timeout: float, dbapi_connection: Any, record: Any) -> 
     cursor.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
     cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
+
+
+def _finish_interrupted_statement(context: ExceptionContext) -> None:
+    """Ctrl-C (an exception that is no Exception) in the middle of a statement: SQLAlchemy then
+    closes the connection but not the statement's cursor, and SQLite defers closing a
+    connection whose statement is unfinished, keeping its write lock until the cursor is
+    collected, so the sync's own record of the failed run waited out the busy timeout. Closing
+    the cursor finishes the statement, and the connection closes (and rolls back) at once."""
+    if isinstance(context.original_exception, Exception):
+        return
+    # (`context.cursor` is unset in SQLAlchemy 2.1: the execution context holds it.)
+    cursor = getattr(context.execution_context, "cursor", None)
+    if cursor is not None:
+        with suppress(Exception):
+            cursor.close()
 
 
 def _postgres_settings(lock_timeout: float, dbapi_connection: Any, _record: Any) -> None:

@@ -46,7 +46,8 @@ class Checkpoints:
         try:
             yield
         finally:
-            driver.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+            if not connection.invalidated:  # (else closed: its pragmas went with it)
+                driver.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
         self._start()
 
     def wait(self) -> None:
