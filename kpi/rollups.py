@@ -92,6 +92,9 @@ MEASURES = (
 #: Money measures, kept as integer millionths of the currency (see kpi.schema).
 MONEY_MEASURES = frozenset({"won_revenue", "new_revenue", "created_value", "settled_value"})
 MICROS = 1_000_000
+#: The window frame of a running sum over rows that are unique in their order (one per day or
+#: hour): the rows so far. (The default frame, the peers so far, costs SQLite a peer check.)
+SO_FAR = (None, 0)
 
 d = schema.deals
 t = schema.trainings
@@ -274,14 +277,14 @@ def _rebuild_partners(connection: Connection, marked: Sequence[str] | None) -> N
 def _insert_running_totals(connection: Connection, batch: list[str] | None) -> None:
     """Each partner key's day rows: the events summed per day and, in the same SELECT, the
     running sums over those days (one sort for both: a window over a grouped subquery sorted
-    its rows again)."""
+    its rows again). A window frame of rows, not of peers: each day is one row already."""
     events = union_all(*_events(batch)).subquery("events")
     running = select(
         events.c.partner_key,
         events.c.day,
         *(
             func.sum(func.sum(events.c[name]))
-            .over(partition_by=events.c.partner_key, order_by=events.c.day)
+            .over(partition_by=events.c.partner_key, order_by=events.c.day, rows=SO_FAR)
             .label(name)
             for name in MEASURES
         ),
@@ -423,7 +426,7 @@ def _rebuild_hours(connection: Connection, since: datetime) -> None:
     counts = (
         select(changes.c.stage, hour.label("hour"), func.count().label("n"))
         .where(changes.c.entered_at >= since, changes.c.partner_key.is_not(None))  # known deals
-        .group_by(changes.c.stage, hour)
+        .group_by(hour, changes.c.stage)  # hour first: sorts faster on SQLite
         .subquery("counts")
     )
     connection.execute(delete(hours).where(hours.c.hour >= since))
@@ -439,7 +442,10 @@ def _rebuild_hours(connection: Connection, since: datetime) -> None:
     running = select(
         counts.c.stage,
         counts.c.hour,
-        base + func.sum(counts.c.n).over(partition_by=counts.c.stage, order_by=counts.c.hour),
+        base
+        + func.sum(counts.c.n).over(
+            partition_by=counts.c.stage, order_by=counts.c.hour, rows=SO_FAR
+        ),
     )
     connection.execute(insert(hours).from_select(["stage", "hour", "entered"], running))
 
