@@ -309,7 +309,7 @@ def _events(batch: list[str] | None) -> list[Select[Any]]:
     amount = cast(func.round(func.coalesce(d.c.amount, 0.0) * MICROS), BigInteger)
     cycle = days_between(d.c.created_on, d.c.closed_on)
     registered = d.c.registered.is_(True)
-    settled_on_close = d.c.closed_on >= d.c.created_on  # else on created_on (see settled_on)
+    settled_on_close = d.c.closed_on >= d.c.created_on  # else settled_on_creation
     settled_on_creation = and_(closed, or_(d.c.closed_on.is_(None), d.c.closed_on < d.c.created_on))
     registered_on_creation = and_(
         registered, or_(d.c.registered_on.is_(None), d.c.registered_on == d.c.created_on)
@@ -426,7 +426,7 @@ def _rebuild_hours(connection: Connection, since: datetime) -> None:
     counts = (
         select(changes.c.stage, hour.label("hour"), func.count().label("n"))
         .where(changes.c.entered_at >= since, changes.c.partner_key.is_not(None))  # known deals
-        .group_by(hour, changes.c.stage)  # hour first: sorts faster on SQLite
+        .group_by(hour, changes.c.stage)  # hour first: sorts faster (SQLite and PostgreSQL)
         .subquery("counts")
     )
     connection.execute(delete(hours).where(hours.c.hour >= since))
