@@ -104,6 +104,7 @@ def test_rollups_follow_every_write(
         KpiEngine(store, first_app.kpi_settings).all_partners(first_period)
         become(store, data)
         assert_engine_equals_reference(KpiEngine(store, app.kpi_settings), data, app, period)
+        assert_rollups_as_defined(store)  # the refreshed partners' rows and the hours
 
 
 def deal(deal_id: str, partner_id: str | None, closed_on: date, amount: int = 1000) -> Deal:
@@ -222,6 +223,7 @@ def test_stage_changes_written_before_the_rollups_get_their_partner_keys(
                 insert(schema.kpi_dirty_partners).values(partner_key=rollups.ALL, version=1)
             )
         assert_engine_equals_reference(KpiEngine(store, app.kpi_settings), data, app, period)
+        assert_rollups_as_defined(store)  # every row of the full rebuild
 
 
 def test_a_question_does_not_wait_for_a_refresh_that_holds_the_store(store: Store) -> None:
@@ -324,3 +326,225 @@ def test_a_batch_marks_what_the_triggers_mark(store: Store, batched: bool) -> No
     assert seen[3][:2] == ({"p1", "p2", "", "p3"}, set())
     assert {key for _, key in seen[3][2]} == {"p2", "p3"}
     assert seen[4][:2] == seen[5][:2] == ({"p4"}, set())
+
+
+def defined_rollups(
+    store: Store,
+) -> tuple[dict[tuple[str, date], tuple[int, ...]], dict[tuple[str, datetime], int]]:
+    """The rollup rows as the module docstring defines them, computed here from the stored
+    records: per partner key and day, the running sums of each deal's close (on `closed_on`),
+    creation (`created_on`), settlement (`closed_on`, else `created_on` when it has none or it
+    is earlier), registration (`registered_on`, else `created_on`) and each training completion;
+    per stage and UTC hour, the running count of entries by stage changes of stored deals."""
+    deals, trainings, changes = schema.deals, schema.trainings, schema.stage_changes
+    per_day: dict[tuple[str, date], dict[str, int]] = {}
+
+    def count(key: str | None, day: date, **values: int) -> None:
+        sums = per_day.setdefault((key or "", day), dict.fromkeys(rollups.MEASURES, 0))
+        for name, value in values.items():
+            sums[name] += value
+
+    with store.engine.connect() as connection:
+        deal_rows = connection.execute(select(deals)).all()
+        training_rows = connection.execute(select(trainings)).all()
+        known = set(connection.execute(select(deals.c.id)).scalars())
+        change_rows = connection.execute(
+            select(changes.c.deal_id, changes.c.stage, changes.c.entered_at)
+        ).all()
+    for row in deal_rows:
+        amount = round((row.amount or 0.0) * rollups.MICROS)
+        won = row.status == "won"
+        if row.status in ("won", "lost") and row.closed_on is not None:
+            cycle = (row.closed_on - row.created_on).days
+            count(
+                row.partner_id,
+                row.closed_on,
+                won=int(won),
+                lost=int(row.status == "lost"),
+                won_revenue=amount if won else 0,
+                won_with_amount=int(won and row.amount is not None),
+                cycle_days=cycle if won and cycle > 0 else 0,
+                registered_closed=int(row.registered),
+                registered_won=int(won and row.registered),
+                upsell_won=int(won and row.type == "upsell"),
+                new_revenue=amount if won and row.type == "new" else 0,
+                csat_sum=row.csat if won and row.csat is not None else 0,
+                csat_count=int(won and row.csat is not None),
+            )
+        count(row.partner_id, row.created_on, created=1, created_value=amount)
+        if row.status in ("won", "lost"):
+            late = row.closed_on is not None and row.closed_on >= row.created_on
+            count(
+                row.partner_id,
+                row.closed_on if late else row.created_on,
+                settled=1,
+                settled_value=amount,
+            )
+        if row.registered:
+            count(row.partner_id, row.registered_on or row.created_on, registered=1)
+    for row in training_rows:
+        count(row.partner_id, row.completed_on, courses=1)
+    running: dict[tuple[str, date], tuple[int, ...]] = {}
+    totals: dict[str, list[int]] = {}
+    for key, day in sorted(per_day):
+        total = totals.setdefault(key, [0] * len(rollups.MEASURES))
+        for index, name in enumerate(rollups.MEASURES):
+            total[index] += per_day[key, day][name]
+        running[key, day] = tuple(total)
+
+    per_hour: dict[tuple[str, datetime], int] = {}
+    for deal_id, stage, entered_at in change_rows:
+        if deal_id in known:
+            hour = entered_at.replace(minute=0, second=0, microsecond=0)
+            per_hour[stage, hour] = per_hour.get((stage, hour), 0) + 1
+    entered: dict[tuple[str, datetime], int] = {}
+    so_far: dict[str, int] = {}
+    for stage, hour in sorted(per_hour):
+        so_far[stage] = so_far.get(stage, 0) + per_hour[stage, hour]
+        entered[stage, hour] = so_far[stage]
+    return running, entered
+
+
+def stored_rollups(
+    store: Store,
+) -> tuple[dict[tuple[str, date], tuple[int, ...]], dict[tuple[str, datetime], int], set[str]]:
+    days, hours = schema.kpi_partner_days, schema.kpi_stage_hours
+    with store.engine.connect() as connection:
+        day_rows = {
+            (row.partner_key, row.day): tuple(int(row[name]) for name in rollups.MEASURES)
+            for row in connection.execute(select(days)).mappings()
+        }
+        hour_rows = {
+            (row.stage, row.hour): row.entered for row in connection.execute(select(hours))
+        }
+        keys = set(connection.execute(select(schema.kpi_partner_keys.c.partner_key)).scalars())
+    return day_rows, hour_rows, keys
+
+
+def rebuild_everything(store: Store) -> None:
+    """What a store's first refresh after a bulk load does: every partner, every hour."""
+    with store.transaction() as connection:
+        connection.execute(delete(schema.kpi_dirty_partners))
+        connection.execute(delete(schema.kpi_dirty_hours))
+        connection.execute(
+            insert(schema.kpi_dirty_partners).values(partner_key=rollups.ALL, version=1)
+        )
+        connection.execute(
+            insert(schema.kpi_dirty_hours).values(hour=datetime(2000, 1, 1), version=1)
+        )
+    report = rollups.refresh(store.engine)
+    assert report is not None and report.full
+
+
+def assert_rollups_as_defined(store: Store) -> None:
+    day_rows, hour_rows, keys = stored_rollups(store)
+    expected_days, expected_hours = defined_rollups(store)
+    assert day_rows == expected_days
+    assert hour_rows == expected_hours
+    assert keys == {key for key, _ in expected_days}
+
+
+def test_a_full_rebuild_gives_every_day_and_hour_as_defined(store: Store) -> None:
+    """Deals whose events fall on the same day or on different ones, in every combination the
+    rebuild treats apart: closed on the day of creation, before it, after it or (a row written
+    around the models) without a close date; registered on the day of creation, without a
+    date, before or after it; open; direct; and stage changes of known and unknown deals, one
+    with a partner key gone stale (written around the triggers)."""
+
+    def one(
+        deal_id: str,
+        partner: str | None,
+        status: str,
+        created: date,
+        closed: date | None,
+        **more: Any,
+    ) -> Deal:
+        return Deal(
+            id=deal_id,
+            partner_id=partner,
+            name=deal_id,
+            status=DealStatus(status),
+            created_on=created,
+            closed_on=closed,
+            **more,
+        )
+
+    def change(deal_id: str, stage: str, *moment: int) -> StageChange:
+        return StageChange(deal_id=deal_id, stage=stage, entered_at=datetime(*moment, tzinfo=UTC))
+
+    jan = [date(2026, 1, day) for day in range(1, 32)]
+    records: list[Any] = [
+        one(
+            "D1",
+            "P1",
+            "won",
+            jan[4],
+            jan[4],
+            amount=Decimal("1000.5"),
+            type="new",
+            registered=True,
+            csat=4,
+        ),
+        one("D2", "P1", "lost", jan[9], jan[2], registered=True, registered_on=jan[9]),
+        one(
+            "D3",
+            "P1",
+            "won",
+            jan[1],
+            date(2026, 2, 1),
+            amount=Decimal("250.25"),
+            type="upsell",
+            registered=True,
+            registered_on=date(2025, 12, 30),
+        ),
+        one(
+            "D4",
+            "P1",
+            "won",
+            jan[1],
+            date(2026, 2, 1),
+            amount=Decimal(10),
+            registered=True,
+            registered_on=jan[19],
+            csat=2,
+        ),
+        one("D5", "P1", "open", jan[4], date(2026, 3, 1), amount=Decimal(77), registered_on=jan[6]),
+        one(
+            "D6",
+            None,
+            "won",
+            jan[4],
+            jan[5],
+            amount=Decimal(5),
+            registered=True,
+            registered_on=jan[5],
+        ),
+        one("D7", "P2", "lost", jan[4], jan[4], registered=True, registered_on=jan[5]),
+        one("D8", "P2", "open", jan[5], None, registered=True),
+        TrainingCompletion(partner_id="P1", course="c", completed_on=jan[4]),
+        TrainingCompletion(partner_id="P3", course="c", completed_on=date(2026, 2, 2)),
+        change("D1", "Prospecting", 2026, 1, 5, 9, 30),
+        change("D1", "Won", 2026, 1, 5, 9, 59),
+        change("D6", "Won", 2026, 1, 5, 9, 0),
+        change("D2", "Lost", 2026, 1, 3, 23, 59, 59),
+        change("DX", "Prospecting", 2026, 1, 5, 9, 45),
+    ]
+    with store.transaction() as connection:
+        store.upsert(connection, records, "test")
+        deals, changes = schema.deals, schema.stage_changes
+        connection.execute(update(deals).where(deals.c.id == "D4").values(closed_on=None))
+        connection.execute(
+            update(changes).where(changes.c.deal_id == "D6").values(partner_key=None)
+        )
+    rebuild_everything(store)
+    assert_rollups_as_defined(store)
+    _, hour_rows, keys = stored_rollups(store)
+    assert keys == {"", "P1", "P2", "P3"}
+    assert hour_rows[("Won", datetime(2026, 1, 5, 9))] == 2  # D6's key was filled in
+    with store.engine.connect() as connection:
+        stale = connection.execute(
+            select(func.count()).where(
+                schema.stage_changes.c.deal_id == "D6", schema.stage_changes.c.partner_key == ""
+            )
+        )
+        assert stale.scalar_one() == 1
