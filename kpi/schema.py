@@ -120,12 +120,12 @@ stage_changes = Table(
     Column("left_at", DateTime),
     # The deal's partner ('' for a direct deal, null while the deal is unknown), kept by the
     # triggers of migration 0004, so stage statistics need no join to deals. Covering indexes
-    # serve a period by time (the rollups' stage hours) and by (partner, stage) pair.
+    # serve a period's entries by time (the rollups' stage hours) and entries and ended stays by
+    # (partner, stage) pair (migration 0014 dropped the by-time index of ended stays: unread).
     Column("partner_key", String(ID)),
     *_record_columns(),
     Index("ix_stage_changes_deal", "deal_id", "entered_at"),
     Index("ix_stage_changes_entered", "entered_at", "partner_key", "stage"),
-    Index("ix_stage_changes_left", "left_at", "partner_key", "stage", "entered_at"),
     Index("ix_stage_changes_partner_stage_entered", "partner_key", "stage", "entered_at"),
     Index("ix_stage_changes_partner_stage_left", "partner_key", "stage", "left_at", "entered_at"),
 )

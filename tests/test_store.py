@@ -8,14 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import Engine, inspect, select
 
 from connectors.files import FilesSource
 from connectors.normalize import Normalizer
 from connectors.sync import run_sync
 from kpi import schema
 from kpi import store as store_module
-from kpi.migrate import current_revision, head_revision
+from kpi.migrate import current_revision, downgrade, head_revision, upgrade
 from kpi.models import Deal, DealStatus, Partner, StageChange, SurveyResponse
 from kpi.store import BATCH_SIZE, KINDS, Store, batched, open_store
 from settings.app import AppConfig
@@ -50,6 +50,43 @@ def test_migrations_create_every_table_from_empty(database_url: str) -> None:
     again = open_store(database_url)
     assert current_revision(again.engine) == head_revision()
     again.engine.dispose()
+
+
+def _indexes(engine: Engine) -> dict[str, tuple[str, ...]]:
+    """Every secondary index of the record tables a store holds: name -> its columns."""
+    found = inspect(engine)
+    return {
+        str(index["name"]): tuple(str(column) for column in index["column_names"])
+        for name in schema.RECORD_TABLES
+        for index in found.get_indexes(name)
+    }
+
+
+def test_the_migrations_make_the_indexes_schema_py_declares(database_url: str) -> None:
+    """kpi/schema.py's indexes are those the migrations leave, no more and no fewer (an index
+    dropped by a migration but still declared, or the other way round, would differ between a
+    store and what the code says of it)."""
+    store = open_store(database_url)
+    declared = {
+        str(index.name): tuple(column.name for column in index.columns)
+        for table in schema.RECORD_TABLES.values()
+        for index in table.indexes
+    }
+    assert _indexes(store.engine) == declared
+    store.engine.dispose()
+
+
+def test_migration_0014_drops_the_unread_left_at_index_and_its_downgrade_makes_it_again(
+    database_url: str,
+) -> None:
+    store = open_store(database_url)
+    left = ("left_at", "partner_key", "stage", "entered_at")
+    assert "ix_stage_changes_left" not in _indexes(store.engine)
+    downgrade(store.engine, "0013")
+    assert _indexes(store.engine)["ix_stage_changes_left"] == left
+    upgrade(store.engine)
+    assert "ix_stage_changes_left" not in _indexes(store.engine)
+    store.engine.dispose()
 
 
 def test_loading_the_same_folder_twice_changes_nothing(store: Store, tmp_path: Path) -> None:
