@@ -200,7 +200,9 @@ def _rebuild(engine: Engine, marks: Marks, wait: bool) -> None:
                 update(rollups_version).values(version=rollups_version.c.version + 1)
             )
         finally:
-            if connection.info.pop("restore_busy_timeout", False):
+            # (An invalidated connection, as after Ctrl-C in a statement, is closed already.)
+            restore = not connection.invalidated
+            if restore and connection.info.pop("restore_busy_timeout", False):
                 busy_ms = connection.info.get(BUSY_TIMEOUT_KEY, DEFAULT_BUSY_MS)
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
 
@@ -417,7 +419,8 @@ def _big_cache(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        connection.exec_driver_sql("PRAGMA cache_size=-2000")
+        if not connection.invalidated:  # (else closed: its pragmas went with it)
+            connection.exec_driver_sql("PRAGMA cache_size=-2000")
 
 
 def _rebuild_hours(connection: Connection, since: datetime) -> None:
