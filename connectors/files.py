@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -686,6 +687,7 @@ class FilesSource:
         while no stage change is stored, as on a first load, which reads deals first)."""
         return (
             self.parallel
+            and spare_cpu()
             and self.bulk
             and spec.name in reader_process.FILES
             and before == 0
@@ -837,6 +839,16 @@ def _settle(
         _report(spec, report, number, line)
     read.loaded.add(list(added))
     return found
+
+
+def spare_cpu() -> bool:
+    """Whether this process may run on two CPUs: a reading process on a single one only adds
+    the cost of sending what it read to the work."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
 
 
 def _settle_columns(spec: CsvFile, batch: NewRows, read: _FileRead, report: SyncReport) -> NewRows:

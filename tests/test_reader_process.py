@@ -216,3 +216,15 @@ def test_any_folder_loads_the_same_read_aside(
             assert_same(*both_ways(store, made))
     finally:
         store.engine.dispose()
+
+
+def test_one_cpu_reads_in_the_sync_process(
+    store: Store, tmp_path: Path, reads_aside: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one CPU to run on, a reading process would only add the cost of sending."""
+    sqlite_only(store)
+    monkeypatch.setattr(files.os, "sched_getaffinity", lambda _pid: {0})
+    folder = minimal_folder(tmp_path / "first")
+    report = run_sync(store, FilesSource(folder, Normalizer(APP)))
+    assert report.objects["stage_changes"].new == 2
+    assert reads_aside == []
