@@ -173,3 +173,10 @@ BULK: dict[str, Callable[[Columns, Normalizer], list[Values | None]]] = {
     "customers.csv": _bulk_customers,
     "tickets.csv": _bulk_tickets,
 }
+
+
+#: The settings each file's builder reads, as a fingerprint covers them.
+SETTINGS_READ: dict[str, Callable[[Normalizer], str]] = {
+    "deals.csv": lambda normalize: normalize.settings(channels=True),
+    "customers.csv": lambda normalize: normalize.settings(channels=False),
+}

@@ -20,6 +20,16 @@ _date = date.fromisoformat
 _timestamp = datetime.fromisoformat
 
 
+def naive_utc(text: str) -> datetime | None:
+    """An ISO 8601 moment as naive UTC (one without an offset is UTC), or None when the text
+    is none."""
+    try:
+        moment = _timestamp(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 class Columns:
     """The cells of a batch of rows (each with the header's number of cells), by column."""
 

@@ -81,6 +81,16 @@ class CsvReader:
         )
 
 
+def records(batch: list[tuple[int, list[str]]]) -> list[tuple[int, list[str]]]:
+    """A numbered batch's records: a blank line is none. (The first cell decides for most
+    records, without a join.)"""
+    return [
+        (number, cells)
+        for number, cells in batch
+        if cells and (cells[0].strip() or "".join(cells).strip())
+    ]
+
+
 def _decoded_lines(path: Path, handle: Any, encoding: str) -> Iterator[str]:
     name = codecs.lookup(encoding).name
     wide = name.startswith(("utf-16", "utf-32"))  # where a NUL byte is part of a character

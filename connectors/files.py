@@ -30,9 +30,9 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from connectors import reader_process
-from connectors.bulk_read import BULK, Values
-from connectors.csv_columns import Columns
-from connectors.csv_text import csv_rows
+from connectors.bulk_read import BULK, SETTINGS_READ, Values
+from connectors.csv_columns import Columns, naive_utc
+from connectors.csv_text import csv_rows, records
 from connectors.errors import SourceError
 from connectors.file_digests import FileDigest, added
 from connectors.fingerprints import Fingerprints
@@ -345,13 +345,8 @@ def _stage_change_key(index: dict[str, int], _: Normalizer) -> KeyOf:
             # Already as the key writes a UTC moment: were it no moment at all, no row stored
             # from these cells would hold the key, and the record would be read in full.
             return natural_key(deal_id, name, text)
-        try:
-            entered = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if entered.tzinfo is not None:
-            entered = entered.astimezone(UTC).replace(tzinfo=None)
-        return natural_key(deal_id, name, entered.isoformat())
+        entered = naive_utc(text)
+        return None if entered is None else natural_key(deal_id, name, entered.isoformat())
 
     return key
 
@@ -366,13 +361,6 @@ FAST_KEYS: dict[str, Callable[[dict[str, int], Normalizer], KeyOf]] = {
     "customers.csv": _id_key,
     "tickets.csv": _id_key,
 }
-#: The settings each file's builder reads, as a fingerprint covers them.
-SETTINGS_READ: dict[str, Callable[[Normalizer], str]] = {
-    "deals.csv": lambda normalize: normalize.settings(channels=True),
-    "customers.csv": lambda normalize: normalize.settings(channels=False),
-}
-
-
 GOALS_FILE = "goals.csv"
 
 FILES = (
@@ -751,13 +739,8 @@ class FilesSource:
         bulk read refused by its builder, which says why (or reads it). A blank line is no
         record."""
         width = len(header)
-        # (The first cell decides for most records, without a join.)
-        records = [
-            (number, cells)
-            for number, cells in batch
-            if cells and (cells[0].strip() or "".join(cells).strip())
-        ]
-        shaped = [cells for _, cells in records if len(cells) == width]
+        found = records(batch)
+        shaped = [cells for _, cells in found if len(cells) == width]
         prints = [read_as.prints.of(cells) for cells in shaped] if read_as.prints else []
         same = read_as.unchanged(shaped, prints)
         bulk = BULK.get(spec.name) if self.bulk and check is None else None
@@ -768,7 +751,7 @@ class FilesSource:
         kind = KINDS[spec.model]
         lines: list[tuple[int, Values | _Line | _Same]] = []
         at = -1  # the record's place among the shaped ones
-        for number, cells in records:
+        for number, cells in found:
             if len(cells) != width:
                 problem = f"has {len(cells)} cells, the header has {width}"
                 lines.append((number, _Line(problem, "wrong number of cells", unidentified=True)))

@@ -26,17 +26,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from connectors.bulk_read import BULK
-from connectors.csv_columns import Columns
-from connectors.csv_text import csv_rows
+from connectors.bulk_read import BULK, SETTINGS_READ
+from connectors.csv_columns import Columns, naive_utc
+from connectors.csv_text import csv_rows, records
 from connectors.errors import SourceError
 from connectors.fingerprints import Fingerprints
 from connectors.normalize import Normalizer
-from kpi.new_rows import NewRows, bound
+from kpi.new_rows import NewRows, bound, next_moments
 from kpi.record_keys import natural_key
 
 Numbered = list[tuple[int, list[str]]]
@@ -93,19 +92,16 @@ def clean_stage_changes(
     stages: list[str] = []
     entered: list[str] = []
     hashes: list[str] = []
-    for number, cells in _records(batch):
+    for number, cells in records(batch):
         if len(cells) != width:
             return None
         deal, stage, text = cells[deal_at].strip(), cells[stage_at].strip(), cells[moment_at]
         text = text.strip()
         if not deal or not stage or not text:
             return None
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
+        moment = naive_utc(text)
+        if moment is None:
             return None
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
         numbers.append(number)
         ids.append(natural_key(deal, stage, moment.isoformat()))
         deals.append(deal)
@@ -119,7 +115,7 @@ def clean_stage_changes(
         "deal_id": deals,
         "stage": stages,
         "entered_at": entered,
-        "left_at": _stays(deals, entered),
+        "left_at": next_moments(deals, entered),
         "row_hash": hashes,
     }
     hours = sorted({moment[:13] + ":00:00.000000" for moment in entered})
@@ -136,11 +132,11 @@ def clean_deals(
     """The batch's deals as columns to insert (`BULK`'s values), or None when one of them is
     not clean; then what the normalizer counted of the batch is taken back, as the sync's
     process reads the batch again."""
-    records = _records(batch)
-    if any(len(cells) != width for _, cells in records):
+    numbered = records(batch)
+    if any(len(cells) != width for _, cells in numbered):
         return None
     counted = normalize.counted()
-    found = BULK["deals.csv"](Columns(index, [cells for _, cells in records]), normalize)
+    found = BULK["deals.csv"](Columns(index, [cells for _, cells in numbered]), normalize)
     values = [value for value in found if value is not None]
     ids = [str(value["id"]) for value in values]
     if len(values) != len(found) or len(set(ids)) != len(ids):
@@ -148,31 +144,8 @@ def clean_deals(
         return None
     names = list(values[0]) if values else []
     columns = {name: bound([value[name] for value in values]) for name in names}
-    columns["row_hash"] = [prints.of(cells) for _, cells in records]
-    return NewRows([number for number, _ in records], ids, columns, [], len(batch))
-
-
-def _records(batch: Numbered) -> Numbered:
-    """The batch's records: a blank line is none."""
-    return [
-        (number, cells)
-        for number, cells in batch
-        if cells and (cells[0].strip() or "".join(cells).strip())
-    ]
-
-
-def _stays(deals: list[str], entered: list[str]) -> list[str | None]:
-    """Each change's `left_at` as far as its batch tells: the next moment among the batch's
-    changes of its deal (stored moments sort as the moments do)."""
-    moments: dict[str, set[str]] = {}
-    for deal, moment in zip(deals, entered, strict=True):
-        moments.setdefault(deal, set()).add(moment)
-    following: dict[tuple[str, str], str | None] = {}
-    for deal, found in moments.items():
-        ordered = sorted(found)
-        for moment, later in zip(ordered, [*ordered[1:], None], strict=True):
-            following[deal, moment] = later
-    return [following[deal, moment] for deal, moment in zip(deals, entered, strict=True)]
+    columns["row_hash"] = [prints.of(cells) for _, cells in numbered]
+    return NewRows([number for number, _ in numbered], ids, columns, [], len(batch))
 
 
 def read(path: Path, encoding: str, normalize: Normalizer, size: int, out: IO[bytes]) -> None:
@@ -187,8 +160,8 @@ def read(path: Path, encoding: str, normalize: Normalizer, size: int, out: IO[by
             send(("header", header))
             index = {name: at for at, name in enumerate(header)}
             deals = path.name == "deals.csv"
-            settings = normalize.settings(channels=True) if deals else ""
-            prints = Fingerprints(path.name, header, settings)
+            settings = SETTINGS_READ.get(path.name)
+            prints = Fingerprints(path.name, header, settings(normalize) if settings else "")
             for batch in reader.numbered(size):
                 if deals:
                     block = clean_deals(index, len(header), prints, normalize, batch)

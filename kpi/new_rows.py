@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+M = TypeVar("M", str, datetime)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,22 @@ class NewRows:
 
         columns = {name: kept(values) for name, values in self.columns.items()}
         return NewRows(kept(self.numbers), kept(self.ids), columns, self.hours, self.read)
+
+
+def next_moments(deals: Sequence[Any], moments: Sequence[M]) -> list[M | None]:
+    """Each stage change's `left_at` as far as its batch tells: the next moment among the
+    batch's changes of its deal (moments of one kind: datetimes, or stored texts, which sort
+    as the moments do), so that `refresh_stays` afterwards, which writes only the rows whose
+    value differs, rewrites few of them (a deal's history is mostly one batch)."""
+    found: dict[Any, set[M]] = {}
+    for deal, moment in zip(deals, moments, strict=True):
+        found.setdefault(deal, set()).add(moment)
+    following: dict[tuple[Any, M], M | None] = {}
+    for deal, distinct in found.items():
+        ordered = sorted(distinct)
+        for at, entered in enumerate(ordered):
+            following[deal, entered] = ordered[at + 1] if at + 1 < len(ordered) else None
+    return [following[deal, moment] for deal, moment in zip(deals, moments, strict=True)]
 
 
 def bound(values: Sequence[Any]) -> list[Any]:

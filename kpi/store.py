@@ -48,7 +48,7 @@ from kpi.models import (
     SurveyResponse,
     TrainingCompletion,
 )
-from kpi.new_rows import NewRows
+from kpi.new_rows import NewRows, next_moments
 from kpi.read_keys import ReadKeys
 from kpi.record_keys import natural_key
 from kpi.sqlite_binds import driver_rows
@@ -931,19 +931,12 @@ def _sqlite_values(
 
 
 def _first_stays(changes: list[dict[str, Any]]) -> None:
-    """Each stage change's `left_at` as far as its batch tells (the next moment among the
-    batch's changes of its deal), so that `refresh_stays` afterwards, which writes only the
-    rows whose value differs, rewrites few of them (a deal's history is mostly one batch)."""
-    moments: dict[Any, set[datetime]] = {}
-    for row in changes:
-        moments.setdefault(row["deal_id"], set()).add(row["entered_at"])
-    following: dict[tuple[Any, datetime], datetime | None] = {}
-    for deal_id, found in moments.items():
-        ordered = sorted(found)
-        for moment, later in zip(ordered, [*ordered[1:], None], strict=True):
-            following[deal_id, moment] = later
-    for row in changes:
-        row["left_at"] = following[row["deal_id"], row["entered_at"]]
+    """Each stage change's `left_at` as far as its batch tells (`kpi.new_rows.next_moments`)."""
+    lefts = next_moments(
+        [row["deal_id"] for row in changes], [row["entered_at"] for row in changes]
+    )
+    for row, left in zip(changes, lefts, strict=True):
+        row["left_at"] = left
 
 
 def _stays_update(deal_ids: list[str] | None) -> Update:
