@@ -1,7 +1,7 @@
 """The files source benchmark issue #18 asks for.
 
     python3 -m bench.files_bench [--partners N] [--deals N] [--folder PATH] [--db PATH]
-                                 [--postgres URL] [--json PATH]
+                                 [--postgres URL] [--json PATH] [--no-reader]
 
 1. Writes (once, in a spawned child process) the deterministic program of `bench.generate`
    (2,000 partners, 1,000,000 deals, 3.9 million stage changes, trainings, survey answers,
@@ -196,15 +196,19 @@ def _first_record_changed(
         shutil.copyfileobj(old, new, 1 << 20)
 
 
-def _sync(store: Any, folder: Path, full_read: bool = False) -> tuple[Any, float, float, float]:
-    """One `run_sync` of the folder: the report, wall seconds, the connector's seconds and
-    this process's CPU seconds (its reading processes' are `_children_cpu`'s)."""
+def _sync(
+    store: Any, folder: Path, full_read: bool = False, reader: bool = True
+) -> tuple[Any, float, float, float]:
+    """One `run_sync` of the folder (`reader`: large files read by a second process on a first
+    load): the report, wall seconds, the connector's seconds and this process's CPU seconds
+    (its reading processes' are `_children_cpu`'s)."""
     from bench.harness import Measured
     from connectors.files import FilesSource
     from connectors.normalize import Normalizer
     from connectors.sync import run_sync
 
-    source = Measured(FilesSource(folder, Normalizer(_app()), full_read=full_read))
+    files = FilesSource(folder, Normalizer(_app()), full_read=full_read, parallel=reader)
+    source = Measured(files)
     cpu = time.process_time()
     started = time.perf_counter()
     report = run_sync(store, source)  # as `partner-kpi sync` runs it (`--full` reads every file)
@@ -234,7 +238,7 @@ def _resync(store: Any, folder: Path, full_read: bool = False) -> dict[str, Any]
     }
 
 
-def measure(folder: str, url: str, changed: str) -> dict[str, Any]:
+def measure(folder: str, url: str, changed: str, reader: bool = True) -> dict[str, Any]:
     """In a fresh process: a first sync of `folder` into the empty store at `url`, the same
     sync again with nothing changed (each file skipped by its digest, then forced through the
     row path), and a sync of the `changed` copy of the folder."""
@@ -244,7 +248,7 @@ def measure(folder: str, url: str, changed: str) -> dict[str, Any]:
     baseline = peak_mb()
     reader_cpu = _children_cpu()
     with ChildrenMemory() as children:
-        report, wall, connector, cpu_first = _sync(store, Path(folder))
+        report, wall, connector, cpu_first = _sync(store, Path(folder), reader=reader)
     reader_cpu = _children_cpu() - reader_cpu
     first_peak = peak_mb()
     rows = records_read(report)
@@ -362,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", help="also sync into a fresh schema of this database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite store")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--no-reader",
+        action="store_true",
+        help="the first sync reads every file in its own process (no reading process)",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     spec = BenchSpec(partners=args.partners, deals=args.deals, seed=args.seed)
@@ -376,12 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_sqlite:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        results["sqlite"] = _in_child(measure, str(folder), f"sqlite:///{db}", changed)
+        results["sqlite"] = _in_child(
+            measure, str(folder), f"sqlite:///{db}", changed, not args.no_reader
+        )
         lines += _table("SQLite", results["sqlite"])
     if args.postgres:
         url, schema = _postgres_url(args.postgres)
         try:
-            results["postgresql"] = _in_child(measure, str(folder), url, changed)
+            results["postgresql"] = _in_child(measure, str(folder), url, changed, False)
         finally:
             _drop_schema(args.postgres, schema)
         lines += _table("PostgreSQL", results["postgresql"])
