@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache, lru_cache
@@ -51,6 +50,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from kpi import schema
+from kpi.page_cache import larger_page_cache
 from kpi.sqlfuncs import add_days, days_between, hour_floor
 from kpi.store import BUSY_TIMEOUT_KEY, DEFAULT_LOCK_TIMEOUT_SECONDS, batched
 
@@ -60,6 +60,7 @@ PartnerKey = str | None
 DIRECT = ""  # the partner key of deals without a partner
 ALL = "*"  # the dirty mark that stands for every partner
 KEY_BATCH = 500
+FILL_CACHE_KB = 64 * 1024  # `_fill_stage_change_partners`'s page cache
 QUICK_BUSY_MS = 250  # how long a question waits for a busy SQLite store before answering
 DEFAULT_BUSY_MS = round(DEFAULT_LOCK_TIMEOUT_SECONDS * 1000)  # a connection not from open_store
 #: The advisory lock that serializes refreshes on PostgreSQL: one per schema, so stores that
@@ -401,26 +402,12 @@ def _fill_stage_change_partners(connection: Connection) -> None:
     stale = changes.c.partner_key.is_distinct_from(partner)
     if connection.execute(select(changes.c.id).where(stale).limit(1)).first() is None:
         return
-    with _big_cache(connection):
+    # A 64 MB page cache while millions of index entries are rewritten at random (the default
+    # 2 MB thrashes). Only there: SQLite lets each sorter hold as much as the cache before it
+    # spills to a temporary file, so under it the rebuild's sorts (the GROUP BY and window over
+    # every event) peaked 190 MB higher at a million deals, and ran no faster.
+    with larger_page_cache(connection, FILL_CACHE_KB):
         connection.execute(update(changes).where(stale).values(partner_key=partner))
-
-
-@contextmanager
-def _big_cache(connection: Connection) -> Iterator[None]:
-    """A 64 MB SQLite page cache while millions of index entries are rewritten at random (the
-    default 2 MB thrashes), back to the default after (the pool keeps the connection). Only
-    there: SQLite lets each sorter hold as much as the cache before it spills to a temporary
-    file, so under this cache the rebuild's sorts (the GROUP BY and window over every event)
-    peaked 190 MB higher at a million deals, and ran no faster than under the default."""
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    connection.exec_driver_sql("PRAGMA cache_size=-65536")
-    try:
-        yield
-    finally:
-        if not connection.invalidated:  # (else closed: its pragmas went with it)
-            connection.exec_driver_sql("PRAGMA cache_size=-2000")
 
 
 def _rebuild_hours(connection: Connection, since: datetime) -> None:
