@@ -682,7 +682,7 @@ class FilesSource:
             and connection.dialect.name == "sqlite"
             and (self.folder / spec.name).stat().st_size >= PARALLEL_BYTES
             and store.holds_none(connection, spec.model)
-            and store.holds_none(connection, StageChange)
+            and (spec.model is StageChange or store.holds_none(connection, StageChange))
         )
 
     def _read_aside(

@@ -95,12 +95,9 @@ def clean_stage_changes(
     for number, cells in records(batch):
         if len(cells) != width:
             return None
-        deal, stage, text = cells[deal_at].strip(), cells[stage_at].strip(), cells[moment_at]
-        text = text.strip()
-        if not deal or not stage or not text:
-            return None
-        moment = naive_utc(text)
-        if moment is None:
+        deal, stage = cells[deal_at].strip(), cells[stage_at].strip()
+        moment = naive_utc(cells[moment_at].strip())
+        if not deal or not stage or moment is None:
             return None
         numbers.append(number)
         ids.append(natural_key(deal, stage, moment.isoformat()))
@@ -119,7 +116,7 @@ def clean_stage_changes(
         "row_hash": hashes,
     }
     hours = sorted({moment[:13] + ":00:00.000000" for moment in entered})
-    return NewRows(numbers, ids, columns, hours, len(batch))
+    return NewRows(numbers, columns, hours, len(batch))
 
 
 def clean_deals(
@@ -139,13 +136,13 @@ def clean_deals(
     found = BULK["deals.csv"](Columns(index, [cells for _, cells in numbered]), normalize)
     values = [value for value in found if value is not None]
     ids = [str(value["id"]) for value in values]
-    if len(values) != len(found) or len(set(ids)) != len(ids):
+    if not values or len(values) != len(found) or len(set(ids)) != len(ids):
         normalize.restore(counted)
-        return None
-    names = list(values[0]) if values else []
+        return None  # (a batch of blank lines alone: nothing to insert)
+    names = list(values[0])
     columns = {name: bound([value[name] for value in values]) for name in names}
     columns["row_hash"] = [prints.of(cells) for _, cells in numbered]
-    return NewRows([number for number, _ in numbered], ids, columns, [], len(batch))
+    return NewRows([number for number, _ in numbered], columns, [], len(batch))
 
 
 def read(path: Path, encoding: str, normalize: Normalizer, size: int, out: IO[bytes]) -> None:

@@ -24,10 +24,13 @@ class NewRows:
     """A batch of records to insert into an empty table, column by column."""
 
     numbers: list[int]  # the CSV line each record ends on
-    ids: list[str]
     columns: dict[str, list[Any]]  # by stored column, the id and row hash included
     hours: list[str]  # of stage changes: the distinct hours entered (the rollups' marks)
     read: int  # the CSV records of the batch, blank lines included (for progress)
+
+    @property
+    def ids(self) -> list[str]:
+        return self.columns["id"]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,7 +44,7 @@ class NewRows:
             return [value for at, value in enumerate(column) if at not in places]
 
         columns = {name: kept(values) for name, values in self.columns.items()}
-        return NewRows(kept(self.numbers), kept(self.ids), columns, self.hours, self.read)
+        return NewRows(kept(self.numbers), columns, self.hours, self.read)
 
 
 def next_moments(deals: Sequence[Any], moments: Sequence[M]) -> list[M | None]:
