@@ -206,7 +206,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, encoding, settings, size = argv
     normalize = Normalizer.from_portable(json.loads(settings))
-    read(Path(path), encoding, normalize, int(size), sys.stdout.buffer)
+    try:
+        read(Path(path), encoding, normalize, int(size), sys.stdout.buffer)
+    except BrokenPipeError:
+        # The sync's process is gone (killed): nobody reads the rest, and its sentence, if
+        # any, is its own. The standard output is closed without another attempt to flush it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -7,6 +7,9 @@ file changes nothing."""
 
 from __future__ import annotations
 
+import json
+import pickle
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,3 +231,19 @@ def test_one_cpu_reads_in_the_sync_process(
     report = run_sync(store, FilesSource(folder, Normalizer(APP)))
     assert report.objects["stage_changes"].new == 2
     assert reads_aside == []
+
+
+def test_a_reading_process_whose_reader_is_gone_ends_quietly(tmp_path: Path) -> None:
+    """The sync's process killed half-way: the reading process stops at its next batch, with
+    no traceback of its own on the terminal."""
+    path = tmp_path / "stage_changes.csv"
+    rows = "".join(f"d{n},Stage,2026-01-01T00:00:{n % 60:02d}\n" for n in range(200_000))
+    path.write_text(f"{STAGE_HEADER}\n{rows}", encoding="utf-8")
+    settings = json.dumps(Normalizer(APP).portable())
+    command = [sys.executable, "-m", "connectors.reader_process", str(path), "utf-8", settings]
+    process = subprocess.Popen([*command, "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    assert pickle.load(process.stdout)[0] == "header"
+    process.stdout.close()
+    assert process.wait(timeout=60) == 1
+    assert process.stderr.read() == b""
